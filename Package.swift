@@ -1,0 +1,41 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Imports run one way, down: maclr -> Training -> Backbones -> Tensor -> CBLAS (see DESIGN.md).
+let package = Package(
+    name: "maclr",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Tensor", targets: ["Tensor"]),
+        .library(name: "Backbones", targets: ["Backbones"]),
+        .executable(name: "maclr", targets: ["maclr"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries: a module map, a shim header for the macros Swift cannot import, pkg-config.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5",
+                       providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CFFmpeg", path: "Sources/CFFmpeg", pkgConfig: "libavformat",
+                       providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev"])]),
+
+        .target(name: "Tensor", dependencies: ["CBLAS"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+        .target(name: "Backbones", dependencies: ["Tensor"]),
+        .target(name: "Training", dependencies: ["Backbones", "Tensor"]),
+        .executableTarget(name: "maclr", dependencies: [
+            "Training",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "Tensor"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "CBindingsTests", dependencies: ["CBLAS", "CHDF5", "CFFmpeg"]),
+        .testTarget(name: "MaclrCLITests", dependencies: ["Training"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,239 @@
+import Foundation
+
+/// Sizes of one 3-D convolution, channels-last: input (N, T, H, W, C), weight (O, kT, kH, kW, C),
+/// output (N, oT, oH, oW, O). A 2-D convolution is kT = 1.
+public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
+    public let n: Int, t: Int, h: Int, w: Int, c: Int, o: Int
+    public let kernel: [Int], stride: [Int], padding: [Int]
+    public let outT: Int, outH: Int, outW: Int
+
+    public init(input: [Int], weight: [Int], stride: [Int], padding: [Int]) {
+        precondition(input.count == 5, "conv3d input must be (N, T, H, W, C), got \(input)")
+        precondition(weight.count == 5, "conv3d weight must be (O, kT, kH, kW, C), got \(weight)")
+        precondition(input[4] == weight[4], "conv3d: input has \(input[4]) channels, weight expects \(weight[4])")
+        n = input[0]; t = input[1]; h = input[2]; w = input[3]; c = input[4]; o = weight[0]
+        kernel = Array(weight[1...3]); self.stride = stride; self.padding = padding
+        outT = (t + 2 * padding[0] - kernel[0]) / stride[0] + 1
+        outH = (h + 2 * padding[1] - kernel[1]) / stride[1] + 1
+        outW = (w + 2 * padding[2] - kernel[2]) / stride[2] + 1
+        precondition(outT > 0 && outH > 0 && outW > 0, "conv3d: input \(input) too small for kernel \(kernel)")
+    }
+
+    public var inputShape: [Int] { [n, t, h, w, c] }
+    public var weightShape: [Int] { [o] + kernel + [c] }
+    public var outputShape: [Int] { [n, outT, outH, outW, o] }
+    /// Output positions per sample, and columns of the im2col matrix.
+    public var rowsPerSample: Int { outT * outH * outW }
+    public var columns: Int { kernel.reduce(1, *) * c }
+    /// 1x1x1, stride 1, no padding: the input already is the column matrix.
+    public var isPointwise: Bool { kernel == [1, 1, 1] && stride == [1, 1, 1] && padding == [0, 0, 0] }
+
+    /// Forward multiply-accumulates, counting every tap (nominal) or only taps inside the input.
+    public var macs: (nominal: Int, valid: Int) {
+        func valid(_ size: Int, _ out: Int, _ k: Int, _ s: Int, _ p: Int) -> Int {
+            var total = 0
+            for i in 0..<out { for j in 0..<k where (0..<size).contains(i * s - p + j) { total += 1 } }
+            return total
+        }
+        let nominal = n * rowsPerSample * o * columns
+        let v = n * o * c * valid(t, outT, kernel[0], stride[0], padding[0]) * valid(h, outH, kernel[1], stride[1], padding[1])
+            * valid(w, outW, kernel[2], stride[2], padding[2])
+        return (nominal, v)
+    }
+
+    public var description: String {
+        "\(c)->\(o) k\(kernel.map(String.init).joined(separator: "x")) s\(stride.map(String.init).joined(separator: "x")) in \(t)x\(h)x\(w)"
+    }
+}
+
+/// Conv FLOP and time bookkeeping for benchmarks, off unless `enabled`.
+public enum ConvStats {
+    public struct Entry: Sendable { public var calls = 0; public var seconds = 0.0; public var flops = 0.0 }
+    nonisolated(unsafe) public static var enabled = false
+    /// Keyed by "fwd|dx|dw geometry".
+    nonisolated(unsafe) public static var entries: [String: Entry] = [:]
+    nonisolated(unsafe) public static var validMACs = 0
+    nonisolated(unsafe) public static var nominalMACs = 0
+
+    public static func reset() { entries = [:]; validMACs = 0; nominalMACs = 0 }
+
+    @inline(__always)
+    static func time(_ kind: String, _ g: ConvGeometry, _ body: () -> Void) {
+        guard enabled else { body(); return }
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let key = "\(kind) \(g)"
+        var e = entries[key] ?? Entry()
+        e.calls += 1; e.seconds += seconds; e.flops += 2 * Double(g.macs.nominal)
+        entries[key] = e
+    }
+}
+
+/// How many samples' im2col rows fit the column buffer budget (at least one).
+private func samplesPerChunk(_ g: ConvGeometry) -> Int {
+    let budgetFloats = 32 << 20  // 128 MiB
+    return max(1, min(g.n, budgetFloats / max(1, g.rowsPerSample * g.columns)))
+}
+
+/// cols (rows x kT*kH*kW*C) for `samples`, row = (n, ot, oh, ow), column = (kt, kh, kw, c).
+func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, samples: Range<Int>, _ cols: UnsafeMutablePointer<Float>) {
+    let rps = g.rowsPerSample, k = g.columns, c = g.c
+    let (kt, kh, kw) = (g.kernel[0], g.kernel[1], g.kernel[2])
+    let (st, sh, sw) = (g.stride[0], g.stride[1], g.stride[2])
+    let (pt, ph, pw) = (g.padding[0], g.padding[1], g.padding[2])
+    let n0 = samples.lowerBound
+    parallelFor(samples.count * rps, minPerThread: 512) { s, e in
+        for r in s..<e {
+            let n = n0 + r / rps
+            var rem = r % rps
+            let ot = rem / (g.outH * g.outW); rem %= g.outH * g.outW
+            let oh = rem / g.outW, ow = rem % g.outW
+            var dst = cols + r * k
+            for i in 0..<kt {
+                let ti = ot * st - pt + i
+                for j in 0..<kh {
+                    let hi = oh * sh - ph + j
+                    if ti < 0 || ti >= g.t || hi < 0 || hi >= g.h {
+                        dst.update(repeating: 0, count: kw * c); dst += kw * c; continue
+                    }
+                    let rowBase = x + (((n * g.t + ti) * g.h + hi) * g.w) * c
+                    for l in 0..<kw {
+                        let wi = ow * sw - pw + l
+                        if wi < 0 || wi >= g.w { dst.update(repeating: 0, count: c) } else { dst.update(from: rowBase + wi * c, count: c) }
+                        dst += c
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// gx += col2im(cols) for `samples` (the adjoint of im2col). Parallel over samples, which never
+/// write the same input element.
+func col2imAdd(_ cols: UnsafePointer<Float>, _ g: ConvGeometry, samples: Range<Int>, _ gx: UnsafeMutablePointer<Float>) {
+    let rps = g.rowsPerSample, k = g.columns, c = g.c
+    let (kt, kh, kw) = (g.kernel[0], g.kernel[1], g.kernel[2])
+    let (st, sh, sw) = (g.stride[0], g.stride[1], g.stride[2])
+    let (pt, ph, pw) = (g.padding[0], g.padding[1], g.padding[2])
+    let n0 = samples.lowerBound
+    parallelFor(samples.count, minPerThread: 1) { s, e in
+        for local in s..<e {
+            let n = n0 + local
+            for rr in 0..<rps {
+                let r = local * rps + rr
+                var rem = rr
+                let ot = rem / (g.outH * g.outW); rem %= g.outH * g.outW
+                let oh = rem / g.outW, ow = rem % g.outW
+                var src = cols + r * k
+                for i in 0..<kt {
+                    let ti = ot * st - pt + i
+                    for j in 0..<kh {
+                        let hi = oh * sh - ph + j
+                        if ti < 0 || ti >= g.t || hi < 0 || hi >= g.h { src += kw * c; continue }
+                        let rowBase = gx + (((n * g.t + ti) * g.h + hi) * g.w) * c
+                        for l in 0..<kw {
+                            let wi = ow * sw - pw + l
+                            if wi >= 0 && wi < g.w {
+                                let d = rowBase + wi * c
+                                for q in 0..<c { d[q] += src[q] }
+                            }
+                            src += c
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// y (rows x O) = cols (rows x K) W^T.
+func convForwardKernel(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
+    let k = g.columns
+    if g.isPointwise {
+        sgemm(false, true, g.n * g.rowsPerSample, g.o, k, 1, x, k, wt, k, 0, y, g.o)
+        return
+    }
+    let per = samplesPerChunk(g)
+    let buffer = Storage(uninitialized: per * g.rowsPerSample * k)
+    for n0 in stride(from: 0, to: g.n, by: per) {
+        let samples = n0..<min(g.n, n0 + per)
+        im2col(x, g, samples: samples, buffer.pointer)
+        let rows = samples.count * g.rowsPerSample
+        sgemm(false, true, rows, g.o, k, 1, buffer.pointer, k, wt, k, 0, y + n0 * g.rowsPerSample * g.o, g.o)
+    }
+}
+
+/// gx = col2im(gy W): the gradient of the input.
+func convInputGradKernel(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ gx: UnsafeMutablePointer<Float>) {
+    let k = g.columns
+    if g.isPointwise {
+        sgemm(false, false, g.n * g.rowsPerSample, k, g.o, 1, gy, g.o, wt, k, 0, gx, k)
+        return
+    }
+    gx.update(repeating: 0, count: g.n * g.t * g.h * g.w * g.c)
+    let per = samplesPerChunk(g)
+    let buffer = Storage(uninitialized: per * g.rowsPerSample * k)
+    for n0 in stride(from: 0, to: g.n, by: per) {
+        let samples = n0..<min(g.n, n0 + per)
+        let rows = samples.count * g.rowsPerSample
+        sgemm(false, false, rows, k, g.o, 1, gy + n0 * g.rowsPerSample * g.o, g.o, wt, k, 0, buffer.pointer, k)
+        col2imAdd(buffer.pointer, g, samples: samples, gx)
+    }
+}
+
+/// gW (O x K) = gy^T cols: the gradient of the weight.
+func convWeightGradKernel(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
+    let k = g.columns
+    if g.isPointwise {
+        sgemm(true, false, g.o, k, g.n * g.rowsPerSample, 1, gy, g.o, x, k, 0, gw, k)
+        return
+    }
+    let per = samplesPerChunk(g)
+    let buffer = Storage(uninitialized: per * g.rowsPerSample * k)
+    for n0 in stride(from: 0, to: g.n, by: per) {
+        let samples = n0..<min(g.n, n0 + per)
+        im2col(x, g, samples: samples, buffer.pointer)
+        let rows = samples.count * g.rowsPerSample
+        sgemm(true, false, g.o, k, rows, 1, gy + n0 * g.rowsPerSample * g.o, g.o, buffer.pointer, k, n0 == 0 ? 0 : 1, gw, k)
+    }
+}
+
+// The three ops below are closed under differentiation: each one's backward is made of the
+// other two, which is what makes conv nets twice differentiable (MCL's alignment loss).
+
+/// 3-D convolution, channels-last. x (N, T, H, W, C), weight (O, kT, kH, kW, C) -> (N, oT, oH, oW, O).
+public func conv3d(_ x: Tensor, _ weight: Tensor, stride: [Int] = [1, 1, 1], padding: [Int] = [0, 0, 0]) -> Tensor {
+    let g = ConvGeometry(input: x.shape, weight: weight.shape, stride: stride, padding: padding)
+    return conv3d(x, weight, g)
+}
+
+func conv3d(_ x: Tensor, _ weight: Tensor, _ g: ConvGeometry) -> Tensor {
+    let y = Tensor(uninitialized: g.outputShape)
+    ConvStats.time("fwd", g) { convForwardKernel(x.data, weight.data, g, y.data) }
+    if ConvStats.enabled { let m = g.macs; ConvStats.nominalMACs += m.nominal; ConvStats.validMACs += m.valid }
+    return record("conv3d", y, [x, weight]) { gy in
+        [x.tracksGrad ? conv3dInputGrad(gy, weight, g) : nil,
+         weight.tracksGrad ? conv3dWeightGrad(x, gy, g) : nil]
+    }
+}
+
+/// The input gradient of conv3d as an op: linear in gy and in weight.
+func conv3dInputGrad(_ gy: Tensor, _ weight: Tensor, _ g: ConvGeometry) -> Tensor {
+    let gx = Tensor(uninitialized: g.inputShape)
+    ConvStats.time("dx ", g) { convInputGradKernel(gy.data, weight.data, g, gx.data) }
+    return record("conv3d_input_grad", gx, [gy, weight]) { ggx in
+        [gy.tracksGrad ? conv3d(ggx, weight, g) : nil,
+         weight.tracksGrad ? conv3dWeightGrad(ggx, gy, g) : nil]
+    }
+}
+
+/// The weight gradient of conv3d as an op: linear in x and in gy.
+func conv3dWeightGrad(_ x: Tensor, _ gy: Tensor, _ g: ConvGeometry) -> Tensor {
+    let gw = Tensor(uninitialized: g.weightShape)
+    ConvStats.time("dw ", g) { convWeightGradKernel(x.data, gy.data, g, gw.data) }
+    return record("conv3d_weight_grad", gw, [x, gy]) { ggw in
+        [x.tracksGrad ? conv3dInputGrad(gy, ggw, g) : nil,
+         gy.tracksGrad ? conv3d(x, ggw, g) : nil]
+    }
+}

@@ -1,0 +1,39 @@
+import CBLAS
+import Foundation
+
+/// C = op(A) op(B) for 2-D tensors, with op = transpose when the flag is set; one cblas_sgemm.
+/// The backward is the same op with other flags, so it is differentiable to any order.
+public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
+    precondition(a.rank == 2 && b.rank == 2, "matmul needs 2-D tensors, got \(a.shape) and \(b.shape)")
+    let m = transposeA ? a.shape[1] : a.shape[0], k = transposeA ? a.shape[0] : a.shape[1]
+    let kb = transposeB ? b.shape[1] : b.shape[0], n = transposeB ? b.shape[0] : b.shape[1]
+    precondition(k == kb, "matmul inner sizes differ: \(a.shape)\(transposeA ? "^T" : "") x \(b.shape)\(transposeB ? "^T" : "")")
+    let out = Tensor(uninitialized: [m, n])
+    sgemm(transposeA, transposeB, m, n, k, 1, a.data, a.shape[1], b.data, b.shape[1], 0, out.data, n)
+    return record("matmul", out, [a, b]) { g in
+        // d op(A) = g op(B)^T ; d op(B) = op(A)^T g, each mapped back through its transpose.
+        let ga: Tensor? = a.tracksGrad
+            ? (transposeA ? matmul(b, g, transposeA: transposeB, transposeB: true) : matmul(g, b, transposeB: !transposeB))
+            : nil
+        let gb: Tensor? = b.tracksGrad
+            ? (transposeB ? matmul(g, a, transposeA: true, transposeB: transposeA) : matmul(a, g, transposeA: !transposeA))
+            : nil
+        return [ga, gb]
+    }
+}
+
+/// Row-major sgemm: C(m x n) = alpha op(A) op(B) + beta C, with leading dimensions as stored.
+@inline(__always)
+public func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                  _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                  _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// y = x W^T + b with PyTorch's layout: x (N, in), W (out, in), b (out).
+public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+    let y = matmul(x, weight, transposeB: true)
+    guard let bias else { return y }
+    return y + bias
+}

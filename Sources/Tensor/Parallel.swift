@@ -1,0 +1,58 @@
+import CBLAS
+import Dispatch
+import Foundation
+
+/// Who owns the threads. Our own loops (`parallelFor`) and OpenBLAS never run at the same time:
+/// a GEMM uses OpenBLAS's threads, and the loops around it use ours, one after the other.
+public enum Engine {
+    nonisolated(unsafe) public private(set) static var threads: Int = {
+        if let s = ProcessInfo.processInfo.environment["MACLR_THREADS"], let n = Int(s), n > 0 { return n }
+        return ProcessInfo.processInfo.activeProcessorCount
+    }()
+
+    /// Sets the thread count of both OpenBLAS and our loops.
+    public static func setThreads(_ n: Int) {
+        threads = max(1, n)
+        openblas_set_num_threads(Int32(threads))
+    }
+
+    /// The OpenBLAS kernel family in use (e.g. "Haswell", "SkylakeX").
+    public static var blasCore: String {
+        guard let p = openblas_get_corename() else { return "unknown" }
+        return String(cString: p)
+    }
+}
+
+/// Runs `body(start, end)` over `0..<count` split into at most `Engine.threads` contiguous chunks.
+/// Work below `minPerThread` items runs on the calling thread.
+@inline(__always)
+public func parallelFor(_ count: Int, minPerThread: Int = 32_768, _ body: (Int, Int) -> Void) {
+    let chunks = min(Engine.threads, max(1, count / max(minPerThread, 1)))
+    if chunks <= 1 { body(0, count); return }
+    let step = (count + chunks - 1) / chunks
+    DispatchQueue.concurrentPerform(iterations: chunks) { i in
+        let s = i * step
+        let e = min(count, s + step)
+        if s < e { body(s, e) }
+    }
+}
+
+/// Like `parallelFor`, and also passes the chunk's index (0..<chunks) so each chunk can write
+/// its own partial result. Returns the number of chunks used.
+@discardableResult
+public func parallelChunks(_ count: Int, minPerThread: Int = 32_768, _ body: (Int, Int, Int) -> Void) -> Int {
+    let chunks = min(Engine.threads, max(1, count / max(minPerThread, 1)))
+    if chunks <= 1 { body(0, 0, count); return 1 }
+    let step = (count + chunks - 1) / chunks
+    DispatchQueue.concurrentPerform(iterations: chunks) { i in
+        let s = i * step
+        let e = min(count, s + step)
+        body(i, s, max(s, e))
+    }
+    return chunks
+}
+
+/// The number of chunks `parallelChunks` will use for `count` items.
+public func chunkCount(_ count: Int, minPerThread: Int = 32_768) -> Int {
+    min(Engine.threads, max(1, count / max(minPerThread, 1)))
+}
