@@ -1,0 +1,95 @@
+import Foundation
+import Tensor
+import XCTest
+
+/// Fast kernels against slow, obviously-correct loops.
+final class ForwardReferenceTests: XCTestCase {
+    /// Direct convolution, channels-last, seven nested loops.
+    func naiveConv(_ x: Tensor, _ w: Tensor, stride s: [Int], padding p: [Int]) -> [Float] {
+        let (n, t, h, wd, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
+        let (o, kt, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+        let ot = (t + 2 * p[0] - kt) / s[0] + 1, oh = (h + 2 * p[1] - kh) / s[1] + 1, ow = (wd + 2 * p[2] - kw) / s[2] + 1
+        var out = [Float](repeating: 0, count: n * ot * oh * ow * o)
+        for b in 0..<n { for i in 0..<ot { for j in 0..<oh { for l in 0..<ow { for q in 0..<o {
+            var acc: Float = 0
+            for a in 0..<kt { for bb in 0..<kh { for cc in 0..<kw {
+                let ti = i * s[0] - p[0] + a, hi = j * s[1] - p[1] + bb, wi = l * s[2] - p[2] + cc
+                guard ti >= 0, ti < t, hi >= 0, hi < h, wi >= 0, wi < wd else { continue }
+                for ch in 0..<c {
+                    acc += x.data[(((b * t + ti) * h + hi) * wd + wi) * c + ch] * w.data[(((q * kt + a) * kh + bb) * kw + cc) * c + ch]
+                }
+            }}}
+            out[(((b * ot + i) * oh + j) * ow + l) * o + q] = acc
+        }}}}}
+        return out
+    }
+
+    func testConvMatchesDirectLoops() {
+        let cases: [([Int], [Int], [Int], [Int])] = [
+            ([2, 5, 9, 9, 3], [3, 3, 3], [1, 2, 2], [1, 1, 1]),
+            ([1, 4, 8, 8, 5], [1, 7, 7], [1, 2, 2], [0, 3, 3]),
+            ([3, 6, 4, 4, 6], [3, 1, 1], [2, 1, 1], [1, 0, 0]),
+            ([2, 3, 4, 4, 8], [1, 1, 1], [1, 1, 1], [0, 0, 0]),
+        ]
+        for (i, (shape, k, s, p)) in cases.enumerated() {
+            let x = randomTensor(shape, seed: UInt64(i)), w = randomTensor([7] + k + [shape[4]], seed: UInt64(50 + i))
+            assertClose(conv3d(x, w, stride: s, padding: p).toArray(), naiveConv(x, w, stride: s, padding: p), tolerance: 1e-5, "case \(i)")
+        }
+    }
+
+    func testBatchNormStatisticsAndRunningUpdate() {
+        let x = randomTensor([4, 3, 5], seed: 3, std: 2) + 1.5
+        let gamma = Tensor(shape: [5], data: [1, 2, 0.5, 1, 3]), beta = Tensor(shape: [5], data: [0, 1, -1, 0.5, 0])
+        let rm = Tensor.zeros([5]), rv = Tensor.ones([5])
+        let y = batchNorm(x, gamma: gamma, beta: beta, runningMean: rm, runningVar: rv, training: true, momentum: 0.1)
+        let m = 12
+        for c in 0..<5 {
+            let column = (0..<m).map { Double(x.data[$0 * 5 + c]) }
+            let mean = column.reduce(0, +) / Double(m)
+            let variance = column.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(m)
+            for r in 0..<m {
+                let expected = (column[r] - mean) / (variance + 1e-5).squareRoot() * Double(gamma.data[c]) + Double(beta.data[c])
+                XCTAssertEqual(Double(y.data[r * 5 + c]), expected, accuracy: 1e-4)
+            }
+            XCTAssertEqual(Double(rm.data[c]), 0.1 * mean, accuracy: 1e-5)
+            XCTAssertEqual(Double(rv.data[c]), 0.9 + 0.1 * variance * Double(m) / Double(m - 1), accuracy: 1e-4)
+        }
+    }
+
+    func testReductionsAndShapesByHand() {
+        let x = Tensor(shape: [2, 3], data: [1, 5, 3, -2, 0, 4])
+        XCTAssertEqual(x.sum(axes: [1]).toArray(), [9, 2])
+        XCTAssertEqual(x.max(axes: [0]).toArray(), [1, 5, 4])
+        XCTAssertEqual(x.mean().item(), 11.0 / 6.0, accuracy: 1e-6)
+        XCTAssertEqual(x.permute([1, 0]).toArray(), [1, -2, 5, 0, 3, 4])
+        XCTAssertEqual(x.slice(axis: 1, 1..<3).toArray(), [5, 3, 0, 4])
+        XCTAssertEqual(concat([x, x.slice(axis: 0, 0..<1)], axis: 0).toArray(), [1, 5, 3, -2, 0, 4, 1, 5, 3])
+        XCTAssertEqual(x.logSumExp(axes: [1]).toArray()[0], Float(Foundation.log(exp(1.0) + exp(5.0) + exp(3.0))), accuracy: 1e-5)
+        let ce = softmaxCrossEntropy(x, labels: [1, 2]).item()
+        let expected = ((Foundation.log(exp(1.0) + exp(5.0) + exp(3.0)) - 5) + (Foundation.log(exp(-2.0) + exp(0.0) + exp(4.0)) - 4)) / 2
+        XCTAssertEqual(Double(ce), expected, accuracy: 1e-5)
+        let n = Tensor(shape: [1, 2], data: [3, 4]).l2Normalized().toArray()
+        XCTAssertEqual(n[0], 0.6, accuracy: 1e-6); XCTAssertEqual(n[1], 0.8, accuracy: 1e-6)
+    }
+
+    func testMaxPoolByHand() {
+        // one 4x4 frame, one channel; 2x2 windows stride 2
+        let x = Tensor(shape: [1, 1, 4, 4, 1], data: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16])
+        XCTAssertEqual(maxPool3d(x, kernel: [1, 2, 2], stride: [1, 2, 2]).toArray(), [6, 8, 14, 16])
+        XCTAssertEqual(maxPool3d(x, kernel: [1, 3, 3], stride: [1, 2, 2], padding: [0, 1, 1]).toArray(), [6, 8, 14, 16])
+    }
+
+    func testNoGradRecordsNothing() {
+        let w = randomTensor([3], seed: 1); w.requiresGrad = true
+        let y = noGrad { (w * w).sum() }
+        XCTAssertNil(y.node)
+        XCTAssertNotNil((w * w).sum().node)
+    }
+
+    func testGradientsAccumulateAcrossBackwardCalls() {
+        let w = Tensor(shape: [2], data: [1, 2], requiresGrad: true)
+        (w * w).sum().backward()
+        (w * 3).sum().backward()
+        XCTAssertEqual(w.grad!.toArray(), [2 + 3, 4 + 3])
+    }
+}
