@@ -23,7 +23,8 @@ let package = Package(
                        providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev"])]),
 
         .target(name: "Tensor", dependencies: ["CBLAS"],
-                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+                // Kernels are optimised even in debug builds (tests stay fast); preconditions stay on.
+                swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Backbones", dependencies: ["Tensor"]),
         .target(name: "Training", dependencies: ["Backbones", "Tensor"]),
         .executableTarget(name: "maclr", dependencies: [
@@ -32,8 +33,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
-        .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "Tensor"],
-                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "Tensor"], exclude: ["Fixtures"]),
         .testTarget(name: "CBindingsTests", dependencies: ["CBLAS", "CHDF5", "CFFmpeg"]),
         .testTarget(name: "MaclrCLITests", dependencies: ["Training"]),
     ],

@@ -1,0 +1,156 @@
+import Foundation
+import Tensor
+
+/// Which of torchvision's video ResNets.
+public enum VideoResNetKind: String, Codable, Sendable, CaseIterable {
+    case r3d18 = "r3d_18"
+    case r2plus1d18 = "r2plus1d_18"
+}
+
+/// Shape of a video ResNet: torchvision's at width 1, blocks [2, 2, 2, 2], 3 input channels.
+public struct VideoResNetConfig: Codable, Equatable, Sendable {
+    public var kind: VideoResNetKind
+    /// Multiplies every channel count (0.25 gives 16-32-64-128 stages).
+    public var width: Double
+    public var blocksPerStage: [Int]
+    public var inputChannels: Int
+    /// Size of the final fc layer; nil for an encoder that ends at global average pooling.
+    public var classes: Int?
+
+    public init(kind: VideoResNetKind, width: Double = 1, blocksPerStage: [Int] = [2, 2, 2, 2], inputChannels: Int = 3, classes: Int? = nil) {
+        self.kind = kind; self.width = width; self.blocksPerStage = blocksPerStage
+        self.inputChannels = inputChannels; self.classes = classes
+    }
+
+    /// round-half-up, the same rule as scripts/make_parity_fixture.py
+    func scaled(_ channels: Int) -> Int { max(1, Int((Double(channels) * width + 0.5).rounded(.down))) }
+    public var stagePlanes: [Int] { [64, 128, 256, 512].map(scaled) }
+    public var featureDimension: Int { stagePlanes[3] }
+}
+
+/// torchvision's mid-planes rule for a (2+1)D block, so parameters match a full 3x3x3 conv.
+public func r2plus1dMidPlanes(_ inPlanes: Int, _ planes: Int) -> Int {
+    (inPlanes * planes * 3 * 3 * 3) / (inPlanes * 3 * 3 + 3 * planes)
+}
+
+/// Conv2Plus1D: (1,3,3) spatial conv to `mid` channels, BN, ReLU, (3,1,1) temporal conv.
+/// torchvision names: 0 (spatial conv), 1 (BN), 3 (temporal conv).
+final class Conv2Plus1D: Module {
+    let spatial: Conv3d, norm: BatchNorm, temporal: Conv3d
+    init(_ cin: Int, _ cout: Int, mid: Int, stride: Int, rng: inout RandomGenerator) {
+        spatial = Conv3d(cin, mid, kernel: [1, 3, 3], stride: [1, stride, stride], padding: [0, 1, 1], rng: &rng)
+        norm = BatchNorm(mid)
+        temporal = Conv3d(mid, cout, kernel: [3, 1, 1], stride: [stride, 1, 1], padding: [1, 0, 0], rng: &rng)
+    }
+    override var children: [(String, Module)] { [("0", spatial), ("1", norm), ("3", temporal)] }
+    func callAsFunction(_ x: Tensor) -> Tensor { temporal(norm(spatial(x)).relu()) }
+}
+
+/// torchvision's BasicBlock for video: conv1 = (conv, BN, ReLU), conv2 = (conv, BN), optional
+/// downsample = (1x1x1 conv with stride, BN), then add and ReLU.
+final class VideoBasicBlock: Module {
+    let conv1: Module, bn1: BatchNorm, conv2: Module, bn2: BatchNorm
+    let downsample: (Conv3d, BatchNorm)?
+    let forwardConv1: (Tensor) -> Tensor, forwardConv2: (Tensor) -> Tensor
+
+    init(kind: VideoResNetKind, _ cin: Int, _ planes: Int, stride: Int, rng: inout RandomGenerator) {
+        switch kind {
+        case .r2plus1d18:
+            let mid = r2plus1dMidPlanes(cin, planes)
+            let c1 = Conv2Plus1D(cin, planes, mid: mid, stride: stride, rng: &rng)
+            let c2 = Conv2Plus1D(planes, planes, mid: mid, stride: 1, rng: &rng)
+            conv1 = c1; conv2 = c2
+            forwardConv1 = { c1($0) }; forwardConv2 = { c2($0) }
+        case .r3d18:
+            let c1 = Conv3d(cin, planes, kernel: [3, 3, 3], stride: [stride, stride, stride], padding: [1, 1, 1], rng: &rng)
+            let c2 = Conv3d(planes, planes, kernel: [3, 3, 3], padding: [1, 1, 1], rng: &rng)
+            conv1 = c1; conv2 = c2
+            forwardConv1 = { c1($0) }; forwardConv2 = { c2($0) }
+        }
+        bn1 = BatchNorm(planes); bn2 = BatchNorm(planes)
+        if stride != 1 || cin != planes {
+            downsample = (Conv3d(cin, planes, kernel: [1, 1, 1], stride: [stride, stride, stride], rng: &rng), BatchNorm(planes))
+        } else {
+            downsample = nil
+        }
+    }
+
+    override var children: [(String, Module)] {
+        var c: [(String, Module)] = [("conv1", Group([("0", conv1), ("1", bn1)])), ("conv2", Group([("0", conv2), ("1", bn2)]))]
+        if let (conv, bn) = downsample { c.append(("downsample", Group([("0", conv), ("1", bn)]))) }
+        return c
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let out = bn2(forwardConv2(bn1(forwardConv1(x)).relu()))
+        let shortcut = downsample.map { $0.1($0.0(x)) } ?? x
+        return (out + shortcut).relu()
+    }
+}
+
+/// R3D-18 / R(2+1)D-18 with torchvision.models.video's exact structure and parameter names.
+/// Input (N, T, H, W, C) channels-last; output (N, features) or (N, classes) with fc.
+public final class VideoResNet: Module {
+    public let config: VideoResNetConfig
+    let stem: [(String, Module)]
+    let stemForward: (Tensor) -> Tensor
+    let stages: [[VideoBasicBlock]]
+    public let fc: Linear?
+
+    public init(_ config: VideoResNetConfig, seed: UInt64 = 0) {
+        self.config = config
+        var rng = RandomGenerator(seed: seed)
+        let planes = config.stagePlanes
+        let stemOut = planes[0]
+        switch config.kind {
+        case .r2plus1d18:
+            let mid = config.scaled(45)
+            let c0 = Conv3d(config.inputChannels, mid, kernel: [1, 7, 7], stride: [1, 2, 2], padding: [0, 3, 3], rng: &rng)
+            let b1 = BatchNorm(mid)
+            let c3 = Conv3d(mid, stemOut, kernel: [3, 1, 1], padding: [1, 0, 0], rng: &rng)
+            let b4 = BatchNorm(stemOut)
+            stem = [("0", c0), ("1", b1), ("3", c3), ("4", b4)]
+            stemForward = { b4(c3(b1(c0($0)).relu())).relu() }
+        case .r3d18:
+            let c0 = Conv3d(config.inputChannels, stemOut, kernel: [3, 7, 7], stride: [1, 2, 2], padding: [1, 3, 3], rng: &rng)
+            let b1 = BatchNorm(stemOut)
+            stem = [("0", c0), ("1", b1)]
+            stemForward = { b1(c0($0)).relu() }
+        }
+        var cin = stemOut
+        var stages: [[VideoBasicBlock]] = []
+        for (i, p) in planes.enumerated() {
+            var blocks: [VideoBasicBlock] = []
+            for j in 0..<config.blocksPerStage[i] {
+                blocks.append(VideoBasicBlock(kind: config.kind, cin, p, stride: (i > 0 && j == 0) ? 2 : 1, rng: &rng))
+                cin = p
+            }
+            stages.append(blocks)
+        }
+        self.stages = stages
+        fc = config.classes.map { Linear(cin, $0, rng: &rng) }
+    }
+
+    override public var children: [(String, Module)] {
+        var c: [(String, Module)] = [("stem", Group(stem))]
+        for (i, blocks) in stages.enumerated() {
+            c.append(("layer\(i + 1)", Group(blocks.enumerated().map { (String($0.offset), $0.element as Module) })))
+        }
+        if let fc { c.append(("fc", fc)) }
+        return c
+    }
+
+    /// Features after global average pooling: (N, T, H, W, C) -> (N, featureDimension).
+    public func features(_ x: Tensor) -> Tensor {
+        precondition(x.rank == 5 && x.shape[4] == config.inputChannels,
+                     "\(config.kind.rawValue) expects (N, T, H, W, \(config.inputChannels)), got \(x.shape)")
+        var h = stemForward(x)
+        for blocks in stages { for b in blocks { h = b(h) } }
+        return h.globalAveragePool()
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let f = features(x)
+        return fc.map { $0(f) } ?? f
+    }
+}
