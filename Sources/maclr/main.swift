@@ -1,1 +1,19 @@
-print("maclr")
+import ArgumentParser
+import Backbones
+import Foundation
+import Tensor
+import Training
+
+// OpenBLAS picks its kernels when it loads, before main: on a CPU with AVX-512 it would take the
+// AVX2 ones unless OPENBLAS_CORETYPE is set, so set it and re-execute once.
+BLASKernels.selectBeforeUse()
+
+struct Maclr: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "maclr",
+        abstract: "Video representation learning the MaCLR way: a Visual and a Motion pathway, contrastive losses, on our own engine.",
+        version: MaclrVersion.string,
+        subcommands: [Bench.self, Export.self])
+}
+
+Maclr.main()

@@ -1,0 +1,99 @@
+import ArgumentParser
+import Backbones
+import Foundation
+import Tensor
+import Training
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Throughput figures.",
+        subcommands: [EngineBench.self])
+}
+
+struct EngineBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "engine",
+        abstract: "Forward and training-step time of a torchvision video ResNet, beside PyTorch's when it is installed.")
+
+    @Option(help: "Network: r2plus1d_18 or r3d_18.") var arch: String = "r2plus1d_18"
+    @Option(help: "Clips per batch.") var batch = 8
+    @Option(help: "Frames per clip.") var frames = 8
+    @Option(help: "Height and width.") var size = 64
+    @Option(help: "Threads (OpenBLAS and ours).") var threads = 2
+    @Option(help: "Timed iterations (median reported).") var iterations = 7
+    @Option(help: "Untimed warm-up iterations.") var warmup = 2
+    @Flag(help: "Print time and GFLOP/s per conv shape.") var layers = false
+    @Option(help: "Python with torch and torchvision for the reference (default: $MACLR_TORCH_PYTHON or /opt/torchref/bin/python).")
+    var torchPython: String?
+    @Option(help: "The PyTorch reference script (default: ../shared/bench/torch_reference.py).") var torchScript: String?
+    @Flag(help: "Skip the PyTorch reference.") var noTorch = false
+    @Option(help: "Write the figures to this JSON file.") var json: String?
+
+    func validate() throws {
+        guard VideoResNetKind(rawValue: arch) != nil else {
+            throw ValidationError("--arch '\(arch)' is not one of \(VideoResNetKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard batch > 0, frames > 0, size >= 16, threads > 0, iterations > 0, warmup >= 0 else {
+            throw ValidationError("--batch, --frames, --threads and --iterations must be positive and --size at least 16")
+        }
+    }
+
+    func run() throws {
+        Engine.setThreads(threads)
+        var bench = EngineBenchmark()
+        bench.kind = VideoResNetKind(rawValue: arch)!
+        bench.batch = batch; bench.frames = frames; bench.size = size
+        bench.iterations = iterations; bench.warmup = warmup; bench.perLayer = layers
+        let log: (String) -> Void = { FileHandle.standardError.write($0.data(using: .utf8)!) }
+        let ours = bench.run(log: log)
+
+        var rows: [(String, Double, Double?, Double?)] = []   // (figure, ours s, torch default s, torch tuned s)
+        var torchDefault: [String: Any]?, torchTuned: [String: Any]?
+        if !noTorch, let python = resolvePython(), let script = resolveScript() {
+            log("PyTorch reference (\(python)), default:\n")
+            torchDefault = runTorchReference(python: python, script: script, kind: bench.kind, batch: batch, frames: frames, size: size,
+                                             threads: threads, channelsLast: false, tuned: false)
+            log("PyTorch reference, tuned (channels_last_3d, malloc keeps buffers):\n")
+            torchTuned = runTorchReference(python: python, script: script, kind: bench.kind, batch: batch, frames: frames, size: size,
+                                           threads: threads, channelsLast: true, tuned: true)
+        } else if !noTorch {
+            log("(PyTorch reference not found: pass --torch-python and --torch-script to compare)\n")
+        }
+        func median(_ r: [String: Any]?, _ key: String) -> Double? { (r?[key] as? [String: Any])?["median_s"] as? Double }
+        rows.append(("forward (eval)", ours.forwardSeconds, median(torchDefault, "fwd_nograd"), median(torchTuned, "fwd_nograd")))
+        rows.append(("forward (train)", ours.forwardTrainSeconds, median(torchDefault, "fwd_train"), median(torchTuned, "fwd_train")))
+        rows.append(("training step", ours.trainStepSeconds, median(torchDefault, "train_step"), median(torchTuned, "train_step")))
+
+        print(String(format: "\n%@, batch %d, %d frames, %dx%d, %d threads (OpenBLAS core %@)", arch, batch, frames, size, size, threads, Engine.blasCore))
+        print("| figure | ours | clips/s | GFLOP/s (excl. pad) | PyTorch default | ours / default | PyTorch tuned | ours / tuned |")
+        print("|---|---|---|---|---|---|---|---|")
+        for (name, s, d, t) in rows {
+            let flops = name == "training step" ? ours.trainGFLOPsNoPad : ours.forwardGFLOPsNoPad
+            func ms(_ v: Double?) -> String { v.map { String(format: "%.1f ms", $0 * 1e3) } ?? "-" }
+            func speedup(_ v: Double?) -> String { v.map { String(format: "%.2fx", $0 / s) } ?? "-" }
+            print("| \(name) | \(ms(s)) | \(String(format: "%.2f", Double(batch) / s)) | \(String(format: "%.1f", flops / s)) | \(ms(d)) | \(speedup(d)) | \(ms(t)) | \(speedup(t)) |")
+        }
+        print(String(format: "peak RSS: ours %.2f GiB", ours.peakRSSGiB)
+              + ((torchDefault?["peak_rss_GiB"] as? Double).map { String(format: ", PyTorch default %.2f GiB", $0) } ?? "")
+              + ((torchTuned?["peak_rss_GiB"] as? Double).map { String(format: ", tuned %.2f GiB", $0) } ?? ""))
+        print("(ours / PyTorch > 1 means we are faster)")
+        if let json {
+            var out: [String: Any] = ["ours": (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(ours))) ?? [:],
+                                      "arch": arch, "batch": batch, "frames": frames, "size": size, "threads": threads,
+                                      "blas_core": Engine.blasCore]
+            if let torchDefault { out["torch_default"] = torchDefault }
+            if let torchTuned { out["torch_tuned"] = torchTuned }
+            try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: json))
+        }
+    }
+
+    func resolvePython() -> String? {
+        let candidates = [torchPython, ProcessInfo.processInfo.environment["MACLR_TORCH_PYTHON"], "/opt/torchref/bin/python"].compactMap { $0 }
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    func resolveScript() -> String? {
+        let candidates = [torchScript, "../shared/bench/torch_reference.py", "shared/bench/torch_reference.py"].compactMap { $0 }
+        return candidates.first { FileManager.default.fileExists(atPath: $0) }
+    }
+}
