@@ -35,7 +35,7 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "Tensor"], exclude: ["Fixtures"]),
         .testTarget(name: "CBindingsTests", dependencies: ["CBLAS", "CHDF5", "CFFmpeg"]),
-        .testTarget(name: "MaclrCLITests", dependencies: ["Training"]),
+        .testTarget(name: "MaclrCLITests", dependencies: ["maclr", "Backbones", "Tensor"]),
     ],
     swiftLanguageModes: [.v5]
 )

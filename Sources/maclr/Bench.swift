@@ -45,9 +45,7 @@ struct EngineBench: ParsableCommand {
         bench.batch = batch; bench.frames = frames; bench.size = size
         bench.iterations = iterations; bench.warmup = warmup; bench.perLayer = layers
         let log: (String) -> Void = { FileHandle.standardError.write($0.data(using: .utf8)!) }
-        let ours = bench.run(log: log)
-
-        var rows: [(String, Double, Double?, Double?)] = []   // (figure, ours s, torch default s, torch tuned s)
+        // PyTorch first: a child spawned after our peak would inherit our RSS high-water mark.
         var torchDefault: [String: Any]?, torchTuned: [String: Any]?
         if !noTorch, let python = resolvePython(), let script = resolveScript() {
             log("PyTorch reference (\(python)), default:\n")
@@ -59,6 +57,8 @@ struct EngineBench: ParsableCommand {
         } else if !noTorch {
             log("(PyTorch reference not found: pass --torch-python and --torch-script to compare)\n")
         }
+        let ours = bench.run(log: log)
+        var rows: [(String, Double, Double?, Double?)] = []   // (figure, ours s, torch default s, torch tuned s)
         func median(_ r: [String: Any]?, _ key: String) -> Double? { (r?[key] as? [String: Any])?["median_s"] as? Double }
         rows.append(("forward (eval)", ours.forwardSeconds, median(torchDefault, "fwd_nograd"), median(torchTuned, "fwd_nograd")))
         rows.append(("forward (train)", ours.forwardTrainSeconds, median(torchDefault, "fwd_train"), median(torchTuned, "fwd_train")))

@@ -1,0 +1,72 @@
+import Backbones
+import Foundation
+import Tensor
+import XCTest
+
+/// The command line end to end: the built `maclr` binary run as a user runs it.
+final class CLITests: XCTestCase {
+    /// The products directory: on Linux the test bundle's URL is that directory, on macOS the
+    /// .xctest bundle sits inside it.
+    static var binary: URL {
+        let bundle = Bundle(for: CLITests.self).bundleURL
+        let candidates = [bundle.appendingPathComponent("maclr"), bundle.deletingLastPathComponent().appendingPathComponent("maclr")]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
+    }
+
+    func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = Self.binary
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out; p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func testVersionAndHelp() throws {
+        let v = try run(["--version"])
+        XCTAssertEqual(v.status, 0)
+        XCTAssertEqual(v.out.trimmingCharacters(in: .whitespacesAndNewlines), "0.1.0")
+        let h = try run(["--help"])
+        XCTAssertEqual(h.status, 0)
+        XCTAssertTrue(h.out.contains("bench"), h.out)
+        XCTAssertTrue(h.out.contains("export"), h.out)
+    }
+
+    func testBadArgumentIsOneLineNamingTheValue() throws {
+        let r = try run(["export", "--arch", "r4d_18", "--output", "/tmp/x.safetensors"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("'r4d_18'"), r.err)
+    }
+
+    func testExportWritesAnEncoderOursLoadsBack() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let r = try run(["export", "--arch", "r3d_18", "--width", "0.125", "--seed", "4", "--output", url.path])
+        XCTAssertEqual(r.status, 0, r.err)
+        let reloaded = VideoResNet(VideoResNetConfig(kind: .r3d18, width: 0.125), seed: 99)
+        try reloaded.loadSafetensors(from: url)
+        let same = VideoResNet(VideoResNetConfig(kind: .r3d18, width: 0.125), seed: 4)
+        XCTAssertEqual(reloaded.parameters().map { $0.tensor.toArray() }, same.parameters().map { $0.tensor.toArray() })
+    }
+
+    func testBenchEnginePrintsTheTableWithFlopCounts() throws {
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: json) }
+        let r = try run(["bench", "engine", "--arch", "r3d_18", "--batch", "2", "--frames", "4", "--size", "32",
+                         "--iterations", "1", "--warmup", "0", "--no-torch", "--json", json.path])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.contains("| training step |"), r.out)
+        let figures = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any]
+        let ours = figures["ours"] as! [String: Any]
+        XCTAssertGreaterThan(ours["trainStepSeconds"] as! Double, 0)
+        // As the PyTorch script counts: train = 3 x forward - the first conv's input gradient
+        // (2 FLOP per MAC; R3D-18's stem at 2x4x32x32x3: output 2x4x16x16x64, 3x7x7x3 taps).
+        let fwd = ours["forwardGFLOPs"] as! Double
+        let firstConvMACs = Double(2 * 4 * 16 * 16 * 64 * (3 * 7 * 7 * 3))
+        XCTAssertGreaterThan(fwd, 0)
+        XCTAssertEqual(ours["trainGFLOPs"] as! Double, 3 * fwd - 2 * firstConvMACs / 1e9, accuracy: 1e-6)
+    }
+}
