@@ -1,0 +1,37 @@
+import CBLAS
+import CFFmpeg
+import CHDF5
+import XCTest
+
+/// The system-library targets link, and their shims return the values of the C macros.
+final class CBindingsTests: XCTestCase {
+    func testOpenBLASMultipliesAndNamesItsCore() {
+        let a: [Float] = [1, 2, 3, 4], b: [Float] = [5, 6, 7, 8]
+        var c = [Float](repeating: 0, count: 4)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 2, 2, 2, 1, a, 2, b, 2, 0, &c, 2)
+        XCTAssertEqual(c, [19, 22, 43, 50])
+        XCTAssertFalse(String(cString: openblas_get_corename()).isEmpty)
+    }
+
+    func testHDF5ShimsGiveValidIdentifiers() {
+        var major: UInt32 = 0, minor: UInt32 = 0, release: UInt32 = 0
+        XCTAssertEqual(H5get_libversion(&major, &minor, &release), 0)
+        XCTAssertGreaterThanOrEqual(major, 1)
+        XCTAssertEqual(maclr_H5P_DEFAULT(), 0)
+        XCTAssertGreaterThan(maclr_H5T_NATIVE_FLOAT(), 0)
+        XCTAssertEqual(H5Tget_size(maclr_H5T_NATIVE_FLOAT()), 4)
+        XCTAssertEqual(H5Tget_size(maclr_H5T_NATIVE_UINT8()), 1)
+        XCTAssertNotEqual(maclr_H5F_ACC_TRUNC(), maclr_H5F_ACC_RDONLY())
+    }
+
+    func testFFmpegShimsGiveTheMacroValues() {
+        XCTAssertGreaterThan(avformat_version(), 0)
+        XCTAssertGreaterThan(avcodec_version(), 0)
+        XCTAssertEqual(maclr_AVERROR(EAGAIN), -EAGAIN)
+        XCTAssertEqual(maclr_AVERROR_EAGAIN(), -EAGAIN)
+        // AVERROR_EOF is FFERRTAG('E','O','F',' ')
+        XCTAssertEqual(maclr_AVERROR_EOF(), -Int32(bitPattern: 0x45 | (0x4F << 8) | (0x46 << 16) | (0x20 << 24)))
+        XCTAssertEqual(maclr_AV_NOPTS_VALUE(), Int64.min)
+        XCTAssertNotNil(avcodec_find_decoder(AV_CODEC_ID_H264))
+    }
+}
