@@ -58,25 +58,15 @@ public final class FrameResNet: Module {
         let planes = config.stagePlanes
         conv1 = Conv3d(config.inputChannels, planes[0], kernel: [1, 7, 7], stride: [1, 2, 2], padding: [0, 3, 3], torch2d: true, rng: &rng)
         bn1 = BatchNorm(planes[0])
-        var cin = planes[0]
-        var stages: [[FrameBasicBlock]] = []
-        for (i, p) in planes.enumerated() {
-            var blocks: [FrameBasicBlock] = []
-            for j in 0..<config.blocksPerStage[i] {
-                blocks.append(FrameBasicBlock(cin, p, stride: (i > 0 && j == 0) ? 2 : 1, rng: &rng))
-                cin = p
-            }
-            stages.append(blocks)
+        let stages = buildStages(planes: planes, blocks: config.blocksPerStage, inputChannels: planes[0], rng: &rng) {
+            FrameBasicBlock($0, $1, stride: $2, rng: &$3)
         }
         self.stages = stages
-        fc = config.classes.map { Linear(cin, $0, std: 1 / Float(cin).squareRoot(), rng: &rng) }
+        fc = config.classes.map { Linear(planes[3], $0, std: 1 / Float(planes[3]).squareRoot(), rng: &rng) }
     }
 
     override public var children: [(String, Module)] {
-        var c: [(String, Module)] = [("conv1", conv1), ("bn1", bn1)]
-        for (i, blocks) in stages.enumerated() {
-            c.append(("layer\(i + 1)", Group(blocks.enumerated().map { (String($0.offset), $0.element as Module) })))
-        }
+        var c: [(String, Module)] = [("conv1", conv1), ("bn1", bn1)] + stageChildren(stages)
         if let fc { c.append(("fc", fc)) }
         return c
     }

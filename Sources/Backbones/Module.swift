@@ -110,3 +110,24 @@ public final class Group: Module {
     public init(_ items: [(String, Module)]) { self.items = items }
     override public var children: [(String, Module)] { items }
 }
+
+/// ResNet stages: stage i holds `blocks[i]` blocks of `planes[i]` channels, and the first block
+/// of every stage after the first strides by 2. `make(inChannels, planes, stride, &rng)`.
+func buildStages<Block: Module>(planes: [Int], blocks: [Int], inputChannels: Int, rng: inout RandomGenerator,
+                                _ make: (Int, Int, Int, inout RandomGenerator) -> Block) -> [[Block]] {
+    precondition(planes.count == blocks.count, "\(planes.count) stage widths for \(blocks.count) stage depths")
+    var cin = inputChannels
+    return planes.enumerated().map { i, p in
+        (0..<blocks[i]).map { j in
+            defer { cin = p }
+            return make(cin, p, (i > 0 && j == 0) ? 2 : 1, &rng)
+        }
+    }
+}
+
+/// torchvision's names for stages: "layer1" ... "layer4", blocks "0", "1", ...
+func stageChildren(_ stages: [[Module]]) -> [(String, Module)] {
+    stages.enumerated().map { i, blocks in
+        ("layer\(i + 1)", Group(blocks.enumerated().map { (String($0.offset), $0.element) }))
+    }
+}

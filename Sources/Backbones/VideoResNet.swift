@@ -117,25 +117,15 @@ public final class VideoResNet: Module {
             stem = [("0", c0), ("1", b1)]
             stemForward = { b1(c0($0)).relu() }
         }
-        var cin = stemOut
-        var stages: [[VideoBasicBlock]] = []
-        for (i, p) in planes.enumerated() {
-            var blocks: [VideoBasicBlock] = []
-            for j in 0..<config.blocksPerStage[i] {
-                blocks.append(VideoBasicBlock(kind: config.kind, cin, p, stride: (i > 0 && j == 0) ? 2 : 1, rng: &rng))
-                cin = p
-            }
-            stages.append(blocks)
+        let stages = buildStages(planes: planes, blocks: config.blocksPerStage, inputChannels: stemOut, rng: &rng) {
+            VideoBasicBlock(kind: config.kind, $0, $1, stride: $2, rng: &$3)
         }
         self.stages = stages
-        fc = config.classes.map { Linear(cin, $0, rng: &rng) }
+        fc = config.classes.map { Linear(planes[3], $0, rng: &rng) }
     }
 
     override public var children: [(String, Module)] {
-        var c: [(String, Module)] = [("stem", Group(stem))]
-        for (i, blocks) in stages.enumerated() {
-            c.append(("layer\(i + 1)", Group(blocks.enumerated().map { (String($0.offset), $0.element as Module) })))
-        }
+        var c: [(String, Module)] = [("stem", Group(stem))] + stageChildren(stages)
         if let fc { c.append(("fc", fc)) }
         return c
     }
