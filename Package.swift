@@ -26,7 +26,8 @@ let package = Package(
                 // Kernels are optimised even in debug builds (tests stay fast); preconditions stay on.
                 swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Backbones", dependencies: ["Tensor"]),
-        .target(name: "Training", dependencies: ["Backbones", "Tensor"]),
+        .target(name: "Video", dependencies: ["CFFmpeg", "Tensor"], swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video"]),
         .executableTarget(name: "maclr", dependencies: [
             "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -34,6 +35,7 @@ let package = Package(
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "Tensor"], exclude: ["Fixtures"]),
+        .testTarget(name: "VideoTests", dependencies: ["Video"]),
         .testTarget(name: "CBindingsTests", dependencies: ["CBLAS", "CHDF5", "CFFmpeg"]),
         .testTarget(name: "MaclrCLITests", dependencies: ["maclr", "Backbones", "Tensor"]),
     ],

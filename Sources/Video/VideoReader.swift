@@ -91,9 +91,12 @@ public final class VideoReader {
         }
         let tb = stream.pointee.time_base
         timeBase = tb.den != 0 ? Double(tb.num) / Double(tb.den) : 0
-        var rate = stream.pointee.avg_frame_rate
-        if rate.num == 0 || rate.den == 0 { rate = stream.pointee.r_frame_rate }
-        let fps = rate.den != 0 && rate.num != 0 ? Double(rate.num) / Double(rate.den) : 25
+        // Constant-rate video: r_frame_rate is exact, while avg_frame_rate is derived from a
+        // duration some muxers store one frame short. Variable rate: the average is the honest one.
+        func value(_ r: AVRational) -> Double? { r.num > 0 && r.den > 0 ? Double(r.num) / Double(r.den) : nil }
+        let average = value(stream.pointee.avg_frame_rate), real = value(stream.pointee.r_frame_rate)
+        let fps: Double
+        if let a = average, let r = real { fps = abs(a - r) / r < 0.1 ? r : a } else { fps = average ?? real ?? 25 }
         let duration = ctx.pointee.duration > 0 ? Double(ctx.pointee.duration) / Double(AV_TIME_BASE) : nil
         info = VideoInfo(width: Int(cc.pointee.width), height: Int(cc.pointee.height), fps: fps,
                          codec: String(cString: decoder.pointee.name), durationSeconds: duration)
@@ -188,8 +191,13 @@ public final class VideoReader {
         }
         avcodec_send_packet(codec, nil)   // flush
         if outputFrames < maxFrames { try drain() }
-        if let time = currentTime { emit(until: time + sourceStep / 2) }
+        if let time = currentTime { emit(until: time + sourceStep - 1e-9) }   // the last frame lasts one step
         if badPackets > 0 { warnings.append("\(badPackets) damaged packet(s) skipped") }
+        // A stream that ends well before the duration its container declares was cut short.
+        if outputFrames < maxFrames, let declared = info.durationSeconds, let last = currentTime,
+           last + 1.5 * sourceStep < declared - sourceStep {
+            warnings.append(String(format: "frames end at %.2f s of a declared %.2f s (truncated file?)", last + sourceStep, declared))
+        }
         avcodec_flush_buffers(codec)
         guard outputFrames > 0 else {
             throw VideoError("\(path): no frame could be decoded" + (warnings.isEmpty ? "" : " (\(warnings.joined(separator: "; ")))"))

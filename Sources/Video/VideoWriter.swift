@@ -49,6 +49,8 @@ public final class VideoWriter {
         cc.pointee.time_base = AVRational(num: 1, den: Int32(fps))
         cc.pointee.framerate = AVRational(num: Int32(fps), den: 1)
         cc.pointee.gop_size = 12
+        // No B-frames: decode order equals display order, so MP4's edit list cannot cut the last frame.
+        cc.pointee.max_b_frames = 0
         cc.pointee.pix_fmt = name == "mjpeg" ? AV_PIX_FMT_YUVJ420P : (name == "ffv1" ? AV_PIX_FMT_YUV444P : AV_PIX_FMT_YUV420P)
         cc.pointee.thread_count = 1
         switch name {
@@ -76,7 +78,12 @@ public final class VideoWriter {
             status = avio_open(&format.pointee.pb, path, AVIO_FLAG_WRITE)
             guard status >= 0 else { throw VideoError("\(path): cannot create file (\(ffmpegMessage(status)))") }
         }
-        status = avformat_write_header(format, nil)
+        // MP4's muxer writes an edit list whose length comes out one frame short here (the demuxer
+        // then discards the last frame); a stream starting at pts 0 needs no edit list.
+        var options: OpaquePointer?
+        av_dict_set(&options, "use_editlist", "0", 0)
+        status = avformat_write_header(format, &options)
+        av_dict_free(&options)
         guard status >= 0 else { throw VideoError("\(path): cannot write header (\(ffmpegMessage(status)))") }
         frame = av_frame_alloc()
         packet = av_packet_alloc()
