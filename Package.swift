@@ -27,7 +27,8 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Backbones", dependencies: ["Tensor"]),
         .target(name: "Video", dependencies: ["CFFmpeg", "Tensor"], swiftSettings: [.unsafeFlags(["-O"])]),
-        .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video"]),
+        .target(name: "DataHDF5", dependencies: ["CHDF5", "Video", "Tensor"], swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video", "DataHDF5"]),
         .executableTarget(name: "maclr", dependencies: [
             "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -36,6 +37,7 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "Tensor"], exclude: ["Fixtures"]),
         .testTarget(name: "VideoTests", dependencies: ["Video"]),
+        .testTarget(name: "DataHDF5Tests", dependencies: ["DataHDF5", "Video", "Tensor"]),
         .testTarget(name: "CBindingsTests", dependencies: ["CBLAS", "CHDF5", "CFFmpeg"]),
         .testTarget(name: "MaclrCLITests", dependencies: ["maclr", "Backbones", "Tensor"]),
     ],

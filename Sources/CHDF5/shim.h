@@ -4,6 +4,7 @@
 // HDF5's type and property ids are macros that expand to function calls or globals Swift cannot
 // import; these inline functions give them to Swift as plain hid_t values.
 static inline hid_t maclr_H5P_DEFAULT(void) { return H5P_DEFAULT; }
+static inline hid_t maclr_H5E_DEFAULT(void) { return H5E_DEFAULT; }
 static inline hid_t maclr_H5S_ALL(void) { return H5S_ALL; }
 static inline hid_t maclr_H5T_NATIVE_FLOAT(void) { return H5T_NATIVE_FLOAT; }
 static inline hid_t maclr_H5T_NATIVE_DOUBLE(void) { return H5T_NATIVE_DOUBLE; }

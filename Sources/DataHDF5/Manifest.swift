@@ -1,0 +1,95 @@
+import Foundation
+
+/// `manifest.json` of a dataset folder: what the shards hold and how they were made.
+public struct DatasetManifest: Codable, Equatable, Sendable {
+    public static let formatName = "maclr-dataset"
+    public static let currentVersion = 1
+
+    public struct Shard: Codable, Equatable, Sendable {
+        public var file: String
+        public var videos: Int
+        public var frames: Int
+        public var bytes: Int
+        /// FNV-1a 64 of the file's bytes, hex.
+        public var checksum: String
+        public init(file: String, videos: Int, frames: Int, bytes: Int, checksum: String) {
+            self.file = file; self.videos = videos; self.frames = frames; self.bytes = bytes; self.checksum = checksum
+        }
+    }
+
+    public struct Preparation: Codable, Equatable, Sendable {
+        /// "original", "short:N" or "WxH".
+        public var size: String
+        public var fps: Double?
+        public var flowAlgorithm: String
+        public var flowBound: Double
+        public var videosPerShard: Int
+        public init(size: String, fps: Double?, flowAlgorithm: String, flowBound: Double, videosPerShard: Int) {
+            self.size = size; self.fps = fps; self.flowAlgorithm = flowAlgorithm; self.flowBound = flowBound; self.videosPerShard = videosPerShard
+        }
+    }
+
+    public struct FailedVideo: Codable, Equatable, Sendable {
+        public var source: String
+        public var reason: String
+        public init(source: String, reason: String) { self.source = source; self.reason = reason }
+    }
+
+    public var format = formatName
+    public var version = currentVersion
+    public var shards: [Shard] = []
+    public var classes: [String] = []
+    public var preparation: Preparation
+    /// Split name -> video names (e.g. "train", "test").
+    public var splits: [String: [String]] = [:]
+    public var failed: [FailedVideo] = []
+    /// False while `maclr prepare` is still writing shards.
+    public var complete = false
+
+    public init(preparation: Preparation) { self.preparation = preparation }
+
+    public var videoCount: Int { shards.reduce(0) { $0 + $1.videos } }
+    public var frameCount: Int { shards.reduce(0) { $0 + $1.frames } }
+
+    public static func load(from folder: URL) throws -> DatasetManifest {
+        let url = folder.appendingPathComponent("manifest.json")
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw HDF5Error("\(url.path): no manifest (is \(folder.path) a dataset made by maclr prepare?)")
+        }
+        do {
+            return try JSONDecoder().decode(DatasetManifest.self, from: data)
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw HDF5Error("\(url.path): missing key '\(key.stringValue)'")
+        } catch let DecodingError.typeMismatch(_, context) {
+            throw HDF5Error("\(url.path): wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'")
+        } catch {
+            throw HDF5Error("\(url.path): not a valid manifest (\(error))")
+        }
+    }
+
+    /// Written to a temporary name and renamed: readers never see half a manifest.
+    public func save(to folder: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let url = folder.appendingPathComponent("manifest.json")
+        let tmp = folder.appendingPathComponent(".manifest.json.partial")
+        try encoder.encode(self).write(to: tmp)
+        if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
+        try FileManager.default.moveItem(at: tmp, to: url)
+    }
+}
+
+/// FNV-1a 64 of a file, streamed in 4 MiB blocks.
+public func fileChecksum(_ path: String) throws -> String {
+    guard let handle = FileHandle(forReadingAtPath: path) else { throw HDF5Error("\(path): cannot read for checksum") }
+    defer { try? handle.close() }
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    while true {
+        let block = handle.readData(ofLength: 4 << 20)
+        if block.isEmpty { break }
+        block.withUnsafeBytes { raw in
+            for b in raw.bindMemory(to: UInt8.self) { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
+        }
+    }
+    return String(format: "%016llx", hash)
+}

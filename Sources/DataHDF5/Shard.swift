@@ -1,0 +1,180 @@
+import CHDF5
+import Foundation
+import Video
+
+/// The shard format (DESIGN.md): one HDF5 file holding every frame of its videos.
+public enum ShardFormat {
+    public static let name = "maclr-shard"
+    public static let version = 1
+    /// Rows per HDF5 chunk of /rgb and /flow: about one clip, so a clip read touches few chunks.
+    public static let chunkFrames = 16
+}
+
+/// One video ready to be written: frames (F, H, W, 3) and optional flow (F, H, W, 2), quantised.
+public struct PreparedVideo: Sendable {
+    public var name: String, source: String, label: Int
+    public var frames: Int
+    public var rgb: [UInt8]
+    public var flow: [UInt8]?
+
+    public init(name: String, source: String, label: Int, frames: Int, rgb: [UInt8], flow: [UInt8]?) {
+        self.name = name; self.source = source; self.label = label; self.frames = frames; self.rgb = rgb; self.flow = flow
+    }
+}
+
+/// A video's entry in a shard's table.
+public struct ShardVideo: Sendable, Equatable {
+    public var name: String, source: String
+    public var start: Int, length: Int, label: Int
+    public init(name: String, source: String, start: Int, length: Int, label: Int) {
+        self.name = name; self.source = source; self.start = start; self.length = length; self.label = label
+    }
+}
+
+/// Root attributes of a shard.
+public struct ShardAttributes: Sendable, Equatable {
+    public var height: Int, width: Int
+    public var fps: Double
+    public var flowAlgorithm: String   // "tvl1" or "none"
+    public var flowBound: Double
+    public init(height: Int, width: Int, fps: Double, flowAlgorithm: String, flowBound: Double) {
+        self.height = height; self.width = width; self.fps = fps; self.flowAlgorithm = flowAlgorithm; self.flowBound = flowBound
+    }
+}
+
+/// Writes a shard under a temporary name; `finish()` adds the video table and renames it into
+/// place, so an interrupted write never leaves a file with the final name.
+public final class ShardWriter {
+    public let path: String
+    let temporaryPath: String
+    let attributes: ShardAttributes
+    private var file: H5File?
+    private var rgb: H5Dataset?, flow: H5Dataset?
+    private var videos: [ShardVideo] = []
+    private var rows = 0
+
+    public init(path: String, attributes: ShardAttributes) throws {
+        self.path = path
+        self.attributes = attributes
+        let url = URL(fileURLWithPath: path)
+        temporaryPath = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial").path
+        let f = try H5File(creating: temporaryPath)
+        file = f
+        rgb = try f.createExtendible("/rgb", type: maclr_H5T_NATIVE_UINT8(), rowShape: [attributes.height, attributes.width, 3],
+                                     chunkRows: ShardFormat.chunkFrames)
+        flow = attributes.flowAlgorithm == "none" ? nil
+            : try f.createExtendible("/flow", type: maclr_H5T_NATIVE_UINT8(), rowShape: [attributes.height, attributes.width, 2],
+                                     chunkRows: ShardFormat.chunkFrames)
+    }
+
+    public var videoCount: Int { videos.count }
+    public var frameCount: Int { rows }
+
+    public func append(_ v: PreparedVideo) throws {
+        let frameBytes = attributes.height * attributes.width
+        precondition(v.rgb.count == v.frames * frameBytes * 3, "\(v.name): rgb has \(v.rgb.count) bytes for \(v.frames) frames")
+        guard let rgb else { throw HDF5Error("\(path): shard is already finished") }
+        try v.rgb.withUnsafeBytes { try rgb.append($0.baseAddress!, rows: v.frames, memoryType: maclr_H5T_NATIVE_UINT8()) }
+        if let flow {
+            guard let vf = v.flow, vf.count == v.frames * frameBytes * 2 else {
+                throw HDF5Error("\(path): video \(v.name) has no flow of \(v.frames) frames")
+            }
+            try vf.withUnsafeBytes { try flow.append($0.baseAddress!, rows: v.frames, memoryType: maclr_H5T_NATIVE_UINT8()) }
+        }
+        videos.append(ShardVideo(name: v.name, source: v.source, start: rows, length: v.frames, label: v.label))
+        rows += v.frames
+    }
+
+    /// Writes the video table and attributes, closes, and renames into place.
+    public func finish() throws {
+        guard let f = file else { return }
+        try f.createGroup("/videos")
+        try f.writeStrings("/videos/name", videos.map(\.name))
+        try f.writeStrings("/videos/source", videos.map(\.source))
+        try f.write("/videos/start", type: maclr_H5T_NATIVE_INT64(), values: videos.map { Int64($0.start) })
+        try f.write("/videos/length", type: maclr_H5T_NATIVE_INT32(), values: videos.map { Int32($0.length) })
+        try f.write("/videos/label", type: maclr_H5T_NATIVE_INT32(), values: videos.map { Int32($0.label) })
+        try f.setAttribute("format", ShardFormat.name)
+        try f.setAttribute("version", ShardFormat.version)
+        try f.setAttribute("height", attributes.height)
+        try f.setAttribute("width", attributes.width)
+        try f.setAttribute("fps", attributes.fps)
+        try f.setAttribute("flow_algorithm", attributes.flowAlgorithm)
+        try f.setAttribute("flow_bound", attributes.flowBound)
+        // Close every handle (datasets first: HDF5 keeps a file open while objects in it are),
+        // then rename: the final name only ever points at a complete, closed file.
+        rgb = nil; flow = nil; file = nil
+        let fm = FileManager.default
+        if fm.fileExists(atPath: path) { try fm.removeItem(atPath: path) }
+        try fm.moveItem(atPath: temporaryPath, toPath: path)
+    }
+}
+
+/// Reads a shard: attributes, video table, and frames by hyperslab (never the whole file).
+public final class ShardReader {
+    public let path: String
+    public let attributes: ShardAttributes
+    public let videos: [ShardVideo]
+    public let version: Int
+    let file: H5File
+    let rgb: H5Dataset
+    let flow: H5Dataset?
+
+    public init(path: String) throws {
+        self.path = path
+        file = try H5File(reading: path)
+        let format = try file.stringAttribute("format")
+        guard format == ShardFormat.name else { throw HDF5Error("\(path): format '\(format)' is not \(ShardFormat.name)") }
+        version = Int(try file.numberAttribute("version"))
+        guard version == ShardFormat.version else {
+            throw HDF5Error("\(path): shard version \(version), this maclr reads version \(ShardFormat.version)")
+        }
+        attributes = ShardAttributes(height: Int(try file.numberAttribute("height")), width: Int(try file.numberAttribute("width")),
+                                     fps: try file.numberAttribute("fps"), flowAlgorithm: try file.stringAttribute("flow_algorithm"),
+                                     flowBound: try file.numberAttribute("flow_bound"))
+        rgb = try file.open("/rgb")
+        flow = file.exists("/flow") ? try file.open("/flow") : nil
+        let names = try file.open("/videos/name").readStrings()
+        let sources = try file.open("/videos/source").readStrings()
+        let starts = try file.open("/videos/start").readAll(Int64.self, memoryType: maclr_H5T_NATIVE_INT64())
+        let lengths = try file.open("/videos/length").readAll(Int32.self, memoryType: maclr_H5T_NATIVE_INT32())
+        let labels = try file.open("/videos/label").readAll(Int32.self, memoryType: maclr_H5T_NATIVE_INT32())
+        guard Set([names.count, sources.count, starts.count, lengths.count, labels.count]).count == 1 else {
+            throw HDF5Error("\(path): /videos tables have different lengths")
+        }
+        videos = (0..<names.count).map {
+            ShardVideo(name: names[$0], source: sources[$0], start: Int(starts[$0]), length: Int(lengths[$0]), label: Int(labels[$0]))
+        }
+    }
+
+    public var rgbShape: [Int] { rgb.shape }
+    public var flowShape: [Int]? { flow?.shape }
+    public var hasFlow: Bool { flow != nil }
+
+    /// `count` frames of video `index` from frame `first`, every `step`-th: (count, H, W, 3).
+    public func readRGB(video index: Int, first: Int, count: Int, step: Int = 1) throws -> [UInt8] {
+        let v = videos[index]
+        guard first >= 0, first + (count - 1) * step < v.length else {
+            throw HDF5Error("\(path): frames \(first)+\(count)x\(step) outside video \(v.name) of \(v.length) frames")
+        }
+        var out = [UInt8](repeating: 0, count: count * attributes.height * attributes.width * 3)
+        try out.withUnsafeMutableBytes {
+            try rgb.readRows(start: v.start + first, count: count, step: step, memoryType: maclr_H5T_NATIVE_UINT8(), into: $0.baseAddress!)
+        }
+        return out
+    }
+
+    /// The same frames' quantised flow: (count, H, W, 2).
+    public func readFlow(video index: Int, first: Int, count: Int, step: Int = 1) throws -> [UInt8] {
+        guard let flow else { throw HDF5Error("\(path): shard has no flow") }
+        let v = videos[index]
+        guard first >= 0, first + (count - 1) * step < v.length else {
+            throw HDF5Error("\(path): frames \(first)+\(count)x\(step) outside video \(v.name) of \(v.length) frames")
+        }
+        var out = [UInt8](repeating: 0, count: count * attributes.height * attributes.width * 2)
+        try out.withUnsafeMutableBytes {
+            try flow.readRows(start: v.start + first, count: count, step: step, memoryType: maclr_H5T_NATIVE_UINT8(), into: $0.baseAddress!)
+        }
+        return out
+    }
+}

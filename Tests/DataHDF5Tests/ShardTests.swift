@@ -1,0 +1,57 @@
+import DataHDF5
+import Foundation
+import XCTest
+
+final class ShardTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("shard-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    static let attributes = ShardAttributes(height: 6, width: 8, fps: 12.5, flowAlgorithm: "tvl1", flowBound: 20)
+
+    /// A video whose pixel values encode (video, frame, position), so any misplaced read shows.
+    static func video(_ id: Int, frames: Int) -> PreparedVideo {
+        let n = 6 * 8
+        let rgb = (0..<(frames * n * 3)).map { UInt8((id * 101 + $0 / (n * 3) * 7 + $0 % 251) % 256) }
+        let flow = (0..<(frames * n * 2)).map { UInt8((id * 31 + $0 / (n * 2) * 3 + $0 % 239) % 256) }
+        return PreparedVideo(name: "v\(id)", source: "/videos/clip \(id).mp4", label: id % 3, frames: frames, rgb: rgb, flow: flow)
+    }
+
+    func testWriteThenReadByHyperslab() throws {
+        let path = dir.appendingPathComponent("shard-00000.h5").path
+        let w = try ShardWriter(path: path, attributes: Self.attributes)
+        let a = Self.video(1, frames: 20), b = Self.video(2, frames: 7)
+        try w.append(a); try w.append(b)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path), "the final name appears only when the shard is complete")
+        try w.finish()
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path))
+
+        let r = try ShardReader(path: path)
+        XCTAssertEqual(r.attributes, Self.attributes)
+        XCTAssertEqual(r.videos, [ShardVideo(name: "v1", source: "/videos/clip 1.mp4", start: 0, length: 20, label: 1),
+                                  ShardVideo(name: "v2", source: "/videos/clip 2.mp4", start: 20, length: 7, label: 2)])
+        XCTAssertEqual(r.rgbShape, [27, 6, 8, 3]); XCTAssertEqual(r.flowShape, [27, 6, 8, 2])
+        let frame = 6 * 8 * 3
+        // frames 3, 5, 7, 9 of video 1
+        let clip = try r.readRGB(video: 0, first: 3, count: 4, step: 2)
+        for (k, f) in [3, 5, 7, 9].enumerated() {
+            XCTAssertEqual(Array(clip[(k * frame)..<((k + 1) * frame)]), Array(a.rgb[(f * frame)..<((f + 1) * frame)]))
+        }
+        XCTAssertEqual(try r.readFlow(video: 1, first: 0, count: 7), b.flow!)
+        XCTAssertThrowsError(try r.readRGB(video: 1, first: 5, count: 3)) { XCTAssertTrue("\($0)".contains("outside video v2"), "\($0)") }
+    }
+
+    func testManifestRoundTripAndChecksum() throws {
+        var m = DatasetManifest(preparation: .init(size: "short:64", fps: 10, flowAlgorithm: "tvl1", flowBound: 20, videosPerShard: 8))
+        let file = dir.appendingPathComponent("x.bin")
+        try Data("hello".utf8).write(to: file)
+        m.shards = [.init(file: "x.bin", videos: 2, frames: 30, bytes: 5, checksum: try fileChecksum(file.path))]
+        m.classes = ["left", "right"]; m.splits = ["train": ["v1"], "test": ["v2"]]
+        try m.save(to: dir)
+        XCTAssertEqual(try DatasetManifest.load(from: dir), m)
+        XCTAssertEqual(m.shards[0].checksum, "a430d84680aabd0b")   // FNV-1a 64 of "hello"
+    }
+}
