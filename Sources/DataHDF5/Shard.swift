@@ -13,12 +13,13 @@ public enum ShardFormat {
 /// One video ready to be written: frames (F, H, W, 3) and optional flow (F, H, W, 2), quantised.
 public struct PreparedVideo: Sendable {
     public var name: String, source: String, label: Int
-    public var frames: Int
+    public var frames: Int, height: Int, width: Int
     public var rgb: [UInt8]
     public var flow: [UInt8]?
 
-    public init(name: String, source: String, label: Int, frames: Int, rgb: [UInt8], flow: [UInt8]?) {
-        self.name = name; self.source = source; self.label = label; self.frames = frames; self.rgb = rgb; self.flow = flow
+    public init(name: String, source: String, label: Int, frames: Int, height: Int, width: Int, rgb: [UInt8], flow: [UInt8]?) {
+        self.name = name; self.source = source; self.label = label; self.frames = frames
+        self.height = height; self.width = width; self.rgb = rgb; self.flow = flow
     }
 }
 
@@ -71,6 +72,9 @@ public final class ShardWriter {
     public var frameCount: Int { rows }
 
     public func append(_ v: PreparedVideo) throws {
+        guard v.height == attributes.height, v.width == attributes.width else {
+            throw HDF5Error("\(path): video \(v.name) is \(v.width)x\(v.height), the shard holds \(attributes.width)x\(attributes.height)")
+        }
         let frameBytes = attributes.height * attributes.width
         precondition(v.rgb.count == v.frames * frameBytes * 3, "\(v.name): rgb has \(v.rgb.count) bytes for \(v.frames) frames")
         guard let rgb else { throw HDF5Error("\(path): shard is already finished") }

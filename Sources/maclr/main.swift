@@ -13,7 +13,7 @@ struct Maclr: ParsableCommand {
         commandName: "maclr",
         abstract: "Video representation learning the MaCLR way: a Visual and a Motion pathway, contrastive losses, on our own engine.",
         version: MaclrVersion.string,
-        subcommands: [Bench.self, Export.self])
+        subcommands: [Synth.self, Prepare.self, Inspect.self, Export.self, Bench.self])
 }
 
 Maclr.main()

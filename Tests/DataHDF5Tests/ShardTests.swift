@@ -17,7 +17,7 @@ final class ShardTests: XCTestCase {
         let n = 6 * 8
         let rgb = (0..<(frames * n * 3)).map { UInt8((id * 101 + $0 / (n * 3) * 7 + $0 % 251) % 256) }
         let flow = (0..<(frames * n * 2)).map { UInt8((id * 31 + $0 / (n * 2) * 3 + $0 % 239) % 256) }
-        return PreparedVideo(name: "v\(id)", source: "/videos/clip \(id).mp4", label: id % 3, frames: frames, rgb: rgb, flow: flow)
+        return PreparedVideo(name: "v\(id)", source: "/videos/clip \(id).mp4", label: id % 3, frames: frames, height: 6, width: 8, rgb: rgb, flow: flow)
     }
 
     func testWriteThenReadByHyperslab() throws {

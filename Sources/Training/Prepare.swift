@@ -1,0 +1,268 @@
+import DataHDF5
+import Dispatch
+import Foundation
+import Tensor
+import Video
+
+/// `maclr prepare`: videos -> a dataset folder of HDF5 shards plus manifest.json.
+///
+/// Videos are sorted and cut into shards of `videosPerShard` in that order, so the same input
+/// always gives the same shards. A shard is written under a temporary name and renamed, and
+/// `.prepare-state.json` records each finished shard: a rerun after a kill skips finished
+/// shards and redoes the rest, and the result equals an uninterrupted run.
+public struct Preparation {
+    public struct Input: Sendable, Equatable {
+        public var path: String
+        public var label: String?
+        public var split: String?
+    }
+
+    /// Every frame is resized to this (W, H): a shard holds one frame size. The C3D / R(2+1)D
+    /// convention: short side S -> S x round(4S/3), e.g. 128 x 171.
+    public var width = 64, height = 64
+    public var fps: Double? = nil
+    public var flow = true
+    public var flowBound: Double = 20
+    public var videosPerShard = 64
+    public var workers = 2
+    public var tvl1 = TVL1()
+
+    public init() {}
+
+    /// (W, H) for a short side of `s` with a 4:3 frame, both even.
+    public static func landscape(shortSide s: Int) -> (width: Int, height: Int) {
+        (Int((Double(s) * 4 / 3 / 2).rounded()) * 2, s)
+    }
+
+    static let videoExtensions: Set<String> = ["mp4", "avi", "mkv", "webm", "mov", "m4v", "mpg", "mpeg", "flv", "wmv", "ogv", "3gp", "ts"]
+
+    /// Inputs from a CSV (path,label[,split], header optional), a folder of class sub-folders,
+    /// or a folder of plain files (unlabelled).
+    public static func discover(_ source: URL) throws -> [Input] {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: source.path, isDirectory: &isDir) else { throw PrepareError("\(source.path): no such file or folder") }
+        if !isDir.boolValue {
+            guard let text = try? String(contentsOf: source, encoding: .utf8) else { throw PrepareError("\(source.path): cannot read as text") }
+            var inputs: [Input] = []
+            let base = source.deletingLastPathComponent()
+            for (n, raw) in text.split(whereSeparator: \.isNewline).enumerated() {
+                let fields = raw.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+                if n == 0 && fields.first?.lowercased() == "path" { continue }
+                guard let p = fields.first, !p.isEmpty else { throw PrepareError("\(source.path):\(n + 1): empty path") }
+                let path = p.hasPrefix("/") ? p : base.appendingPathComponent(p).path
+                inputs.append(Input(path: path, label: fields.count > 1 && !fields[1].isEmpty ? fields[1] : nil,
+                                    split: fields.count > 2 && !fields[2].isEmpty ? fields[2] : nil))
+            }
+            return inputs
+        }
+        let entries = try fm.contentsOfDirectory(atPath: source.path).sorted()
+        let subfolders = entries.filter { var d: ObjCBool = false; return fm.fileExists(atPath: source.appendingPathComponent($0).path, isDirectory: &d) && d.boolValue }
+        func videos(in dir: URL) throws -> [String] {
+            try fm.contentsOfDirectory(atPath: dir.path).sorted()
+                .filter { videoExtensions.contains(($0 as NSString).pathExtension.lowercased()) }
+                .map { dir.appendingPathComponent($0).path }
+        }
+        if !subfolders.isEmpty {
+            return try subfolders.flatMap { c in try videos(in: source.appendingPathComponent(c)).map { Input(path: $0, label: c, split: nil) } }
+        }
+        return try videos(in: source).map { Input(path: $0, label: nil, split: nil) }
+    }
+
+    /// Class names and each input's index: integer labels are used as given (named by
+    /// `classNames`, e.g. a classes.txt beside the CSV, when it has enough lines); names are sorted.
+    static func labelIndex(_ inputs: [Input], classNames: [String] = []) -> (classes: [String], index: [Int]) {
+        let labels = inputs.compactMap(\.label)
+        if !labels.isEmpty, labels.allSatisfy({ Int($0) != nil }) {
+            let maxLabel = labels.compactMap { Int($0) }.max() ?? -1
+            let names = classNames.count > maxLabel ? Array(classNames.prefix(maxLabel + 1)) : (0...max(maxLabel, 0)).map(String.init)
+            return (names, inputs.map { $0.label.flatMap { Int($0) } ?? -1 })
+        }
+        let classes = Array(Set(labels)).sorted()
+        let lookup = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
+        return (classes, inputs.map { $0.label.flatMap { lookup[$0] } ?? -1 })
+    }
+
+    /// A video's id: its path relative to the common input folder, without extension.
+    static func videoName(_ path: String, root: String) -> String {
+        var p = path.hasPrefix(root) ? String(path.dropFirst(root.count)) : path
+        if p.hasPrefix("/") { p.removeFirst() }
+        return (p as NSString).deletingPathExtension
+    }
+
+    var settings: DatasetManifest.Preparation {
+        return .init(size: "\(width)x\(height)", fps: fps, flowAlgorithm: flow ? "tvl1" : "none", flowBound: flowBound, videosPerShard: videosPerShard)
+    }
+
+    /// Progress journal: finished shards and the videos that failed in them.
+    struct State: Codable {
+        var settings: DatasetManifest.Preparation
+        var inputsChecksum: String
+        var finished: [Int: DatasetManifest.Shard?] = [:]   // shard index -> entry (nil: every video failed)
+        var failed: [Int: [DatasetManifest.FailedVideo]] = [:]
+    }
+
+    /// Decodes one video and computes its flow, quantised.
+    func prepareVideo(_ input: Input, name: String, label: Int) throws -> (PreparedVideo, [String], Double) {
+        let video = try VideoReader(path: input.path).decodeAll(size: .fixed(width: width, height: height), fps: fps)
+        var flowBytes: [UInt8]? = nil
+        if flow {
+            let n = video.height * video.width
+            let grays = (0..<video.frameCount).map { GrayImage(rgb: video.frame($0), width: video.width, height: video.height) }
+            let fields = Motion.flows(grays, tvl1: tvl1)
+            var q = [UInt8](repeating: 0, count: video.frameCount * n * 2)
+            let b = Float(flowBound)
+            for (f, field) in fields.enumerated() {
+                for i in 0..<n {
+                    q[(f * n + i) * 2] = Motion.quantize(field.u[i], bound: b)
+                    q[(f * n + i) * 2 + 1] = Motion.quantize(field.v[i], bound: b)
+                }
+            }
+            flowBytes = q
+        }
+        return (PreparedVideo(name: name, source: input.path, label: label, frames: video.frameCount, height: video.height,
+                              width: video.width, rgb: video.pixels, flow: flowBytes),
+                video.warnings, video.fps)
+    }
+
+    /// Runs (or resumes) preparation of `inputs` into `output`. `log` gets progress lines.
+    @discardableResult
+    public func run(inputs rawInputs: [Input], output: URL, classNames: [String] = [], log: @escaping (String) -> Void) throws -> DatasetManifest {
+        guard !rawInputs.isEmpty else { throw PrepareError("no videos to prepare") }
+        let fm = FileManager.default
+        try fm.createDirectory(at: output, withIntermediateDirectories: true)
+        let inputs = rawInputs.sorted { $0.path < $1.path }
+        let (classes, labels) = Self.labelIndex(inputs, classNames: classNames)
+        let root = commonFolder(inputs.map(\.path))
+        let names = inputs.map { Self.videoName($0.path, root: root) }
+        let inputsChecksum = String(format: "%016llx", inputs.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { h, i in
+            (i.path + "|" + (i.label ?? "") + "|" + (i.split ?? "")).utf8.reduce(h) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+        })
+
+        let stateURL = output.appendingPathComponent(".prepare-state.json")
+        var state = State(settings: settings, inputsChecksum: inputsChecksum)
+        if let data = fm.contents(atPath: stateURL.path) {
+            let saved = try JSONDecoder().decode(State.self, from: data)
+            guard saved.settings == settings, saved.inputsChecksum == inputsChecksum else {
+                throw PrepareError("\(output.path): was being prepared with other settings or videos; use a new folder or delete it")
+            }
+            state = saved
+            if !state.finished.isEmpty { log("resuming: \(state.finished.count) shard(s) already finished\n") }
+        } else if fm.fileExists(atPath: output.appendingPathComponent("manifest.json").path) {
+            let m = try DatasetManifest.load(from: output)
+            if m.complete && m.preparation == settings { log("\(output.path): already prepared\n"); return m }
+            throw PrepareError("\(output.path): holds a dataset prepared with other settings; use a new folder")
+        }
+        let shardCount = (inputs.count + videosPerShard - 1) / videosPerShard
+        let start = DispatchTime.now().uptimeNanoseconds
+        var doneVideos = state.finished.keys.reduce(0) { $0 + min(videosPerShard, inputs.count - $1 * videosPerShard) }
+        let resumedVideos = doneVideos
+        var doneFrames = 0
+
+        for shard in 0..<shardCount where state.finished[shard] == nil {
+            let range = (shard * videosPerShard)..<min(inputs.count, (shard + 1) * videosPerShard)
+            // Decode and compute flow for the shard's videos on `workers` threads; write in order.
+            var results = [Result<(PreparedVideo, [String], Double), Error>?](repeating: nil, count: range.count)
+            let lock = NSLock()
+            let next = ManagedCounter()
+            var finishedInShard = 0
+            DispatchQueue.concurrentPerform(iterations: max(1, min(workers, range.count))) { _ in
+                while true {
+                    let k = next.next()
+                    if k >= range.count { return }
+                    let i = range.lowerBound + k
+                    let r = Result { try prepareVideo(inputs[i], name: names[i], label: labels[i]) }
+                    lock.lock()
+                    results[k] = r
+                    finishedInShard += 1
+                    if case .success(let (v, _, _)) = r { doneFrames += v.frames }
+                    let videosNow = doneVideos + finishedInShard
+                    let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                    let rate = Double(videosNow - resumedVideos) / max(elapsed, 1e-9)
+                    let left = rate > 0 ? Double(inputs.count - videosNow) / rate : 0
+                    log(String(format: "\rprepare: %d/%d videos, %.2f videos/s, %.0f frames/s, %@ left   ", videosNow, inputs.count,
+                               rate, Double(doneFrames) / max(elapsed, 1e-9), formatDuration(left)))
+                    lock.unlock()
+                }
+            }
+            doneVideos += range.count
+            var failed: [DatasetManifest.FailedVideo] = []
+            var good: [PreparedVideo] = []
+            var sourceFPS: [String: Double] = [:]
+            for (k, r) in results.enumerated() {
+                switch r! {
+                case .success(let (v, warnings, rate)):
+                    good.append(v)
+                    sourceFPS[v.source] = rate
+                    for w in warnings { log("\nwarning: \(inputs[range.lowerBound + k].path): \(w)\n") }
+                case .failure(let e):
+                    failed.append(.init(source: inputs[range.lowerBound + k].path, reason: "\(e)"))
+                    log("\nskipped: \(e)\n")
+                }
+            }
+            var entry: DatasetManifest.Shard? = nil
+            if let first = good.first {
+                let file = String(format: "shard-%05d.h5", shard)
+                let path = output.appendingPathComponent(file).path
+                // fps: the target rate, or the first video's own when not resampling
+                let writer = try ShardWriter(path: path, attributes: ShardAttributes(
+                    height: first.height, width: first.width, fps: fps ?? sourceFPS[first.source] ?? 0,
+                    flowAlgorithm: flow ? "tvl1" : "none", flowBound: flowBound))
+                for v in good { try writer.append(v) }
+                try writer.finish()
+                let bytes = (try fm.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+                entry = .init(file: file, videos: good.count, frames: writer.frameCount, bytes: bytes, checksum: try fileChecksum(path))
+            }
+            state.finished[shard] = .some(entry)
+            state.failed[shard] = failed
+            let encoder = JSONEncoder(); encoder.outputFormatting = [.sortedKeys]
+            let tmp = output.appendingPathComponent(".prepare-state.json.partial")
+            try encoder.encode(state).write(to: tmp)
+            if fm.fileExists(atPath: stateURL.path) { try fm.removeItem(at: stateURL) }
+            try fm.moveItem(at: tmp, to: stateURL)
+        }
+        log("\n")
+
+        var manifest = DatasetManifest(preparation: settings)
+        manifest.shards = (0..<shardCount).compactMap { state.finished[$0] ?? nil }
+        manifest.failed = (0..<shardCount).flatMap { state.failed[$0] ?? [] }
+        manifest.classes = classes
+        let failedSources = Set(manifest.failed.map(\.source))
+        for (i, input) in inputs.enumerated() where !failedSources.contains(input.path) {
+            if let split = input.split { manifest.splits[split, default: []].append(names[i]) }
+        }
+        manifest.complete = true
+        try manifest.save(to: output)
+        try? fm.removeItem(at: stateURL)
+        return manifest
+    }
+}
+
+public struct PrepareError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+final class ManagedCounter: @unchecked Sendable {
+    private var value = 0
+    private let lock = NSLock()
+    func next() -> Int { lock.lock(); defer { lock.unlock() }; value += 1; return value - 1 }
+}
+
+/// The deepest folder containing every path.
+func commonFolder(_ paths: [String]) -> String {
+    guard var parts = paths.first.map({ ($0 as NSString).deletingLastPathComponent.split(separator: "/").map(String.init) }) else { return "" }
+    for p in paths.dropFirst() {
+        let q = (p as NSString).deletingLastPathComponent.split(separator: "/").map(String.init)
+        var n = 0
+        while n < min(parts.count, q.count) && parts[n] == q[n] { n += 1 }
+        parts = Array(parts.prefix(n))
+    }
+    return "/" + parts.joined(separator: "/")
+}
+
+func formatDuration(_ s: Double) -> String {
+    guard s.isFinite else { return "?" }
+    let t = Int(s.rounded())
+    return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
+}

@@ -1,0 +1,123 @@
+import ArgumentParser
+import Foundation
+import Training
+import Video
+
+let stderrLog: (String) -> Void = { FileHandle.standardError.write($0.data(using: .utf8)!) }
+
+struct Synth: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write labelled synthetic videos whose class is decided by motion alone.",
+        discussion: """
+            Objects of random shape, colour and texture move by their class's pattern (translation in \
+            four directions, rotation either way, zoom in and out, oscillation) over textured \
+            backgrounds that drift on their own. Writes OUTPUT/videos/<class>/*.mp4, OUTPUT/labels.csv \
+            (path,label,split) and OUTPUT/classes.txt.
+            """)
+
+    @Argument(help: "Output folder.") var output: String
+    @Option(help: "Number of classes (2...10).") var classes = 8
+    @Option(help: "Videos per class.") var perClass = 24
+    @Option(help: "Frames per video.") var frames = 32
+    @Option(help: "Frame width and height in pixels (even).") var size = 64
+    @Option(help: "Frames per second.") var fps = 16
+    @Option(help: "Fraction of each class in the test split.") var testFraction = 0.25
+    @Flag(help: "Backgrounds correlate with the class in the training split only (scene bias).") var sceneBias = false
+    @Option(help: "Seed.") var seed: UInt64 = 0
+    @Option(help: "Video codec (default by container: libx264 for .mp4).") var codec: String?
+    @Option(help: "Container extension: mp4, avi, mkv, webm.") var container = "mp4"
+
+    func validate() throws {
+        guard (2...SyntheticMotion.patterns.count).contains(classes) else {
+            throw ValidationError("--classes \(classes) must be 2...\(SyntheticMotion.patterns.count)")
+        }
+        guard perClass > 0, frames > 1, size >= 16, size % 2 == 0, fps > 0 else {
+            throw ValidationError("--per-class and --fps must be positive, --frames > 1, --size even and >= 16")
+        }
+        guard (0..<1).contains(testFraction) else { throw ValidationError("--test-fraction \(testFraction) must be in [0, 1)") }
+    }
+
+    func run() throws {
+        var synth = SyntheticMotion()
+        synth.classes = classes; synth.frames = frames; synth.size = size; synth.fps = fps; synth.sceneBias = sceneBias
+        let start = Date()
+        let items = try synth.generate(into: URL(fileURLWithPath: output), perClass: perClass, testFraction: testFraction, seed: seed,
+                                       codec: codec, ext: container) { done, total in
+            let rate = Double(done) / max(Date().timeIntervalSince(start), 1e-9)
+            stderrLog(String(format: "\rsynth: %d/%d videos, %.1f videos/s, %.0fs left   ", done, total, rate, Double(total - done) / rate))
+        }
+        stderrLog("\n")
+        print("wrote \(items.count) videos (\(items.filter { $0.split == "train" }.count) train, \(items.filter { $0.split == "test" }.count) test) to \(output); labels in \(output)/labels.csv")
+    }
+}
+
+struct Prepare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Turn videos into a dataset folder of HDF5 shards (decode, resize, resample fps, optical flow).",
+        discussion: """
+            INPUT is a CSV of path,label[,split], a folder of class sub-folders, or a folder of video files. \
+            Rerunning after an interruption resumes: finished shards are kept, the rest redone. A video that \
+            cannot be decoded is reported, listed in the manifest, and skipped.
+            """)
+
+    @Argument(help: "CSV file or folder of videos.") var input: String
+    @Argument(help: "Output dataset folder.") var output: String
+    @Option(help: "Frame size WxH (every frame is resized to it).") var size: String?
+    @Option(help: "Short side S: frames of S x round(4S/3) (e.g. 128 -> 171x128). Default: 64x64 unless --size.") var shortSide: Int?
+    @Option(help: "Resample to this many frames per second (default: keep each video's rate).") var fps: Double?
+    @Flag(inversion: .prefixedNo, help: "Compute TV-L1 optical flow.") var flow = true
+    @Option(help: "Flow quantisation bound in pixels.") var flowBound: Double = 20
+    @Option(help: "Videos per shard.") var videosPerShard = 64
+    @Option(help: "Videos decoded in parallel.") var workers = 2
+
+    func frameSize() throws -> (Int, Int) {
+        if let size {
+            let parts = size.lowercased().split(separator: "x").compactMap { Int($0) }
+            guard parts.count == 2, parts[0] > 0, parts[1] > 0, parts[0] % 2 == 0, parts[1] % 2 == 0 else {
+                throw ValidationError("--size '\(size)' must be WxH with even positive numbers, e.g. 112x112")
+            }
+            return (parts[0], parts[1])
+        }
+        if let s = shortSide {
+            guard s >= 16, s % 2 == 0 else { throw ValidationError("--short-side \(s) must be even and >= 16") }
+            return Preparation.landscape(shortSide: s)
+        }
+        return (64, 64)
+    }
+
+    func validate() throws {
+        _ = try frameSize()
+        guard size == nil || shortSide == nil else { throw ValidationError("give --size or --short-side, not both") }
+        guard videosPerShard > 0, workers > 0, flowBound > 0 else { throw ValidationError("--videos-per-shard, --workers and --flow-bound must be positive") }
+        if let fps, fps <= 0 { throw ValidationError("--fps \(fps) must be positive") }
+    }
+
+    func run() throws {
+        var p = Preparation()
+        (p.width, p.height) = try frameSize()
+        p.fps = fps; p.flow = flow; p.flowBound = flowBound; p.videosPerShard = videosPerShard; p.workers = workers
+        let source = URL(fileURLWithPath: input)
+        let inputs = try Preparation.discover(source)
+        // A classes.txt beside a CSV names its integer labels (maclr synth writes one).
+        let namesFile = source.deletingLastPathComponent().appendingPathComponent("classes.txt")
+        let names = (try? String(contentsOf: namesFile, encoding: .utf8))?.split(whereSeparator: \.isNewline).map(String.init) ?? []
+        let m = try p.run(inputs: inputs, output: URL(fileURLWithPath: output), classNames: names, log: stderrLog)
+        print("\(output): \(m.shards.count) shard(s), \(m.videoCount) videos, \(m.frameCount) frames, \(m.failed.count) failed")
+        for f in m.failed { print("  failed: \(f.source): \(f.reason)") }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Validate a dataset folder and summarise it; exits non-zero on any fault.")
+
+    @Argument(help: "Dataset folder.") var dataset: String
+    @Flag(help: "Skip checksum verification (faster on large datasets).") var noChecksums = false
+
+    func run() throws {
+        let result = DatasetInspection(folder: URL(fileURLWithPath: dataset), verifyChecksums: !noChecksums)
+        for line in result.summary { print(line) }
+        for fault in result.faults { stderrLog("error: \(fault)\n") }
+        if !result.faults.isEmpty { throw ExitCode(1) }
+        print("OK")
+    }
+}
