@@ -39,7 +39,7 @@ let package = Package(
         .testTarget(name: "VideoTests", dependencies: ["Video"]),
         .testTarget(name: "DataHDF5Tests", dependencies: ["DataHDF5", "Video", "Tensor"]),
         .testTarget(name: "CBindingsTests", dependencies: ["CBLAS", "CHDF5", "CFFmpeg"]),
-        .testTarget(name: "MaclrCLITests", dependencies: ["maclr", "Backbones", "Tensor"]),
+        .testTarget(name: "MaclrCLITests", dependencies: ["maclr", "Backbones", "Tensor", "DataHDF5", "CHDF5"]),
     ],
     swiftLanguageModes: [.v5]
 )

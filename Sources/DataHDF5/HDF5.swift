@@ -45,8 +45,20 @@ final class H5File {
 
     deinit { HDF5.locked { _ = H5Fclose(id) } }
 
+    /// Creation properties without modification times: HDF5 stamps objects with the time by
+    /// default, which would make two preparations of the same videos differ byte for byte.
+    static func untimedProperties(_ kind: hid_t) -> hid_t {
+        let p = H5Pcreate(kind)
+        H5Pset_obj_track_times(p, false)
+        return p
+    }
+
     func createGroup(_ name: String) throws {
-        let g = HDF5.locked { H5Gcreate2(id, name, maclr_H5P_DEFAULT(), maclr_H5P_DEFAULT(), maclr_H5P_DEFAULT()) }
+        let g = HDF5.locked {
+            let props = H5File.untimedProperties(maclr_H5P_GROUP_CREATE())
+            defer { H5Pclose(props) }
+            return H5Gcreate2(id, name, maclr_H5P_DEFAULT(), props, maclr_H5P_DEFAULT())
+        }
         guard g >= 0 else { throw HDF5Error("\(path): cannot create group \(name)") }
         HDF5.locked { _ = H5Gclose(g) }
     }
@@ -69,7 +81,7 @@ final class H5File {
         var chunk = [hsize_t(max(1, chunkRows))] + rowShape.map { hsize_t($0) }
         return try HDF5.locked {
             let space = H5Screate_simple(Int32(dims.count), &dims, &maxDims)
-            let props = H5Pcreate(maclr_H5P_DATASET_CREATE())
+            let props = H5File.untimedProperties(maclr_H5P_DATASET_CREATE())
             H5Pset_chunk(props, Int32(chunk.count), &chunk)
             let d = H5Dcreate2(id, name, type, space, maclr_H5P_DEFAULT(), props, maclr_H5P_DEFAULT())
             H5Pclose(props); H5Sclose(space)
@@ -83,8 +95,9 @@ final class H5File {
         var dims = [hsize_t(elements ?? values.count)]
         try HDF5.locked {
             let space = H5Screate_simple(1, &dims, nil)
-            let d = H5Dcreate2(id, name, type, space, maclr_H5P_DEFAULT(), maclr_H5P_DEFAULT(), maclr_H5P_DEFAULT())
-            defer { H5Sclose(space); if d >= 0 { H5Dclose(d) } }
+            let props = H5File.untimedProperties(maclr_H5P_DATASET_CREATE())
+            let d = H5Dcreate2(id, name, type, space, maclr_H5P_DEFAULT(), props, maclr_H5P_DEFAULT())
+            defer { H5Sclose(space); H5Pclose(props); if d >= 0 { H5Dclose(d) } }
             guard d >= 0 else { throw HDF5Error("\(path): cannot create dataset \(name)") }
             let status = values.withUnsafeBytes { H5Dwrite(d, type, maclr_H5S_ALL(), maclr_H5S_ALL(), maclr_H5P_DEFAULT(), $0.baseAddress) }
             guard status >= 0 else { throw HDF5Error("\(path): cannot write dataset \(name)") }

@@ -13,17 +13,7 @@ final class CLITests: XCTestCase {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
     }
 
-    func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = Self.binary
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out; p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
+    func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) { try runMaclr(args) }
 
     func testVersionAndHelp() throws {
         let v = try run(["--version"])
@@ -69,4 +59,22 @@ final class CLITests: XCTestCase {
         XCTAssertGreaterThan(fwd, 0)
         XCTAssertEqual(ours["trainGFLOPs"] as! Double, 3 * fwd - 2 * firstConvMACs / 1e9, accuracy: 1e-6)
     }
+}
+
+/// Runs the built `maclr` with `args`; returns exit status, stdout and stderr.
+func runMaclr(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = CLITests.binary
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out; p.standardError = err
+    try p.run()
+    // Read both pipes to the end before waiting, so a chatty child never blocks on a full pipe.
+    var errData = Data()
+    let errReader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+    errReader.start()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    while errReader.isExecuting || !errReader.isFinished { usleep(1000) }
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: errData, as: UTF8.self))
 }
