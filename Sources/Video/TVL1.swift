@@ -207,6 +207,11 @@ func dualStep(_ u: [Float], _ p1: inout [Float], _ p2: inout [Float], _ w: Int, 
     }
 }
 
+/// Separable Gaussian blur with clamped borders.
+public enum Blur {
+    public static func gaussian(_ img: GrayImage, sigma: Float) -> GrayImage { gaussianBlur(img, sigma: sigma) }
+}
+
 func gaussianBlur(_ img: GrayImage, sigma: Float) -> GrayImage {
     guard sigma > 0 else { return img }
     let radius = max(1, Int((3 * sigma).rounded(.up)))

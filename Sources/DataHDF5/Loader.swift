@@ -1,0 +1,282 @@
+import Dispatch
+import Foundation
+import Tensor
+import Video
+
+/// An opened dataset folder: the manifest and every shard's video table (frames stay on disk).
+public final class ShardDataset: @unchecked Sendable {
+    public struct Entry: Sendable {
+        public var shard: Int, video: Int
+        public var name: String, label: Int, length: Int
+    }
+    public let folder: URL
+    public let manifest: DatasetManifest
+    public let shards: [ShardReader]
+    public let entries: [Entry]
+
+    public init(folder: URL) throws {
+        self.folder = folder
+        manifest = try DatasetManifest.load(from: folder)
+        guard manifest.complete else { throw HDF5Error("\(folder.path): preparation did not finish (rerun maclr prepare)") }
+        shards = try manifest.shards.map { try ShardReader(path: folder.appendingPathComponent($0.file).path) }
+        entries = shards.enumerated().flatMap { s, r in
+            r.videos.enumerated().map { Entry(shard: s, video: $0.offset, name: $0.element.name, label: $0.element.label, length: $0.element.length) }
+        }
+    }
+
+    public var height: Int { shards.first?.attributes.height ?? 0 }
+    public var width: Int { shards.first?.attributes.width ?? 0 }
+    public var hasFlow: Bool { shards.first?.hasFlow ?? false }
+    public var flowBound: Float { Float(shards.first?.attributes.flowBound ?? 20) }
+
+    /// Indices of the entries in `split` (every entry when nil).
+    public func indices(split: String?) throws -> [Int] {
+        guard let split else { return Array(entries.indices) }
+        guard let names = manifest.splits[split] else {
+            throw HDF5Error("\(folder.path): no split '\(split)' (have: \(manifest.splits.keys.sorted().joined(separator: ", ")))")
+        }
+        let wanted = Set(names)
+        return entries.indices.filter { wanted.contains(entries[$0].name) }
+    }
+
+    func fps(of e: Entry) -> Double {
+        let f = shards[e.shard].attributes.fps
+        return f > 0 ? f : 25
+    }
+}
+
+/// How clips are cut and paired.
+public struct ClipSampling: Codable, Equatable, Sendable {
+    public var frames = 8
+    public var stride = 2
+    public var height = 56, width = 56
+    /// Two clips of one video, their starts this many seconds apart (MaCLR: 0.5 s to 10 s).
+    public var positiveGap: ClosedRange<Double> = 0.5...10
+    public init() {}
+}
+
+/// A batch of positive pairs: two clips (a, b) of each of N videos.
+/// rgb: (N, T, H, W, 3) normalised with the Kinetics mean and std; flow: (N, T, H, W, 2) in
+/// units of the flow bound (pixels / bound, after the crop's rescaling).
+public struct ClipBatch: @unchecked Sendable {
+    public var rgbA: Tensor, rgbB: Tensor
+    public var flowA: Tensor?, flowB: Tensor?
+    public var labels: [Int]
+    public var videos: [Int]
+}
+
+/// Where a loader is: epoch and batch within it. Checkpoints store it to resume.
+public struct LoaderPosition: Codable, Equatable, Sendable {
+    public var epoch = 0, batch = 0
+    public init(epoch: Int = 0, batch: Int = 0) { self.epoch = epoch; self.batch = batch }
+}
+
+/// Produces the batch at any position deterministically from (seed, epoch, batch), so background
+/// threads may finish in any order and a resumed run sees the same batches.
+public struct ClipSampler: Sendable {
+    public let dataset: ShardDataset
+    public let indices: [Int]
+    public var sampling: ClipSampling
+    public var augmentation: Augmentation
+    public var seed: UInt64
+    public var batchSize: Int
+    public var withFlow: Bool
+
+    static let mean: [Float] = [0.43216, 0.394666, 0.37645], std: [Float] = [0.22803, 0.22145, 0.216989]
+
+    public init(dataset: ShardDataset, indices: [Int], sampling: ClipSampling, augmentation: Augmentation, seed: UInt64,
+                batchSize: Int, withFlow: Bool) {
+        self.dataset = dataset; self.indices = indices; self.sampling = sampling; self.augmentation = augmentation
+        self.seed = seed; self.batchSize = batchSize; self.withFlow = withFlow && dataset.hasFlow
+    }
+
+    public var batchesPerEpoch: Int { max(1, indices.count / batchSize) }
+
+    /// The epoch's order of videos: a seeded permutation.
+    func order(epoch: Int) -> [Int] {
+        var rng = RandomGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+        var o = indices
+        for i in stride(from: o.count - 1, to: 0, by: -1) { o.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        return o
+    }
+
+    public func batch(at p: LoaderPosition) throws -> ClipBatch {
+        let order = order(epoch: p.epoch)
+        let picks = (0..<batchSize).map { order[(p.batch * batchSize + $0) % order.count] }
+        let t = sampling.frames, h = sampling.height, w = sampling.width
+        let rgbA = Tensor(uninitialized: [batchSize, t, h, w, 3]), rgbB = Tensor(uninitialized: [batchSize, t, h, w, 3])
+        let flowA = withFlow ? Tensor(uninitialized: [batchSize, t, h, w, 2]) : nil
+        let flowB = withFlow ? Tensor(uninitialized: [batchSize, t, h, w, 2]) : nil
+        for (i, entryIndex) in picks.enumerated() {
+            var rng = RandomGenerator(seed: seed ^ (UInt64(p.epoch) << 40) ^ (UInt64(p.batch) << 16) ^ UInt64(i) &* 0x2545_F491_4F6C_DD1D)
+            let e = dataset.entries[entryIndex]
+            let (s1, s2) = try pairStarts(e, rng: &rng)
+            try clip(e, start: s1, rng: &rng, rgb: rgbA.data + i * t * h * w * 3, flow: flowA.map { $0.data + i * t * h * w * 2 })
+            try clip(e, start: s2, rng: &rng, rgb: rgbB.data + i * t * h * w * 3, flow: flowB.map { $0.data + i * t * h * w * 2 })
+        }
+        return ClipBatch(rgbA: rgbA, rgbB: rgbB, flowA: flowA, flowB: flowB, labels: picks.map { dataset.entries[$0].label }, videos: picks)
+    }
+
+    /// Start frames of two clips of the same video, their gap drawn from `positiveGap` seconds
+    /// (shrunk to what the video allows), the first start chosen by motion when MCL sampling is on.
+    func pairStarts(_ e: ShardDataset.Entry, rng: inout RandomGenerator) throws -> (Int, Int) {
+        let span = (sampling.frames - 1) * sampling.stride + 1
+        let last = max(0, e.length - span)
+        let fps = dataset.fps(of: e)
+        let lo = Int(sampling.positiveGap.lowerBound * fps), hi = Int(sampling.positiveGap.upperBound * fps)
+        let gap = min(last, lo + Int(rng.next() % UInt64(max(1, hi - lo + 1))))
+        var first = Int(rng.next() % UInt64(last - gap + 1))
+        if augmentation.enabled && augmentation.motionTemporalSampling && dataset.hasFlow && last - gap > 0 {
+            first = try motionFocusedStart(e, candidates: last - gap + 1, rng: &rng)
+        }
+        return rng.uniform() < 0.5 ? (first, first + gap) : (first + gap, first)
+    }
+
+    /// MCL's temporal sampling: rank candidate starts by the clip's mean motion-boundary magnitude,
+    /// and with probability 0.7 take one from the more moving half.
+    func motionFocusedStart(_ e: ShardDataset.Entry, candidates: Int, rng: inout RandomGenerator) throws -> Int {
+        let picks = (0..<min(8, candidates)).map { _ in Int(rng.next() % UInt64(candidates)) }
+        let scored = try picks.map { ($0, try motionScore(e, start: $0)) }.sorted { $0.1 > $1.1 }
+        let top = Array(scored.prefix(max(1, scored.count / 2))), rest = Array(scored.dropFirst(top.count))
+        let pool = (Double(rng.uniform()) < augmentation.motionTopProbability || rest.isEmpty) ? top : rest
+        return pool[Int(rng.next() % UInt64(pool.count))].0
+    }
+
+    /// Mean motion-boundary magnitude over the clip window, and its map (for spatial cropping).
+    func motionBoundaries(_ e: ShardDataset.Entry, start: Int) throws -> [Float] {
+        let r = dataset.shards[e.shard], h = r.attributes.height, w = r.attributes.width
+        let count = sampling.frames
+        let q = try r.readFlow(video: e.video, first: start, count: count, step: sampling.stride)
+        let bound = Float(r.attributes.flowBound)
+        var acc = [Float](repeating: 0, count: h * w)
+        for f in 0..<count {
+            var field = FlowField(width: w, height: h)
+            for i in 0..<(h * w) {
+                field.u[i] = Motion.dequantize(q[(f * h * w + i) * 2], bound: bound)
+                field.v[i] = Motion.dequantize(q[(f * h * w + i) * 2 + 1], bound: bound)
+            }
+            let mb = Motion.motionBoundaries(field)
+            for i in 0..<(h * w) { acc[i] += mb[i] / Float(count) }
+        }
+        return acc
+    }
+
+    func motionScore(_ e: ShardDataset.Entry, start: Int) throws -> Float {
+        let m = try motionBoundaries(e, start: start)
+        return m.reduce(0, +) / Float(m.count)
+    }
+
+    /// Reads one clip (a hyperslab of T frames at the stride), augments and writes it.
+    func clip(_ e: ShardDataset.Entry, start: Int, rng: inout RandomGenerator, rgb: UnsafeMutablePointer<Float>,
+              flow: UnsafeMutablePointer<Float>?) throws {
+        let r = dataset.shards[e.shard], sh = r.attributes.height, sw = r.attributes.width
+        let t = sampling.frames, oh = sampling.height, ow = sampling.width
+        let a = augmentation
+        // Frames the clip covers; short videos repeat their last frame.
+        let stride = e.length >= (t - 1) * sampling.stride + 1 ? sampling.stride : max(1, (e.length - 1) / max(t - 1, 1))
+        let available = min(t, (e.length - 1 - start) / stride + 1)
+        var raw = try r.readRGB(video: e.video, first: start, count: available, step: stride)
+        var rawFlow = flow != nil ? try r.readFlow(video: e.video, first: start, count: available, step: stride) : []
+        if available < t {
+            let fr = sh * sw * 3, ff = sh * sw * 2
+            for _ in available..<t {
+                raw += raw[(available - 1) * fr..<available * fr]
+                if flow != nil { rawFlow += rawFlow[(available - 1) * ff..<available * ff] }
+            }
+        }
+        var box: CropBox
+        var flip = false
+        if a.enabled {
+            if a.motionSpatialCropping && dataset.hasFlow {
+                let (mbox, coverage) = Augmenter.motionBox(boundaries: try motionBoundaries(e, start: start), width: sw, height: sh)
+                box = Augmenter.randomCrop(width: sw, height: sh, a, rng: &rng, mustCover: mbox, coverage: coverage)
+            } else {
+                box = Augmenter.randomCrop(width: sw, height: sh, a, rng: &rng)
+            }
+            flip = Double(rng.uniform()) < a.flipProbability
+        } else {
+            // evaluation: the central square, resized
+            let s = Double(min(sw, sh))
+            box = CropBox(x: (Double(sw) - s) / 2, y: (Double(sh) - s) / 2, width: s, height: s)
+        }
+        Augmenter.cropResize(raw, frames: t, height: sh, width: sw, channels: 3, box: box, outHeight: oh, outWidth: ow,
+                             flip: flip, into: rgb) { _, v in v / 255 }
+        if a.enabled { Augmenter.photometric(rgb, frames: t, height: oh, width: ow, a, rng: &rng) }
+        for i in 0..<(t * oh * ow) { for c in 0..<3 { rgb[i * 3 + c] = (rgb[i * 3 + c] - Self.mean[c]) / Self.std[c] } }
+        if let flow {
+            let bound = Float(r.attributes.flowBound)
+            // resizing by (ow / box.width) scales u; (oh / box.height) scales v; a flip negates u
+            let su = Float(Double(ow) / box.width) * (flip ? -1 : 1) / bound, sv = Float(Double(oh) / box.height) / bound
+            Augmenter.cropResize(rawFlow, frames: t, height: sh, width: sw, channels: 2, box: box, outHeight: oh, outWidth: ow,
+                                 flip: flip, into: flow) { c, q in
+                let pixels = q * (2 * bound) / 255 - bound
+                return pixels * (c == 0 ? su : sv)
+            }
+        }
+    }
+}
+
+/// Prefetches batches on background threads into a bounded queue, in order. Memory stays at
+/// `depth` batches whatever the dataset's size.
+public final class StreamingLoader: @unchecked Sendable {
+    public let sampler: ClipSampler
+    public private(set) var position: LoaderPosition
+    private let depth: Int, workers: Int
+    private var ready: [Int: Result<ClipBatch, Error>] = [:]
+    private var nextToIssue: Int
+    private var nextToTake: Int
+    private let condition = NSCondition()
+    private var stopped = false
+    private var threads: [Thread] = []
+
+    /// Starts at `position` (resume) with `workers` threads keeping up to `depth` batches ready.
+    public init(sampler: ClipSampler, position: LoaderPosition = LoaderPosition(), workers: Int = 2, depth: Int = 4) {
+        self.sampler = sampler
+        self.position = position
+        self.depth = max(1, depth); self.workers = max(1, workers)
+        nextToIssue = position.epoch * sampler.batchesPerEpoch + position.batch
+        nextToTake = nextToIssue
+        for _ in 0..<self.workers {
+            let t = Thread { [weak self] in self?.work() }
+            t.stackSize = 1 << 22
+            threads.append(t)
+            t.start()
+        }
+    }
+
+    deinit { stop() }
+
+    public func stop() {
+        condition.lock(); stopped = true; condition.broadcast(); condition.unlock()
+    }
+
+    private func work() {
+        while true {
+            condition.lock()
+            while !stopped && nextToIssue - nextToTake >= depth { condition.wait() }
+            if stopped { condition.unlock(); return }
+            let index = nextToIssue
+            nextToIssue += 1
+            condition.unlock()
+            let per = sampler.batchesPerEpoch
+            let result = Result { try sampler.batch(at: LoaderPosition(epoch: index / per, batch: index % per)) }
+            condition.lock()
+            ready[index] = result
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// The next batch, waiting for it if it is not ready yet; advances `position`.
+    public func next() throws -> ClipBatch {
+        condition.lock()
+        while ready[nextToTake] == nil { condition.wait() }
+        let result = ready.removeValue(forKey: nextToTake)!
+        nextToTake += 1
+        let per = sampler.batchesPerEpoch
+        position = LoaderPosition(epoch: nextToTake / per, batch: nextToTake % per)
+        condition.broadcast()
+        condition.unlock()
+        return try result.get()
+    }
+}

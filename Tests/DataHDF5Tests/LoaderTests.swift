@@ -1,0 +1,149 @@
+import DataHDF5
+import Foundation
+import Tensor
+import Video
+import XCTest
+
+final class LoaderTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("loader-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    /// A dataset of `videos` videos, 32x32, 10 fps. RGB: R = frame index, G = x * 8, B = label.
+    /// Flow: u = x-dependent ramp (or `flowU(frame, x, y)` pixels), v = 0.
+    func makeDataset(videos: Int = 6, frames: Int = 60, flowU: (Int, Int, Int) -> Float = { _, x, _ in Float(x) / 4 }) throws -> ShardDataset {
+        let (h, w) = (32, 32)
+        let writer = try ShardWriter(path: dir.appendingPathComponent("shard-00000.h5").path,
+                                     attributes: ShardAttributes(height: h, width: w, fps: 10, flowAlgorithm: "tvl1", flowBound: 20))
+        var names: [String] = []
+        for v in 0..<videos {
+            var rgb = [UInt8](repeating: 0, count: frames * h * w * 3), flow = [UInt8](repeating: 0, count: frames * h * w * 2)
+            for f in 0..<frames { for y in 0..<h { for x in 0..<w {
+                let i = (f * h + y) * w + x
+                rgb[3 * i] = UInt8(f); rgb[3 * i + 1] = UInt8(x * 8); rgb[3 * i + 2] = UInt8(v % 2 * 200)
+                flow[2 * i] = Motion.quantize(flowU(f, x, y), bound: 20); flow[2 * i + 1] = Motion.quantize(0, bound: 20)
+            }}}
+            names.append("video\(v)")
+            try writer.append(PreparedVideo(name: names[v], source: "synthetic", label: v % 2, frames: frames, height: h, width: w, rgb: rgb, flow: flow))
+        }
+        try writer.finish()
+        var m = DatasetManifest(preparation: .init(size: "32x32", fps: 10, flowAlgorithm: "tvl1", flowBound: 20, videosPerShard: videos))
+        let path = dir.appendingPathComponent("shard-00000.h5").path
+        m.shards = [.init(file: "shard-00000.h5", videos: videos, frames: videos * frames,
+                          bytes: (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0, checksum: try fileChecksum(path))]
+        m.classes = ["a", "b"]; m.splits = ["train": names]; m.complete = true
+        try m.save(to: dir)
+        return try ShardDataset(folder: dir)
+    }
+
+    func sampler(_ ds: ShardDataset, _ aug: Augmentation = Augmentation(), seed: UInt64 = 1) -> ClipSampler {
+        var s = ClipSampling(); s.frames = 4; s.stride = 2; s.height = 16; s.width = 16
+        return ClipSampler(dataset: ds, indices: try! ds.indices(split: "train"), sampling: s, augmentation: aug, seed: seed,
+                           batchSize: 2, withFlow: true)
+    }
+
+    /// De-normalise the red channel back to 0...255 (the frame index in these videos).
+    func red(_ t: Tensor, _ offset: Int) -> Float { (t.data[offset] * 0.22803 + 0.43216) * 255 }
+
+    func testPositivesComeFromTheSameVideoHalfASecondToTenSecondsApart() throws {
+        let ds = try makeDataset()
+        let s = sampler(ds, .none)
+        for b in 0..<3 {
+            let batch = try s.batch(at: LoaderPosition(epoch: 0, batch: b))
+            for i in 0..<2 {
+                let clip = 4 * 16 * 16 * 3
+                let startA = red(batch.rgbA, i * clip).rounded(), startB = red(batch.rgbB, i * clip).rounded()
+                let gap = abs(startA - startB)
+                XCTAssertGreaterThanOrEqual(gap, 5, "0.5 s at 10 fps")
+                XCTAssertLessThanOrEqual(gap, 100)
+                // frames inside a clip step by the stride
+                XCTAssertEqual(red(batch.rgbA, i * clip + 16 * 16 * 3), startA + 2, accuracy: 0.6)
+                XCTAssertEqual(batch.labels[i], ds.entries[batch.videos[i]].label)
+            }
+        }
+    }
+
+    func testFlipNegatesUAndResizeScalesFlowWithTheSameGeometryAsRGB() throws {
+        let ds = try makeDataset(flowU: { _, _, _ in 5 })           // constant 5 px to the right
+        var a = Augmentation.none; a.enabled = true
+        a.cropScale = 1...1; a.cropRatio = 1...1; a.jitterProbability = 0; a.grayscaleProbability = 0; a.blurProbability = 0
+        a.flipProbability = 1
+        let flipped = try sampler(ds, a).batch(at: LoaderPosition())
+        a.flipProbability = 0
+        let straight = try sampler(ds, a).batch(at: LoaderPosition())
+        // 32 -> 16 pixels halves the displacement; in units of the 20 px bound: 2.5 / 20
+        XCTAssertEqual(straight.flowA!.data[0], 2.5 / 20, accuracy: 0.01)
+        XCTAssertEqual(flipped.flowA!.data[0], -2.5 / 20, accuracy: 0.01)
+        XCTAssertEqual(straight.flowA!.data[1], 0, accuracy: 0.01)
+        // RGB mirrored too: green (x ramp) at the left edge of the flipped clip is the right edge's
+        let green = { (t: Tensor, x: Int) in (t.data[x * 3 + 1] * 0.22145 + 0.394666) * 255 }
+        XCTAssertGreaterThan(green(flipped.rgbA, 0), 200)
+        XCTAssertLessThan(green(straight.rgbA, 0), 30)
+        XCTAssertEqual(green(flipped.rgbA, 0), green(straight.rgbA, 15), accuracy: 1)
+
+        // A ramp flow (u = x / 4) under random crops: u must follow the same crop as the green ramp.
+        let ramp = try makeDataset(flowU: { _, x, _ in Float(x) / 4 })
+        var b = Augmentation(); b.jitterProbability = 0; b.grayscaleProbability = 0; b.blurProbability = 0
+        let batch = try sampler(ramp, b, seed: 7).batch(at: LoaderPosition())
+        // At every pixel u = sign * (x / 4) * scale / 20 where x is the source column the RGB green
+        // ramp shows there (x = green / 8): u / x is one constant per clip if both saw one geometry.
+        let clip = 4 * 16 * 16
+        for i in 0..<2 {
+            var ratios: [Float] = []
+            for p in stride(from: 0, to: 256, by: 7) {
+                let x = green(batch.rgbA, i * clip + p) / 8
+                guard x > 4 else { continue }
+                ratios.append(batch.flowA!.data[(i * clip + p) * 2] / x)
+            }
+            XCTAssertGreaterThan(ratios.count, 10)
+            let mean = ratios.reduce(0, +) / Float(ratios.count)
+            XCTAssertGreaterThan(abs(mean), 1e-3)
+            for r in ratios { XCTAssertEqual(r, mean, accuracy: abs(mean) * 0.08, "clip \(i): flow and RGB crops disagree") }
+        }
+    }
+
+    func testBatchesAreDeterministicAndTheStreamingLoaderResumes() throws {
+        let ds = try makeDataset()
+        let s = sampler(ds)
+        let direct = try (0..<5).map { try s.batch(at: LoaderPosition(epoch: $0 / 3, batch: $0 % 3)).rgbA.toArray() }
+        XCTAssertEqual(try s.batch(at: LoaderPosition(epoch: 0, batch: 1)).rgbA.toArray(), direct[1])
+        let loader = StreamingLoader(sampler: s, workers: 2, depth: 3)
+        let streamed = try (0..<5).map { _ in try loader.next().rgbA.toArray() }
+        XCTAssertEqual(streamed, direct, "background threads deliver batches in order")
+        XCTAssertEqual(loader.position, LoaderPosition(epoch: 1, batch: 2))
+        let resumed = StreamingLoader(sampler: s, position: LoaderPosition(epoch: 1, batch: 0), workers: 2, depth: 2)
+        XCTAssertEqual(try resumed.next().rgbA.toArray(), direct[3])
+        XCTAssertNotEqual(direct[0], direct[3], "a new epoch reshuffles")
+    }
+
+    func testMotionFocusedSamplingPrefersMovingClips() throws {
+        // Frames 0..29 still; frames 30..59 have a moving square (motion boundaries).
+        let ds = try makeDataset(frames: 60) { f, x, y in f >= 30 && (8..<20).contains(x) && (8..<20).contains(y) ? 6 : 0 }
+        var a = Augmentation.none; a.enabled = true
+        a.jitterProbability = 0; a.grayscaleProbability = 0; a.blurProbability = 0
+        a.motionTemporalSampling = true
+        var s = sampler(ds, a); s.sampling.positiveGap = 0.5...0.6
+        var moving = 0, total = 0
+        for b in 0..<15 {
+            let batch = try s.batch(at: LoaderPosition(epoch: b / 3, batch: b % 3))
+            for i in 0..<2 {
+                for t in [batch.rgbA, batch.rgbB] { total += 1; if red(t, i * 4 * 16 * 16 * 3) >= 24 { moving += 1 } }
+            }
+        }
+        // Uniform sampling would put about 40% of clip starts at frame >= 24 here.
+        XCTAssertGreaterThan(Double(moving) / Double(total), 0.6, "\(moving) of \(total) clips start in the moving part")
+
+        // Spatial cropping covers the moving square's box.
+        let box = CropBox(x: 8, y: 8, width: 12, height: 12)
+        var rng = RandomGenerator(seed: 3)
+        for _ in 0..<20 {
+            let c = Augmentation()
+            var aug = c; aug.motionSpatialCropping = true
+            let crop = CropSampler.sample(width: 32, height: 32, aug, rng: &rng, cover: box, coverage: 0.8)
+            XCTAssertGreaterThanOrEqual(crop.intersectionArea(box), 0.8 * 144 - 1e-6)
+        }
+    }
+}
