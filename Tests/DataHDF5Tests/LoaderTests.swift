@@ -87,7 +87,9 @@ final class LoaderTests: XCTestCase {
         // A ramp flow (u = x / 4) under random crops: u must follow the same crop as the green ramp.
         let ramp = try makeDataset(flowU: { _, x, _ in Float(x) / 4 })
         var b = Augmentation(); b.jitterProbability = 0; b.grayscaleProbability = 0; b.blurProbability = 0
-        let batch = try sampler(ramp, b, seed: 7).batch(at: LoaderPosition())
+        let rampSampler = sampler(ramp, b, seed: 7)
+        for k in 0..<6 {   // 12 clips: about half of them flipped
+        let batch = try rampSampler.batch(at: LoaderPosition(epoch: k / 3, batch: k % 3))
         // At every pixel u = sign * (x / 4) * scale / 20 where x is the source column the RGB green
         // ramp shows there (x = green / 8): u / x is one constant per clip if both saw one geometry.
         let clip = 4 * 16 * 16
@@ -102,6 +104,7 @@ final class LoaderTests: XCTestCase {
             let mean = ratios.reduce(0, +) / Float(ratios.count)
             XCTAssertGreaterThan(abs(mean), 1e-3)
             for r in ratios { XCTAssertEqual(r, mean, accuracy: abs(mean) * 0.08, "clip \(i): flow and RGB crops disagree") }
+        }
         }
     }
 
