@@ -220,37 +220,66 @@ public struct ClipSampler: Sendable {
 /// `depth` batches whatever the dataset's size.
 public final class StreamingLoader: @unchecked Sendable {
     public let sampler: ClipSampler
-    public private(set) var position: LoaderPosition
-    private let depth: Int, workers: Int
-    private var ready: [Int: Result<ClipBatch, Error>] = [:]
-    private var nextToIssue: Int
-    private var nextToTake: Int
-    private let condition = NSCondition()
-    private var stopped = false
-    private var threads: [Thread] = []
+    private let queue: BatchQueue
 
     /// Starts at `position` (resume) with `workers` threads keeping up to `depth` batches ready.
     public init(sampler: ClipSampler, position: LoaderPosition = LoaderPosition(), workers: Int = 2, depth: Int = 4) {
         self.sampler = sampler
-        self.position = position
-        self.depth = max(1, depth); self.workers = max(1, workers)
-        nextToIssue = position.epoch * sampler.batchesPerEpoch + position.batch
-        nextToTake = nextToIssue
-        for _ in 0..<self.workers {
-            let t = Thread { [weak self] in self?.work() }
+        queue = BatchQueue(sampler: sampler, first: position.epoch * sampler.batchesPerEpoch + position.batch,
+                           depth: max(1, depth), workers: max(1, workers))
+    }
+
+    deinit { queue.stop() }
+
+    /// Where the next batch comes from.
+    public var position: LoaderPosition { queue.position }
+
+    /// The next batch, waiting for it if it is not ready yet.
+    public func next() throws -> ClipBatch { try queue.next() }
+
+    /// Stops the workers and waits for them: a worker still reading when the process exits would
+    /// race HDF5's own shutdown, which closes every open file.
+    public func stop() { queue.stop() }
+}
+
+/// The queue and its worker threads; the threads hold it strongly, so it outlives the loader
+/// until they have stopped.
+private final class BatchQueue: @unchecked Sendable {
+    let sampler: ClipSampler
+    let depth: Int
+    var ready: [Int: Result<ClipBatch, Error>] = [:]
+    var nextToIssue: Int, nextToTake: Int
+    let condition = NSCondition()
+    var stopped = false
+    var running: Int
+
+    init(sampler: ClipSampler, first: Int, depth: Int, workers: Int) {
+        self.sampler = sampler; self.depth = depth
+        nextToIssue = first; nextToTake = first
+        running = workers
+        for _ in 0..<workers {
+            let t = Thread { self.work() }
             t.stackSize = 1 << 22
-            threads.append(t)
             t.start()
         }
     }
 
-    deinit { stop() }
-
-    public func stop() {
-        condition.lock(); stopped = true; condition.broadcast(); condition.unlock()
+    var position: LoaderPosition {
+        condition.lock(); defer { condition.unlock() }
+        let per = sampler.batchesPerEpoch
+        return LoaderPosition(epoch: nextToTake / per, batch: nextToTake % per)
     }
 
-    private func work() {
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        while running > 0 { condition.wait() }
+        condition.unlock()
+    }
+
+    func work() {
+        defer { condition.lock(); running -= 1; condition.broadcast(); condition.unlock() }
         while true {
             condition.lock()
             while !stopped && nextToIssue - nextToTake >= depth { condition.wait() }
@@ -267,14 +296,11 @@ public final class StreamingLoader: @unchecked Sendable {
         }
     }
 
-    /// The next batch, waiting for it if it is not ready yet; advances `position`.
-    public func next() throws -> ClipBatch {
+    func next() throws -> ClipBatch {
         condition.lock()
         while ready[nextToTake] == nil { condition.wait() }
         let result = ready.removeValue(forKey: nextToTake)!
         nextToTake += 1
-        let per = sampler.batchesPerEpoch
-        position = LoaderPosition(epoch: nextToTake / per, batch: nextToTake % per)
         condition.broadcast()
         condition.unlock()
         return try result.get()

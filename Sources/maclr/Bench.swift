@@ -7,7 +7,7 @@ import Training
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Throughput figures.",
-        subcommands: [EngineBench.self])
+        subcommands: [EngineBench.self, DataBench.self, FlowBench.self])
 }
 
 struct EngineBench: ParsableCommand {
@@ -95,5 +95,41 @@ struct EngineBench: ParsableCommand {
     func resolveScript() -> String? {
         let candidates = [torchScript, "../shared/bench/torch_reference.py", "shared/bench/torch_reference.py"].compactMap { $0 }
         return candidates.first { FileManager.default.fileExists(atPath: $0) }
+    }
+}
+
+struct DataBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "data",
+        abstract: "Loader throughput (clip pairs/s, with and without augmentation) and peak memory at two dataset sizes.")
+    @Option(help: "Videos in the smaller dataset (the larger has 4x).") var videos = 40
+    @Option(help: "Frames per video.") var frames = 64
+    @Option(help: "Frame size of the shards.") var size = 112
+    @Option(help: "Batches timed per configuration.") var batches = 30
+    @Option(help: "Loader threads.") var workers = 2
+    @Option(help: "Scratch folder for the generated datasets.") var scratch = NSTemporaryDirectory()
+
+    func run() throws {
+        var b = DataBenchmark()
+        b.videosSmall = videos; b.videosLarge = 4 * videos; b.framesPerVideo = frames; b.size = size; b.batches = batches; b.workers = workers
+        let rows = try b.run(scratch: URL(fileURLWithPath: scratch), log: stderrLog)
+        print("\nclips: \(b.sampling.frames) frames (stride \(b.sampling.stride)) cropped to \(b.sampling.width)x\(b.sampling.height), batch \(b.batchSize) pairs, RGB + flow, \(workers) loader threads")
+        print("| videos | dataset on disk | augmentation | clip pairs/s | peak RSS |")
+        print("|---|---|---|---|---|")
+        for r in rows {
+            print(String(format: "| %d | %.2f GiB | %@ | %.1f | %.3f GiB |", r.videos, r.datasetGiB, r.augmented ? "on" : "off", r.pairsPerSecond, r.peakRSSGiB))
+        }
+    }
+}
+
+struct FlowBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "flow",
+        abstract: "TV-L1 on frame pairs from a safetensors file (used by benchmarks/tvl1_vs_opencv.py).")
+    @Argument(help: "safetensors with i0, i1: (N, H, W) grayscale 0...255.") var pairs: String
+    @Argument(help: "Output safetensors with u, v: (N, H, W).") var output: String
+    @Option(help: "Threads (pairs in parallel).") var threads = 2
+
+    func run() throws {
+        let r = try benchmarkFlow(pairs: URL(fileURLWithPath: pairs), output: URL(fileURLWithPath: output), threads: threads, log: stderrLog)
+        print(String(format: "{\"seconds\": %.4f, \"pairs\": %d}", r.seconds, r.pairs))
     }
 }

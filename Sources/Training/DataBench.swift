@@ -1,0 +1,123 @@
+import DataHDF5
+import Foundation
+import Tensor
+import Video
+
+/// `maclr bench data`: loader throughput (clip pairs/s with and without augmentation) and peak
+/// memory, on a dataset larger than memory would need if read whole, at two dataset sizes.
+public struct DataBenchmark {
+    public var videosSmall = 40, videosLarge = 160
+    public var framesPerVideo = 64, size = 112
+    public var batchSize = 8, batches = 30, workers = 2
+    public var sampling = ClipSampling()
+    public init() { sampling.frames = 8; sampling.stride = 2; sampling.height = 96; sampling.width = 96 }
+
+    public struct Row { public var videos: Int; public var datasetGiB: Double; public var augmented: Bool; public var pairsPerSecond: Double; public var peakRSSGiB: Double }
+
+    /// Writes a dataset of random frames and flow (content does not matter for throughput).
+    func makeDataset(_ folder: URL, videos: Int) throws {
+        let fm = FileManager.default
+        try? fm.removeItem(at: folder)
+        try fm.createDirectory(at: folder, withIntermediateDirectories: true)
+        var rng = RandomGenerator(seed: 5)
+        let perShard = 40
+        var manifest = DatasetManifest(preparation: .init(size: "\(size)x\(size)", fps: 25, flowAlgorithm: "tvl1", flowBound: 20, videosPerShard: perShard))
+        var names: [String] = []
+        let n = framesPerVideo * size * size
+        for shard in 0..<((videos + perShard - 1) / perShard) {
+            let file = String(format: "shard-%05d.h5", shard)
+            let w = try ShardWriter(path: folder.appendingPathComponent(file).path,
+                                    attributes: ShardAttributes(height: size, width: size, fps: 25, flowAlgorithm: "tvl1", flowBound: 20))
+            for v in (shard * perShard)..<min(videos, (shard + 1) * perShard) {
+                var rgb = [UInt8](repeating: 0, count: n * 3), flow = [UInt8](repeating: 128, count: n * 2)
+                for i in stride(from: 0, to: rgb.count, by: 8) { let r = rng.next(); for k in 0..<min(8, rgb.count - i) { rgb[i + k] = UInt8(truncatingIfNeeded: r >> (8 * UInt64(k))) } }
+                for i in stride(from: 0, to: flow.count, by: 97) { flow[i] = UInt8(truncatingIfNeeded: rng.next()) }
+                names.append("v\(v)")
+                try w.append(PreparedVideo(name: names.last!, source: "random", label: v % 10, frames: framesPerVideo, height: size, width: size, rgb: rgb, flow: flow))
+            }
+            try w.finish()
+            let path = folder.appendingPathComponent(file).path
+            manifest.shards.append(.init(file: file, videos: w.videoCount, frames: w.frameCount,
+                                         bytes: (try fm.attributesOfItem(atPath: path)[.size] as? Int) ?? 0, checksum: "not-computed"))
+        }
+        manifest.classes = (0..<10).map(String.init)
+        manifest.splits = ["train": names]
+        manifest.complete = true
+        try manifest.save(to: folder)
+    }
+
+    static func rssGiB() -> Double {
+        // current resident set from /proc (getrusage's maxrss only ever grows)
+        guard let f = fopen("/proc/self/statm", "r") else { return 0 }
+        defer { fclose(f) }
+        var size = 0, resident = 0
+        withUnsafeMutablePointer(to: &size) { s in withUnsafeMutablePointer(to: &resident) { r in _ = withVaList([s, r]) { vfscanf(f, "%ld %ld", $0) } } }
+        return Double(resident) * Double(sysconf(Int32(_SC_PAGESIZE))) / Double(1 << 30)
+    }
+
+    public func run(scratch: URL, log: (String) -> Void) throws -> [Row] {
+        var rows: [Row] = []
+        for videos in [videosSmall, videosLarge] {
+            let folder = scratch.appendingPathComponent("bench-data-\(videos)")
+            log("writing a dataset of \(videos) videos x \(framesPerVideo) frames \(size)x\(size) ...\n")
+            try makeDataset(folder, videos: videos)
+            let bytes = try FileManager.default.contentsOfDirectory(atPath: folder.path).reduce(0) {
+                $0 + ((try? FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent($1).path)[.size] as? Int) ?? 0)
+            }
+            let ds = try ShardDataset(folder: folder)
+            for augmented in [false, true] {
+                let s = ClipSampler(dataset: ds, indices: try ds.indices(split: "train"), sampling: sampling,
+                                    augmentation: augmented ? Augmentation() : .none, seed: 1, batchSize: batchSize, withFlow: true)
+                let loader = StreamingLoader(sampler: s, workers: workers, depth: 4)
+                _ = try loader.next()
+                var peak = Self.rssGiB()
+                let start = DispatchTime.now().uptimeNanoseconds
+                for i in 0..<batches {
+                    _ = try loader.next()
+                    peak = max(peak, Self.rssGiB())
+                    let el = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                    log(String(format: "\r  %d videos, augmentation %@: batch %d/%d, %.1f clip pairs/s, %.0fs left   ", videos, augmented ? "on " : "off",
+                               i + 1, batches, Double((i + 1) * batchSize) / el, el / Double(i + 1) * Double(batches - i - 1)))
+                }
+                loader.stop()
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                rows.append(Row(videos: videos, datasetGiB: Double(bytes) / Double(1 << 30), augmented: augmented,
+                                pairsPerSecond: Double(batches * batchSize) / seconds, peakRSSGiB: peak))
+                log("\n")
+            }
+            try? FileManager.default.removeItem(at: folder)
+        }
+        return rows
+    }
+}
+
+/// `maclr bench flow`: TV-L1 on frame pairs from a safetensors file (i0, i1: (N, H, W) float
+/// grayscale 0...255), timed; flows written to a safetensors file (u, v: (N, H, W)).
+public func benchmarkFlow(pairs: URL, output: URL, threads: Int, log: (String) -> Void) throws -> (seconds: Double, pairs: Int) {
+    let (t, _) = try SafeTensors.read(pairs)
+    guard let i0 = t["i0"], let i1 = t["i1"], i0.shape == i1.shape, i0.rank == 3 else {
+        throw PrepareError("\(pairs.path): needs tensors i0 and i1 of the same shape (N, H, W)")
+    }
+    let (n, h, w) = (i0.shape[0], i0.shape[1], i0.shape[2])
+    let frames0 = (0..<n).map { k in GrayImage(width: w, height: h, pixels: Array(UnsafeBufferPointer(start: i0.data + k * h * w, count: h * w))) }
+    let frames1 = (0..<n).map { k in GrayImage(width: w, height: h, pixels: Array(UnsafeBufferPointer(start: i1.data + k * h * w, count: h * w))) }
+    Engine.setThreads(threads)
+    var flows = [FlowField](repeating: FlowField(width: w, height: h), count: n)
+    let start = DispatchTime.now().uptimeNanoseconds
+    flows.withUnsafeMutableBufferPointer { buf in
+        let base = buf.baseAddress!
+        let counter = NSLock(); var next = 0
+        DispatchQueue.concurrentPerform(iterations: threads) { _ in
+            while true {
+                counter.lock(); let k = next; next += 1; counter.unlock()
+                if k >= n { return }
+                base[k] = TVL1().flow(frames0[k], frames1[k])
+            }
+        }
+    }
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    let u = Tensor(shape: [n, h, w], data: flows.flatMap(\.u)), v = Tensor(shape: [n, h, w], data: flows.flatMap(\.v))
+    try SafeTensors.write(["u": .float32(u), "v": .float32(v)], to: output)
+    log(String(format: "TV-L1: %d pairs of %dx%d in %.2f s (%.1f pairs/s, %d threads)\n", n, w, h, seconds, Double(n) / seconds, threads))
+    return (seconds, n)
+}
