@@ -45,8 +45,25 @@ public final class ShardDataset: @unchecked Sendable {
     }
 }
 
+/// What the Motion pathway sees, computed on the fly from the stored flow (or frames).
+public enum MotionRepresentation: String, Codable, Sendable, CaseIterable {
+    /// (u, v) in units of the flow bound: 2 channels.
+    case flow
+    /// |(u, v)| in units of the bound: 1 channel.
+    case magnitude
+    /// MCL's motion boundaries (Prewitt magnitude of u plus of v), in units of the bound: 1 channel.
+    case motionBoundaries = "motion_boundaries"
+    /// RGB difference of consecutive frames (flow-free baseline), in 0...1 units: 3 channels.
+    case frameDifference = "frame_difference"
+
+    public var channels: Int {
+        switch self { case .flow: return 2; case .magnitude, .motionBoundaries: return 1; case .frameDifference: return 3 }
+    }
+}
+
 /// How clips are cut and paired.
 public struct ClipSampling: Codable, Equatable, Sendable {
+    public var motion: MotionRepresentation = .flow
     public var frames = 8
     public var stride = 2
     public var height = 56, width = 56
@@ -56,8 +73,8 @@ public struct ClipSampling: Codable, Equatable, Sendable {
 }
 
 /// A batch of positive pairs: two clips (a, b) of each of N videos.
-/// rgb: (N, T, H, W, 3) normalised with the Kinetics mean and std; flow: (N, T, H, W, 2) in
-/// units of the flow bound (pixels / bound, after the crop's rescaling).
+/// rgb: (N, T, H, W, 3) normalised with the Kinetics mean and std; flow: the motion input
+/// (N, T, H, W, C) of `ClipSampling.motion` (for .flow: pixels / bound, after the crop's rescaling).
 public struct ClipBatch: @unchecked Sendable {
     public var rgbA: Tensor, rgbB: Tensor
     public var flowA: Tensor?, flowB: Tensor?
@@ -87,7 +104,8 @@ public struct ClipSampler: Sendable {
     public init(dataset: ShardDataset, indices: [Int], sampling: ClipSampling, augmentation: Augmentation, seed: UInt64,
                 batchSize: Int, withFlow: Bool) {
         self.dataset = dataset; self.indices = indices; self.sampling = sampling; self.augmentation = augmentation
-        self.seed = seed; self.batchSize = batchSize; self.withFlow = withFlow && dataset.hasFlow
+        self.seed = seed; self.batchSize = batchSize
+        self.withFlow = withFlow && (dataset.hasFlow || sampling.motion == .frameDifference)
     }
 
     public var batchesPerEpoch: Int { max(1, indices.count / batchSize) }
@@ -105,14 +123,15 @@ public struct ClipSampler: Sendable {
         let picks = (0..<batchSize).map { order[(p.batch * batchSize + $0) % order.count] }
         let t = sampling.frames, h = sampling.height, w = sampling.width
         let rgbA = Tensor(uninitialized: [batchSize, t, h, w, 3]), rgbB = Tensor(uninitialized: [batchSize, t, h, w, 3])
-        let flowA = withFlow ? Tensor(uninitialized: [batchSize, t, h, w, 2]) : nil
-        let flowB = withFlow ? Tensor(uninitialized: [batchSize, t, h, w, 2]) : nil
+        let mc = sampling.motion.channels
+        let flowA = withFlow ? Tensor(uninitialized: [batchSize, t, h, w, mc]) : nil
+        let flowB = withFlow ? Tensor(uninitialized: [batchSize, t, h, w, mc]) : nil
         for (i, entryIndex) in picks.enumerated() {
             var rng = RandomGenerator(seed: seed ^ (UInt64(p.epoch) << 40) ^ (UInt64(p.batch) << 16) ^ UInt64(i) &* 0x2545_F491_4F6C_DD1D)
             let e = dataset.entries[entryIndex]
             let (s1, s2) = try pairStarts(e, rng: &rng)
-            try clip(e, start: s1, rng: &rng, rgb: rgbA.data + i * t * h * w * 3, flow: flowA.map { $0.data + i * t * h * w * 2 })
-            try clip(e, start: s2, rng: &rng, rgb: rgbB.data + i * t * h * w * 3, flow: flowB.map { $0.data + i * t * h * w * 2 })
+            try clip(e, start: s1, rng: &rng, rgb: rgbA.data + i * t * h * w * 3, motion: flowA.map { $0.data + i * t * h * w * mc })
+            try clip(e, start: s2, rng: &rng, rgb: rgbB.data + i * t * h * w * 3, motion: flowB.map { $0.data + i * t * h * w * mc })
         }
         return ClipBatch(rgbA: rgbA, rgbB: rgbB, flowA: flowA, flowB: flowB, labels: picks.map { dataset.entries[$0].label }, videos: picks)
     }
@@ -168,7 +187,12 @@ public struct ClipSampler: Sendable {
 
     /// Reads one clip (a hyperslab of T frames at the stride), augments and writes it.
     func clip(_ e: ShardDataset.Entry, start: Int, rng: inout RandomGenerator, rgb: UnsafeMutablePointer<Float>,
-              flow: UnsafeMutablePointer<Float>?) throws {
+              motion: UnsafeMutablePointer<Float>?) throws {
+        let representation = sampling.motion
+        // Frame difference needs the next frame of each sampled one; flow kinds need the flow.
+        let flow: UnsafeMutablePointer<Float>? = motion == nil ? nil
+            : (representation == .frameDifference ? nil : UnsafeMutablePointer<Float>.allocate(capacity: sampling.frames * sampling.height * sampling.width * 2))
+        defer { if representation != .frameDifference { flow?.deallocate() } }
         let r = dataset.shards[e.shard], sh = r.attributes.height, sw = r.attributes.width
         let t = sampling.frames, oh = sampling.height, ow = sampling.width
         let a = augmentation
@@ -212,6 +236,40 @@ public struct ClipSampler: Sendable {
                 let pixels = q * (2 * bound) / 255 - bound
                 return pixels * (c == 0 ? su : sv)
             }
+            if let motion { derive(representation, flow: flow, frames: t, height: oh, width: ow, into: motion) }
+        }
+        if representation == .frameDifference, let motion {
+            // the same crop of the frames one step later (the last sampled frame repeats itself)
+            let nextStart = min(start + 1, e.length - 1)
+            var later = try r.readRGB(video: e.video, first: nextStart, count: min(t, (e.length - 1 - nextStart) / stride + 1), step: stride)
+            let fr = sh * sw * 3
+            while later.count < t * fr { later += later.suffix(fr) }
+            let next = UnsafeMutablePointer<Float>.allocate(capacity: t * oh * ow * 3)
+            defer { next.deallocate() }
+            Augmenter.cropResize(later, frames: t, height: sh, width: sw, channels: 3, box: box, outHeight: oh, outWidth: ow,
+                                 flip: flip, into: next) { _, v in v / 255 }
+            Augmenter.cropResize(raw, frames: t, height: sh, width: sw, channels: 3, box: box, outHeight: oh, outWidth: ow,
+                                 flip: flip, into: motion) { _, v in v / 255 }
+            for i in 0..<(t * oh * ow * 3) { motion[i] = next[i] - motion[i] }
+        }
+    }
+
+    /// Flow (T, H, W, 2) -> the requested representation in `out`.
+    func derive(_ kind: MotionRepresentation, flow: UnsafeMutablePointer<Float>, frames t: Int, height h: Int, width w: Int,
+                into out: UnsafeMutablePointer<Float>) {
+        let n = h * w
+        switch kind {
+        case .flow: out.update(from: flow, count: t * n * 2)
+        case .magnitude:
+            for i in 0..<(t * n) { out[i] = (flow[2 * i] * flow[2 * i] + flow[2 * i + 1] * flow[2 * i + 1]).squareRoot() }
+        case .motionBoundaries:
+            for f in 0..<t {
+                var field = FlowField(width: w, height: h)
+                for i in 0..<n { field.u[i] = flow[(f * n + i) * 2]; field.v[i] = flow[(f * n + i) * 2 + 1] }
+                let mb = Motion.motionBoundaries(field)
+                for i in 0..<n { out[f * n + i] = mb[i] }
+            }
+        case .frameDifference: break
         }
     }
 }

@@ -149,4 +149,25 @@ final class LoaderTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(crop.intersectionArea(box), 0.8 * 144 - 1e-6)
         }
     }
+
+    func testMotionRepresentationsOnTheFly() throws {
+        let ds = try makeDataset(flowU: { _, _, _ in 5 })       // constant 5 px: magnitude 5, no boundaries
+        var a = Augmentation.none; a.enabled = true
+        a.cropScale = 1...1; a.cropRatio = 1...1; a.flipProbability = 0
+        a.jitterProbability = 0; a.grayscaleProbability = 0; a.blurProbability = 0
+        func first(_ kind: MotionRepresentation) throws -> Tensor {
+            var s = sampler(ds, a); s.sampling.motion = kind
+            return try s.batch(at: LoaderPosition()).flowA!
+        }
+        let magnitude = try first(.magnitude)
+        XCTAssertEqual(magnitude.shape, [2, 4, 16, 16, 1])
+        XCTAssertEqual(magnitude.data[0], 2.5 / 20, accuracy: 0.01)     // halved by the 32 -> 16 resize
+        let boundaries = try first(.motionBoundaries)
+        XCTAssertEqual(boundaries.toArray().map(abs).max()!, 0, accuracy: 1e-4)
+        let difference = try first(.frameDifference)
+        XCTAssertEqual(difference.shape, [2, 4, 16, 16, 3])
+        // red = frame index: the next frame is one level brighter; green (x ramp) does not change
+        XCTAssertEqual(difference.data[0], 1.0 / 255, accuracy: 1e-4)
+        XCTAssertEqual(difference.data[1], 0, accuracy: 1e-4)
+    }
 }
