@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # The main job on its embedded default: installs what is missing, builds maclr in release mode,
-# and runs it. Today that is the engine benchmark on random clips (torchvision's R(2+1)D-18,
-# batch 8, 8 frames, 64x64, 2 threads; beside PyTorch when it is installed). The synthetic-video
-# pretraining pipeline (synth -> prepare -> pretrain -> eval) takes its place as it lands.
+# makes synthetic motion videos, prepares them into HDF5 shards (with TV-L1 flow), validates
+# them, and benchmarks the engine. Pretraining and evaluation (maclr pretrain / eval) join this
+# pipeline when they land. Output goes to ./runs/quickstart (or $1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 swift build -c release --product maclr
-.build/release/maclr bench engine "$@"
+maclr=.build/release/maclr
+out=${1:-runs/quickstart}
+mkdir -p "$out"
+$maclr synth "$out/videos" --classes 8 --per-class 12 --frames 32 --size 64 --scene-bias --seed 0
+$maclr prepare "$out/videos/labels.csv" "$out/dataset" --size 64x64 --videos-per-shard 32
+$maclr inspect "$out/dataset"
+$maclr bench engine --iterations 3 --warmup 1
