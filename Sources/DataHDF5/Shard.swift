@@ -157,27 +157,24 @@ public final class ShardReader {
 
     /// `count` frames of video `index` from frame `first`, every `step`-th: (count, H, W, 3).
     public func readRGB(video index: Int, first: Int, count: Int, step: Int = 1) throws -> [UInt8] {
-        let v = videos[index]
-        guard first >= 0, first + (count - 1) * step < v.length else {
-            throw HDF5Error("\(path): frames \(first)+\(count)x\(step) outside video \(v.name) of \(v.length) frames")
-        }
-        var out = [UInt8](repeating: 0, count: count * attributes.height * attributes.width * 3)
-        try out.withUnsafeMutableBytes {
-            try rgb.readRows(start: v.start + first, count: count, step: step, memoryType: maclr_H5T_NATIVE_UINT8(), into: $0.baseAddress!)
-        }
-        return out
+        try readFrames(rgb, channels: 3, video: index, first: first, count: count, step: step)
     }
 
     /// The same frames' quantised flow: (count, H, W, 2).
     public func readFlow(video index: Int, first: Int, count: Int, step: Int = 1) throws -> [UInt8] {
         guard let flow else { throw HDF5Error("\(path): shard has no flow") }
+        return try readFrames(flow, channels: 2, video: index, first: first, count: count, step: step)
+    }
+
+    /// One hyperslab of a per-frame dataset, bounded by the video's frames.
+    private func readFrames(_ dataset: H5Dataset, channels: Int, video index: Int, first: Int, count: Int, step: Int) throws -> [UInt8] {
         let v = videos[index]
-        guard first >= 0, first + (count - 1) * step < v.length else {
+        guard first >= 0, count > 0, first + (count - 1) * step < v.length else {
             throw HDF5Error("\(path): frames \(first)+\(count)x\(step) outside video \(v.name) of \(v.length) frames")
         }
-        var out = [UInt8](repeating: 0, count: count * attributes.height * attributes.width * 2)
+        var out = [UInt8](repeating: 0, count: count * attributes.height * attributes.width * channels)
         try out.withUnsafeMutableBytes {
-            try flow.readRows(start: v.start + first, count: count, step: step, memoryType: maclr_H5T_NATIVE_UINT8(), into: $0.baseAddress!)
+            try dataset.readRows(start: v.start + first, count: count, step: step, memoryType: maclr_H5T_NATIVE_UINT8(), into: $0.baseAddress!)
         }
         return out
     }

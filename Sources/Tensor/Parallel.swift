@@ -56,3 +56,18 @@ public func parallelChunks(_ count: Int, minPerThread: Int = 32_768, _ body: (In
 public func chunkCount(_ count: Int, minPerThread: Int = 32_768) -> Int {
     min(Engine.threads, max(1, count / max(minPerThread, 1)))
 }
+
+/// Runs `body(i)` for every i in 0..<count on up to `threads` threads, each taking the next index
+/// when it is free: for items of uneven cost (videos, frame pairs).
+public func parallelDynamic(_ count: Int, threads: Int = Engine.threads, _ body: (Int) -> Void) {
+    guard count > 0 else { return }
+    let lock = NSLock()
+    var next = 0
+    DispatchQueue.concurrentPerform(iterations: max(1, min(threads, count))) { _ in
+        while true {
+            lock.lock(); let i = next; next += 1; lock.unlock()
+            if i >= count { return }
+            body(i)
+        }
+    }
+}

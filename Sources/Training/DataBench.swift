@@ -106,14 +106,7 @@ public func benchmarkFlow(pairs: URL, output: URL, threads: Int, log: (String) -
     let start = DispatchTime.now().uptimeNanoseconds
     flows.withUnsafeMutableBufferPointer { buf in
         let base = buf.baseAddress!
-        let counter = NSLock(); var next = 0
-        DispatchQueue.concurrentPerform(iterations: threads) { _ in
-            while true {
-                counter.lock(); let k = next; next += 1; counter.unlock()
-                if k >= n { return }
-                base[k] = TVL1().flow(frames0[k], frames1[k])
-            }
-        }
+        parallelDynamic(n, threads: threads) { k in base[k] = TVL1().flow(frames0[k], frames1[k]) }
     }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     let u = Tensor(shape: [n, h, w], data: flows.flatMap(\.u)), v = Tensor(shape: [n, h, w], data: flows.flatMap(\.v))

@@ -164,12 +164,8 @@ public struct Preparation {
             // Decode and compute flow for the shard's videos on `workers` threads; write in order.
             var results = [Result<(PreparedVideo, [String], Double), Error>?](repeating: nil, count: range.count)
             let lock = NSLock()
-            let next = ManagedCounter()
             var finishedInShard = 0
-            DispatchQueue.concurrentPerform(iterations: max(1, min(workers, range.count))) { _ in
-                while true {
-                    let k = next.next()
-                    if k >= range.count { return }
+            parallelDynamic(range.count, threads: workers) { k in
                     let i = range.lowerBound + k
                     let r = Result { try prepareVideo(inputs[i], name: names[i], label: labels[i]) }
                     lock.lock()
@@ -183,7 +179,6 @@ public struct Preparation {
                     log(String(format: "\rprepare: %d/%d videos, %.2f videos/s, %.0f frames/s, %@ left   ", videosNow, inputs.count,
                                rate, Double(doneFrames) / max(elapsed, 1e-9), formatDuration(left)))
                     lock.unlock()
-                }
             }
             doneVideos += range.count
             var failed: [DatasetManifest.FailedVideo] = []
@@ -241,12 +236,6 @@ public struct Preparation {
 public struct PrepareError: Error, CustomStringConvertible {
     public let description: String
     public init(_ d: String) { description = d }
-}
-
-final class ManagedCounter: @unchecked Sendable {
-    private var value = 0
-    private let lock = NSLock()
-    func next() -> Int { lock.lock(); defer { lock.unlock() }; value += 1; return value - 1 }
 }
 
 /// The deepest folder containing every path.

@@ -13,14 +13,7 @@ public enum Motion {
         guard pairs > 0 else { return out }
         out.withUnsafeMutableBufferPointer { buf in
             let base = buf.baseAddress!
-            let next = ManagedAtomicCounter()
-            DispatchQueue.concurrentPerform(iterations: min(Engine.threads, pairs)) { _ in
-                while true {
-                    let i = next.increment()
-                    if i >= pairs { return }
-                    base[i] = tvl1.flow(frames[i], frames[i + 1])
-                }
-            }
+            parallelDynamic(pairs) { i in base[i] = tvl1.flow(frames[i], frames[i + 1]) }
         }
         return out
     }
@@ -72,17 +65,5 @@ public enum Motion {
             for i in 0..<n { out[f * n + i] = Float(rgb[(f + 1) * n + i]) - Float(rgb[f * n + i]) }
         }
         return out
-    }
-}
-
-/// A thread-safe counter handing out work indices.
-final class ManagedAtomicCounter: @unchecked Sendable {
-    private var value = 0
-    private var lock = pthread_mutex_t()
-    init() { pthread_mutex_init(&lock, nil) }
-    func increment() -> Int {
-        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
-        value += 1
-        return value - 1
     }
 }
