@@ -130,13 +130,12 @@ public final class VideoReader {
 
         /// Emits `current` for every output time before `limit` (all frames when not resampling).
         func emit(until limit: Double) {
-            guard let time = currentTime else { return }
+            guard currentTime != nil else { return }
             if let r = targetFPS {
                 while outputFrames < maxFrames && Double(outputFrames) / r < limit {
                     pixels.append(contentsOf: current); outputFrames += 1
                 }
             } else if outputFrames < maxFrames {
-                _ = time
                 pixels.append(contentsOf: current); outputFrames += 1
             }
         }

@@ -109,7 +109,7 @@ public final class VideoWriter {
 
     /// Appends one RGB frame of `width * height * 3` bytes.
     public func append(rgb: UnsafePointer<UInt8>) throws {
-        guard let frame, let codec, !finished else { throw VideoError("\(path): writer is finished") }
+        guard let frame, !finished else { throw VideoError("\(path): writer is finished") }
         guard av_frame_make_writable(frame) >= 0 else { throw VideoError("\(path): frame buffer not writable") }
         var src: [UnsafePointer<UInt8>?] = [rgb, nil, nil, nil]
         var srcStride: [Int32] = [Int32(width * 3), 0, 0, 0]
@@ -119,7 +119,6 @@ public final class VideoWriter {
         frame.pointee.pts = nextPTS
         nextPTS += 1
         try send(frame)
-        _ = codec
     }
 
     public func append(rgb: [UInt8]) throws {
