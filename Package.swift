@@ -26,9 +26,10 @@ let package = Package(
                 // Kernels are optimised even in debug builds (tests stay fast); preconditions stay on.
                 swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Backbones", dependencies: ["Tensor"]),
+        .target(name: "Losses", dependencies: ["Tensor"]),
         .target(name: "Video", dependencies: ["CFFmpeg", "Tensor"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "DataHDF5", dependencies: ["CHDF5", "Video", "Tensor"], swiftSettings: [.unsafeFlags(["-O"])]),
-        .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video", "DataHDF5"]),
+        .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video", "DataHDF5", "Losses"]),
         .executableTarget(name: "maclr", dependencies: [
             "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -37,6 +38,7 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "Tensor"], exclude: ["Fixtures"]),
         .testTarget(name: "VideoTests", dependencies: ["Video"]),
+        .testTarget(name: "LossesTests", dependencies: ["Losses", "Tensor"]),
         .testTarget(name: "DataHDF5Tests", dependencies: ["DataHDF5", "Video", "Tensor"]),
         .testTarget(name: "CBindingsTests", dependencies: ["CBLAS", "CHDF5", "CFFmpeg"]),
         .testTarget(name: "MaclrCLITests", dependencies: ["maclr", "Backbones", "Tensor", "DataHDF5", "CHDF5"]),

@@ -1,0 +1,78 @@
+import Tensor
+
+/// Contrastive losses on L2-normalised embeddings (N, D).
+public enum Contrastive {
+    /// MoCo-style InfoNCE: each query's positive is its own key; negatives are a queue (K, D).
+    /// logits = [q . k+, q . queue^T] / temperature, cross-entropy with the positive at index 0.
+    /// The keys and the queue are constants (no gradient), as with a momentum encoder.
+    public static func infoNCE(query q: Tensor, positiveKey k: Tensor, queue: Tensor, temperature: Float) -> Tensor {
+        precondition(q.shape == k.shape && q.rank == 2, "infoNCE: query \(q.shape) and key \(k.shape) must be the same (N, D)")
+        precondition(queue.rank == 2 && queue.shape[1] == q.shape[1], "infoNCE: queue \(queue.shape) must be (K, \(q.shape[1]))")
+        let positive = (q * k.detached()).sum(axes: [1], keepDims: true)          // (N, 1)
+        let negative = matmul(q, queue.detached(), transposeB: true)             // (N, K)
+        let logits = concat([positive, negative], axis: 1) * (1 / temperature)
+        return softmaxCrossEntropy(logits, labels: [Int](repeating: 0, count: q.shape[0]))
+    }
+
+    /// Symmetric in-batch InfoNCE (SimCLR / CVRL style, and the benchmark's two-pathway step):
+    /// logits = a b^T / temperature; the mean of cross-entropy over rows and over columns, the
+    /// diagonal being positive. Gradients flow into both sides.
+    public static func symmetricInBatch(_ a: Tensor, _ b: Tensor, temperature: Float) -> Tensor {
+        precondition(a.shape == b.shape && a.rank == 2, "symmetricInBatch: \(a.shape) vs \(b.shape)")
+        let logits = matmul(a, b, transposeB: true) * (1 / temperature)
+        let labels = Array(0..<a.shape[0])
+        return (softmaxCrossEntropy(logits, labels: labels) + softmaxCrossEntropy(logits.transposed(), labels: labels)) * 0.5
+    }
+}
+
+/// The loss terms of MaCLR for one batch of positive pairs: queries from the two pathways, keys
+/// from their momentum copies, one queue per modality.
+public struct MaCLRLoss: Sendable {
+    /// Weight w of the cross-modal terms: L = L_v + w (L_v->m + L_m->v) + w_m L_m.
+    public var crossModalWeight: Float = 1
+    /// Weight of the motion intra-modal term (off by default, as in the paper).
+    public var motionIntraWeight: Float = 0
+    public var temperature: Float = 0.1
+
+    public init(crossModalWeight: Float = 1, motionIntraWeight: Float = 0, temperature: Float = 0.1) {
+        self.crossModalWeight = crossModalWeight; self.motionIntraWeight = motionIntraWeight; self.temperature = temperature
+    }
+
+    public struct Terms {
+        public var visual: Tensor
+        public var visualToMotion: Tensor?
+        public var motionToVisual: Tensor?
+        public var motion: Tensor?
+        public var total: Tensor
+
+        /// Named scalar values, for logs and metrics.
+        public var values: [String: Float] {
+            var v: [String: Float] = ["loss": total.item(), "loss_v": visual.item()]
+            if let t = visualToMotion { v["loss_v2m"] = t.item() }
+            if let t = motionToVisual { v["loss_m2v"] = t.item() }
+            if let t = motion { v["loss_m"] = t.item() }
+            return v
+        }
+    }
+
+    /// - Parameters: visualQuery/motionQuery (N, D) from the pathways on clip A; visualKey/motionKey
+    ///   (N, D) from the momentum pathways on clip B; queues (K, D). Motion arguments nil: visual only.
+    public func callAsFunction(visualQuery: Tensor, visualKey: Tensor, visualQueue: Tensor,
+                               motionQuery: Tensor? = nil, motionKey: Tensor? = nil, motionQueue: Tensor? = nil) -> Terms {
+        let lv = Contrastive.infoNCE(query: visualQuery, positiveKey: visualKey, queue: visualQueue, temperature: temperature)
+        guard let mq = motionQuery, let mk = motionKey, let mQueue = motionQueue else {
+            return Terms(visual: lv, visualToMotion: nil, motionToVisual: nil, motion: nil, total: lv)
+        }
+        // v->m: visual query, motion key, negatives from the key modality's (motion) queue; m->v symmetric.
+        let lvm = Contrastive.infoNCE(query: visualQuery, positiveKey: mk, queue: mQueue, temperature: temperature)
+        let lmv = Contrastive.infoNCE(query: mq, positiveKey: visualKey, queue: visualQueue, temperature: temperature)
+        var total = lv + (lvm + lmv) * crossModalWeight
+        var lm: Tensor? = nil
+        if motionIntraWeight > 0 {
+            let m = Contrastive.infoNCE(query: mq, positiveKey: mk, queue: mQueue, temperature: temperature)
+            total = total + m * motionIntraWeight
+            lm = m
+        }
+        return Terms(visual: lv, visualToMotion: lvm, motionToVisual: lmv, motion: lm, total: total)
+    }
+}
