@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .library(name: "Tensor", targets: ["Tensor"]),
         .library(name: "Backbones", targets: ["Backbones"]),
+        .library(name: "Pathways", targets: ["Pathways"]),
         .executable(name: "maclr", targets: ["maclr"]),
     ],
     dependencies: [
@@ -27,9 +28,10 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Backbones", dependencies: ["Tensor"]),
         .target(name: "Losses", dependencies: ["Tensor"]),
+        .target(name: "Pathways", dependencies: ["Backbones", "Losses", "Tensor"]),
         .target(name: "Video", dependencies: ["CFFmpeg", "Tensor"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "DataHDF5", dependencies: ["CHDF5", "Video", "Tensor"], swiftSettings: [.unsafeFlags(["-O"])]),
-        .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video", "DataHDF5", "Losses"]),
+        .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video", "DataHDF5", "Losses", "Pathways"]),
         .executableTarget(name: "maclr", dependencies: [
             "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -39,6 +41,7 @@ let package = Package(
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "Tensor"], exclude: ["Fixtures"]),
         .testTarget(name: "VideoTests", dependencies: ["Video"]),
         .testTarget(name: "LossesTests", dependencies: ["Losses", "Tensor"]),
+        .testTarget(name: "PathwaysTests", dependencies: ["Pathways", "Backbones", "Losses", "Tensor"]),
         .testTarget(name: "DataHDF5Tests", dependencies: ["DataHDF5", "Video", "Tensor"]),
         .testTarget(name: "CBindingsTests", dependencies: ["CBLAS", "CHDF5", "CFFmpeg"]),
         .testTarget(name: "MaclrCLITests", dependencies: ["maclr", "Backbones", "Tensor", "DataHDF5", "CHDF5"]),

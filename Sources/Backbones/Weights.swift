@@ -4,6 +4,7 @@ import Tensor
 /// Errors loading weights: each names the file and the key at fault.
 public struct WeightsError: Error, CustomStringConvertible {
     public let description: String
+    public init(description: String) { self.description = description }
 }
 
 extension Module {

@@ -27,7 +27,7 @@ public enum Contrastive {
 
 /// The loss terms of MaCLR for one batch of positive pairs: queries from the two pathways, keys
 /// from their momentum copies, one queue per modality.
-public struct MaCLRLoss: Sendable {
+public struct MaCLRLoss: Codable, Equatable, Sendable {
     /// Weight w of the cross-modal terms: L = L_v + w (L_v->m + L_m->v) + w_m L_m.
     public var crossModalWeight: Float = 1
     /// Weight of the motion intra-modal term (off by default, as in the paper).

@@ -1,0 +1,113 @@
+import Backbones
+import Foundation
+import Losses
+import Tensor
+
+/// The MaCLR model: Visual and Motion pathways, their momentum copies and queues, and the loss.
+/// With no Motion pathway it is the visual-only (MoCo / CVRL-style) baseline.
+public final class MaCLRModel {
+    public struct Config: Codable, Equatable, Sendable {
+        public var visual = VideoResNetConfig(kind: .r2plus1d18, width: 0.25, blocksPerStage: [1, 1, 1, 1])
+        /// nil: no Motion pathway.
+        public var motion: MotionBackbone? = .frames(FrameResNetConfig(width: 0.125, blocksPerStage: [1, 1, 1, 1], inputChannels: 2))
+        public var headHidden = 2048, embedding = 128
+        public var queueSize = 65_536
+        public var momentum: Float = 0.999
+        public var keyBatchNorm: KeyBatchNorm = .shuffledSubBatches
+        public var keySubBatches = 2
+        public var loss = MaCLRLoss()
+        public init() {}
+    }
+
+    public let config: Config
+    public let visual: Pathway, visualKey: Pathway
+    public let motion: Pathway?, motionKey: Pathway?
+    public let visualQueue: EmbeddingQueue
+    public let motionQueue: EmbeddingQueue?
+
+    public init(_ config: Config, seed: UInt64) {
+        self.config = config
+        visual = Pathway(visual: config.visual, hidden: config.headHidden, output: config.embedding, seed: seed)
+        visualKey = Pathway(visual: config.visual, hidden: config.headHidden, output: config.embedding, seed: seed)
+        visualKey.copyState(from: visual)
+        if let m = config.motion {
+            let q = Pathway(motion: m, hidden: config.headHidden, output: config.embedding, seed: seed &+ 100)
+            let k = Pathway(motion: m, hidden: config.headHidden, output: config.embedding, seed: seed &+ 100)
+            k.copyState(from: q)
+            motion = q; motionKey = k
+            motionQueue = EmbeddingQueue(size: config.queueSize, dimension: config.embedding, seed: seed &+ 200)
+        } else {
+            motion = nil; motionKey = nil; motionQueue = nil
+        }
+        visualQueue = EmbeddingQueue(size: config.queueSize, dimension: config.embedding, seed: seed &+ 300)
+        visual.requireGradients(); motion?.requireGradients()
+    }
+
+    /// The trainable parameters (query pathways), named "visual.*" and "motion.*".
+    public func parameters() -> [Parameter] {
+        let v = visual.parameters().map { Parameter(name: "visual." + $0.name, tensor: $0.tensor, decays: $0.decays) }
+        let m = (motion?.parameters() ?? []).map { Parameter(name: "motion." + $0.name, tensor: $0.tensor, decays: $0.decays) }
+        return v + m
+    }
+
+    /// Keys for a batch (no gradient), with the configured BN treatment.
+    func keys(_ net: Pathway, _ x: Tensor, rng: inout RandomGenerator) -> Tensor {
+        noGrad {
+            switch config.keyBatchNorm {
+            case .runningStatistics:
+                net.eval(); defer { net.train() }
+                return net(x)
+            case .shuffledSubBatches:
+                net.train()
+                let n = x.shape[0]
+                let groups = max(1, min(config.keySubBatches, n / 2))
+                var order = Array(0..<n)
+                for i in stride(from: n - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+                let shuffled = gatherRows(x, order)
+                let size = (n + groups - 1) / groups
+                let parts = stride(from: 0, to: n, by: size).map { net(shuffled.slice(axis: 0, $0..<min(n, $0 + size))) }
+                let embedded = concat(parts, axis: 0)
+                var inverse = [Int](repeating: 0, count: n)
+                for (i, o) in order.enumerated() { inverse[o] = i }
+                return gatherRows(embedded, inverse)
+            }
+        }
+    }
+
+    /// Loss terms for a batch of pairs: queries on clip A, keys on clip B.
+    public func losses(rgbA: Tensor, rgbB: Tensor, motionA: Tensor?, motionB: Tensor?, rng: inout RandomGenerator) -> MaCLRLoss.Terms {
+        visual.train(); motion?.train()
+        let vq = visual(rgbA)
+        let vk = keys(visualKey, rgbB, rng: &rng)
+        if let motion, let motionKey, let motionQueue, let ma = motionA, let mb = motionB {
+            let mq = motion(ma)
+            let mk = keys(motionKey, mb, rng: &rng)
+            lastKeys = (vk, mk)
+            return config.loss(visualQuery: vq, visualKey: vk, visualQueue: visualQueue.keys,
+                               motionQuery: mq, motionKey: mk, motionQueue: motionQueue.keys)
+        }
+        lastKeys = (vk, nil)
+        return config.loss(visualQuery: vq, visualKey: vk, visualQueue: visualQueue.keys)
+    }
+
+    private var lastKeys: (Tensor, Tensor?)?
+
+    /// After the optimiser step: EMA the key pathways and enqueue this step's keys.
+    public func afterStep() {
+        visualKey.momentumUpdate(from: visual, momentum: config.momentum)
+        if let motion, let motionKey { motionKey.momentumUpdate(from: motion, momentum: config.momentum) }
+        if let (vk, mk) = lastKeys {
+            visualQueue.enqueue(vk)
+            if let mk { motionQueue?.enqueue(mk) }
+        }
+        lastKeys = nil
+    }
+}
+
+/// Rows of (N, ...) in `order`.
+func gatherRows(_ x: Tensor, _ order: [Int]) -> Tensor {
+    let row = x.count / x.shape[0]
+    let out = Tensor(uninitialized: x.shape)
+    for (i, o) in order.enumerated() { (out.data + i * row).update(from: x.data + o * row, count: row) }
+    return out
+}

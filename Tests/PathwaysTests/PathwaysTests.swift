@@ -1,0 +1,81 @@
+import Backbones
+import Foundation
+import Losses
+import Pathways
+import Tensor
+import XCTest
+
+final class PathwaysTests: XCTestCase {
+    func tinyConfig(motion: Bool = true) -> MaCLRModel.Config {
+        var c = MaCLRModel.Config()
+        c.visual = VideoResNetConfig(kind: .r3d18, width: 0.0625, blocksPerStage: [1, 1, 1, 1])
+        c.motion = motion ? .frames(FrameResNetConfig(width: 0.0625, blocksPerStage: [1, 1, 1, 1], inputChannels: 2)) : nil
+        c.headHidden = 16; c.embedding = 8; c.queueSize = 12; c.momentum = 0.9
+        return c
+    }
+
+    func testMomentumUpdateIsAnEMAOfTheQueryWeights() {
+        let m = MaCLRModel(tinyConfig(), seed: 1)
+        let q = m.visual.parameters()[0].tensor, k = m.visualKey.parameters()[0].tensor
+        XCTAssertEqual(q.toArray(), k.toArray(), "keys start as a copy")
+        let before = k.toArray()
+        for i in 0..<q.count { q.data[i] += 1 }
+        m.afterStep()
+        for (i, b) in before.enumerated() { XCTAssertEqual(k.data[i], 0.9 * b + 0.1 * q.data[i], accuracy: 1e-6) }
+    }
+
+    func testQueueIsARingOfTheNewestKeys() {
+        let queue = EmbeddingQueue(size: 5, dimension: 2, seed: 1)
+        queue.enqueue(Tensor(shape: [3, 2], data: [1, 1, 2, 2, 3, 3]))
+        queue.enqueue(Tensor(shape: [3, 2], data: [4, 4, 5, 5, 6, 6]))
+        XCTAssertEqual(queue.keys.toArray(), [6, 6, 2, 2, 3, 3, 4, 4, 5, 5])
+        XCTAssertEqual(queue.pointer, 1)
+    }
+
+    func testShuffledKeysComeBackInTheirOwnOrder() {
+        // One sub-batch: BN over the whole (shuffled) batch is permutation invariant, so the keys
+        // must equal a plain train-mode forward row for row.
+        var c = tinyConfig(); c.keySubBatches = 1
+        let m = MaCLRModel(c, seed: 2)
+        var rng = RandomGenerator(seed: 3)
+        let x = Tensor.randn([4, 4, 16, 16, 3], rng: &rng)
+        let va = Tensor.randn([4, 4, 16, 16, 3], rng: &rng)
+        let terms = m.losses(rgbA: va, rgbB: x, motionA: nil, motionB: nil, rng: &rng)
+        XCTAssertNil(terms.visualToMotion)
+        m.visualKey.train()
+        let plain = noGrad { m.visualKey(x) }
+        m.afterStep()
+        // the enqueued keys are the shuffled-then-restored ones: rows 0..3 of the queue
+        let queued = Array(m.visualQueue.keys.toArray().prefix(4 * 8))
+        for (a, b) in zip(queued, plain.toArray()) { XCTAssertEqual(a, b, accuracy: 1e-4) }
+    }
+
+    func testCrossModalTermsTrainBothPathways() {
+        let m = MaCLRModel(tinyConfig(), seed: 4)
+        var rng = RandomGenerator(seed: 5)
+        let rgbA = Tensor.randn([4, 4, 16, 16, 3], rng: &rng), rgbB = Tensor.randn([4, 4, 16, 16, 3], rng: &rng)
+        let flowA = Tensor.randn([4, 4, 32, 32, 2], rng: &rng), flowB = Tensor.randn([4, 4, 32, 32, 2], rng: &rng)
+        let terms = m.losses(rgbA: rgbA, rgbB: rgbB, motionA: flowA, motionB: flowB, rng: &rng)
+        XCTAssertNotNil(terms.visualToMotion); XCTAssertNotNil(terms.motionToVisual)
+        terms.total.backward()
+        let params = m.parameters()
+        XCTAssertTrue(params.filter { $0.name.hasPrefix("visual.") }.allSatisfy { $0.tensor.grad != nil })
+        XCTAssertTrue(params.filter { $0.name.hasPrefix("motion.") }.allSatisfy { $0.tensor.grad != nil })
+        XCTAssertTrue(m.visualKey.parameters().allSatisfy { $0.tensor.grad == nil }, "keys take no gradient")
+        XCTAssertEqual(terms.total.item(), terms.values["loss_v"]! + terms.values["loss_v2m"]! + terms.values["loss_m2v"]!, accuracy: 1e-4)
+    }
+
+    func testAnExportedEncoderLoadsThroughPathwaysAndEmbedsTheSame() throws {
+        let config = VideoResNetConfig(kind: .r2plus1d18, width: 0.125, blocksPerStage: [1, 1, 1, 1])
+        let net = VideoResNet(config, seed: 6)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("enc-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try net.saveSafetensors(to: url, metadata: VisualEncoder.metadata(for: config))
+        let encoder = try VisualEncoder(contentsOf: url)
+        var rng = RandomGenerator(seed: 7)
+        let clip = Tensor.randn([2, 4, 32, 32, 3], rng: &rng)
+        net.eval()
+        XCTAssertEqual(encoder.embed(clip).toArray(), noGrad { net.features(clip) }.toArray())
+        XCTAssertEqual(encoder.embed(clip).shape, [2, 64])   // 512 x 0.125
+    }
+}
