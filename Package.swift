@@ -13,6 +13,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // System libraries: a module map, a shim header for the macros Swift cannot import, pkg-config.
@@ -31,7 +32,8 @@ let package = Package(
         .target(name: "Pathways", dependencies: ["Backbones", "Losses", "Tensor"]),
         .target(name: "Video", dependencies: ["CFFmpeg", "Tensor"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "DataHDF5", dependencies: ["CHDF5", "Video", "Tensor"], swiftSettings: [.unsafeFlags(["-O"])]),
-        .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video", "DataHDF5", "Losses", "Pathways"]),
+        .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video", "DataHDF5", "Losses", "Pathways",
+                                                  .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "maclr", dependencies: [
             "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -43,6 +45,7 @@ let package = Package(
         .testTarget(name: "LossesTests", dependencies: ["Losses", "Tensor"]),
         .testTarget(name: "PathwaysTests", dependencies: ["Pathways", "Backbones", "Losses", "Tensor"]),
         .testTarget(name: "DataHDF5Tests", dependencies: ["DataHDF5", "Video", "Tensor"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Pathways", "DataHDF5", "Tensor"], exclude: []),
         .testTarget(name: "CBindingsTests", dependencies: ["CBLAS", "CHDF5", "CFFmpeg"]),
         .testTarget(name: "MaclrCLITests", dependencies: ["maclr", "Backbones", "Tensor", "DataHDF5", "CHDF5"]),
     ],
