@@ -136,6 +136,23 @@ public struct ClipSampler: Sendable {
         return ClipBatch(rgbA: rgbA, rgbB: rgbB, flowA: flowA, flowB: flowB, labels: picks.map { dataset.entries[$0].label }, videos: picks)
     }
 
+    /// `count` evenly spaced clips of entry `index` without augmentation (central crop), for
+    /// evaluation: (count, T, H, W, 3).
+    public func evaluationClips(entry index: Int, count: Int) throws -> Tensor {
+        let e = dataset.entries[index]
+        let t = sampling.frames, h = sampling.height, w = sampling.width
+        let out = Tensor(uninitialized: [count, t, h, w, 3])
+        let last = max(0, e.length - ((t - 1) * sampling.stride + 1))
+        var plain = self
+        plain.augmentation = .none
+        var rng = RandomGenerator(seed: 0)
+        for k in 0..<count {
+            let start = count > 1 ? Int((Double(last) * Double(k) / Double(count - 1)).rounded()) : last / 2
+            try plain.clip(e, start: start, rng: &rng, rgb: out.data + k * t * h * w * 3, motion: nil)
+        }
+        return out
+    }
+
     /// Start frames of two clips of the same video, their gap drawn from `positiveGap` seconds
     /// (shrunk to what the video allows), the first start chosen by motion when MCL sampling is on.
     func pairStarts(_ e: ShardDataset.Entry, rng: inout RandomGenerator) throws -> (Int, Int) {

@@ -82,25 +82,26 @@ public final class MaCLRModel {
         if let motion, let motionKey, let motionQueue, let ma = motionA, let mb = motionB {
             let mq = motion(ma)
             let mk = keys(motionKey, mb, rng: &rng)
-            lastKeys = (vk, mk)
+            pendingKeys.append((vk, mk))
             return config.loss(visualQuery: vq, visualKey: vk, visualQueue: visualQueue.keys,
                                motionQuery: mq, motionKey: mk, motionQueue: motionQueue.keys)
         }
-        lastKeys = (vk, nil)
+        pendingKeys.append((vk, nil))
         return config.loss(visualQuery: vq, visualKey: vk, visualQueue: visualQueue.keys)
     }
 
-    private var lastKeys: (Tensor, Tensor?)?
+    /// Keys of the micro-batches since the last optimiser step, enqueued after it.
+    private var pendingKeys: [(Tensor, Tensor?)] = []
 
     /// After the optimiser step: EMA the key pathways and enqueue this step's keys.
     public func afterStep() {
         visualKey.momentumUpdate(from: visual, momentum: config.momentum)
         if let motion, let motionKey { motionKey.momentumUpdate(from: motion, momentum: config.momentum) }
-        if let (vk, mk) = lastKeys {
+        for (vk, mk) in pendingKeys {
             visualQueue.enqueue(vk)
             if let mk { motionQueue?.enqueue(mk) }
         }
-        lastKeys = nil
+        pendingKeys = []
     }
 }
 

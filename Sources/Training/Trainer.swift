@@ -1,0 +1,333 @@
+import Backbones
+import DataHDF5
+import Foundation
+import Losses
+import Pathways
+import Tensor
+
+public struct TrainingError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// What a recipe builds: the contrastive model or, for the supervised objective, a classifier.
+enum Learner {
+    case contrastive(MaCLRModel)
+    case supervised(VideoResNet)
+
+    /// Modules whose state a checkpoint holds, by name.
+    var modules: [(String, Module)] {
+        switch self {
+        case .contrastive(let m):
+            var list: [(String, Module)] = [("visual", m.visual), ("visual_key", m.visualKey)]
+            if let q = m.motion, let k = m.motionKey { list += [("motion", q), ("motion_key", k)] }
+            return list
+        case .supervised(let net): return [("visual", net)]
+        }
+    }
+
+    var parameters: [Parameter] {
+        switch self {
+        case .contrastive(let m): return m.parameters()
+        case .supervised(let net): return net.parameters().map { Parameter(name: "visual." + $0.name, tensor: $0.tensor, decays: $0.decays) }
+        }
+    }
+
+    /// The visual encoder as a stand-alone network (for export and evaluation).
+    var visualEncoder: Module {
+        switch self {
+        case .contrastive(let m): return m.visual.encoder
+        case .supervised(let net): return net
+        }
+    }
+}
+
+extension Recipe {
+    var visualConfig: VideoResNetConfig {
+        VideoResNetConfig(kind: VideoResNetKind(rawValue: string("model.arch"))!, width: double("model.width"), blocksPerStage: ints("model.blocks"))
+    }
+
+    var motionRepresentation: MotionRepresentation { MotionRepresentation(rawValue: string("data.motion_input"))! }
+
+    var modelConfig: MaCLRModel.Config {
+        var c = MaCLRModel.Config()
+        c.visual = visualConfig
+        let channels = motionRepresentation.channels
+        switch string("model.motion_pathway") {
+        case "frames": c.motion = .frames(FrameResNetConfig(width: double("model.motion_width"), blocksPerStage: ints("model.motion_blocks"), inputChannels: channels))
+        case "video": c.motion = .video(VideoResNetConfig(kind: visualConfig.kind, width: double("model.motion_width"),
+                                                          blocksPerStage: ints("model.motion_blocks"), inputChannels: channels))
+        default: c.motion = nil
+        }
+        c.headHidden = int("model.head_hidden"); c.embedding = int("model.embedding"); c.queueSize = int("model.queue_size")
+        c.momentum = Float(double("model.momentum"))
+        c.keyBatchNorm = KeyBatchNorm(rawValue: string("model.key_bn"))!
+        c.loss = MaCLRLoss(crossModalWeight: Float(double("loss.cross_modal_weight")), motionIntraWeight: Float(double("loss.motion_intra_weight")),
+                           temperature: Float(double("loss.temperature")))
+        return c
+    }
+
+    var sampling: ClipSampling {
+        var s = ClipSampling()
+        s.frames = int("data.clip_frames"); s.stride = int("data.clip_stride"); s.height = int("data.crop"); s.width = int("data.crop")
+        let gap = doubles("data.positive_gap"); s.positiveGap = gap[0]...gap[1]
+        s.motion = motionRepresentation
+        return s
+    }
+
+    var augmentation: Augmentation {
+        guard bool("data.augment") else { return .none }
+        var a = Augmentation()
+        a.motionTemporalSampling = bool("data.motion_temporal_sampling")
+        a.motionSpatialCropping = bool("data.motion_spatial_cropping")
+        return a
+    }
+
+    /// Keys whose change does not change what a run computes (where it writes, how often it logs).
+    static let bookkeepingKeys = Set(["train.output", "train.checkpoint_every", "train.keep_checkpoints", "train.log_every"]
+        + RecipeKey.all.map(\.key).filter { $0.hasPrefix("eval.") })
+}
+
+/// `maclr pretrain`: runs a recipe, checkpointing and resuming.
+public final class Trainer {
+    public let recipe: Recipe
+    public let runFolder: URL
+    let dataset: ShardDataset
+    let sampler: ClipSampler
+    let learner: Learner
+    let optimizer: Optimizer
+    let schedule: WarmupCosineSchedule
+    public private(set) var step = 0
+    var rng: RandomGenerator
+    var loaderPosition = LoaderPosition()
+    /// Checkpoint the run resumed from, if any.
+    public private(set) var resumedFrom: URL?
+
+    public init(recipe: Recipe, fresh: Bool = false) throws {
+        self.recipe = recipe
+        runFolder = URL(fileURLWithPath: recipe.string("train.output"))
+        dataset = try ShardDataset(folder: URL(fileURLWithPath: recipe.string("data.dataset")))
+        let supervised = recipe.string("loss.objective") == "supervised"
+        let contrastiveMotion = !supervised && recipe.string("model.motion_pathway") != "none"
+        if contrastiveMotion && recipe.motionRepresentation != .frameDifference && !dataset.hasFlow {
+            throw TrainingError("\(dataset.folder.path): has no flow, but the recipe's Motion pathway needs data.motion_input '\(recipe.string("data.motion_input"))' (prepare with flow, or use frame_difference)")
+        }
+        let seed = UInt64(recipe.int("seed"))
+        let batch = recipe.int("optim.batch_size")
+        let indices = try dataset.indices(split: recipe.optionalString("data.split"))
+        guard indices.count >= batch else {
+            throw TrainingError("\(dataset.folder.path): split '\(recipe.optionalString("data.split") ?? "all")' has \(indices.count) videos, fewer than optim.batch_size \(batch)")
+        }
+        sampler = ClipSampler(dataset: dataset, indices: indices, sampling: recipe.sampling, augmentation: recipe.augmentation,
+                              seed: seed, batchSize: batch, withFlow: contrastiveMotion)
+        if supervised {
+            var c = recipe.visualConfig
+            c.classes = max(1, dataset.manifest.classes.count)
+            let net = VideoResNet(c, seed: seed)
+            net.requireGradients()
+            learner = .supervised(net)
+        } else {
+            learner = .contrastive(MaCLRModel(recipe.modelConfig, seed: seed))
+        }
+        let params = learner.parameters
+        let lr = Float(recipe.double("optim.lr"))
+        switch recipe.string("optim.optimizer") {
+        case "adamw": optimizer = AdamW(params, learningRate: lr, weightDecay: Float(recipe.double("optim.weight_decay")))
+        default: optimizer = SGD(params, learningRate: lr, momentum: Float(recipe.double("optim.momentum")),
+                                 weightDecay: Float(recipe.double("optim.weight_decay")), nesterov: recipe.bool("optim.nesterov"))
+        }
+        schedule = WarmupCosineSchedule(baseLR: lr, warmupSteps: recipe.int("optim.warmup_steps"), totalSteps: recipe.int("optim.steps"),
+                                        minLR: Float(recipe.double("optim.min_lr")))
+        rng = RandomGenerator(seed: seed &+ 77)
+        try FileManager.default.createDirectory(at: checkpointsFolder, withIntermediateDirectories: true)
+        if fresh {
+            for c in try completeCheckpoints() { try FileManager.default.removeItem(at: c) }
+            try? FileManager.default.removeItem(at: metricsURL)
+        } else if let last = try completeCheckpoints().last {
+            try load(checkpoint: last)
+            resumedFrom = last
+        }
+    }
+
+    var checkpointsFolder: URL { runFolder.appendingPathComponent("checkpoints") }
+    var metricsURL: URL { runFolder.appendingPathComponent("metrics.jsonl") }
+
+    /// Finished checkpoints, oldest first (a `.partial` folder is never one of them).
+    func completeCheckpoints() throws -> [URL] {
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: checkpointsFolder.path) else { return [] }
+        return try fm.contentsOfDirectory(atPath: checkpointsFolder.path).filter { $0.hasPrefix("step-") }.sorted()
+            .map { checkpointsFolder.appendingPathComponent($0) }
+            .filter { fm.fileExists(atPath: $0.appendingPathComponent("meta.json").path) }
+    }
+
+    // MARK: - training
+
+    public struct StepMetrics: Codable { public var step: Int; public var values: [String: Float]; public var lr: Float; public var clipsPerSecond: Double }
+
+    /// Runs until `optim.steps`, or `stopAfter` more steps (for tests and staged runs).
+    @discardableResult
+    public func run(stopAfter: Int? = nil, log: (String) -> Void) throws -> [StepMetrics] {
+        let total = recipe.int("optim.steps")
+        let accumulate = max(1, recipe.int("optim.accumulate"))
+        let loader = StreamingLoader(sampler: sampler, position: loaderPosition, workers: recipe.int("data.loader_workers"), depth: 4)
+        defer { loader.stop() }
+        if let r = resumedFrom { log("resuming from \(r.path) at step \(step)\n") }
+        trimMetrics(after: step)
+        var history: [StepMetrics] = []
+        let end = min(total, step + (stopAfter ?? total))
+        let start = DispatchTime.now().uptimeNanoseconds
+        let firstStep = step
+        while step < end {
+            optimizer.learningRate = schedule.learningRate(at: step)
+            optimizer.zeroGrad()
+            var sums: [String: Float] = [:]
+            for _ in 0..<accumulate {
+                let batch = try loader.next()
+                let (loss, values) = lossOf(batch)
+                guard values.values.allSatisfy({ $0.isFinite }) else {
+                    let last = try completeCheckpoints().last?.path ?? "none"
+                    throw TrainingError("step \(step): loss is not finite (\(values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))); stopped, the last good checkpoint is \(last)")
+                }
+                (loss * (1 / Float(accumulate))).backward()
+                for (k, v) in values { sums[k, default: 0] += v / Float(accumulate) }
+            }
+            optimizer.step()
+            if case .contrastive(let m) = learner { m.afterStep() }
+            step += 1
+            loaderPosition = loader.position
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            let clipsPerSecond = Double((step - firstStep) * accumulate * sampler.batchSize) / max(elapsed, 1e-9)
+            let m = StepMetrics(step: step, values: sums, lr: optimizer.learningRate, clipsPerSecond: clipsPerSecond)
+            history.append(m)
+            let left = elapsed / Double(step - firstStep) * Double(end - step)
+            let terms = sums.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(separator: " ")
+            log(String(format: "\rstep %d/%d  %@  lr %.4g  %.2f clips/s  %@ left   ", step, total, terms, m.lr, clipsPerSecond, formatDuration(left)))
+            if step % recipe.int("train.log_every") == 0 || step == end { try appendMetrics(m, elapsed: elapsed) }
+            if step % recipe.int("train.checkpoint_every") == 0 || step == total { try save() }
+        }
+        log("\n")
+        if step == total { try exportEncoder() }
+        return history
+    }
+
+    /// The loss of one batch and its named terms.
+    func lossOf(_ batch: ClipBatch) -> (Tensor, [String: Float]) {
+        switch learner {
+        case .contrastive(let m):
+            let terms = m.losses(rgbA: batch.rgbA, rgbB: batch.rgbB, motionA: batch.flowA, motionB: batch.flowB, rng: &rng)
+            return (terms.total, terms.values)
+        case .supervised(let net):
+            net.train()
+            let loss = softmaxCrossEntropy(net(batch.rgbA), labels: batch.labels.map { max(0, $0) })
+            return (loss, ["loss": loss.item()])
+        }
+    }
+
+    func appendMetrics(_ m: StepMetrics, elapsed: Double) throws {
+        var line: [String: Any] = ["step": m.step, "lr": Double(m.lr), "clips_per_s": m.clipsPerSecond, "elapsed_s": elapsed]
+        for (k, v) in m.values { line[k] = Double(v) }
+        var data = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
+        data.append(0x0A)
+        if let h = FileHandle(forWritingAtPath: metricsURL.path) {
+            h.seekToEndOfFile(); h.write(data); try? h.close()
+        } else {
+            try data.write(to: metricsURL)
+        }
+    }
+
+    /// On resume, lines past the checkpoint's step would be written again: drop them.
+    func trimMetrics(after step: Int) {
+        guard let text = try? String(contentsOf: metricsURL, encoding: .utf8) else { return }
+        let kept = text.split(separator: "\n").filter { line in
+            guard let d = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let s = d["step"] as? Int else { return false }
+            return s <= step
+        }
+        try? (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(to: metricsURL, atomically: true, encoding: .utf8)
+    }
+
+    // MARK: - checkpoints
+
+    struct Meta: Codable {
+        var step: Int
+        var rng: RandomGenerator
+        var loader: LoaderPosition
+        var queuePointers: [String: Int]
+        var batchesTracked: [String: Int]
+        var recipeSource: String
+    }
+
+    /// Writes `checkpoints/step-NNNNNNN` through a `.partial` folder renamed when complete, then
+    /// drops the oldest beyond `train.keep_checkpoints`.
+    func save() throws {
+        let fm = FileManager.default
+        let name = String(format: "step-%07d", step)
+        let partial = checkpointsFolder.appendingPathComponent(".\(name).partial")
+        try? fm.removeItem(at: partial)
+        try fm.createDirectory(at: partial, withIntermediateDirectories: true)
+        var tensors: [String: SafeTensors.Entry] = [:]
+        var tracked: [String: Int] = [:]
+        for (prefix, module) in learner.modules {
+            for p in module.parameters() { tensors["\(prefix).\(p.name)"] = .float32(p.tensor) }
+            for (n, b) in module.buffers() { tensors["\(prefix).\(n)"] = .float32(b) }
+            for (n, m) in module.namedModules() { if let bn = m as? BatchNorm { tracked["\(prefix).\(n)"] = bn.numBatchesTracked } }
+        }
+        var pointers: [String: Int] = [:]
+        if case .contrastive(let m) = learner {
+            tensors["queue.visual"] = .float32(m.visualQueue.keys); pointers["visual"] = m.visualQueue.pointer
+            if let q = m.motionQueue { tensors["queue.motion"] = .float32(q.keys); pointers["motion"] = q.pointer }
+        }
+        for (k, t) in optimizer.stateTensors() { tensors["optimizer.\(k)"] = .float32(t) }
+        try SafeTensors.write(tensors, to: partial.appendingPathComponent("state.safetensors"))
+        try recipe.json().write(to: partial.appendingPathComponent("recipe.json"))
+        let meta = Meta(step: step, rng: rng, loader: loaderPosition, queuePointers: pointers, batchesTracked: tracked, recipeSource: recipe.source)
+        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        // meta.json last: a folder without it is not a checkpoint
+        try enc.encode(meta).write(to: partial.appendingPathComponent("meta.json"))
+        let final = checkpointsFolder.appendingPathComponent(name)
+        try? fm.removeItem(at: final)
+        try fm.moveItem(at: partial, to: final)
+        let all = try completeCheckpoints()
+        for old in all.dropLast(max(1, recipe.int("train.keep_checkpoints"))) { try? fm.removeItem(at: old) }
+    }
+
+    func load(checkpoint: URL) throws {
+        let saved = try Recipe.fromJSON(try Data(contentsOf: checkpoint.appendingPathComponent("recipe.json")), source: checkpoint.path)
+        for key in RecipeKey.all.map(\.key) where !Recipe.bookkeepingKeys.contains(key) && saved.values[key] != recipe.values[key] {
+            throw TrainingError("\(runFolder.path): holds a run of another recipe ('\(key)' was \(saved.values[key]!.base), now \(recipe.values[key]!.base)); use another train.output or --fresh")
+        }
+        let meta = try JSONDecoder().decode(Meta.self, from: try Data(contentsOf: checkpoint.appendingPathComponent("meta.json")))
+        let (tensors, _) = try SafeTensors.read(checkpoint.appendingPathComponent("state.safetensors"))
+        func take(_ name: String, into t: Tensor) throws {
+            guard let v = tensors[name], v.count == t.count else { throw TrainingError("\(checkpoint.path): state has no '\(name)' of shape \(t.shape)") }
+            t.assign(v)
+        }
+        for (prefix, module) in learner.modules {
+            for p in module.parameters() { try take("\(prefix).\(p.name)", into: p.tensor) }
+            for (n, b) in module.buffers() { try take("\(prefix).\(n)", into: b) }
+            for (n, m) in module.namedModules() { if let bn = m as? BatchNorm { bn.numBatchesTracked = meta.batchesTracked["\(prefix).\(n)"] ?? 0 } }
+        }
+        if case .contrastive(let m) = learner {
+            try take("queue.visual", into: m.visualQueue.keys)
+            m.visualQueue.restore(keys: m.visualQueue.keys, pointer: meta.queuePointers["visual"] ?? 0)
+            if let q = m.motionQueue {
+                try take("queue.motion", into: q.keys)
+                q.restore(keys: q.keys, pointer: meta.queuePointers["motion"] ?? 0)
+            }
+        }
+        var optState: [String: Tensor] = [:]
+        for (k, v) in tensors where k.hasPrefix("optimizer.") { optState[String(k.dropFirst("optimizer.".count))] = v }
+        try optimizer.loadState(optState)
+        step = meta.step; rng = meta.rng; loaderPosition = meta.loader
+    }
+
+    /// Writes the visual encoder to `encoder.safetensors` in the run folder (torchvision layout).
+    public func exportEncoder(to url: URL? = nil) throws {
+        let target = url ?? runFolder.appendingPathComponent("encoder.safetensors")
+        var config = recipe.visualConfig
+        config.classes = nil
+        // The supervised classifier's fc is not part of the encoder.
+        let state = learner.visualEncoder.torchStateDict().filter { !$0.key.hasPrefix("fc.") }
+        try SafeTensors.write(state, metadata: VisualEncoder.metadata(for: config), to: target)
+    }
+}

@@ -1,0 +1,105 @@
+import DataHDF5
+import Foundation
+import Tensor
+import Training
+import Video
+import XCTest
+
+/// Small shards with moving-square videos and their exact flow, made directly (no FFmpeg).
+func makeTinyDataset(_ folder: URL, videos: Int = 12, frames: Int = 24, size: Int = 32) throws {
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    let path = folder.appendingPathComponent("shard-00000.h5").path
+    let w = try ShardWriter(path: path, attributes: ShardAttributes(height: size, width: size, fps: 8, flowAlgorithm: "tvl1", flowBound: 20))
+    var names: [String] = [], train: [String] = [], test: [String] = []
+    var rng = RandomGenerator(seed: 11)
+    for v in 0..<videos {
+        let label = v % 2
+        let dx = label == 0 ? 1 : -1
+        var rgb = [UInt8](repeating: 0, count: frames * size * size * 3), flow = [UInt8](repeating: 128, count: frames * size * size * 2)
+        let y0 = 8 + Int(rng.next() % 12), x0 = 10 + Int(rng.next() % 8)
+        for f in 0..<frames { for y in 0..<size { for x in 0..<size {
+            let i = (f * size + y) * size + x
+            let inside = (y0..<(y0 + 8)).contains(y) && ((x0 + dx * f / 2)..<(x0 + dx * f / 2 + 8)).contains(x)
+            let noise = UInt8(rng.next() % 40)
+            rgb[3 * i] = inside ? 220 : 30 + noise; rgb[3 * i + 1] = inside ? 200 : 60 + noise; rgb[3 * i + 2] = inside ? 40 : 90 + noise
+            if inside && f < frames - 1 { flow[2 * i] = Motion.quantize(Float(dx) * 0.5, bound: 20) }
+        }}}
+        let name = "v\(v)"
+        names.append(name)
+        (v < videos * 3 / 4 ? { train.append(name) } : { test.append(name) })()
+        try w.append(PreparedVideo(name: name, source: "tiny", label: label, frames: frames, height: size, width: size, rgb: rgb, flow: flow))
+    }
+    try w.finish()
+    var m = DatasetManifest(preparation: .init(size: "\(size)x\(size)", fps: 8, flowAlgorithm: "tvl1", flowBound: 20, videosPerShard: videos))
+    m.shards = [.init(file: "shard-00000.h5", videos: videos, frames: videos * frames,
+                      bytes: (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0, checksum: try fileChecksum(path))]
+    m.classes = ["right", "left"]; m.splits = ["train": train, "test": test]; m.complete = true
+    try m.save(to: folder)
+}
+
+/// A recipe for a network small enough to train in a test.
+func tinyRecipe(dataset: URL, output: URL, _ changes: [String: AnyHashable] = [:]) -> Recipe {
+    var r = Recipe()
+    let values: [String: AnyHashable] = [
+        "data.dataset": dataset.path, "data.clip_frames": 4, "data.clip_stride": 2, "data.crop": 32, "data.loader_workers": 2,
+        "data.positive_gap": [0.25, 1.0],
+        "model.width": 0.0625, "model.motion_width": 0.0625, "model.head_hidden": 16, "model.embedding": 8, "model.queue_size": 16,
+        "optim.batch_size": 4, "optim.steps": 6, "optim.warmup_steps": 2, "optim.lr": 0.05,
+        "train.output": output.path, "train.checkpoint_every": 3, "train.log_every": 1, "eval.clips_per_video": 2,
+    ]
+    for (k, v) in values.merging(changes, uniquingKeysWith: { $1 }) { r.set(k, v) }
+    return r
+}
+
+final class TrainerTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("trainer-\(UUID().uuidString)")
+        try makeTinyDataset(dir.appendingPathComponent("ds"))
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func testAKilledAndResumedRunGivesTheSameLosses() throws {
+        let whole = try Trainer(recipe: tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: dir.appendingPathComponent("whole")))
+        let reference = try whole.run { _ in }.map { $0.values }
+        XCTAssertEqual(reference.count, 6)
+        XCTAssertNotNil(reference[0]["loss_v2m"])
+
+        let recipe = tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: dir.appendingPathComponent("split"))
+        let first = try Trainer(recipe: recipe)
+        _ = try first.run(stopAfter: 3) { _ in }            // as if killed right after the step-3 checkpoint
+        let second = try Trainer(recipe: recipe)            // a new process: resumes from the run folder
+        XCTAssertEqual(second.step, 3)
+        XCTAssertNotNil(second.resumedFrom)
+        let rest = try second.run { _ in }.map { $0.values }
+        XCTAssertEqual(rest.count, 3)
+        for (a, b) in zip(rest, reference.suffix(3)) {
+            for (k, v) in b { XCTAssertEqual(a[k]!, v, accuracy: 1e-5 * max(1, abs(v)), "resumed \(k)") }
+        }
+        // metrics.jsonl holds each step once
+        let lines = try String(contentsOf: dir.appendingPathComponent("split/metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 6)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("split/encoder.safetensors").path))
+    }
+
+    func testResumingWithAnotherRecipeIsRefusedNamingTheKey() throws {
+        let out = dir.appendingPathComponent("run")
+        _ = try Trainer(recipe: tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: out)).run(stopAfter: 3) { _ in }
+        XCTAssertThrowsError(try Trainer(recipe: tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: out, ["optim.lr": 0.1]))) {
+            XCTAssertTrue("\($0)".contains("'optim.lr' was 0.05, now 0.1"), "\($0)")
+        }
+    }
+
+    func testNonFiniteLossStopsAndKeepsTheLastGoodCheckpoint() throws {
+        let out = dir.appendingPathComponent("nan")
+        let t = try Trainer(recipe: tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: out,
+                                               ["optim.lr": 1e30, "optim.warmup_steps": 0, "train.checkpoint_every": 1]))
+        XCTAssertThrowsError(try t.run { _ in }) { error in
+            XCTAssertTrue("\(error)".contains("loss is not finite"), "\(error)")
+            XCTAssertTrue("\(error)".contains("the last good checkpoint is \(out.path)/checkpoints/step-"), "\(error)")
+        }
+        let kept = try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("checkpoints").path).filter { $0.hasPrefix("step-") }
+        XCTAssertFalse(kept.isEmpty)
+        XCTAssertLessThan(t.step, 6)
+    }
+}
