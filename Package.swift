@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video", "DataHDF5", "Losses", "Pathways",
                                                   .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "maclr", dependencies: [
-            "Training",
+            "Training", "Pathways", "DataHDF5",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

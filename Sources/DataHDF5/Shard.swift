@@ -179,3 +179,21 @@ public final class ShardReader {
         return out
     }
 }
+
+/// Features written by `maclr extract`: /features (V, d) float32, /names, /labels, attributes.
+public enum FeatureFile {
+    public static func write(path: String, features: [Float], dimension: Int, names: [String], labels: [Int], attributes: [String: String]) throws {
+        let url = URL(fileURLWithPath: path)
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial").path
+        do {
+            let f = try H5File(creating: tmp)
+            let d = try f.createExtendible("/features", type: maclr_H5T_NATIVE_FLOAT(), rowShape: [dimension], chunkRows: max(1, min(names.count, 1024)))
+            try features.withUnsafeBytes { try d.append($0.baseAddress!, rows: names.count, memoryType: maclr_H5T_NATIVE_FLOAT()) }
+            try f.writeStrings("/names", names)
+            try f.write("/labels", type: maclr_H5T_NATIVE_INT32(), values: labels.map { Int32($0) })
+            for (k, v) in attributes { try f.setAttribute(k, v) }
+        }
+        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+        try FileManager.default.moveItem(atPath: tmp, toPath: path)
+    }
+}

@@ -43,7 +43,7 @@ enum Learner {
 }
 
 extension Recipe {
-    var visualConfig: VideoResNetConfig {
+    public var visualConfig: VideoResNetConfig {
         VideoResNetConfig(kind: VideoResNetKind(rawValue: string("model.arch"))!, width: double("model.width"), blocksPerStage: ints("model.blocks"))
     }
 
@@ -67,7 +67,7 @@ extension Recipe {
         return c
     }
 
-    var sampling: ClipSampling {
+    public var sampling: ClipSampling {
         var s = ClipSampling()
         s.frames = int("data.clip_frames"); s.stride = int("data.clip_stride"); s.height = int("data.crop"); s.width = int("data.crop")
         let gap = doubles("data.positive_gap"); s.positiveGap = gap[0]...gap[1]

@@ -1,0 +1,166 @@
+import Backbones
+import DataHDF5
+import Foundation
+import Pathways
+import Tensor
+
+/// `maclr eval`: frozen visual encoder features (several clips per video, averaged), then a
+/// linear probe (multinomial logistic regression with L2, trained to convergence) and
+/// retrieval (test queries against the train gallery by cosine).
+public struct Evaluation {
+    public struct Features {
+        public var values: [Float]      // (V, d)
+        public var dimension: Int
+        public var labels: [Int]
+        public var names: [String]
+        public var count: Int { labels.count }
+    }
+
+    public struct Report: Codable, Equatable {
+        public var top1: Double, top5: Double
+        public var recallAt1: Double, recallAt5: Double, recallAt10: Double
+        public var trainVideos: Int, testVideos: Int, classes: Int
+    }
+
+    /// Features of every video in `split`, `clipsPerVideo` clips each, averaged.
+    public static func features(encoder: (Tensor) -> Tensor, dataset: ShardDataset, split: String, sampling: ClipSampling,
+                                clipsPerVideo: Int, log: (String) -> Void = { _ in }) throws -> Features {
+        let indices = try dataset.indices(split: split)
+        let sampler = ClipSampler(dataset: dataset, indices: indices, sampling: sampling, augmentation: .none, seed: 0, batchSize: 1, withFlow: false)
+        var values: [Float] = [], labels: [Int] = [], names: [String] = []
+        var dim = 0
+        let start = Date()
+        for (n, i) in indices.enumerated() {
+            let clips = try sampler.evaluationClips(entry: i, count: clipsPerVideo)
+            let f = noGrad { encoder(clips) }                           // (clips, d)
+            dim = f.shape[1]
+            let mean = noGrad { f.mean(axes: [0]) }
+            values += mean.toArray()
+            labels.append(dataset.entries[i].label); names.append(dataset.entries[i].name)
+            let rate = Double(n + 1) / max(Date().timeIntervalSince(start), 1e-9)
+            log(String(format: "\rfeatures (%@): %d/%d videos, %.1f videos/s, %.0fs left   ", split, n + 1, indices.count, rate, Double(indices.count - n - 1) / rate))
+        }
+        log("\n")
+        return Features(values: values, dimension: dim, labels: labels, names: names)
+    }
+
+    /// Standardises with the train statistics: (x - mean) / std per dimension.
+    static func standardize(_ train: Features, _ test: Features) -> (Tensor, Tensor) {
+        let d = train.dimension
+        var mean = [Float](repeating: 0, count: d), std = [Float](repeating: 0, count: d)
+        for v in 0..<train.count { for j in 0..<d { mean[j] += train.values[v * d + j] / Float(train.count) } }
+        for v in 0..<train.count { for j in 0..<d { let x = train.values[v * d + j] - mean[j]; std[j] += x * x / Float(train.count) } }
+        std = std.map { max($0.squareRoot(), 1e-6) }
+        func apply(_ f: Features) -> Tensor {
+            Tensor(shape: [f.count, d], data: (0..<(f.count * d)).map { (f.values[$0] - mean[$0 % d]) / std[$0 % d] })
+        }
+        return (apply(train), apply(test))
+    }
+
+    /// Multinomial logistic regression with L2 on standardised features, full batch, Adam until
+    /// the loss stops improving (relative change < 1e-7) or `iterations`. Returns (top-1, top-5).
+    public static func linearProbe(train: Features, test: Features, classes: Int, l2: Float, iterations: Int) -> (Double, Double) {
+        let (xTrain, xTest) = standardize(train, test)
+        let w = Tensor.zeros([classes, train.dimension], requiresGrad: true), b = Tensor.zeros([classes], requiresGrad: true)
+        let opt = AdamW([Parameter(name: "w", tensor: w, decays: false), Parameter(name: "b", tensor: b, decays: false)],
+                        learningRate: 0.05, weightDecay: 0)
+        let labels = train.labels.map { max(0, $0) }
+        var previous = Float.infinity
+        for _ in 0..<iterations {
+            opt.zeroGrad()
+            let loss = softmaxCrossEntropy(linear(xTrain, weight: w, bias: b), labels: labels) + (w * w).sum() * l2
+            loss.backward()
+            opt.step()
+            let value = loss.item()
+            if abs(previous - value) < 1e-7 * max(1, abs(value)) { break }
+            previous = value
+        }
+        let logits = noGrad { linear(xTest, weight: w, bias: b) }
+        var top1 = 0, top5 = 0
+        for i in 0..<test.count {
+            let row = (0..<classes).map { logits.data[i * classes + $0] }
+            let ranked = row.indices.sorted { row[$0] > row[$1] }
+            if ranked.first == test.labels[i] { top1 += 1 }
+            if ranked.prefix(5).contains(test.labels[i]) { top5 += 1 }
+        }
+        return (Double(top1) / Double(max(test.count, 1)), Double(top5) / Double(max(test.count, 1)))
+    }
+
+    /// R@k: the fraction of test videos whose k nearest train videos (cosine) include one of the same class.
+    public static func retrieval(train: Features, test: Features, ks: [Int] = [1, 5, 10]) -> [Double] {
+        let d = train.dimension
+        func unit(_ f: Features, _ i: Int) -> [Float] {
+            let v = Array(f.values[(i * d)..<((i + 1) * d)])
+            let n = max(v.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
+            return v.map { $0 / n }
+        }
+        let gallery = (0..<train.count).map { unit(train, $0) }
+        var hits = [Int](repeating: 0, count: ks.count)
+        for i in 0..<test.count {
+            let q = unit(test, i)
+            let sims = gallery.map { g in zip(g, q).reduce(0) { $0 + $1.0 * $1.1 } }
+            let ranked = sims.indices.sorted { sims[$0] > sims[$1] }
+            for (j, k) in ks.enumerated() where ranked.prefix(k).contains(where: { train.labels[$0] == test.labels[i] }) { hits[j] += 1 }
+        }
+        return hits.map { Double($0) / Double(max(test.count, 1)) }
+    }
+
+    /// The whole evaluation of an encoder on a dataset with train / test splits.
+    public static func run(encoder: (Tensor) -> Tensor, dataset: ShardDataset, recipe: Recipe, log: (String) -> Void) throws -> Report {
+        var sampling = recipe.sampling
+        sampling.motion = .flow
+        let clips = recipe.int("eval.clips_per_video")
+        let train = try features(encoder: encoder, dataset: dataset, split: recipe.string("eval.split_train"), sampling: sampling, clipsPerVideo: clips, log: log)
+        let test = try features(encoder: encoder, dataset: dataset, split: recipe.string("eval.split_test"), sampling: sampling, clipsPerVideo: clips, log: log)
+        let classes = max(dataset.manifest.classes.count, (train.labels + test.labels).max().map { $0 + 1 } ?? 1)
+        let (top1, top5) = linearProbe(train: train, test: test, classes: classes, l2: Float(recipe.double("eval.probe_l2")),
+                                       iterations: recipe.int("eval.probe_iterations"))
+        let r = retrieval(train: train, test: test)
+        return Report(top1: top1, top5: top5, recallAt1: r[0], recallAt5: r[1], recallAt10: r[2],
+                      trainVideos: train.count, testVideos: test.count, classes: classes)
+    }
+
+    /// The encoder to evaluate: a run folder or checkpoint, an exported .safetensors, or a random init.
+    public static func loadEncoder(checkpoint: String?, encoderFile: String?, recipe: Recipe) throws -> VideoResNet {
+        if let encoderFile {
+            return try VisualEncoder(contentsOf: URL(fileURLWithPath: encoderFile)).network
+        }
+        var config = recipe.visualConfig
+        config.classes = nil
+        let net = VideoResNet(config, seed: UInt64(recipe.int("seed")))
+        if let checkpoint {
+            let url = try resolveCheckpoint(checkpoint)
+            let (tensors, _) = try SafeTensors.read(url.appendingPathComponent("state.safetensors"))
+            // the visual encoder of a contrastive run is "visual.encoder.*"; of a supervised run "visual.*"
+            let prefix = tensors.keys.contains { $0.hasPrefix("visual.encoder.") } ? "visual.encoder." : "visual."
+            for p in net.parameters() {
+                guard let v = tensors[prefix + p.name] else { throw TrainingError("\(url.path): no '\(prefix + p.name)' in the checkpoint") }
+                p.tensor.assign(v)
+            }
+            for (n, b) in net.buffers() {
+                guard let v = tensors[prefix + n] else { throw TrainingError("\(url.path): no '\(prefix + n)' in the checkpoint") }
+                b.assign(v)
+            }
+        }
+        net.eval()
+        return net
+    }
+
+    /// A checkpoint folder, or the newest complete one under a run folder.
+    public static func resolveCheckpoint(_ path: String) throws -> URL {
+        let url = URL(fileURLWithPath: path)
+        let fm = FileManager.default
+        if fm.fileExists(atPath: url.appendingPathComponent("meta.json").path) { return url }
+        let folder = url.appendingPathComponent("checkpoints")
+        let steps = ((try? fm.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasPrefix("step-") }.sorted()
+            .filter { fm.fileExists(atPath: folder.appendingPathComponent($0).appendingPathComponent("meta.json").path) }
+        guard let last = steps.last else { throw TrainingError("\(path): no checkpoint (a run folder or a checkpoint folder is expected)") }
+        return folder.appendingPathComponent(last)
+    }
+
+    /// The recipe a checkpoint was trained with.
+    public static func recipe(ofCheckpoint path: String) throws -> Recipe {
+        let url = try resolveCheckpoint(path)
+        return try Recipe.fromJSON(try Data(contentsOf: url.appendingPathComponent("recipe.json")), source: url.path)
+    }
+}
