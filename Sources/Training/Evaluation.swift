@@ -14,6 +14,9 @@ public struct Evaluation {
         public var labels: [Int]
         public var names: [String]
         public var count: Int { labels.count }
+        public init(values: [Float], dimension: Int, labels: [Int], names: [String]) {
+            self.values = values; self.dimension = dimension; self.labels = labels; self.names = names
+        }
     }
 
     public struct Report: Codable, Equatable {

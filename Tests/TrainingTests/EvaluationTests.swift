@@ -1,0 +1,50 @@
+import DataHDF5
+import Foundation
+import Training
+import XCTest
+
+final class EvaluationTests: XCTestCase {
+    func features(_ rows: [[Float]], _ labels: [Int]) -> Evaluation.Features {
+        Evaluation.Features(values: rows.flatMap { $0 }, dimension: rows[0].count, labels: labels, names: labels.map { "v\($0)" })
+    }
+
+    func testLinearProbeSeparatesSeparableClassesAndRanksTopFive() {
+        // three classes along three axes, with noise
+        var train: [[Float]] = [], trainLabels: [Int] = [], test: [[Float]] = [], testLabels: [Int] = []
+        for i in 0..<60 {
+            let c = i % 3
+            var v: [Float] = [0.1 * Float(i % 7) - 0.3, 0.05 * Float(i % 5), -0.04 * Float(i % 3)]
+            v[c] += 2
+            if i < 45 { train.append(v); trainLabels.append(c) } else { test.append(v); testLabels.append(c) }
+        }
+        let (top1, top5) = Evaluation.linearProbe(train: features(train, trainLabels), test: features(test, testLabels),
+                                                  classes: 3, l2: 1e-3, iterations: 300)
+        XCTAssertEqual(top1, 1.0)
+        XCTAssertEqual(top5, 1.0)
+    }
+
+    func testRetrievalRecallByHand() {
+        // gallery: class 0 at +x, class 1 at +y; queries: one of each, and one class-1 query near +x
+        let train = features([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], [0, 0, 1, 1])
+        let test = features([[1, 0.05], [0.05, 1], [1, 0.2]], [0, 1, 1])
+        let r = Evaluation.retrieval(train: train, test: test, ks: [1, 2, 3])
+        XCTAssertEqual(r[0], 2.0 / 3, accuracy: 1e-9)     // the third query's nearest is class 0
+        XCTAssertEqual(r[1], 2.0 / 3, accuracy: 1e-9)     // its two nearest are both class 0
+        XCTAssertEqual(r[2], 1.0, accuracy: 1e-9)
+    }
+
+    func testEvaluatingATrainedRunEndToEnd() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("eval-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try makeTinyDataset(dir.appendingPathComponent("ds"))
+        let recipe = tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: dir.appendingPathComponent("run"))
+        try Trainer(recipe: recipe).run { _ in }
+        let net = try Evaluation.loadEncoder(checkpoint: dir.appendingPathComponent("run").path, encoderFile: nil, recipe: recipe)
+        let exported = try Evaluation.loadEncoder(checkpoint: nil, encoderFile: dir.appendingPathComponent("run/encoder.safetensors").path, recipe: recipe)
+        let ds = try ShardDataset(folder: dir.appendingPathComponent("ds"))
+        let a = try Evaluation.run(encoder: { net.features($0) }, dataset: ds, recipe: recipe, log: { _ in })
+        let b = try Evaluation.run(encoder: { exported.features($0) }, dataset: ds, recipe: recipe, log: { _ in })
+        XCTAssertEqual(a, b, "the checkpoint and the exported encoder are the same network")
+        XCTAssertEqual(a.trainVideos, 9); XCTAssertEqual(a.testVideos, 3)
+    }
+}
