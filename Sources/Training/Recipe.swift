@@ -27,6 +27,8 @@ public enum RecipeKey {
         Spec(key: "data.motion_input", kind: .choice(["flow", "magnitude", "motion_boundaries", "frame_difference"]), defaultValue: "flow",
              doc: "what the Motion pathway sees"),
         Spec(key: "data.augment", kind: .bool, defaultValue: true, doc: "random resized crop, flip, colour jitter, grayscale, blur"),
+        Spec(key: "data.flip", kind: .bool, defaultValue: true,
+             doc: "random horizontal flips (turn off when classes are left/right or clockwise/anticlockwise motion)"),
         Spec(key: "data.motion_temporal_sampling", kind: .bool, defaultValue: false, doc: "MCL: prefer clips with more motion"),
         Spec(key: "data.motion_spatial_cropping", kind: .bool, defaultValue: false, doc: "MCL: crops must cover the moving region"),
         Spec(key: "data.loader_workers", kind: .int, defaultValue: 2, doc: "background threads preparing batches"),

@@ -78,6 +78,7 @@ extension Recipe {
     var augmentation: Augmentation {
         guard bool("data.augment") else { return .none }
         var a = Augmentation()
+        if !bool("data.flip") { a.flipProbability = 0 }
         a.motionTemporalSampling = bool("data.motion_temporal_sampling")
         a.motionSpatialCropping = bool("data.motion_spatial_cropping")
         return a
