@@ -178,27 +178,33 @@ public struct ClipSampler: Sendable {
         return pool[Int(rng.next() % UInt64(pool.count))].0
     }
 
-    /// Mean motion-boundary magnitude over the clip window, and its map (for spatial cropping).
-    func motionBoundaries(_ e: ShardDataset.Entry, start: Int) throws -> [Float] {
-        let r = dataset.shards[e.shard], h = r.attributes.height, w = r.attributes.width
-        let count = sampling.frames
-        let q = try r.readFlow(video: e.video, first: start, count: count, step: sampling.stride)
-        let bound = Float(r.attributes.flowBound)
-        var acc = [Float](repeating: 0, count: h * w)
-        for f in 0..<count {
+    /// Calls `body(frame, map)` with the motion-boundary map of each frame of a flow clip;
+    /// `uv(i)` gives (u, v) at flat index i of (T, H, W).
+    static func boundaryMaps(frames t: Int, height h: Int, width w: Int, _ uv: (Int) -> (Float, Float), _ body: (Int, [Float]) -> Void) {
+        let n = h * w
+        for f in 0..<t {
             var field = FlowField(width: w, height: h)
-            for i in 0..<(h * w) {
-                field.u[i] = Motion.dequantize(q[(f * h * w + i) * 2], bound: bound)
-                field.v[i] = Motion.dequantize(q[(f * h * w + i) * 2 + 1], bound: bound)
-            }
-            let mb = Motion.motionBoundaries(field)
-            for i in 0..<(h * w) { acc[i] += mb[i] / Float(count) }
+            for i in 0..<n { (field.u[i], field.v[i]) = uv(f * n + i) }
+            body(f, Motion.motionBoundaries(field))
         }
+    }
+
+    /// Mean motion-boundary map (H, W) of quantised flow (T, H, W, 2).
+    static func meanBoundaries(quantized q: [UInt8], frames t: Int, height h: Int, width w: Int, bound: Float) -> [Float] {
+        var acc = [Float](repeating: 0, count: h * w)
+        boundaryMaps(frames: t, height: h, width: w, { i in
+            (Motion.dequantize(q[2 * i], bound: bound), Motion.dequantize(q[2 * i + 1], bound: bound))
+        }) { _, map in for i in 0..<(h * w) { acc[i] += map[i] / Float(t) } }
         return acc
     }
 
+    /// The clip window's mean motion-boundary magnitude (MCL's ranking of candidate starts; the
+    /// caller keeps `start` such that the window fits the video).
     func motionScore(_ e: ShardDataset.Entry, start: Int) throws -> Float {
-        let m = try motionBoundaries(e, start: start)
+        let r = dataset.shards[e.shard]
+        let q = try r.readFlow(video: e.video, first: start, count: sampling.frames, step: sampling.stride)
+        let m = Self.meanBoundaries(quantized: q, frames: sampling.frames, height: r.attributes.height, width: r.attributes.width,
+                                    bound: Float(r.attributes.flowBound))
         return m.reduce(0, +) / Float(m.count)
     }
 
@@ -217,19 +223,23 @@ public struct ClipSampler: Sendable {
         let stride = e.length >= (t - 1) * sampling.stride + 1 ? sampling.stride : max(1, (e.length - 1) / max(t - 1, 1))
         let available = min(t, (e.length - 1 - start) / stride + 1)
         var raw = try r.readRGB(video: e.video, first: start, count: available, step: stride)
-        var rawFlow = flow != nil ? try r.readFlow(video: e.video, first: start, count: available, step: stride) : []
+        // The clip's flow, read once: for the motion input and for motion-focused cropping.
+        let motionCrop = a.enabled && a.motionSpatialCropping && dataset.hasFlow
+        let needsFlow = flow != nil || motionCrop
+        var rawFlow = needsFlow ? try r.readFlow(video: e.video, first: start, count: available, step: stride) : []
         if available < t {
             let fr = sh * sw * 3, ff = sh * sw * 2
             for _ in available..<t {
                 raw += raw[(available - 1) * fr..<available * fr]
-                if flow != nil { rawFlow += rawFlow[(available - 1) * ff..<available * ff] }
+                if needsFlow { rawFlow += rawFlow[(available - 1) * ff..<available * ff] }
             }
         }
         var box: CropBox
         var flip = false
         if a.enabled {
-            if a.motionSpatialCropping && dataset.hasFlow {
-                let (mbox, coverage) = Augmenter.motionBox(boundaries: try motionBoundaries(e, start: start), width: sw, height: sh)
+            if motionCrop {
+                let boundaries = Self.meanBoundaries(quantized: rawFlow, frames: t, height: sh, width: sw, bound: Float(r.attributes.flowBound))
+                let (mbox, coverage) = Augmenter.motionBox(boundaries: boundaries, width: sw, height: sh)
                 box = Augmenter.randomCrop(width: sw, height: sh, a, rng: &rng, mustCover: mbox, coverage: coverage)
             } else {
                 box = Augmenter.randomCrop(width: sw, height: sh, a, rng: &rng)
@@ -280,11 +290,8 @@ public struct ClipSampler: Sendable {
         case .magnitude:
             for i in 0..<(t * n) { out[i] = (flow[2 * i] * flow[2 * i] + flow[2 * i + 1] * flow[2 * i + 1]).squareRoot() }
         case .motionBoundaries:
-            for f in 0..<t {
-                var field = FlowField(width: w, height: h)
-                for i in 0..<n { field.u[i] = flow[(f * n + i) * 2]; field.v[i] = flow[(f * n + i) * 2 + 1] }
-                let mb = Motion.motionBoundaries(field)
-                for i in 0..<n { out[f * n + i] = mb[i] }
+            Self.boundaryMaps(frames: t, height: h, width: w, { i in (flow[2 * i], flow[2 * i + 1]) }) { f, map in
+                for i in 0..<n { out[f * n + i] = map[i] }
             }
         case .frameDifference: break
         }

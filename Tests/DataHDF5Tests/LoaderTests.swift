@@ -170,4 +170,15 @@ final class LoaderTests: XCTestCase {
         XCTAssertEqual(difference.data[0], 1.0 / 255, accuracy: 1e-4)
         XCTAssertEqual(difference.data[1], 0, accuracy: 1e-4)
     }
+
+    func testMotionFocusedCroppingOnVideosShorterThanTheClipSpan() throws {
+        // 4 frames at stride 2 span 7 frames; these videos have 6, so the clip shortens its stride.
+        let ds = try makeDataset(frames: 6) { _, x, y in (8..<20).contains(x) && (8..<20).contains(y) ? 6 : 0 }
+        var a = Augmentation(); a.motionSpatialCropping = true
+        a.jitterProbability = 0; a.grayscaleProbability = 0; a.blurProbability = 0
+        var s = sampler(ds, a); s.sampling.positiveGap = 0...0.1
+        let batch = try s.batch(at: LoaderPosition())
+        XCTAssertEqual(batch.rgbA.shape, [2, 4, 16, 16, 3])
+        XCTAssertTrue(batch.flowA!.toArray().contains { abs($0) > 0.01 }, "the crop covers the moving square")
+    }
 }
