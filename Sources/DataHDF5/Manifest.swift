@@ -15,6 +15,13 @@ public struct DatasetManifest: Codable, Equatable, Sendable {
         public init(file: String, videos: Int, frames: Int, bytes: Int, checksum: String) {
             self.file = file; self.videos = videos; self.frames = frames; self.bytes = bytes; self.checksum = checksum
         }
+
+        /// The entry of a shard written to `folder/file`: its size and checksum read from disk.
+        public init(measuring file: String, in folder: URL, videos: Int, frames: Int) throws {
+            let path = folder.appendingPathComponent(file).path
+            let bytes = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            self.init(file: file, videos: videos, frames: frames, bytes: bytes, checksum: try fileChecksum(path))
+        }
     }
 
     public struct Preparation: Codable, Equatable, Sendable {

@@ -94,10 +94,9 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
         if x.tracksGrad {
             let out = Tensor(uninitialized: x.shape)
             let op = out.data
-            let a = (0..<c).map { scale[$0] }
             let b = (0..<c).map { Float(sumG[$0] / Double(m)) }
             let d = (0..<c).map { Float(sumGXhat[$0] / Double(m)) }
-            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in d.withUnsafeBufferPointer { dp in
+            scale.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in d.withUnsafeBufferPointer { dp in
                 meanF.withUnsafeBufferPointer { mu in invStd.withUnsafeBufferPointer { inv in
                     parallelFor(m, minPerThread: max(1, 32_768 / c)) { s, e in
                         for r in s..<e {

@@ -110,8 +110,7 @@ public struct Evaluation {
 
     /// The whole evaluation of an encoder on a dataset with train / test splits.
     public static func run(encoder: (Tensor) -> Tensor, dataset: ShardDataset, recipe: Recipe, log: (String) -> Void) throws -> Report {
-        var sampling = recipe.sampling
-        sampling.motion = .flow
+        let sampling = recipe.sampling
         let clips = recipe.int("eval.clips_per_video")
         let train = try features(encoder: encoder, dataset: dataset, split: recipe.string("eval.split_train"), sampling: sampling, clipsPerVideo: clips, log: log)
         let test = try features(encoder: encoder, dataset: dataset, split: recipe.string("eval.split_test"), sampling: sampling, clipsPerVideo: clips, log: log)

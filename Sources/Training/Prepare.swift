@@ -205,8 +205,7 @@ public struct Preparation {
                     flowAlgorithm: flow ? "tvl1" : "none", flowBound: flowBound))
                 for v in good { try writer.append(v) }
                 try writer.finish()
-                let bytes = (try fm.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-                entry = .init(file: file, videos: good.count, frames: writer.frameCount, bytes: bytes, checksum: try fileChecksum(path))
+                entry = try .init(measuring: file, in: output, videos: good.count, frames: writer.frameCount)
             }
             state.finished[shard] = .some(entry)
             state.failed[shard] = failed

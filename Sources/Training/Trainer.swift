@@ -309,11 +309,12 @@ public final class Trainer {
             for (n, m) in module.namedModules() { if let bn = m as? BatchNorm { bn.numBatchesTracked = meta.batchesTracked["\(prefix).\(n)"] ?? 0 } }
         }
         if case .contrastive(let m) = learner {
-            try take("queue.visual", into: m.visualQueue.keys)
-            m.visualQueue.restore(keys: m.visualQueue.keys, pointer: meta.queuePointers["visual"] ?? 0)
-            if let q = m.motionQueue {
-                try take("queue.motion", into: q.keys)
-                q.restore(keys: q.keys, pointer: meta.queuePointers["motion"] ?? 0)
+            for (name, queue) in [("visual", m.visualQueue), ("motion", m.motionQueue)] {
+                guard let queue else { continue }
+                guard let keys = tensors["queue.\(name)"], keys.shape == queue.keys.shape else {
+                    throw TrainingError("\(checkpoint.path): state has no 'queue.\(name)' of shape \(queue.keys.shape)")
+                }
+                queue.restore(keys: keys, pointer: meta.queuePointers[name] ?? 0)
             }
         }
         var optState: [String: Tensor] = [:]

@@ -31,9 +31,7 @@ final class LoaderTests: XCTestCase {
         }
         try writer.finish()
         var m = DatasetManifest(preparation: .init(size: "32x32", fps: 10, flowAlgorithm: "tvl1", flowBound: 20, videosPerShard: videos))
-        let path = dir.appendingPathComponent("shard-00000.h5").path
-        m.shards = [.init(file: "shard-00000.h5", videos: videos, frames: videos * frames,
-                          bytes: (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0, checksum: try fileChecksum(path))]
+        m.shards = [try .init(measuring: "shard-00000.h5", in: dir, videos: videos, frames: videos * frames)]
         m.classes = ["a", "b"]; m.splits = ["train": names]; m.complete = true
         try m.save(to: dir)
         return try ShardDataset(folder: dir)

@@ -31,8 +31,7 @@ func makeTinyDataset(_ folder: URL, videos: Int = 12, frames: Int = 24, size: In
     }
     try w.finish()
     var m = DatasetManifest(preparation: .init(size: "\(size)x\(size)", fps: 8, flowAlgorithm: "tvl1", flowBound: 20, videosPerShard: videos))
-    m.shards = [.init(file: "shard-00000.h5", videos: videos, frames: videos * frames,
-                      bytes: (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0, checksum: try fileChecksum(path))]
+    m.shards = [try .init(measuring: "shard-00000.h5", in: folder, videos: videos, frames: videos * frames)]
     m.classes = ["right", "left"]; m.splits = ["train": train, "test": test]; m.complete = true
     try m.save(to: folder)
 }
