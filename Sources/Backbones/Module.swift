@@ -42,6 +42,22 @@ open class Module {
 
     public var parameterCount: Int { parameters().reduce(0) { $0 + $1.tensor.count } }
 
+    /// Parameters and buffers in our layout, named "prefix.name" (what a training checkpoint holds).
+    public func namedState(prefix: String) -> [(String, Tensor)] {
+        parameters().map { ("\(prefix).\($0.name)", $0.tensor) } + buffers().map { ("\(prefix).\($0.0)", $0.1) }
+    }
+
+    /// Assigns every parameter and buffer from `tensors` by the names of `namedState(prefix:)`;
+    /// a missing or mis-sized entry is an error naming `source` and the key.
+    public func loadNamedState(_ tensors: [String: Tensor], prefix: String, source: String) throws {
+        for (name, t) in namedState(prefix: prefix) {
+            guard let v = tensors[name], v.count == t.count else {
+                throw WeightsError(description: "\(source): state has no '\(name)' of shape \(t.shape)")
+            }
+            t.assign(v)
+        }
+    }
+
     /// Marks every parameter as requiring gradients (or not).
     public func requireGradients(_ on: Bool = true) { for p in parameters() { p.tensor.requiresGrad = on } }
 }

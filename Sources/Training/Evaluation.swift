@@ -134,15 +134,8 @@ public struct Evaluation {
             let url = try resolveCheckpoint(checkpoint)
             let (tensors, _) = try SafeTensors.read(url.appendingPathComponent("state.safetensors"))
             // the visual encoder of a contrastive run is "visual.encoder.*"; of a supervised run "visual.*"
-            let prefix = tensors.keys.contains { $0.hasPrefix("visual.encoder.") } ? "visual.encoder." : "visual."
-            for p in net.parameters() {
-                guard let v = tensors[prefix + p.name] else { throw TrainingError("\(url.path): no '\(prefix + p.name)' in the checkpoint") }
-                p.tensor.assign(v)
-            }
-            for (n, b) in net.buffers() {
-                guard let v = tensors[prefix + n] else { throw TrainingError("\(url.path): no '\(prefix + n)' in the checkpoint") }
-                b.assign(v)
-            }
+            let prefix = tensors.keys.contains { $0.hasPrefix("visual.encoder.") } ? "visual.encoder" : "visual"
+            try net.loadNamedState(tensors, prefix: prefix, source: url.path)
         }
         net.eval()
         return net

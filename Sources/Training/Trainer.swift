@@ -269,8 +269,7 @@ public final class Trainer {
         var tensors: [String: SafeTensors.Entry] = [:]
         var tracked: [String: Int] = [:]
         for (prefix, module) in learner.modules {
-            for p in module.parameters() { tensors["\(prefix).\(p.name)"] = .float32(p.tensor) }
-            for (n, b) in module.buffers() { tensors["\(prefix).\(n)"] = .float32(b) }
+            for (name, t) in module.namedState(prefix: prefix) { tensors[name] = .float32(t) }
             for (n, m) in module.namedModules() { if let bn = m as? BatchNorm { tracked["\(prefix).\(n)"] = bn.numBatchesTracked } }
         }
         var pointers: [String: Int] = [:]
@@ -299,13 +298,8 @@ public final class Trainer {
         }
         let meta = try JSONDecoder().decode(Meta.self, from: try Data(contentsOf: checkpoint.appendingPathComponent("meta.json")))
         let (tensors, _) = try SafeTensors.read(checkpoint.appendingPathComponent("state.safetensors"))
-        func take(_ name: String, into t: Tensor) throws {
-            guard let v = tensors[name], v.count == t.count else { throw TrainingError("\(checkpoint.path): state has no '\(name)' of shape \(t.shape)") }
-            t.assign(v)
-        }
         for (prefix, module) in learner.modules {
-            for p in module.parameters() { try take("\(prefix).\(p.name)", into: p.tensor) }
-            for (n, b) in module.buffers() { try take("\(prefix).\(n)", into: b) }
+            try module.loadNamedState(tensors, prefix: prefix, source: checkpoint.path)
             for (n, m) in module.namedModules() { if let bn = m as? BatchNorm { bn.numBatchesTracked = meta.batchesTracked["\(prefix).\(n)"] ?? 0 } }
         }
         if case .contrastive(let m) = learner {

@@ -70,11 +70,11 @@ func runMaclr(_ args: [String]) throws -> (status: Int32, out: String, err: Stri
     p.standardOutput = out; p.standardError = err
     try p.run()
     // Read both pipes to the end before waiting, so a chatty child never blocks on a full pipe.
-    var errData = Data()
-    let errReader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
-    errReader.start()
+    final class Box: @unchecked Sendable { var data = Data() }
+    let errData = Box(), done = DispatchSemaphore(value: 0)
+    DispatchQueue.global().async { errData.data = err.fileHandleForReading.readDataToEndOfFile(); done.signal() }
     let o = out.fileHandleForReading.readDataToEndOfFile()
+    done.wait()
     p.waitUntilExit()
-    while errReader.isExecuting || !errReader.isFinished { usleep(1000) }
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: errData.data, as: UTF8.self))
 }
