@@ -36,6 +36,7 @@ public struct DataBenchmark {
                 try w.append(PreparedVideo(name: names.last!, source: "random", label: v % 10, frames: framesPerVideo, height: size, width: size, rgb: rgb, flow: flow))
             }
             try w.finish()
+            // Throwaway data for a throughput figure: no checksum (hashing would add a full read).
             let path = folder.appendingPathComponent(file).path
             manifest.shards.append(.init(file: file, videos: w.videoCount, frames: w.frameCount,
                                          bytes: (try fm.attributesOfItem(atPath: path)[.size] as? Int) ?? 0, checksum: "not-computed"))

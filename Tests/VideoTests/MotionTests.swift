@@ -21,7 +21,7 @@ final class MotionTests: XCTestCase {
         for y in 4..<8 { for x in 4..<8 { f.u[y * w + x] = 3 } }
         let mb = Motion.motionBoundaries(f)
         XCTAssertEqual(mb[0], 0)                       // far outside
-        XCTAssertEqual(mb[6 * w + 6 - 1], 0, accuracy: 1e-6) // interior (5,6): neighbours all 3 except none
+        XCTAssertEqual(mb[6 * w + 5], 0, accuracy: 1e-6)   // (x 5, y 6): inside, every neighbour has u = 3
         XCTAssertGreaterThan(mb[5 * w + 3], 0.9)       // left edge, just outside: gx = (3+3+3)/6 = 1.5
         XCTAssertEqual(mb[5 * w + 3], 1.5, accuracy: 1e-6)
         // magnitude of (3, 4) is 5
