@@ -15,6 +15,9 @@ public struct SyntheticMotion: Sendable {
     public var frames = 32
     public var fps = 16
     public var objectsPerVideo = 3
+    /// The background's drift, at most this many pixels per frame in x and y: apparent motion
+    /// that is not the class's, slower than the objects' so the class stays the dominant motion.
+    public var backgroundDrift: Float = 0.3
     /// Backgrounds correlate with the class in the training split only.
     public var sceneBias = false
 
@@ -36,11 +39,13 @@ public struct SyntheticMotion: Sendable {
         var rng = RandomGenerator(seed: seed)
         let n = Float(size)
         func colour() -> (Float, Float, Float) { (40 + 215 * rng.uniform(), 40 + 215 * rng.uniform(), 40 + 215 * rng.uniform()) }
-        var objects: [Object] = (0..<objectsPerVideo).map { _ in
+        // Each object moves by the class's pattern at its own speed; a translation is centred
+        // on the video's middle frame so the object stays in view for the whole video.
+        let objects: [Object] = (0..<objectsPerVideo).map { _ in
             Object(shape: Shape.allCases[Int(rng.uniform() * 4) % 4], texture: Texture.allCases[Int(rng.uniform() * 3) % 3],
                    colour: colour(), colour2: colour(),
-                   x: n * (0.2 + 0.6 * rng.uniform()), y: n * (0.2 + 0.6 * rng.uniform()),
-                   radius: n * (0.08 + 0.07 * rng.uniform()), angle: rng.uniform() * 2 * .pi,
+                   x: n * (0.3 + 0.4 * rng.uniform()), y: n * (0.3 + 0.4 * rng.uniform()),
+                   radius: n * (0.11 + 0.08 * rng.uniform()), angle: rng.uniform() * 2 * .pi,
                    speed: 0.6 + 0.6 * rng.uniform(), phase: rng.uniform() * 2 * .pi)
         }
         // Background: a drifting sum of two gratings with random colours; its hue is random, or
@@ -51,32 +56,36 @@ public struct SyntheticMotion: Sendable {
             bgA = hueColour(hue, brightness: 150); bgB = hueColour(hue, brightness: 70)
         }
         let k1 = (0.15 + 0.25 * rng.uniform(), 0.15 + 0.25 * rng.uniform()), k2 = (0.1 + 0.3 * rng.uniform(), -0.1 - 0.2 * rng.uniform())
-        let drift = (rng.uniform() * 2 - 1, rng.uniform() * 2 - 1)
+        let drift = (backgroundDrift * (rng.uniform() * 2 - 1), backgroundDrift * (rng.uniform() * 2 - 1))
         let pattern = Self.patterns[label % Self.patterns.count]
 
         var out = [UInt8](repeating: 0, count: frames * size * size * 3)
         for t in 0..<frames {
-            let ft = Float(t)
+            // Time from the middle frame: a translation is centred on it, so over 32 frames the
+            // object stays in view.
+            let ft = Float(t) - Float(frames - 1) / 2
             var scene = objects
             for i in scene.indices {
                 var o = objects[i]
                 let s = o.speed
+                // Per frame at speed s (0.6-1.2): translation 0.7 s px at 64 px (13-26 px over 32
+                // frames), rotation 0.08 s rad, zoom by a factor 2^(0.03 s).
                 switch pattern {
-                case "right": o.x += s * ft
-                case "left": o.x -= s * ft
-                case "up": o.y -= s * ft
-                case "down": o.y += s * ft
-                case "rotate_cw": o.angle += 0.08 * s * ft
-                case "rotate_ccw": o.angle -= 0.08 * s * ft
-                case "zoom_in": o.radius *= 1 + 0.025 * s * ft
-                case "zoom_out": o.radius *= max(0.25, 1 - 0.018 * s * ft)
-                case "oscillate_horizontal": o.x += 6 * Foundation.sin(0.4 * ft + o.phase)
-                default: o.y += 6 * Foundation.sin(0.4 * ft + o.phase)
+                case "right": o.x += 0.7 / 64 * n * s * ft
+                case "left": o.x -= 0.7 / 64 * n * s * ft
+                case "up": o.y -= 0.7 / 64 * n * s * ft
+                case "down": o.y += 0.7 / 64 * n * s * ft
+                case "rotate_cw": o.angle += 0.15 * s * ft
+                case "rotate_ccw": o.angle -= 0.15 * s * ft
+                case "zoom_in": o.radius *= Foundation.pow(2, 0.05 * s * ft)
+                case "zoom_out": o.radius *= Foundation.pow(2, -0.05 * s * ft)
+                case "oscillate_horizontal": o.x += 0.1 * n * Foundation.sin(0.4 * Float(t) + o.phase)
+                default: o.y += 0.1 * n * Foundation.sin(0.4 * Float(t) + o.phase)
                 }
                 scene[i] = o
             }
             for y in 0..<size { for x in 0..<size {
-                let bx = Float(x) + drift.0 * ft, by = Float(y) + drift.1 * ft
+                let bx = Float(x) + drift.0 * Float(t), by = Float(y) + drift.1 * Float(t)
                 let g = 0.5 + 0.25 * Foundation.sin(k1.0 * bx + k1.1 * by) + 0.25 * Foundation.sin(k2.0 * bx + k2.1 * by)
                 var c = (bgA.0 * g + bgB.0 * (1 - g), bgA.1 * g + bgB.1 * (1 - g), bgA.2 * g + bgB.2 * (1 - g))
                 for o in scene {
