@@ -10,7 +10,7 @@ public struct RecipeError: Error, CustomStringConvertible {
 /// The recipe schema: every key, its type, default and a one-line doc. `maclr recipe --keys`
 /// prints this table.
 public enum RecipeKey {
-    public enum Kind: Equatable { case int, double, bool, string, optionalString, doubleRange, intList, choice([String]) }
+    public enum Kind: Equatable { case int, double, probability, bool, string, optionalString, doubleRange, intList, choice([String]) }
 
     public struct Spec {
         public let key: String, kind: Kind, defaultValue: Any, doc: String
@@ -29,6 +29,11 @@ public enum RecipeKey {
         Spec(key: "data.augment", kind: .bool, defaultValue: true, doc: "random resized crop, flip, colour jitter, grayscale, blur"),
         Spec(key: "data.flip", kind: .bool, defaultValue: true,
              doc: "random horizontal flips (turn off when classes are left/right or clockwise/anticlockwise motion)"),
+        Spec(key: "data.crop_scale", kind: .doubleRange, defaultValue: [0.3, 1.0], doc: "random resized crop: area fraction [min, max] (CVRL: 0.3-1)"),
+        Spec(key: "data.color_jitter", kind: .probability, defaultValue: 0.8, doc: "probability of colour jitter (brightness, contrast, saturation 0.4, hue 0.1)"),
+        Spec(key: "data.grayscale", kind: .probability, defaultValue: 0.2, doc: "probability of turning a clip grey"),
+        Spec(key: "data.blur", kind: .probability, defaultValue: 0.5, doc: "probability of a Gaussian blur"),
+        Spec(key: "data.blur_sigma", kind: .doubleRange, defaultValue: [0.1, 2.0], doc: "blur sigma in pixels of the output clip [min, max]"),
         Spec(key: "data.motion_temporal_sampling", kind: .bool, defaultValue: false, doc: "MCL: prefer clips with more motion"),
         Spec(key: "data.motion_spatial_cropping", kind: .bool, defaultValue: false, doc: "MCL: crops must cover the moving region"),
         Spec(key: "data.loader_workers", kind: .int, defaultValue: 2, doc: "background threads preparing batches"),
@@ -149,11 +154,14 @@ public struct Recipe: Equatable {
         case .int:
             if let i = v as? Int { return i }
             throw wrong("an integer")
-        case .double:
-            if let d = v as? Double { return d }
-            if let i = v as? Int { return Double(i) }
+        case .double, .probability:
             // YAML 1.1 reads 1e-4 (no dot) as a string
-            if let str = v as? String, let d = Double(str) { return d }
+            let d = (v as? Double) ?? (v as? Int).map(Double.init) ?? (v as? String).flatMap(Double.init)
+            if spec.kind == .probability {
+                if let d, (0...1).contains(d) { return d }
+                throw wrong("a probability in [0, 1]")
+            }
+            if let d { return d }
             throw wrong("a number")
         case .bool:
             if let b = v as? Bool { return b }
@@ -185,6 +193,7 @@ public struct Recipe: Equatable {
     public func string(_ k: String) -> String { values[k]!.base as! String }
     public func optionalString(_ k: String) -> String? { let s = string(k); return s.isEmpty ? nil : s }
     public func doubles(_ k: String) -> [Double] { values[k]!.base as! [Double] }
+    public func doubleRange(_ k: String) -> ClosedRange<Double> { let d = doubles(k); return d[0]...d[1] }
     public func ints(_ k: String) -> [Int] { values[k]!.base as! [Int] }
 
     public mutating func set(_ k: String, _ v: AnyHashable) { values[k] = v }

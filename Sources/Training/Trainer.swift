@@ -70,7 +70,7 @@ extension Recipe {
     public var sampling: ClipSampling {
         var s = ClipSampling()
         s.frames = int("data.clip_frames"); s.stride = int("data.clip_stride"); s.height = int("data.crop"); s.width = int("data.crop")
-        let gap = doubles("data.positive_gap"); s.positiveGap = gap[0]...gap[1]
+        s.positiveGap = doubleRange("data.positive_gap")
         s.motion = motionRepresentation
         return s
     }
@@ -79,6 +79,11 @@ extension Recipe {
         guard bool("data.augment") else { return .none }
         var a = Augmentation()
         if !bool("data.flip") { a.flipProbability = 0 }
+        a.cropScale = doubleRange("data.crop_scale")
+        a.jitterProbability = double("data.color_jitter")
+        a.grayscaleProbability = double("data.grayscale")
+        a.blurProbability = double("data.blur")
+        a.blurSigma = doubleRange("data.blur_sigma")
         a.motionTemporalSampling = bool("data.motion_temporal_sampling")
         a.motionSpatialCropping = bool("data.motion_spatial_cropping")
         return a

@@ -23,6 +23,7 @@ struct Synth: ParsableCommand {
     @Option(help: "Frames per second.") var fps = 16
     @Option(help: "Fraction of each class in the test split.") var testFraction = 0.25
     @Flag(help: "Backgrounds correlate with the class in the training split only (scene bias).") var sceneBias = false
+    @Option(help: "Multiplies the objects' speed.") var speed: Float = 1
     @Option(help: "Seed.") var seed: UInt64 = 0
     @Option(help: "Video codec (default by container: libx264 for .mp4).") var codec: String?
     @Option(help: "Container extension: mp4, avi, mkv, webm.") var container = "mp4"
@@ -34,12 +35,13 @@ struct Synth: ParsableCommand {
         guard perClass > 0, frames > 1, size >= 16, size % 2 == 0, fps > 0 else {
             throw ValidationError("--per-class and --fps must be positive, --frames > 1, --size even and >= 16")
         }
+        guard speed > 0 else { throw ValidationError("--speed \(speed) must be positive") }
         guard (0..<1).contains(testFraction) else { throw ValidationError("--test-fraction \(testFraction) must be in [0, 1)") }
     }
 
     func run() throws {
         var synth = SyntheticMotion()
-        synth.classes = classes; synth.frames = frames; synth.size = size; synth.fps = fps; synth.sceneBias = sceneBias
+        synth.classes = classes; synth.frames = frames; synth.size = size; synth.fps = fps; synth.sceneBias = sceneBias; synth.speed = speed
         let start = Date()
         let items = try synth.generate(into: URL(fileURLWithPath: output), perClass: perClass, testFraction: testFraction, seed: seed,
                                        codec: codec, ext: container) { done, total in
