@@ -101,16 +101,22 @@ public struct Recipe: Equatable {
     /// Loads a YAML recipe, resolving `extends:` (a path relative to the file) first.
     public static func load(_ path: String, overrides: [String] = []) throws -> Recipe {
         var visited: Set<String> = []
-        var flat = try loadFlat(path, visited: &visited)
+        let flat = try loadFlat(path, visited: &visited)
+        var values: [String: AnyHashable] = [:]
+        for (k, v) in flat { values[k] = try coerce(v, for: RecipeKey.byKey[k]!, file: path) }
+        var recipe = Recipe(values: values, source: path)
+        try recipe.apply(overrides: overrides)
+        return recipe
+    }
+
+    /// Applies command-line `key=value` overrides (the value read as YAML), checking each key and type.
+    public mutating func apply(overrides: [String]) throws {
         for o in overrides {
             guard let eq = o.firstIndex(of: "=") else { throw RecipeError("override '\(o)': expected key=value") }
             let key = String(o[..<eq]), raw = String(o[o.index(after: eq)...])
-            flat[key] = (try? Yams.load(yaml: raw)) ?? raw
-            try check(key: key, file: "command line")
+            try Self.check(key: key, file: "command line")
+            values[key] = try Self.coerce((try? Yams.load(yaml: raw)) ?? raw, for: RecipeKey.byKey[key]!, file: "command line")
         }
-        var values: [String: AnyHashable] = [:]
-        for (k, v) in flat { values[k] = try coerce(v, for: RecipeKey.byKey[k]!, file: path) }
-        return Recipe(values: values, source: path)
     }
 
     static func loadFlat(_ path: String, visited: inout Set<String>) throws -> [String: Any] {

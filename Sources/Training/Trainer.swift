@@ -106,6 +106,8 @@ public final class Trainer {
     public private(set) var step = 0
     var rng: RandomGenerator
     var loaderPosition = LoaderPosition()
+    /// Doubts about the recipe for this dataset, printed when the run starts.
+    public private(set) var warnings: [String] = []
     /// Checkpoint the run resumed from, if any.
     public private(set) var resumedFrom: URL?
 
@@ -134,6 +136,12 @@ public final class Trainer {
             learner = .supervised(net)
         } else {
             learner = .contrastive(MaCLRModel(recipe.modelConfig, seed: seed))
+            let queue = recipe.int("model.queue_size")
+            if 2 * queue > indices.count {
+                // A queue longer than about half an epoch holds keys of the very videos whose
+                // positives are being matched: false negatives that push the loss up as it fills.
+                warnings.append("warning: model.queue_size \(queue) is more than half of the \(indices.count) training videos; the queue will hold other clips of the query's own video as negatives (use at most \(max(batch, indices.count / 2)))")
+            }
         }
         let params = learner.parameters
         let lr = Float(recipe.double("optim.lr"))
@@ -178,6 +186,7 @@ public final class Trainer {
         let accumulate = max(1, recipe.int("optim.accumulate"))
         let loader = StreamingLoader(sampler: sampler, position: loaderPosition, workers: recipe.int("data.loader_workers"), depth: 4)
         defer { loader.stop() }
+        for w in warnings { log(w + "\n") }
         if let r = resumedFrom { log("resuming from \(r.path) at step \(step)\n") }
         trimMetrics(after: step)
         var history: [StepMetrics] = []

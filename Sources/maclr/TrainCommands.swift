@@ -62,6 +62,7 @@ struct EncoderSource: ParsableArguments {
         if let recipe { r = try Recipe.load(recipe, overrides: overrides) }
         else if let checkpoint { r = try Evaluation.recipe(ofCheckpoint: checkpoint) }
         else { r = Recipe() }
+        if recipe == nil { try r.apply(overrides: overrides) }
         if let dataset { r.set("data.dataset", dataset) }
         let net = try Evaluation.loadEncoder(checkpoint: checkpoint, encoderFile: encoder, recipe: r)
         let ds = try ShardDataset(folder: URL(fileURLWithPath: r.string("data.dataset")))

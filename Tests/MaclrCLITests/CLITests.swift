@@ -42,6 +42,20 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(reloaded.parameters().map { $0.tensor.toArray() }, same.parameters().map { $0.tensor.toArray() })
     }
 
+    /// `--set` applies with --encoder too (it was once read only beside --recipe): a misspelt key
+    /// is named, a wrong type is named.
+    func testOverridesApplyToAnExportedEncoder() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        XCTAssertEqual(try run(["export", "--arch", "r3d_18", "--width", "0.125", "--output", url.path]).status, 0)
+        let typo = try run(["eval", "--encoder", url.path, "--set", "data.crp=64", "--dataset", "/nonexistent"])
+        XCTAssertNotEqual(typo.status, 0)
+        XCTAssertTrue(typo.err.contains("data.crp") && typo.err.contains("data.crop"), typo.err)
+        let wrongType = try run(["extract", "--encoder", url.path, "--set", "data.crop=big", "--dataset", "/nonexistent", "--output", "/tmp/x.h5"])
+        XCTAssertNotEqual(wrongType.status, 0)
+        XCTAssertTrue(wrongType.err.contains("'data.crop' must be an integer"), wrongType.err)
+    }
+
     func testBenchEnginePrintsTheTableWithFlopCounts() throws {
         let json = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: json) }
