@@ -7,7 +7,7 @@ public struct RecipeError: Error, CustomStringConvertible {
     public init(_ d: String) { description = d }
 }
 
-/// The recipe schema: every key, its type, default and a one-line doc. `maclr recipe --keys`
+/// The recipe schema: every key, its type, default and a one-line doc. `maclr recipe`
 /// prints this table.
 public enum RecipeKey {
     public enum Kind: Equatable { case int, double, probability, bool, string, optionalString, doubleRange, intList, choice([String]) }

@@ -10,7 +10,7 @@ struct Pretrain: ParsableCommand {
         abstract: "Pretrain with a recipe: checkpoints, automatic resume, progress, metrics.jsonl.",
         discussion: """
             Rerunning the same command resumes from the newest checkpoint in the run folder \
-            (train.output), after checking that the recipe matches. `maclr recipe --keys` lists every key.
+            (train.output), after checking that the recipe matches. `maclr recipe` lists every key.
             """)
     @Argument(help: "Recipe YAML file.") var recipe: String
     @Option(name: .customLong("set"), help: "Override a key, e.g. --set optim.steps=100 (repeatable).") var overrides: [String] = []
@@ -112,7 +112,8 @@ struct RecipeCommand: ParsableCommand {
             return
         }
         for spec in RecipeKey.all {
-            print(String(format: "%-34@ %-22@ %@", spec.key as NSString, "\(spec.defaultValue)" as NSString, spec.doc as NSString))
+            func padded(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0) }
+            print(padded(spec.key, 32) + " " + padded("\(spec.defaultValue)", 24) + " " + spec.doc)
         }
     }
 }
