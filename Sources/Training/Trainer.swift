@@ -75,7 +75,7 @@ extension Recipe {
         return s
     }
 
-    var augmentation: Augmentation {
+    public var augmentation: Augmentation {
         guard bool("data.augment") else { return .none }
         var a = Augmentation()
         if !bool("data.flip") { a.flipProbability = 0 }

@@ -1,3 +1,4 @@
+import DataHDF5
 import Foundation
 import Training
 import XCTest
@@ -24,12 +25,31 @@ final class RecipeTests: XCTestCase {
         }
         let v = try Recipe.load(Self.recipes.appendingPathComponent("visual-only.yaml").path)
         XCTAssertEqual(v.string("model.motion_pathway"), "none")
-        XCTAssertEqual(v.double("optim.lr"), 0.05)               // from base.yaml
+        XCTAssertEqual(v.double("optim.lr"), 0.001)              // from base.yaml
+        XCTAssertEqual(v.string("optim.optimizer"), "adamw")
+        XCTAssertEqual(v.doubles("data.blur_sigma"), [0.1, 0.5])
         XCTAssertEqual(v.double("optim.weight_decay"), 1e-4)      // '1e-4' in YAML
         XCTAssertEqual(v.doubles("data.positive_gap"), [0.5, 10])
         let paper = try Recipe.load(Self.recipes.appendingPathComponent("maclr-r2plus1d.yaml").path)
         XCTAssertEqual(paper.int("model.queue_size"), 65536)
         XCTAssertEqual(paper.double("model.momentum"), 0.999)
+        XCTAssertEqual(paper.string("optim.optimizer"), "sgd")
+        XCTAssertEqual(paper.double("optim.lr"), 0.1)
+    }
+
+    func testProbabilityKeysAreCheckedAndOverridesNameTheirKey() throws {
+        let path = try write("p.yaml", "data:\n  blur: 1.5\n")
+        XCTAssertThrowsError(try Recipe.load(path)) {
+            XCTAssertEqual("\($0)", "\(path): key 'data.blur' must be a probability in [0, 1], got '1.5'")
+        }
+        var r = try Recipe.load(try write("ok.yaml", "seed: 1\n"), overrides: ["data.grayscale=0", "data.crop_scale=[0.5, 1]"])
+        XCTAssertEqual(r.double("data.grayscale"), 0)
+        XCTAssertEqual(r.doubleRange("data.crop_scale"), 0.5...1.0)
+        XCTAssertEqual(r.augmentation.grayscaleProbability, 0)
+        XCTAssertEqual(r.augmentation.cropScale, 0.5...1.0)
+        XCTAssertThrowsError(try r.apply(overrides: ["data.color_jiter=0.5"])) {
+            XCTAssertTrue("\($0)".contains("'data.color_jitter'"), "\($0)")
+        }
     }
 
     func testUnknownKeyIsNamedWithTheNearestValidKey() throws {
