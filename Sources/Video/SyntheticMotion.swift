@@ -17,10 +17,11 @@ public struct SyntheticMotion: Sendable {
     public var objectsPerVideo = 3
     /// The background's drift, at most this many pixels per frame in x and y: apparent motion
     /// that is not the class's, much slower than the objects' so the class stays the dominant
-    /// motion. (Slow objects, under a pixel per frame, were not learnable at the quickstart's
-    /// budget, neither by our supervised recipe nor by a PyTorch mirror of it.)
+    /// motion.
     public var backgroundDrift: Float = 0.3
-    /// Multiplies every object's speed (translation, rotation, zoom).
+    /// Multiplies every object's speed (translation, rotation, zoom). Objects slower than a pixel
+    /// per frame were not learnable at the quickstart's budget, neither by our supervised recipe
+    /// nor by a PyTorch mirror of it (benchmarks/torch_mirror.py).
     public var speed: Float = 1
     /// Backgrounds correlate with the class in the training split only.
     public var sceneBias = false

@@ -59,10 +59,10 @@ struct EncoderSource: ParsableArguments {
 
     func resolve() throws -> (Recipe, VideoResNet, ShardDataset) {
         var r: Recipe
-        if let recipe { r = try Recipe.load(recipe, overrides: overrides) }
+        if let recipe { r = try Recipe.load(recipe) }
         else if let checkpoint { r = try Evaluation.recipe(ofCheckpoint: checkpoint) }
         else { r = Recipe() }
-        if recipe == nil { try r.apply(overrides: overrides) }
+        try r.apply(overrides: overrides)
         if let dataset { r.set("data.dataset", dataset) }
         let net = try Evaluation.loadEncoder(checkpoint: checkpoint, encoderFile: encoder, recipe: r)
         let ds = try ShardDataset(folder: URL(fileURLWithPath: r.string("data.dataset")))
@@ -111,8 +111,8 @@ struct RecipeCommand: ParsableCommand {
             print(String(decoding: try r.json(), as: UTF8.self))
             return
         }
+        func padded(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0) }
         for spec in RecipeKey.all {
-            func padded(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0) }
             print(padded(spec.key, 32) + " " + padded("\(spec.defaultValue)", 24) + " " + spec.doc)
         }
     }

@@ -81,6 +81,17 @@ final class TrainerTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("split/encoder.safetensors").path))
     }
 
+    /// A queue over half the training split holds other clips of a query's own video: warned, naming the key.
+    func testAQueueLongerThanHalfTheTrainingVideosIsWarnedAbout() throws {
+        let ds = dir.appendingPathComponent("ds")
+        let long = try Trainer(recipe: tinyRecipe(dataset: ds, output: dir.appendingPathComponent("q16"), ["model.queue_size": 16]))
+        XCTAssertEqual(long.warnings.count, 1)
+        XCTAssertTrue(long.warnings[0].contains("model.queue_size 16 is more than half of the 9 training videos"), long.warnings[0])
+        XCTAssertTrue(long.warnings[0].contains("use at most 4"), long.warnings[0])
+        let short = try Trainer(recipe: tinyRecipe(dataset: ds, output: dir.appendingPathComponent("q4"), ["model.queue_size": 4]))
+        XCTAssertEqual(short.warnings, [])
+    }
+
     func testResumingWithAnotherRecipeIsRefusedNamingTheKey() throws {
         let out = dir.appendingPathComponent("run")
         _ = try Trainer(recipe: tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: out)).run(stopAfter: 3) { _ in }
