@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""PyTorch reference for the synthetic benchmark's diagnosis (README, "The synthetic motion
+benchmark"): is what maclr learns (or fails to learn) on a dataset the same in PyTorch?
+
+  train DATASET --steps 400 --lr 0.001 --optimizer adamw [--seed 0]
+      trains the mirror of R(2+1)D-18 (scripts/make_parity_fixture.py's classes: torchvision's
+      structure, width 1/4, two blocks per stage) with labels on the shards' training split:
+      batch 8, 8-frame clips at stride 2 from a random start, a random 56x56 crop of the 64x64
+      frames, Kinetics normalisation, 30 warm-up steps then cosine. Prints the loss every 40
+      steps and the test / train accuracy of its own classifier (one central clip per video).
+  probe DATASET ENCODER [--width 0.25]
+      loads a maclr encoder (maclr export or a run's encoder.safetensors, two blocks per stage)
+      into the mirror with strict=True and runs the linear probe as maclr eval does (4 evenly
+      spaced central clips per video averaged, standardised features, Adam 0.05, L2 1e-3, 500
+      full-batch steps); prints test top-1.
+
+Usage: /opt/torchref/bin/python benchmarks/torch_mirror.py train runs/results/plain/dataset
+       (needs torch, safetensors, h5py: see ../shared/bench/README.md)
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import h5py
+import numpy as np
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+from make_parity_fixture import VideoResNet  # noqa: E402
+
+MEAN = np.array([0.43216, 0.394666, 0.37645], np.float32)
+STD = np.array([0.22803, 0.22145, 0.216989], np.float32)
+FRAMES, STRIDE, CROP = 8, 2, 56
+SPAN = (FRAMES - 1) * STRIDE + 1
+
+
+def load_videos(dataset):
+    """[(is_test, frames (F, H, W, 3) uint8, label)] for every video of the dataset."""
+    manifest = json.load(open(os.path.join(dataset, "manifest.json")))
+    test = set(manifest["splits"].get("test", []))
+    videos = []
+    for shard in manifest["shards"]:
+        with h5py.File(os.path.join(dataset, shard["file"]), "r") as f:
+            v, rgb = f["videos"], f["rgb"][...]
+            for name, start, length, label in zip(v["name"][...], v["start"][...], v["length"][...], v["label"][...]):
+                name = name.decode() if isinstance(name, bytes) else name
+                videos.append((name in test, rgb[start:start + length], int(label)))
+    return videos
+
+
+def clip(frames, start, oy, ox):
+    """(3, T, CROP, CROP) float clip from `start`, cropped at (oy, ox)."""
+    c = frames[start:start + SPAN:STRIDE, oy:oy + CROP, ox:ox + CROP].astype(np.float32) / 255
+    return ((c - MEAN) / STD).transpose(3, 0, 1, 2)
+
+
+def central(frames, start):
+    h, w = frames.shape[1:3]
+    return clip(frames, start, (h - CROP) // 2, (w - CROP) // 2)
+
+
+def train(a):
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
+    videos = load_videos(a.dataset)
+    train_set, test_set = [v for v in videos if not v[0]], [v for v in videos if v[0]]
+    classes = 1 + max(v[2] for v in videos)
+    net = VideoResNet("r2plus1d_18", a.width, 3, classes)
+    if a.optimizer == "adamw":
+        opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=1e-4)
+    else:
+        opt = torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9, weight_decay=1e-4)
+    for step in range(a.steps):
+        for g in opt.param_groups:
+            g["lr"] = a.lr * min(1, (step + 1) / 30) * 0.5 * (1 + math.cos(math.pi * step / a.steps))
+        picks = rng.choice(len(train_set), 8, replace=False)
+        batch = []
+        for i in picks:
+            frames = train_set[i][1]
+            h, w = frames.shape[1:3]
+            batch.append(clip(frames, rng.integers(0, len(frames) - SPAN + 1), rng.integers(0, h - CROP + 1), rng.integers(0, w - CROP + 1)))
+        net.train()
+        loss = nn.functional.cross_entropy(net(torch.from_numpy(np.stack(batch))), torch.tensor([train_set[i][2] for i in picks]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if (step + 1) % 40 == 0:
+            print(f"step {step + 1} loss {loss.item():.3f}", flush=True)
+    net.eval()
+
+    def accuracy(vs):
+        with torch.no_grad():
+            return np.mean([net(torch.from_numpy(central(f, (len(f) - SPAN) // 2))[None]).argmax().item() == y for _, f, y in vs])
+    print(f"test accuracy {accuracy(test_set):.3f}, train accuracy {accuracy(train_set):.3f}")
+
+
+def probe(a):
+    from safetensors.torch import load_file
+    net = VideoResNet("r2plus1d_18", a.width, 3, 1)
+    state = load_file(a.encoder)
+    state["fc.weight"], state["fc.bias"] = net.fc.weight.detach().clone(), net.fc.bias.detach().clone()
+    net.load_state_dict(state, strict=True)
+    net.fc = nn.Identity()
+    net.eval()
+    features = {False: [], True: []}
+    labels = {False: [], True: []}
+    with torch.no_grad():
+        for is_test, frames, label in load_videos(a.dataset):
+            starts = np.linspace(0, len(frames) - SPAN, 4).round().astype(int)
+            x = torch.from_numpy(np.stack([central(frames, s) for s in starts]))
+            features[is_test].append(net(x).mean(0).numpy())
+            labels[is_test].append(label)
+    xtr, xte = np.array(features[False]), np.array(features[True])
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
+    xtr, xte = torch.from_numpy((xtr - mu) / sd), torch.from_numpy((xte - mu) / sd)
+    ytr = torch.tensor(labels[False])
+    linear = nn.Linear(xtr.shape[1], 1 + max(labels[False] + labels[True]))
+    opt = torch.optim.Adam(linear.parameters(), 0.05)
+    for _ in range(500):
+        opt.zero_grad()
+        (nn.functional.cross_entropy(linear(xtr), ytr) + 1e-3 * (linear.weight ** 2).sum()).backward()
+        opt.step()
+    top1 = (linear(xte).argmax(1).numpy() == np.array(labels[True])).mean()
+    print(f"linear probe top-1 {100 * top1:.1f}% ({len(xtr)} train / {len(xte)} test videos)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("dataset")
+    t.add_argument("--steps", type=int, default=400)
+    t.add_argument("--lr", type=float, default=0.001)
+    t.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    t.add_argument("--width", type=float, default=0.25)
+    t.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("probe")
+    p.add_argument("dataset")
+    p.add_argument("encoder")
+    p.add_argument("--width", type=float, default=0.25)
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    train(a) if a.command == "train" else probe(a)
+
+
+if __name__ == "__main__":
+    main()
