@@ -8,6 +8,13 @@ benchmark"): is what maclr learns (or fails to learn) on a dataset the same in P
       batch 8, 8-frame clips at stride 2 from a random start, a random 56x56 crop of the 64x64
       frames, Kinetics normalisation, 30 warm-up steps then cosine. Prints the loss every 40
       steps and the test / train accuracy of its own classifier (one central clip per video).
+  moco DATASET --steps 200 --lr 0.001 [--augment-crop] [--seed 0]
+      visual-only MoCo as maclr's visual-only recipe runs it: two clips of a video at independent
+      random starts, the same crop (or independent random crops with --augment-crop), head
+      Linear-ReLU-Linear (512, 128), L2-normalised, key encoder EMA 0.99 with keys' BN over two
+      shuffled sub-batches, a queue of 128, temperature 0.1, AdamW at a constant LR. Prints the
+      InfoNCE loss (mean of the last 20 steps) every 20 steps: the check that the instance task
+      is learnable at this size, independent of maclr's engine.
   probe DATASET ENCODER [--width 0.25]
       loads a maclr encoder (maclr export or a run's encoder.safetensors, two blocks per stage)
       into the mirror with strict=True and runs the linear probe as maclr eval does (4 evenly
@@ -97,6 +104,56 @@ def train(a):
     print(f"test accuracy {accuracy(test_set):.3f}, train accuracy {accuracy(train_set):.3f}")
 
 
+def moco(a):
+    import copy
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
+    train_set = [v for v in load_videos(a.dataset) if not v[0]]
+
+    def pathway():
+        net = VideoResNet("r2plus1d_18", a.width, 3, 1)
+        features = net.fc.in_features
+        net.fc = nn.Sequential(nn.Linear(features, 512), nn.ReLU(), nn.Linear(512, 128))
+        return net
+    query = pathway()
+    key = copy.deepcopy(query)
+    for p in key.parameters():
+        p.requires_grad = False
+    queue = nn.functional.normalize(torch.randn(128, 128), dim=1)
+    opt = torch.optim.AdamW(query.parameters(), lr=a.lr, weight_decay=1e-4)
+    recent = []
+    for step in range(a.steps):
+        picks = rng.choice(len(train_set), 8, replace=False)
+        xa, xb = [], []
+        for i in picks:
+            frames = train_set[i][1]
+            h, w = frames.shape[1:3]
+            oy, ox = rng.integers(0, h - CROP + 1), rng.integers(0, w - CROP + 1)
+            xa.append(clip(frames, rng.integers(0, len(frames) - SPAN + 1), oy, ox))
+            if a.augment_crop:
+                oy, ox = rng.integers(0, h - CROP + 1), rng.integers(0, w - CROP + 1)
+            xb.append(clip(frames, rng.integers(0, len(frames) - SPAN + 1), oy, ox))
+        xa, xb = torch.from_numpy(np.stack(xa)), torch.from_numpy(np.stack(xb))
+        q = nn.functional.normalize(query(xa), dim=1)
+        with torch.no_grad():
+            order = torch.from_numpy(rng.permutation(8))
+            shuffled = xb[order]
+            k = torch.cat([key(shuffled[:4]), key(shuffled[4:])])
+            k = nn.functional.normalize(k[torch.argsort(order)], dim=1)
+        logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.t()], 1) / 0.1
+        loss = nn.functional.cross_entropy(logits, torch.zeros(8, dtype=torch.long))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for pk, pq in zip(key.parameters(), query.parameters()):
+                pk.mul_(0.99).add_(pq, alpha=0.01)
+            queue = torch.cat([k, queue[:-8]])
+        recent = (recent + [loss.item()])[-20:]
+        if (step + 1) % 20 == 0:
+            print(f"step {step + 1} loss {np.mean(recent):.3f}", flush=True)
+
+
 def probe(a):
     from safetensors.torch import load_file
     net = VideoResNet("r2plus1d_18", a.width, 3, 1)
@@ -137,13 +194,20 @@ def main():
     t.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     t.add_argument("--width", type=float, default=0.25)
     t.add_argument("--seed", type=int, default=0)
+    m = sub.add_parser("moco")
+    m.add_argument("dataset")
+    m.add_argument("--steps", type=int, default=200)
+    m.add_argument("--lr", type=float, default=0.001)
+    m.add_argument("--width", type=float, default=0.25)
+    m.add_argument("--augment-crop", action="store_true")
+    m.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("probe")
     p.add_argument("dataset")
     p.add_argument("encoder")
     p.add_argument("--width", type=float, default=0.25)
     a = ap.parse_args()
     torch.set_num_threads(2)
-    train(a) if a.command == "train" else probe(a)
+    {"train": train, "moco": moco, "probe": probe}[a.command](a)
 
 
 if __name__ == "__main__":

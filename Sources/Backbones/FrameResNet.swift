@@ -39,8 +39,8 @@ final class FrameBasicBlock: Module {
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        let out = bn2(conv2(bn1(conv1(x)).relu()))
-        return (out + (downsample.map { $0.1($0.0(x)) } ?? x)).relu()
+        let out = bn2(conv2(bn1(conv1(x), relu: true)))
+        return addReLU(out, downsample.map { $0.1($0.0(x)) } ?? x)
     }
 }
 
@@ -74,7 +74,7 @@ public final class FrameResNet: Module {
     public func features(_ x: Tensor) -> Tensor {
         precondition(x.rank == 5 && x.shape[4] == config.inputChannels,
                      "frame ResNet expects (N, T, H, W, \(config.inputChannels)), got \(x.shape)")
-        var h = maxPool3d(bn1(conv1(x)).relu(), kernel: [1, 3, 3], stride: [1, 2, 2], padding: [0, 1, 1])
+        var h = maxPool3d(bn1(conv1(x), relu: true), kernel: [1, 3, 3], stride: [1, 2, 2], padding: [0, 1, 1])
         for blocks in stages { for b in blocks { h = b(h) } }
         return h.globalAveragePool()
     }

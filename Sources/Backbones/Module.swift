@@ -99,10 +99,11 @@ public final class BatchNorm: Module {
     override public var ownParameters: [(String, Tensor, Bool)] { [("weight", weight, false), ("bias", bias, false)] }
     override public var ownBuffers: [(String, Tensor)] { [("running_mean", runningMean), ("running_var", runningVar)] }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    /// With `relu`, relu(BN(x)) fused in one op.
+    public func callAsFunction(_ x: Tensor, relu: Bool = false) -> Tensor {
         if isTraining { numBatchesTracked += 1 }
         return batchNorm(x, gamma: weight, beta: bias, runningMean: runningMean, runningVar: runningVar,
-                         training: isTraining, momentum: momentum, eps: eps)
+                         training: isTraining, momentum: momentum, eps: eps, relu: relu)
     }
 }
 

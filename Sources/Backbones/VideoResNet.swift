@@ -43,7 +43,7 @@ final class Conv2Plus1D: Module {
         temporal = Conv3d(mid, cout, kernel: [3, 1, 1], stride: [stride, 1, 1], padding: [1, 0, 0], rng: &rng)
     }
     override var children: [(String, Module)] { [("0", spatial), ("1", norm), ("3", temporal)] }
-    func callAsFunction(_ x: Tensor) -> Tensor { temporal(norm(spatial(x)).relu()) }
+    func callAsFunction(_ x: Tensor) -> Tensor { temporal(norm(spatial(x), relu: true)) }
 }
 
 /// torchvision's BasicBlock for video: conv1 = (conv, BN, ReLU), conv2 = (conv, BN), optional
@@ -82,9 +82,9 @@ final class VideoBasicBlock: Module {
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        let out = bn2(forwardConv2(bn1(forwardConv1(x)).relu()))
+        let out = bn2(forwardConv2(bn1(forwardConv1(x), relu: true)))
         let shortcut = downsample.map { $0.1($0.0(x)) } ?? x
-        return (out + shortcut).relu()
+        return addReLU(out, shortcut)
     }
 }
 
@@ -110,12 +110,12 @@ public final class VideoResNet: Module {
             let c3 = Conv3d(mid, stemOut, kernel: [3, 1, 1], padding: [1, 0, 0], rng: &rng)
             let b4 = BatchNorm(stemOut)
             stem = [("0", c0), ("1", b1), ("3", c3), ("4", b4)]
-            stemForward = { b4(c3(b1(c0($0)).relu())).relu() }
+            stemForward = { b4(c3(b1(c0($0), relu: true)), relu: true) }
         case .r3d18:
             let c0 = Conv3d(config.inputChannels, stemOut, kernel: [3, 7, 7], stride: [1, 2, 2], padding: [1, 3, 3], rng: &rng)
             let b1 = BatchNorm(stemOut)
             stem = [("0", c0), ("1", b1)]
-            stemForward = { b1(c0($0)).relu() }
+            stemForward = { b1(c0($0), relu: true) }
         }
         let stages = buildStages(planes: planes, blocks: config.blocksPerStage, inputChannels: stemOut, rng: &rng) {
             VideoBasicBlock(kind: config.kind, $0, $1, stride: $2, rng: &$3)

@@ -38,15 +38,18 @@ func batchNormComposite(_ x: Tensor, _ gamma: Tensor, _ beta: Tensor, eps: Float
 /// Batch normalisation over every axis but the last (channels-last), like BatchNorm3d.
 /// Training: batch statistics, running stats updated in place with `momentum` (PyTorch's
 /// convention, unbiased running variance). Eval: running statistics, an affine map.
+/// With `relu`, returns relu(batchNorm(x)) from the same pass, forward and backward (the mask
+/// is read from the output; no intermediate tensor).
 public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor,
-                      training: Bool, momentum: Float = 0.1, eps: Float = 1e-5) -> Tensor {
+                      training: Bool, momentum: Float = 0.1, eps: Float = 1e-5, relu: Bool = false) -> Tensor {
     let c = x.shape[x.rank - 1], m = x.count / c
     precondition(gamma.count == c && beta.count == c, "batch norm: \(c) channels, gamma \(gamma.shape), beta \(beta.shape)")
     if !training {
         // y = x * (gamma / sqrt(rv + eps)) + (beta - rm * gamma / sqrt(rv + eps))
         let invStd = runningVar.constantMap { 1 / ($0 + eps).squareRoot() }
         let scale = gamma * invStd
-        return x * scale + (beta - runningMean * scale)
+        let y = x * scale + (beta - runningMean * scale)
+        return relu ? y.relu() : y
     }
     precondition(m > 1, "batch norm in training needs more than one value per channel, got shape \(x.shape)")
     let mean = channelSums(x.data, rows: m, channels: c) { row, acc in for j in 0..<c { acc[j] += row[j] } }.map { $0 / Double(m) }
@@ -72,21 +75,31 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
             parallelFor(m, minPerThread: max(1, 32_768 / c)) { s, e in
                 for r in s..<e {
                     let xr = xp + r * c, yr = yp + r * c
-                    for j in 0..<c { yr[j] = xr[j] * sc[j] + sh[j] }
+                    if relu {
+                        for j in 0..<c { yr[j] = Swift.max(xr[j] * sc[j] + sh[j], 0) }
+                    } else {
+                        for j in 0..<c { yr[j] = xr[j] * sc[j] + sh[j] }
+                    }
                 }
             }
         }
     }
-    return record("batch_norm", y, [x, gamma, beta]) { g in
+    // An alias without history (no reference cycle through the closure): the ReLU's mask.
+    let output = y.detached()
+    return record(relu ? "batch_norm_relu" : "batch_norm", y, [x, gamma, beta]) { g in
         if GradMode.isEnabled {
             // A graph is being created: differentiate the composite formula instead.
-            return vjpByRecompute([x, gamma, beta], g) { batchNormComposite($0[0], $0[1], $0[2], eps: eps) }
+            return vjpByRecompute([x, gamma, beta], g) {
+                let z = batchNormComposite($0[0], $0[1], $0[2], eps: eps)
+                return relu ? z.relu() : z
+            }
         }
+        let mask: UnsafePointer<Float>? = relu ? UnsafePointer(output.data) : nil
         // Fused: gx = gamma*invstd * (g - mean(g) - xhat * mean(g*xhat)); dgamma = sum(g*xhat); dbeta = sum(g)
         let gp = g.data
         let sums = meanF.withUnsafeBufferPointer { mu in
             invStd.withUnsafeBufferPointer { inv in
-                channelSums2(xp, gp, rows: m, channels: c, mu.baseAddress!, inv.baseAddress!)
+                channelSums2(xp, gp, mask, rows: m, channels: c, mu.baseAddress!, inv.baseAddress!)
             }
         }
         let (sumG, sumGXhat) = sums
@@ -101,9 +114,11 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
                     parallelFor(m, minPerThread: max(1, 32_768 / c)) { s, e in
                         for r in s..<e {
                             let xr = xp + r * c, gr = gp + r * c, orow = op + r * c
+                            let yr = mask.map { $0 + r * c }
                             for j in 0..<c {
                                 let xhat = (xr[j] - mu[j]) * inv[j]
-                                orow[j] = ap[j] * (gr[j] - bp[j] - xhat * dp[j])
+                                let gj = yr.map { $0[j] > 0 ? gr[j] : 0 } ?? gr[j]
+                                orow[j] = ap[j] * (gj - bp[j] - xhat * dp[j])
                             }
                         }
                     }
@@ -117,8 +132,9 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
     }
 }
 
-/// Per-channel (sum g, sum g * xhat) for the fused batch-norm backward.
-private func channelSums2(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, rows m: Int, channels c: Int,
+/// Per-channel (sum g, sum g * xhat) for the fused batch-norm backward; with `mask` (the fused
+/// ReLU's output), g counts only where the mask is positive.
+private func channelSums2(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ mask: UnsafePointer<Float>?, rows m: Int, channels c: Int,
                           _ mu: UnsafePointer<Float>, _ inv: UnsafePointer<Float>) -> ([Double], [Double]) {
     let chunks = chunkCount(m, minPerThread: max(1, 16_384 / c))
     var partial = [Double](repeating: 0, count: chunks * 2 * c)
@@ -133,9 +149,18 @@ private func channelSums2(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, 
                 block.update(repeating: 0, count: 2 * c)
                 for row in r..<end {
                     let xr = x + row * c, gr = g + row * c
-                    for j in 0..<c {
-                        block[j] += gr[j]
-                        block[c + j] += gr[j] * (xr[j] - mu[j]) * inv[j]
+                    if let mask {
+                        let yr = mask + row * c
+                        for j in 0..<c {
+                            let gj = yr[j] > 0 ? gr[j] : 0
+                            block[j] += gj
+                            block[c + j] += gj * (xr[j] - mu[j]) * inv[j]
+                        }
+                    } else {
+                        for j in 0..<c {
+                            block[j] += gr[j]
+                            block[c + j] += gr[j] * (xr[j] - mu[j]) * inv[j]
+                        }
                     }
                 }
                 for j in 0..<(2 * c) { pp[chunk * 2 * c + j] += Double(block[j]) }

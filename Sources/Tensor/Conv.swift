@@ -27,6 +27,19 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
     public var columns: Int { kernel.reduce(1, *) * c }
     /// 1x1x1, stride 1, no padding: the input already is the column matrix.
     public var isPointwise: Bool { kernel == [1, 1, 1] && stride == [1, 1, 1] && padding == [0, 0, 0] }
+    /// A (kT, 1, 1) conv at stride 1 over time only (R(2+1)D's temporal convs): channels-last, each
+    /// temporal tap is a GEMM reading whole frames of the input in place, so no im2col is needed.
+    /// Worth it when a sample's frames make a GEMM tall enough for OpenBLAS to run at speed.
+    public var isTemporalOnly: Bool {
+        kernel[0] > 1 && kernel[1] == 1 && kernel[2] == 1 && stride == [1, 1, 1] && padding[1] == 0 && padding[2] == 0
+            && outT * h * w >= 256
+    }
+    /// Output frames `ot` of temporal tap `i` whose input frame `ot - pT + i` lies inside the clip
+    /// (stride 1).
+    func validFrames(tap i: Int) -> Range<Int> {
+        let lo = max(0, padding[0] - i), hi = min(outT, t + padding[0] - i)
+        return lo..<max(lo, hi)
+    }
 
     /// Forward multiply-accumulates, counting every tap (nominal) or only taps inside the input.
     public var macs: (nominal: Int, valid: Int) {
@@ -147,6 +160,56 @@ func col2imAdd(_ cols: UnsafePointer<Float>, _ g: ConvGeometry, samples: Range<I
     }
 }
 
+// Temporal-only convs without im2col. Per sample n and tap i, the output frames `ot` in
+// validFrames(i) read input frames ot - pT + i: both are runs of whole frames, so
+// y[n, ot] (frames*HW x O) += x[n, ot - pT + i] (frames*HW x C) W_i^T, where W_i = W[:, i, :]
+// is (O x C) with row stride kT*C.
+
+/// y = sum over taps of x_shifted W_i^T.
+func temporalForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
+    let hw = g.h * g.w, kt = g.kernel[0]
+    y.update(repeating: 0, count: g.n * g.outT * hw * g.o)
+    for n in 0..<g.n {
+        for i in 0..<kt {
+            let frames = g.validFrames(tap: i)
+            guard !frames.isEmpty else { continue }
+            let xIn = x + ((n * g.t + frames.lowerBound - g.padding[0] + i) * hw) * g.c
+            let yOut = y + ((n * g.outT + frames.lowerBound) * hw) * g.o
+            sgemm(false, true, frames.count * hw, g.o, g.c, 1, xIn, g.c, wt + i * g.c, kt * g.c, 1, yOut, g.o)
+        }
+    }
+}
+
+/// gx[n, ot - pT + i] += gy[n, ot] W_i.
+func temporalInputGrad(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ gx: UnsafeMutablePointer<Float>) {
+    let hw = g.h * g.w, kt = g.kernel[0]
+    gx.update(repeating: 0, count: g.n * g.t * hw * g.c)
+    for n in 0..<g.n {
+        for i in 0..<kt {
+            let frames = g.validFrames(tap: i)
+            guard !frames.isEmpty else { continue }
+            let gyIn = gy + ((n * g.outT + frames.lowerBound) * hw) * g.o
+            let gxOut = gx + ((n * g.t + frames.lowerBound - g.padding[0] + i) * hw) * g.c
+            sgemm(false, false, frames.count * hw, g.c, g.o, 1, gyIn, g.o, wt + i * g.c, kt * g.c, 1, gxOut, g.c)
+        }
+    }
+}
+
+/// gW_i (O x C, row stride kT*C) = sum over n of gy[n, frames]^T x[n, frames shifted by the tap].
+func temporalWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
+    let hw = g.h * g.w, kt = g.kernel[0]
+    gw.update(repeating: 0, count: g.o * kt * g.c)
+    for i in 0..<kt {
+        let frames = g.validFrames(tap: i)
+        guard !frames.isEmpty else { continue }
+        for n in 0..<g.n {
+            let gyIn = gy + ((n * g.outT + frames.lowerBound) * hw) * g.o
+            let xIn = x + ((n * g.t + frames.lowerBound - g.padding[0] + i) * hw) * g.c
+            sgemm(true, false, g.o, g.c, frames.count * hw, 1, gyIn, g.o, xIn, g.c, 1, gw + i * g.c, kt * g.c)
+        }
+    }
+}
+
 /// y (rows x O) = cols (rows x K) W^T.
 func convForwardKernel(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
     let k = g.columns
@@ -154,6 +217,7 @@ func convForwardKernel(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ 
         sgemm(false, true, g.n * g.rowsPerSample, g.o, k, 1, x, k, wt, k, 0, y, g.o)
         return
     }
+    if g.isTemporalOnly { temporalForward(x, wt, g, y); return }
     let per = samplesPerChunk(g)
     let buffer = Storage(uninitialized: per * g.rowsPerSample * k)
     for n0 in stride(from: 0, to: g.n, by: per) {
@@ -171,6 +235,7 @@ func convInputGradKernel(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>,
         sgemm(false, false, g.n * g.rowsPerSample, k, g.o, 1, gy, g.o, wt, k, 0, gx, k)
         return
     }
+    if g.isTemporalOnly { temporalInputGrad(gy, wt, g, gx); return }
     gx.update(repeating: 0, count: g.n * g.t * g.h * g.w * g.c)
     let per = samplesPerChunk(g)
     let buffer = Storage(uninitialized: per * g.rowsPerSample * k)
@@ -189,6 +254,7 @@ func convWeightGradKernel(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>,
         sgemm(true, false, g.o, k, g.n * g.rowsPerSample, 1, gy, g.o, x, k, 0, gw, k)
         return
     }
+    if g.isTemporalOnly { temporalWeightGrad(x, gy, g, gw); return }
     let per = samplesPerChunk(g)
     let buffer = Storage(uninitialized: per * g.rowsPerSample * k)
     for n0 in stride(from: 0, to: g.n, by: per) {

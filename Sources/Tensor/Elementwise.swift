@@ -159,7 +159,12 @@ extension Tensor {
     public func square() -> Tensor { self * self }
 
     public func relu() -> Tensor {
-        map("relu", { Swift.max($0, 0) }) { g in g * self.constantMap { $0 > 0 ? 1 : 0 } }
+        let out = Tensor(uninitialized: shape)
+        let x = data, y = out.data
+        parallelFor(count) { s, e in for i in s..<e { y[i] = Swift.max(x[i], 0) } }
+        // The output (an alias without history, so no reference cycle) is the mask: y > 0 iff x > 0.
+        let mask = out.detached()
+        return record("relu", out, [self]) { g in [reluGrad(g, output: mask)] }
     }
 
     /// Clamps to [low, high]; the gradient passes where the value was inside.
@@ -167,5 +172,28 @@ extension Tensor {
         map("clamp", { Swift.min(Swift.max($0, low), high) }) { g in
             g * self.constantMap { $0 >= low && $0 <= high ? 1 : 0 }
         }
+    }
+}
+
+/// The ReLU's backward in one pass: g where the ReLU's output `y` is positive, 0 elsewhere.
+/// Linear in g, so its own vector-Jacobian product is itself (double backward).
+func reluGrad(_ g: Tensor, output y: Tensor) -> Tensor {
+    precondition(g.shape == y.shape, "relu backward: gradient \(g.shape) for output \(y.shape)")
+    let out = Tensor(uninitialized: g.shape)
+    let gp = g.data, yp = y.data, op = out.data
+    parallelFor(g.count) { s, e in for i in s..<e { op[i] = yp[i] > 0 ? gp[i] : 0 } }
+    return record("relu_grad", out, [g]) { gg in [reluGrad(gg, output: y)] }
+}
+
+/// relu(a + b) for tensors of one shape, in one pass: a residual block's output.
+public func addReLU(_ a: Tensor, _ b: Tensor) -> Tensor {
+    precondition(a.shape == b.shape, "addReLU: shapes \(a.shape) and \(b.shape) differ")
+    let out = Tensor(uninitialized: a.shape)
+    let ap = a.data, bp = b.data, op = out.data
+    parallelFor(a.count) { s, e in for i in s..<e { op[i] = Swift.max(ap[i] + bp[i], 0) } }
+    let mask = out.detached()
+    return record("add_relu", out, [a, b]) { g in
+        let gz = reluGrad(g, output: mask)
+        return [a.tracksGrad ? gz : nil, b.tracksGrad ? gz : nil]
     }
 }

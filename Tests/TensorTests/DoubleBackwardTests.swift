@@ -21,15 +21,14 @@ final class DoubleBackwardTests: XCTestCase {
         /// ReLU and max pooling after the activation.
         func forward(_ p: [Tensor], smoothHead: Bool = false) -> (activation: Tensor, z: Tensor) {
             let h = batchNorm(conv3d(x, p[0], padding: [0, 1, 1]), gamma: p[1], beta: p[2],
-                              runningMean: Tensor.zeros([4]), runningVar: Tensor.ones([4]), training: true).relu()
+                              runningMean: Tensor.zeros([4]), runningVar: Tensor.ones([4]), training: true, relu: true)
             var r2 = conv3d(h, p[3], padding: [1, 0, 0])
             if smoothHead {
                 r2 = batchNorm(r2, gamma: Tensor.ones([4]), beta: Tensor.zeros([4]), runningMean: Tensor.zeros([4]),
                                runningVar: Tensor.ones([4]), training: true) + h
                 return (h, linear(r2.globalAveragePool(), weight: p[4], bias: p[5]).l2Normalized())
             }
-            r2 = r2 + h
-            let pooled = maxPool3d(r2.relu(), kernel: [1, 2, 2], stride: [1, 2, 2]).globalAveragePool()
+            let pooled = maxPool3d(addReLU(r2, h), kernel: [1, 2, 2], stride: [1, 2, 2]).globalAveragePool()
             return (h, linear(pooled, weight: p[4], bias: p[5]).l2Normalized())
         }
 

@@ -30,6 +30,11 @@ final class ForwardReferenceTests: XCTestCase {
             ([1, 4, 8, 8, 5], [1, 7, 7], [1, 2, 2], [0, 3, 3]),
             ([3, 6, 4, 4, 6], [3, 1, 1], [2, 1, 1], [1, 0, 0]),
             ([2, 3, 4, 4, 8], [1, 1, 1], [1, 1, 1], [0, 0, 0]),
+            // temporal-only at stride 1, tall enough for the im2col-free path (at least 256
+            // output positions per sample): kT 3 and 5, padded and not
+            ([2, 4, 8, 8, 3], [3, 1, 1], [1, 1, 1], [1, 0, 0]),
+            ([1, 6, 8, 8, 2], [5, 1, 1], [1, 1, 1], [2, 0, 0]),
+            ([2, 6, 8, 8, 2], [3, 1, 1], [1, 1, 1], [0, 0, 0]),
         ]
         for (i, (shape, k, s, p)) in cases.enumerated() {
             let x = randomTensor(shape, seed: UInt64(i)), w = randomTensor([7] + k + [shape[4]], seed: UInt64(50 + i))

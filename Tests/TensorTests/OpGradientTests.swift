@@ -72,6 +72,8 @@ final class OpGradientTests: XCTestCase {
             ([2, 2, 3, 3, 4], [1, 1, 1], [1, 1, 1], [0, 0, 0]),
             ([2, 4, 4, 4, 3], [1, 1, 1], [2, 2, 2], [0, 0, 0]),
             ([1, 2, 7, 7, 1], [1, 7, 7], [1, 2, 2], [0, 3, 3]),
+            // temporal-only at stride 1 and 4x8x8 output positions: the im2col-free path
+            ([1, 4, 8, 8, 2], [3, 1, 1], [1, 1, 1], [1, 0, 0]),
         ]
         for (i, (shape, k, s, p)) in cases.enumerated() {
             let x = randomTensor(shape, seed: UInt64(20 + i))
@@ -92,6 +94,31 @@ final class OpGradientTests: XCTestCase {
         check.check([x, gamma, beta]) {
             batchNorm($0[0], gamma: $0[1], beta: $0[2], runningMean: rm2, runningVar: rv2, training: false)
         }
+    }
+
+    func testFusedBatchNormReLUAndAddReLU() {
+        let x = randomTensor([2, 2, 3, 3, 4], seed: 37)
+        let gamma = randomTensor([4], seed: 38), beta = randomTensor([4], seed: 39)
+        let rm = Tensor.zeros([4]), rv = Tensor.ones([4])
+        // The fused kernels give the values and gradients of BN then ReLU, each checked against
+        // finite differences above (finite differences of the fused op straddle the ReLU's kink
+        // at the step batch statistics need).
+        let upstream = randomTensor([2, 2, 3, 3, 4], seed: 40)
+        func valueAndGrads(_ fused: Bool) -> [[Float]] {
+            let p = [x.copy(), gamma.copy(), beta.copy()]
+            for t in p { t.requiresGrad = true }
+            let y = fused
+                ? batchNorm(p[0], gamma: p[1], beta: p[2], runningMean: rm.copy(), runningVar: rv.copy(), training: true, relu: true)
+                : batchNorm(p[0], gamma: p[1], beta: p[2], runningMean: rm.copy(), runningVar: rv.copy(), training: true).relu()
+            (y * upstream).sum().backward()
+            return [y.toArray()] + p.map { $0.grad!.toArray() }
+        }
+        for (f, c) in zip(valueAndGrads(true), valueAndGrads(false)) {
+            XCTAssertLessThan(zip(f, c).map { abs($0 - $1) }.max()!, 1e-5)
+        }
+        let a = randomTensor([2, 3, 4], seed: 41, awayFromZero: 0.1), b = randomTensor([2, 3, 4], seed: 42, awayFromZero: 0.1)
+        check.check([a, b]) { addReLU($0[0], $0[1]) }
+        XCTAssertEqual(addReLU(a, b).toArray(), (a + b).relu().toArray())
     }
 
     func testPooling() {
