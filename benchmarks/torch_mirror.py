@@ -119,7 +119,7 @@ def moco(a):
     key = copy.deepcopy(query)
     for p in key.parameters():
         p.requires_grad = False
-    queue = nn.functional.normalize(torch.randn(128, 128), dim=1)
+    queue = nn.functional.normalize(torch.randn(max(a.queue, 8), 128), dim=1)
     opt = torch.optim.AdamW(query.parameters(), lr=a.lr, weight_decay=1e-4)
     recent = []
     for step in range(a.steps):
@@ -140,8 +140,11 @@ def moco(a):
             shuffled = xb[order]
             k = torch.cat([key(shuffled[:4]), key(shuffled[4:])])
             k = nn.functional.normalize(k[torch.argsort(order)], dim=1)
-        logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.t()], 1) / 0.1
-        loss = nn.functional.cross_entropy(logits, torch.zeros(8, dtype=torch.long))
+        if a.queue:
+            logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.t()], 1) / 0.1
+            loss = nn.functional.cross_entropy(logits, torch.zeros(8, dtype=torch.long))
+        else:  # MoCo v3: the batch's other keys are the negatives
+            loss = nn.functional.cross_entropy(q @ k.t() / 0.1, torch.arange(8))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -200,6 +203,7 @@ def main():
     m.add_argument("--lr", type=float, default=0.001)
     m.add_argument("--width", type=float, default=0.25)
     m.add_argument("--augment-crop", action="store_true")
+    m.add_argument("--queue", type=int, default=128, help="0: in-batch negatives (MoCo v3)")
     m.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("probe")
     p.add_argument("dataset")

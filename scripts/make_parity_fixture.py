@@ -58,7 +58,7 @@ class VideoBlock(nn.Module):
 
 
 class VideoResNet(nn.Module):
-    def __init__(self, kind, width=1.0, in_ch=3, classes=400):
+    def __init__(self, kind, width=1.0, in_ch=3, classes=400, blocks=(2, 2, 2, 2)):
         super().__init__()
         planes = [scaled(p, width) for p in (64, 128, 256, 512)]
         if kind == "r2plus1d_18":
@@ -71,11 +71,11 @@ class VideoResNet(nn.Module):
                                       nn.BatchNorm3d(planes[0]), nn.ReLU(inplace=True))
         cin = planes[0]
         for i, p in enumerate(planes):
-            blocks = []
-            for j in range(2):
-                blocks.append(VideoBlock(kind, cin, p, 2 if (i > 0 and j == 0) else 1))
+            stage = []
+            for j in range(blocks[i]):
+                stage.append(VideoBlock(kind, cin, p, 2 if (i > 0 and j == 0) else 1))
                 cin = p
-            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Linear(cin, classes)
 
@@ -106,7 +106,7 @@ class FrameBlock(nn.Module):
 class FrameResNet(nn.Module):
     """torchvision resnet18 applied to every frame; features averaged over frames."""
 
-    def __init__(self, width=1.0, in_ch=2, classes=1000):
+    def __init__(self, width=1.0, in_ch=2, classes=1000, blocks=(2, 2, 2, 2)):
         super().__init__()
         planes = [scaled(p, width) for p in (64, 128, 256, 512)]
         self.conv1 = nn.Conv2d(in_ch, planes[0], 7, 2, 3, bias=False)
@@ -115,11 +115,11 @@ class FrameResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         cin = planes[0]
         for i, p in enumerate(planes):
-            blocks = []
-            for j in range(2):
-                blocks.append(FrameBlock(cin, p, 2 if (i > 0 and j == 0) else 1))
+            stage = []
+            for j in range(blocks[i]):
+                stage.append(FrameBlock(cin, p, 2 if (i > 0 and j == 0) else 1))
                 cin = p
-            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, classes)
 

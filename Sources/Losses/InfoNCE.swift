@@ -5,13 +5,24 @@ public enum Contrastive {
     /// MoCo-style InfoNCE: each query's positive is its own key; negatives are a queue (K, D).
     /// logits = [q . k+, q . queue^T] / temperature, cross-entropy with the positive at index 0.
     /// The keys and the queue are constants (no gradient), as with a momentum encoder.
+    /// An empty queue (0, D) means in-batch negatives: see `inBatch`.
     public static func infoNCE(query q: Tensor, positiveKey k: Tensor, queue: Tensor, temperature: Float) -> Tensor {
         precondition(q.shape == k.shape && q.rank == 2, "infoNCE: query \(q.shape) and key \(k.shape) must be the same (N, D)")
         precondition(queue.rank == 2 && queue.shape[1] == q.shape[1], "infoNCE: queue \(queue.shape) must be (K, \(q.shape[1]))")
+        if queue.shape[0] == 0 { return inBatch(query: q, keys: k, temperature: temperature) }
         let positive = (q * k.detached()).sum(axes: [1], keepDims: true)          // (N, 1)
         let negative = matmul(q, queue.detached(), transposeB: true)             // (N, K)
         let logits = concat([positive, negative], axis: 1) * (1 / temperature)
         return softmaxCrossEntropy(logits, labels: [Int](repeating: 0, count: q.shape[0]))
+    }
+
+    /// MoCo v3-style InfoNCE: each query's positive is its own key, its negatives the batch's
+    /// other keys. logits = q k^T / temperature, cross-entropy with the positive on the diagonal;
+    /// the keys are constants. No queue, so no stale negatives while the encoder moves fast.
+    public static func inBatch(query q: Tensor, keys k: Tensor, temperature: Float) -> Tensor {
+        precondition(q.shape == k.shape && q.rank == 2, "inBatch: query \(q.shape) and keys \(k.shape) must be the same (N, D)")
+        let logits = matmul(q, k.detached(), transposeB: true) * (1 / temperature)
+        return softmaxCrossEntropy(logits, labels: Array(0..<q.shape[0]))
     }
 
     /// Symmetric in-batch InfoNCE (SimCLR / CVRL style, and the benchmark's two-pathway step):

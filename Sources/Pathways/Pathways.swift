@@ -89,8 +89,10 @@ public final class EmbeddingQueue {
     }
 
     /// Overwrites the oldest rows with `batch` (N, D).
+    /// With size 0 the queue stays empty and the loss uses in-batch negatives.
     public func enqueue(_ batch: Tensor) {
         let (n, d, k) = (batch.shape[0], batch.shape[1], keys.shape[0])
+        guard k > 0 else { return }
         for i in 0..<n { (keys.data + ((pointer + i) % k) * d).update(from: batch.data + i * d, count: d) }
         pointer = (pointer + n) % k
     }

@@ -59,28 +59,84 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Conv FLOP and time bookkeeping for benchmarks, off unless `enabled`.
+/// The shape of one sgemm call, row-major as `sgemm` takes it.
+public struct GEMMShape: Hashable, Sendable {
+    public var transA: Bool, transB: Bool, m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int
+    public var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
+}
+
+/// Conv FLOP and time bookkeeping for benchmarks, off unless `enabled`: per conv shape and
+/// direction, the whole kernel's time and the part spent inside sgemm (the rest is im2col,
+/// col2im and zeroing), with the GEMM shapes called, so a benchmark can time a bare sgemm of
+/// the same shapes beside them.
 public enum ConvStats {
-    public struct Entry: Sendable { public var calls = 0; public var seconds = 0.0; public var flops = 0.0 }
+    public struct Entry: Sendable {
+        public var calls = 0, seconds = 0.0, flops = 0.0
+        public var gemmSeconds = 0.0
+        public var gemms: [GEMMShape: Int] = [:]
+    }
     nonisolated(unsafe) public static var enabled = false
     /// Keyed by "fwd|dx|dw geometry".
     nonisolated(unsafe) public static var entries: [String: Entry] = [:]
     nonisolated(unsafe) public static var validMACs = 0
     nonisolated(unsafe) public static var nominalMACs = 0
+    nonisolated(unsafe) static var current: String?
 
     public static func reset() { entries = [:]; validMACs = 0; nominalMACs = 0 }
 
     @inline(__always)
     static func time(_ kind: String, _ g: ConvGeometry, _ body: () -> Void) {
         guard enabled else { body(); return }
+        let key = "\(kind) \(g)"
+        current = key
         let start = DispatchTime.now().uptimeNanoseconds
         body()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        let key = "\(kind) \(g)"
+        current = nil
         var e = entries[key] ?? Entry()
         e.calls += 1; e.seconds += seconds; e.flops += 2 * Double(g.macs.nominal)
         entries[key] = e
     }
+
+    static func recordGEMM(_ shape: GEMMShape, seconds: Double) {
+        guard let current else { return }
+        var e = entries[current] ?? Entry()
+        e.gemmSeconds += seconds
+        e.gemms[shape, default: 0] += 1
+        entries[current] = e
+    }
+}
+
+/// One GEMM of a conv kernel: `sgemm`, timed into ConvStats when it is enabled.
+@inline(__always)
+func convGEMM(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+              _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+              _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    guard ConvStats.enabled else {
+        sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    }
+    let start = DispatchTime.now().uptimeNanoseconds
+    sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    ConvStats.recordGEMM(GEMMShape(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc), seconds: seconds)
+}
+
+/// Seconds of one bare sgemm of `shape` on buffers of its own (median of `repeats` after a
+/// warm-up): what a conv's GEMMs are compared with.
+public func timeBareGEMM(_ shape: GEMMShape, repeats: Int = 5) -> Double {
+    let rowsA = shape.transA ? shape.k : shape.m, rowsB = shape.transB ? shape.n : shape.k
+    let a = Storage(uninitialized: rowsA * shape.lda), b = Storage(uninitialized: rowsB * shape.ldb)
+    let c = Storage(zeros: shape.m * shape.ldc)
+    for i in 0..<a.count { a.pointer[i] = Float(i % 7) * 0.1 }
+    for i in 0..<b.count { b.pointer[i] = Float(i % 5) * 0.1 }
+    var times: [Double] = []
+    for r in 0...repeats {
+        let start = DispatchTime.now().uptimeNanoseconds
+        sgemm(shape.transA, shape.transB, shape.m, shape.n, shape.k, 1, a.pointer, shape.lda, b.pointer, shape.ldb, 0, c.pointer, shape.ldc)
+        if r > 0 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+    }
+    return times.sorted()[times.count / 2]
 }
 
 /// How many samples' im2col rows fit the column buffer budget (at least one).
@@ -175,7 +231,7 @@ func temporalForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g:
             guard !frames.isEmpty else { continue }
             let xIn = x + ((n * g.t + frames.lowerBound - g.padding[0] + i) * hw) * g.c
             let yOut = y + ((n * g.outT + frames.lowerBound) * hw) * g.o
-            sgemm(false, true, frames.count * hw, g.o, g.c, 1, xIn, g.c, wt + i * g.c, kt * g.c, 1, yOut, g.o)
+            convGEMM(false, true, frames.count * hw, g.o, g.c, 1, xIn, g.c, wt + i * g.c, kt * g.c, 1, yOut, g.o)
         }
     }
 }
@@ -190,7 +246,7 @@ func temporalInputGrad(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _
             guard !frames.isEmpty else { continue }
             let gyIn = gy + ((n * g.outT + frames.lowerBound) * hw) * g.o
             let gxOut = gx + ((n * g.t + frames.lowerBound - g.padding[0] + i) * hw) * g.c
-            sgemm(false, false, frames.count * hw, g.c, g.o, 1, gyIn, g.o, wt + i * g.c, kt * g.c, 1, gxOut, g.c)
+            convGEMM(false, false, frames.count * hw, g.c, g.o, 1, gyIn, g.o, wt + i * g.c, kt * g.c, 1, gxOut, g.c)
         }
     }
 }
@@ -205,7 +261,7 @@ func temporalWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _
         for n in 0..<g.n {
             let gyIn = gy + ((n * g.outT + frames.lowerBound) * hw) * g.o
             let xIn = x + ((n * g.t + frames.lowerBound - g.padding[0] + i) * hw) * g.c
-            sgemm(true, false, g.o, g.c, frames.count * hw, 1, gyIn, g.o, xIn, g.c, 1, gw + i * g.c, kt * g.c)
+            convGEMM(true, false, g.o, g.c, frames.count * hw, 1, gyIn, g.o, xIn, g.c, 1, gw + i * g.c, kt * g.c)
         }
     }
 }
@@ -214,7 +270,7 @@ func temporalWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _
 func convForwardKernel(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
     let k = g.columns
     if g.isPointwise {
-        sgemm(false, true, g.n * g.rowsPerSample, g.o, k, 1, x, k, wt, k, 0, y, g.o)
+        convGEMM(false, true, g.n * g.rowsPerSample, g.o, k, 1, x, k, wt, k, 0, y, g.o)
         return
     }
     if g.isTemporalOnly { temporalForward(x, wt, g, y); return }
@@ -224,7 +280,7 @@ func convForwardKernel(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ 
         let samples = n0..<min(g.n, n0 + per)
         im2col(x, g, samples: samples, buffer.pointer)
         let rows = samples.count * g.rowsPerSample
-        sgemm(false, true, rows, g.o, k, 1, buffer.pointer, k, wt, k, 0, y + n0 * g.rowsPerSample * g.o, g.o)
+        convGEMM(false, true, rows, g.o, k, 1, buffer.pointer, k, wt, k, 0, y + n0 * g.rowsPerSample * g.o, g.o)
     }
 }
 
@@ -232,7 +288,7 @@ func convForwardKernel(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ 
 func convInputGradKernel(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ gx: UnsafeMutablePointer<Float>) {
     let k = g.columns
     if g.isPointwise {
-        sgemm(false, false, g.n * g.rowsPerSample, k, g.o, 1, gy, g.o, wt, k, 0, gx, k)
+        convGEMM(false, false, g.n * g.rowsPerSample, k, g.o, 1, gy, g.o, wt, k, 0, gx, k)
         return
     }
     if g.isTemporalOnly { temporalInputGrad(gy, wt, g, gx); return }
@@ -242,7 +298,7 @@ func convInputGradKernel(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>,
     for n0 in stride(from: 0, to: g.n, by: per) {
         let samples = n0..<min(g.n, n0 + per)
         let rows = samples.count * g.rowsPerSample
-        sgemm(false, false, rows, k, g.o, 1, gy + n0 * g.rowsPerSample * g.o, g.o, wt, k, 0, buffer.pointer, k)
+        convGEMM(false, false, rows, k, g.o, 1, gy + n0 * g.rowsPerSample * g.o, g.o, wt, k, 0, buffer.pointer, k)
         col2imAdd(buffer.pointer, g, samples: samples, gx)
     }
 }
@@ -251,7 +307,7 @@ func convInputGradKernel(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>,
 func convWeightGradKernel(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
     let k = g.columns
     if g.isPointwise {
-        sgemm(true, false, g.o, k, g.n * g.rowsPerSample, 1, gy, g.o, x, k, 0, gw, k)
+        convGEMM(true, false, g.o, k, g.n * g.rowsPerSample, 1, gy, g.o, x, k, 0, gw, k)
         return
     }
     if g.isTemporalOnly { temporalWeightGrad(x, gy, g, gw); return }
@@ -261,7 +317,7 @@ func convWeightGradKernel(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>,
         let samples = n0..<min(g.n, n0 + per)
         im2col(x, g, samples: samples, buffer.pointer)
         let rows = samples.count * g.rowsPerSample
-        sgemm(true, false, g.o, k, rows, 1, gy + n0 * g.rowsPerSample * g.o, g.o, buffer.pointer, k, n0 == 0 ? 0 : 1, gw, k)
+        convGEMM(true, false, g.o, k, rows, 1, gy + n0 * g.rowsPerSample * g.o, g.o, buffer.pointer, k, n0 == 0 ? 0 : 1, gw, k)
     }
 }
 

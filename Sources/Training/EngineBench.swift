@@ -1,12 +1,16 @@
 import Backbones
 import Foundation
+import Losses
 import Tensor
 
 /// `maclr bench engine`: forward and training-step time of a torchvision video ResNet on random
 /// clips, with achieved GFLOP/s counted the way ../shared/bench/torch_reference.py counts them,
-/// and the PyTorch figure beside it when a Python with torch is available.
+/// and the PyTorch figure beside it when a Python with torch is available. With `twoPathways`,
+/// the reference's `--mode twopath`: an RGB and a 2-channel flow network, symmetric in-batch
+/// InfoNCE between their outputs (the MaCLR-shaped step).
 public struct EngineBenchmark {
     public var kind: VideoResNetKind = .r2plus1d18
+    public var twoPathways = false
     public var batch = 8, frames = 8, size = 64
     public var warmup = 2, iterations = 7
     public var perLayer = false
@@ -36,38 +40,47 @@ public struct EngineBenchmark {
 
     /// Runs the benchmark, printing progress through `log`.
     public func run(log: (String) -> Void) -> Result {
-        let model = VideoResNet(VideoResNetConfig(kind: kind, classes: 128), seed: 0)
+        let channels = twoPathways ? [3, 2] : [3]
+        let models = channels.map { VideoResNet(VideoResNetConfig(kind: kind, inputChannels: $0, classes: 128), seed: 0) }
         var rng = RandomGenerator(seed: 0)
-        let x = Tensor.randn([batch, frames, size, size, 3], rng: &rng)
+        let inputs = channels.map { Tensor.randn([batch, frames, size, size, $0], rng: &rng) }
         let labels = (0..<batch).map { _ in Int(rng.next() % 128) }
+        func forwardAll() -> [Tensor] { zip(models, inputs).map { $0($1) } }
 
         // FLOPs of one forward pass, counted from the conv geometries actually run.
         ConvStats.reset(); ConvStats.enabled = true
-        model.eval(); _ = noGrad { model(x) }
+        for m in models { m.eval() }
+        _ = noGrad { forwardAll() }
         ConvStats.enabled = false
-        let linearMACs = batch * 512 * 128
-        let firstConv = ConvGeometry(input: x.shape, weight: model.parameters()[0].tensor.shape,
-                                     stride: [1, 2, 2], padding: kind == .r3d18 ? [1, 3, 3] : [0, 3, 3]).macs
+        let linearMACs = models.count * batch * 512 * 128
+        let firstConv = zip(models, inputs).map { m, x in
+            ConvGeometry(input: x.shape, weight: m.parameters()[0].tensor.shape, stride: [1, 2, 2],
+                         padding: kind == .r3d18 ? [1, 3, 3] : [0, 3, 3]).macs
+        }
+        let firstNominal = firstConv.reduce(0) { $0 + $1.nominal }, firstValid = firstConv.reduce(0) { $0 + $1.valid }
         let fwd = Double(2 * (ConvStats.nominalMACs + linearMACs)), fwdNoPad = Double(2 * (ConvStats.validMACs + linearMACs))
-        let train = 3 * fwd - 2 * Double(firstConv.nominal), trainNoPad = 3 * fwdNoPad - 2 * Double(firstConv.valid)
-        log(String(format: "[%@ B=%d T=%d HW=%d threads=%d blas=%@] params=%.2fM fwd=%.2f GFLOP/batch (%.2f excl. pad), train~%.2f (%.2f)\n",
-                   kind.rawValue, batch, frames, size, Engine.threads, Engine.blasCore, Double(model.parameterCount) / 1e6,
-                   fwd / 1e9, fwdNoPad / 1e9, train / 1e9, trainNoPad / 1e9))
+        let train = 3 * fwd - 2 * Double(firstNominal), trainNoPad = 3 * fwdNoPad - 2 * Double(firstValid)
+        log(String(format: "[%@%@ B=%d T=%d HW=%d threads=%d blas=%@] params=%.2fM fwd=%.2f GFLOP/batch (%.2f excl. pad), train~%.2f (%.2f)\n",
+                   kind.rawValue, twoPathways ? " two pathways" : "", batch, frames, size, Engine.threads, Engine.blasCore,
+                   Double(models.reduce(0) { $0 + $1.parameterCount }) / 1e6, fwd / 1e9, fwdNoPad / 1e9, train / 1e9, trainNoPad / 1e9))
 
-        let forward = time("fwd (eval, no grad)", { _ = noGrad { model(x) } }, log: log)
-        model.train(); model.requireGradients()
-        let forwardTrain = time("fwd (train, taped)", { _ = model(x) }, log: log)
-        let sgd = SGD(model.parameters(), learningRate: 0.01, momentum: 0.9, weightDecay: 1e-4)
+        let forward = time("fwd (eval, no grad)", { _ = noGrad { forwardAll() } }, log: log)
+        for m in models { m.train(); m.requireGradients() }
+        let forwardTrain = time("fwd (train, taped)", { _ = forwardAll() }, log: log)
+        let sgd = SGD(models.flatMap { $0.parameters() }, learningRate: 0.01, momentum: 0.9, weightDecay: 1e-4)
         if perLayer { ConvStats.reset() }
         let step = time("train step", {
             sgd.zeroGrad()
             ConvStats.enabled = perLayer
-            let loss = softmaxCrossEntropy(model(x), labels: labels)
+            let outputs = forwardAll()
+            let loss = twoPathways
+                ? Contrastive.symmetricInBatch(outputs[0].l2Normalized(), outputs[1].l2Normalized(), temperature: 0.1)
+                : softmaxCrossEntropy(outputs[0], labels: labels)
             loss.backward()
             ConvStats.enabled = false
             sgd.step()
         }, log: log)
-        if perLayer { printLayers(log: log, steps: warmup + iterations) }
+        if perLayer { printLayers(log: log, steps: warmup + iterations, stepSeconds: step) }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         return Result(forwardSeconds: forward, forwardTrainSeconds: forwardTrain, trainStepSeconds: step,
@@ -76,27 +89,43 @@ public struct EngineBenchmark {
                       peakRSSGiB: Double(usage.ru_maxrss) / 1024 / 1024)
     }
 
-    /// Time and GFLOP/s per conv shape and direction, slowest first.
-    func printLayers(log: (String) -> Void, steps: Int) {
-        log("  per conv shape over the training steps (time per step, nominal GFLOP/s):\n")
-        let total = ConvStats.entries.values.reduce(0) { $0 + $1.seconds }
+    /// Time and GFLOP/s per conv shape and direction, slowest first: the whole kernel, the part
+    /// inside sgemm, and a bare sgemm of the same shapes timed here (GEMM / bare near 1 means the
+    /// conv's GEMMs run at sgemm speed; "other" is im2col, col2im and zeroing).
+    func printLayers(log: (String) -> Void, steps: Int, stepSeconds: Double) {
+        log("  per conv shape and direction, per training step:\n")
+        log(String(format: "    %-46@ %8@ %8@ %8@ %9@ %9@ %7@\n", "conv" as NSString, "total" as NSString, "GEMM" as NSString,
+                   "other" as NSString, "GEMM GF/s" as NSString, "bare GF/s" as NSString, "bare/GEMM" as NSString))
+        var bareCache: [GEMMShape: Double] = [:]
+        var total = 0.0, gemm = 0.0, bare = 0.0
         for (key, e) in ConvStats.entries.sorted(by: { $0.value.seconds > $1.value.seconds }) {
-            log(String(format: "    %-48@ %7.1f ms  %6.1f GFLOP/s  (%d calls)\n", key as NSString, e.seconds / Double(steps) * 1e3,
-                       e.flops / e.seconds / 1e9, e.calls))
+            var bareSeconds = 0.0, gemmFlops = 0.0
+            for (shape, count) in e.gemms {
+                if bareCache[shape] == nil { bareCache[shape] = timeBareGEMM(shape) }
+                bareSeconds += bareCache[shape]! * Double(count)
+                gemmFlops += shape.flops * Double(count)
+            }
+            let per = 1 / Double(steps)
+            total += e.seconds * per; gemm += e.gemmSeconds * per; bare += bareSeconds * per
+            log(String(format: "    %-46@ %6.1fms %6.1fms %6.1fms %9.1f %9.1f %7.2f\n", key as NSString, e.seconds * per * 1e3,
+                       e.gemmSeconds * per * 1e3, (e.seconds - e.gemmSeconds) * per * 1e3,
+                       gemmFlops / e.gemmSeconds / 1e9, gemmFlops / bareSeconds / 1e9, bareSeconds / e.gemmSeconds))
         }
-        log(String(format: "    all convs: %.1f ms per step\n", total / Double(steps) * 1e3))
+        log(String(format: "  training step %.1f ms: convs %.1f ms (GEMM %.1f ms, a bare sgemm of the same shapes %.1f ms; im2col/col2im/zeroing %.1f ms), everything else %.1f ms\n",
+                   stepSeconds * 1e3, total * 1e3, gemm * 1e3, bare * 1e3, (total - gemm) * 1e3, (stepSeconds - total) * 1e3))
     }
 }
 
 /// Runs ../shared/bench/torch_reference.py with the same network and input, when a Python
 /// with torch is available, and returns its JSON figures.
-public func runTorchReference(python: String, script: String, kind: VideoResNetKind, batch: Int, frames: Int, size: Int,
-                              threads: Int, channelsLast: Bool, tuned: Bool) -> [String: Any]? {
+public func runTorchReference(python: String, script: String, kind: VideoResNetKind, twoPathways: Bool = false,
+                              batch: Int, frames: Int, size: Int, threads: Int, channelsLast: Bool, tuned: Bool) -> [String: Any]? {
     let out = FileManager.default.temporaryDirectory.appendingPathComponent("torchref-\(getpid())-\(channelsLast).json")
     let p = Process()
     p.executableURL = URL(fileURLWithPath: python)
     p.arguments = [script, "--model", kind.rawValue, "--B", "\(batch)", "--T", "\(frames)", "--HW", "\(size)",
                    "--threads", "\(threads)", "--json", out.path] + (channelsLast ? ["--channels-last"] : [])
+        + (twoPathways ? ["--mode", "twopath"] : [])
     var env = ProcessInfo.processInfo.environment
     if tuned { env["GLIBC_TUNABLES"] = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184" }
     p.environment = env

@@ -46,7 +46,7 @@ public enum RecipeKey {
         Spec(key: "model.motion_blocks", kind: .intList, defaultValue: [1, 1, 1, 1], doc: "residual blocks per stage of the motion encoder"),
         Spec(key: "model.head_hidden", kind: .int, defaultValue: 512, doc: "hidden size of the projection heads (paper: 2048)"),
         Spec(key: "model.embedding", kind: .int, defaultValue: 128, doc: "embedding size of the projection heads"),
-        Spec(key: "model.queue_size", kind: .int, defaultValue: 4096, doc: "negatives per modality (paper: 65536)"),
+        Spec(key: "model.queue_size", kind: .int, defaultValue: 4096, doc: "negatives per modality (paper: 65536); 0: the batch's other keys (MoCo v3)"),
         Spec(key: "model.momentum", kind: .double, defaultValue: 0.99, doc: "EMA of the key encoders (paper: 0.999)"),
         Spec(key: "model.key_bn", kind: .choice(["shuffle", "eval"]), defaultValue: "shuffle",
              doc: "key BN: shuffled sub-batches (single-process shuffle-BN) or running statistics"),

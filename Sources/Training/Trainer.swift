@@ -89,6 +89,15 @@ extension Recipe {
         return a
     }
 
+    /// The recipe's optimiser over `params`, at the peak learning rate.
+    func makeOptimizer(_ params: [Parameter]) -> Optimizer {
+        let lr = Float(double("optim.lr")), decay = Float(double("optim.weight_decay"))
+        switch string("optim.optimizer") {
+        case "adamw": return AdamW(params, learningRate: lr, weightDecay: decay)
+        default: return SGD(params, learningRate: lr, momentum: Float(double("optim.momentum")), weightDecay: decay, nesterov: bool("optim.nesterov"))
+        }
+    }
+
     /// Keys whose change does not change what a run computes (where it writes, how often it logs).
     static let bookkeepingKeys = Set(["train.output", "train.checkpoint_every", "train.keep_checkpoints", "train.log_every"]
         + RecipeKey.all.map(\.key).filter { $0.hasPrefix("eval.") })
@@ -143,13 +152,8 @@ public final class Trainer {
                 warnings.append("warning: model.queue_size \(queue) is more than half of the \(indices.count) training videos; the queue will hold other clips of the query's own video as negatives (use at most \(max(batch, indices.count / 2)))")
             }
         }
-        let params = learner.parameters
+        optimizer = recipe.makeOptimizer(learner.parameters)
         let lr = Float(recipe.double("optim.lr"))
-        switch recipe.string("optim.optimizer") {
-        case "adamw": optimizer = AdamW(params, learningRate: lr, weightDecay: Float(recipe.double("optim.weight_decay")))
-        default: optimizer = SGD(params, learningRate: lr, momentum: Float(recipe.double("optim.momentum")),
-                                 weightDecay: Float(recipe.double("optim.weight_decay")), nesterov: recipe.bool("optim.nesterov"))
-        }
         schedule = WarmupCosineSchedule(baseLR: lr, warmupSteps: recipe.int("optim.warmup_steps"), totalSteps: recipe.int("optim.steps"),
                                         minLR: Float(recipe.double("optim.min_lr")))
         rng = RandomGenerator(seed: seed &+ 77)

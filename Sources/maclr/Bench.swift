@@ -7,7 +7,62 @@ import Training
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Throughput figures.",
-        subcommands: [EngineBench.self, DataBench.self, FlowBench.self])
+        subcommands: [EngineBench.self, StepBench.self, DataBench.self, FlowBench.self])
+}
+
+/// Where the PyTorch reference comes from, shared by the benchmarks that run one.
+struct TorchOptions: ParsableArguments {
+    @Option(help: "Python with torch and torchvision for the reference (default: $MACLR_TORCH_PYTHON or /opt/torchref/bin/python).")
+    var torchPython: String?
+    @Flag(help: "Skip the PyTorch reference.") var noTorch = false
+
+    func python() -> String? {
+        guard !noTorch else { return nil }
+        let candidates = [torchPython, ProcessInfo.processInfo.environment["MACLR_TORCH_PYTHON"], "/opt/torchref/bin/python"].compactMap { $0 }
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+}
+
+struct StepBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "step",
+        abstract: "One pretraining step of a recipe's MaCLR model on random clips, beside the same step in PyTorch (benchmarks/maclr_step_torch.py).")
+
+    @Argument(help: "Recipe YAML file.") var recipe = "Recipes/quickstart.yaml"
+    @Option(name: .customLong("set"), help: "Override a key (repeatable).") var overrides: [String] = []
+    @Option(help: "Threads (OpenBLAS and ours).") var threads = 2
+    @Option(help: "Timed iterations (median reported).") var iterations = 10
+    @Option(help: "The PyTorch mirror script.") var torchScript = "benchmarks/maclr_step_torch.py"
+    @OptionGroup var torch: TorchOptions
+
+    func run() throws {
+        Engine.setThreads(threads)
+        let r = try Recipe.load(recipe, overrides: overrides)
+        var bench = StepBenchmark(recipe: r)
+        bench.iterations = iterations
+        let log = stderrLog
+        var mirrored: [(String, [String: Any]?)] = []
+        if r.string("model.motion_pathway") != "frames" || r.string("loss.objective") != "maclr" || r.string("model.key_bn") != "shuffle" {
+            log("(the PyTorch mirror builds a frame-wise Motion pathway, the MaCLR loss and shuffled key BN only: not run for this recipe)\n")
+        } else if let python = torch.python(), FileManager.default.fileExists(atPath: torchScript) {
+            // PyTorch first: a child spawned after our peak would inherit our RSS high-water mark.
+            for tuned in [false, true] { mirrored.append((tuned ? "PyTorch tuned" : "PyTorch default", bench.runMirror(python: python, script: torchScript, tuned: tuned))) }
+        } else if !torch.noTorch {
+            log("(PyTorch not found: pass --torch-python to compare)\n")
+        }
+        let ours = bench.run(log: log)
+        let batch = r.int("optim.batch_size")
+        print(String(format: "\n%@: MaCLR step, batch %d, %d frames, %dx%d, %d threads (OpenBLAS core %@)", recipe, batch,
+                     r.int("data.clip_frames"), r.int("data.crop"), r.int("data.crop"), threads, Engine.blasCore))
+        print("| | step | clip pairs/s | peak RSS | ours faster by |")
+        print("|---|---|---|---|---|")
+        print(String(format: "| maclr | %.1f ms | %.2f | %.2f GiB | |", ours.stepSeconds * 1e3, Double(batch) / ours.stepSeconds, ours.peakRSSGiB))
+        for (name, figures) in mirrored {
+            guard let s = (figures?["train_step"] as? [String: Any])?["median_s"] as? Double else { print("| \(name) | failed | | | |"); continue }
+            print(String(format: "| %@ | %.1f ms | %.2f | %.2f GiB | %.2fx |", name, s * 1e3, Double(batch) / s,
+                         figures?["peak_rss_GiB"] as? Double ?? 0, s / ours.stepSeconds))
+        }
+    }
 }
 
 struct EngineBench: ParsableCommand {
@@ -16,17 +71,18 @@ struct EngineBench: ParsableCommand {
         abstract: "Forward and training-step time of a torchvision video ResNet, beside PyTorch's when it is installed.")
 
     @Option(help: "Network: r2plus1d_18 or r3d_18.") var arch: String = "r2plus1d_18"
+    @Flag(help: "Two networks (RGB and 2-channel flow) with symmetric InfoNCE between them: the MaCLR-shaped step.")
+    var twoPathways = false
     @Option(help: "Clips per batch.") var batch = 8
     @Option(help: "Frames per clip.") var frames = 8
     @Option(help: "Height and width.") var size = 64
     @Option(help: "Threads (OpenBLAS and ours).") var threads = 2
     @Option(help: "Timed iterations (median reported).") var iterations = 7
     @Option(help: "Untimed warm-up iterations.") var warmup = 2
-    @Flag(help: "Print time and GFLOP/s per conv shape.") var layers = false
-    @Option(help: "Python with torch and torchvision for the reference (default: $MACLR_TORCH_PYTHON or /opt/torchref/bin/python).")
-    var torchPython: String?
+    @Flag(help: "Print time and GFLOP/s per conv shape and direction, beside a bare sgemm of the same shapes.") var layers = false
+    @Option(help: "The machine's fp32 FMA peak in GFLOP/s, for the fraction-of-peak line (2-core Zen 5 here: 540).") var peak = 540.0
     @Option(help: "The PyTorch reference script (default: ../shared/bench/torch_reference.py).") var torchScript: String?
-    @Flag(help: "Skip the PyTorch reference.") var noTorch = false
+    @OptionGroup var torch: TorchOptions
     @Option(help: "Write the figures to this JSON file.") var json: String?
 
     func validate() throws {
@@ -42,19 +98,20 @@ struct EngineBench: ParsableCommand {
         Engine.setThreads(threads)
         var bench = EngineBenchmark()
         bench.kind = VideoResNetKind(rawValue: arch)!
+        bench.twoPathways = twoPathways
         bench.batch = batch; bench.frames = frames; bench.size = size
         bench.iterations = iterations; bench.warmup = warmup; bench.perLayer = layers
         let log: (String) -> Void = { FileHandle.standardError.write($0.data(using: .utf8)!) }
         // PyTorch first: a child spawned after our peak would inherit our RSS high-water mark.
         var torchDefault: [String: Any]?, torchTuned: [String: Any]?
-        if !noTorch, let python = resolvePython(), let script = resolveScript() {
+        if let python = torch.python(), let script = resolveScript() {
             log("PyTorch reference (\(python)), default:\n")
-            torchDefault = runTorchReference(python: python, script: script, kind: bench.kind, batch: batch, frames: frames, size: size,
+            torchDefault = runTorchReference(python: python, script: script, kind: bench.kind, twoPathways: twoPathways, batch: batch, frames: frames, size: size,
                                              threads: threads, channelsLast: false, tuned: false)
             log("PyTorch reference, tuned (channels_last_3d, malloc keeps buffers):\n")
-            torchTuned = runTorchReference(python: python, script: script, kind: bench.kind, batch: batch, frames: frames, size: size,
+            torchTuned = runTorchReference(python: python, script: script, kind: bench.kind, twoPathways: twoPathways, batch: batch, frames: frames, size: size,
                                            threads: threads, channelsLast: true, tuned: true)
-        } else if !noTorch {
+        } else if !torch.noTorch {
             log("(PyTorch reference not found: pass --torch-python and --torch-script to compare)\n")
         }
         let ours = bench.run(log: log)
@@ -64,7 +121,7 @@ struct EngineBench: ParsableCommand {
         rows.append(("forward (train)", ours.forwardTrainSeconds, median(torchDefault, "fwd_train"), median(torchTuned, "fwd_train")))
         rows.append(("training step", ours.trainStepSeconds, median(torchDefault, "train_step"), median(torchTuned, "train_step")))
 
-        print(String(format: "\n%@, batch %d, %d frames, %dx%d, %d threads (OpenBLAS core %@)", arch, batch, frames, size, size, threads, Engine.blasCore))
+        print(String(format: "\n%@%@, batch %d, %d frames, %dx%d, %d threads (OpenBLAS core %@)", arch, twoPathways ? " x2 (RGB + flow, InfoNCE)" : "", batch, frames, size, size, threads, Engine.blasCore))
         print("| figure | ours | clips/s | GFLOP/s (excl. pad) | PyTorch default | ours / default | PyTorch tuned | ours / tuned |")
         print("|---|---|---|---|---|---|---|---|")
         for (name, s, d, t) in rows {
@@ -76,6 +133,8 @@ struct EngineBench: ParsableCommand {
         print(String(format: "peak RSS: ours %.2f GiB", ours.peakRSSGiB)
               + ((torchDefault?["peak_rss_GiB"] as? Double).map { String(format: ", PyTorch default %.2f GiB", $0) } ?? "")
               + ((torchTuned?["peak_rss_GiB"] as? Double).map { String(format: ", tuned %.2f GiB", $0) } ?? ""))
+        print(String(format: "training step: %.1f GFLOP/s excl. pad, %.0f%% of the %.0f GFLOP/s FMA peak (--peak)",
+                     ours.trainGFLOPsNoPad / ours.trainStepSeconds, 100 * ours.trainGFLOPsNoPad / ours.trainStepSeconds / peak, peak))
         print("(ours / PyTorch > 1 means we are faster)")
         if let json {
             var out: [String: Any] = ["ours": (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(ours))) ?? [:],
@@ -85,11 +144,6 @@ struct EngineBench: ParsableCommand {
             if let torchTuned { out["torch_tuned"] = torchTuned }
             try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: json))
         }
-    }
-
-    func resolvePython() -> String? {
-        let candidates = [torchPython, ProcessInfo.processInfo.environment["MACLR_TORCH_PYTHON"], "/opt/torchref/bin/python"].compactMap { $0 }
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
     func resolveScript() -> String? {

@@ -30,6 +30,32 @@ final class LossTests: XCTestCase {
         XCTAssertEqual(Double(loss), expected / 3, accuracy: 1e-4)
     }
 
+    func testInBatchKeysAsNegativesByHand() {
+        let q = normalized([3, 4], seed: 13), k = normalized([3, 4], seed: 14)
+        let loss = Contrastive.inBatch(query: q, keys: k, temperature: 0.2).item()
+        var expected = 0.0
+        for i in 0..<3 {
+            expected += crossEntropyAtZero([dot(q, i, k, i) / 0.2] + (0..<3).filter { $0 != i }.map { dot(q, i, k, $0) / 0.2 })
+        }
+        XCTAssertEqual(Double(loss), expected / 3, accuracy: 1e-4)
+        // An empty queue (model.queue_size 0) means exactly this.
+        let empty = Tensor(shape: [0, 4], data: [])
+        XCTAssertEqual(Contrastive.infoNCE(query: q, positiveKey: k, queue: empty, temperature: 0.2).item(), Float(loss), accuracy: 1e-6)
+        // Gradient w.r.t. the (unnormalised) query, keys constant, vs central differences.
+        var rng = RandomGenerator(seed: 15)
+        let raw = Tensor.randn([3, 4], rng: &rng)
+        raw.requiresGrad = true
+        Contrastive.inBatch(query: raw.l2Normalized(), keys: k, temperature: 0.2).backward()
+        let eps: Float = 1e-2
+        for i in 0..<raw.count {
+            let saved = raw.data[i]
+            raw.data[i] = saved + eps; let plus = noGrad { Contrastive.inBatch(query: raw.l2Normalized(), keys: k, temperature: 0.2) }.item()
+            raw.data[i] = saved - eps; let minus = noGrad { Contrastive.inBatch(query: raw.l2Normalized(), keys: k, temperature: 0.2) }.item()
+            raw.data[i] = saved
+            XCTAssertEqual(raw.grad!.data[i], (plus - minus) / (2 * eps), accuracy: 2e-3 + 0.02 * abs(raw.grad!.data[i]))
+        }
+    }
+
     func testSymmetricInBatchByHand() {
         let a = normalized([3, 4], seed: 4), b = normalized([3, 4], seed: 5)
         let loss = Contrastive.symmetricInBatch(a, b, temperature: 0.5).item()

@@ -92,6 +92,21 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(short.warnings, [])
     }
 
+    /// model.queue_size 0 (in-batch negatives) trains, checkpoints its empty queues and resumes.
+    func testInBatchNegativesTrainCheckpointAndResume() throws {
+        let recipe = tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: dir.appendingPathComponent("inbatch"), ["model.queue_size": 0])
+        let first = try Trainer(recipe: recipe)
+        let losses = try first.run(stopAfter: 3) { _ in }.map { $0.values }
+        // Four candidates per query and logits within +-1/temperature: each term is at most
+        // log 4 + 2 / 0.1 (a queue of 16 would allow log 17 + 20).
+        for term in ["loss_v", "loss_v2m", "loss_m2v"] {
+            XCTAssertLessThanOrEqual(losses[0][term]!, Float(Foundation.log(4.0)) + 20, term)
+        }
+        let second = try Trainer(recipe: recipe)
+        XCTAssertEqual(second.step, 3)
+        XCTAssertEqual(try second.run { _ in }.count, 3)
+    }
+
     func testResumingWithAnotherRecipeIsRefusedNamingTheKey() throws {
         let out = dir.appendingPathComponent("run")
         _ = try Trainer(recipe: tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: out)).run(stopAfter: 3) { _ in }

@@ -1,0 +1,78 @@
+import Foundation
+import Pathways
+import Tensor
+
+/// `maclr bench step`: one pretraining step of a recipe's MaCLR model (query pathways, momentum
+/// keys in shuffled sub-batches, queues, loss, backward, optimiser, EMA, enqueue) on random clips
+/// of the recipe's shapes, without data loading; and the same step in PyTorch
+/// (benchmarks/maclr_step_torch.py) when a Python with torch is available.
+public struct StepBenchmark {
+    public var recipe: Recipe
+    public var warmup = 3, iterations = 10
+    public init(recipe: Recipe) { self.recipe = recipe }
+
+    public struct Result: Codable {
+        public var stepSeconds: Double
+        public var peakRSSGiB: Double
+    }
+
+    var batch: Int { recipe.int("optim.batch_size") }
+
+    public func run(log: (String) -> Void) -> Result {
+        let model = MaCLRModel(recipe.modelConfig, seed: 0)
+        let optimizer = recipe.makeOptimizer(model.parameters())
+        let (t, crop) = (recipe.int("data.clip_frames"), recipe.int("data.crop"))
+        var rng = RandomGenerator(seed: 0)
+        let rgb = (0..<2).map { _ in Tensor.randn([batch, t, crop, crop, 3], rng: &rng) }
+        let motion = model.motion == nil ? nil
+            : (0..<2).map { _ in Tensor.randn([batch, t, crop, crop, recipe.motionRepresentation.channels], rng: &rng) }
+        var times: [Double] = []
+        for i in 0..<(warmup + iterations) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            optimizer.zeroGrad()
+            let terms = model.losses(rgbA: rgb[0], rgbB: rgb[1], motionA: motion?[0], motionB: motion?[1], rng: &rng)
+            terms.total.backward()
+            optimizer.step()
+            model.afterStep()
+            if i >= warmup { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+            log(String(format: "\r  maclr step %d/%d: %.1f ms", i + 1, warmup + iterations,
+                       Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6))
+        }
+        log("\n")
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Result(stepSeconds: times.sorted()[times.count / 2], peakRSSGiB: Double(usage.ru_maxrss) / 1024 / 1024)
+    }
+
+    /// The arguments that make benchmarks/maclr_step_torch.py build the same model and step.
+    public var mirrorArguments: [String] {
+        func list(_ key: String) -> [String] { recipe.ints(key).map(String.init) }
+        return ["--arch", recipe.string("model.arch"), "--width", "\(recipe.double("model.width"))"]
+            + ["--blocks"] + list("model.blocks")
+            + ["--motion-width", "\(recipe.double("model.motion_width"))", "--motion-blocks"] + list("model.motion_blocks")
+            + ["--motion-channels", "\(recipe.motionRepresentation.channels)",
+               "--hidden", "\(recipe.int("model.head_hidden"))", "--embedding", "\(recipe.int("model.embedding"))",
+               "--queue", "\(recipe.int("model.queue_size"))", "--momentum", "\(recipe.double("model.momentum"))",
+               "--batch", "\(batch)", "--frames", "\(recipe.int("data.clip_frames"))", "--crop", "\(recipe.int("data.crop"))",
+               "--optimizer", recipe.string("optim.optimizer"), "--threads", "\(Engine.threads)",
+               "--warmup", "\(warmup)", "--iters", "\(iterations)"]
+    }
+
+    /// Runs the PyTorch mirror (default, or tuned: channels-last and a malloc that keeps its
+    /// buffers) and returns its JSON figures, or nil when it cannot run.
+    public func runMirror(python: String, script: String, tuned: Bool) -> [String: Any]? {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("maclr-step-\(getpid())-\(tuned).json")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [script] + mirrorArguments + ["--json", out.path] + (tuned ? ["--tuned"] : [])
+        var env = ProcessInfo.processInfo.environment
+        if tuned { env["GLIBC_TUNABLES"] = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184" }
+        p.environment = env
+        p.standardOutput = FileHandle.standardError
+        do { try p.run() } catch { return nil }
+        p.waitUntilExit()
+        guard p.terminationStatus == 0, let data = FileManager.default.contents(atPath: out.path) else { return nil }
+        try? FileManager.default.removeItem(at: out)
+        return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    }
+}
