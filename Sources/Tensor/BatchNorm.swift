@@ -1,29 +1,33 @@
 import Foundation
 
-/// Per-channel sums over the rows of x viewed as (M, C): (sum x, sum (x - center)^2 when
-/// `center` given). Accumulates in Double per chunk so long rows stay accurate.
-private func channelSums(_ x: UnsafePointer<Float>, rows m: Int, channels c: Int,
-                         _ perRow: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> [Double] {
-    let chunks = chunkCount(m, minPerThread: max(1, 16_384 / c))
-    var partial = [Double](repeating: 0, count: chunks * c)
-    partial.withUnsafeMutableBufferPointer { part in
-        let pp = part.baseAddress!
-        parallelChunks(m, minPerThread: max(1, 16_384 / c)) { chunk, s, e in
-            let block = UnsafeMutablePointer<Float>.allocate(capacity: c)
-            defer { block.deallocate() }
-            var r = s
-            while r < e {
-                let end = min(e, r + 256)
-                block.update(repeating: 0, count: c)
-                for row in r..<end { perRow(x + row * c, block) }
-                for j in 0..<c { pp[chunk * c + j] += Double(block[j]) }
-                r = end
-            }
+/// Two per-channel sums over the rows of (M, C) data: `accumulate(row, first, second)` adds row
+/// `row` into two Float accumulators of C values. Partial sums move to Double every 256 rows and
+/// across threads, so long reductions stay accurate while the inner loops stay Float (SIMD).
+private func channelSumPairs(rows m: Int, channels c: Int,
+                             _ accumulate: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> ([Double], [Double]) {
+    let minRows = max(1, 16_384 / c)
+    let chunks = chunkCount(m, minPerThread: minRows)
+    let partial = UnsafeMutablePointer<Double>.allocate(capacity: chunks * 2 * c)
+    defer { partial.deallocate() }
+    partial.update(repeating: 0, count: chunks * 2 * c)
+    parallelChunks(m, minPerThread: minRows) { chunk, s, e in
+        let block = UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
+        defer { block.deallocate() }
+        let out = partial + chunk * 2 * c
+        var r = s
+        while r < e {
+            let end = min(e, r + 256)
+            block.update(repeating: 0, count: 2 * c)
+            for row in r..<end { accumulate(row, block, block + c) }
+            for j in 0..<(2 * c) { out[j] += Double(block[j]) }
+            r = end
         }
     }
-    var total = [Double](repeating: 0, count: c)
-    for i in 0..<chunks { for j in 0..<c { total[j] += partial[i * c + j] } }
-    return total
+    var first = [Double](repeating: 0, count: c), second = [Double](repeating: 0, count: c)
+    for i in 0..<chunks {
+        for j in 0..<c { first[j] += partial[i * 2 * c + j]; second[j] += partial[i * 2 * c + c + j] }
+    }
+    return (first, second)
 }
 
 /// The composite (differentiable to any order) form of training-mode batch norm over all axes
@@ -52,14 +56,17 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
         return relu ? y.relu() : y
     }
     precondition(m > 1, "batch norm in training needs more than one value per channel, got shape \(x.shape)")
-    let mean = channelSums(x.data, rows: m, channels: c) { row, acc in for j in 0..<c { acc[j] += row[j] } }.map { $0 / Double(m) }
-    let meanF = mean.map { Float($0) }
-    let sq = meanF.withUnsafeBufferPointer { mu in
-        channelSums(x.data, rows: m, channels: c) { row, acc in
-            for j in 0..<c { let d = row[j] - mu[j]; acc[j] += d * d }
-        }
+    // One pass: sums of (x - x[0]) and its square per channel. Shifting by the first row keeps
+    // the variance's cancellation small when the mean is large against the spread.
+    let xp = x.data
+    let (s1, s2) = channelSumPairs(rows: m, channels: c) { r, a, b in
+        let xr = xp + r * c
+        for j in 0..<c { let d = xr[j] - xp[j]; a[j] += d; b[j] += d * d }
     }
-    let variance = sq.map { $0 / Double(m) }
+    let meanShift = s1.map { $0 / Double(m) }
+    let mean = (0..<c).map { Double(xp[$0]) + meanShift[$0] }
+    let meanF = mean.map { Float($0) }
+    let variance = (0..<c).map { max(0, s2[$0] / Double(m) - meanShift[$0] * meanShift[$0]) }
     let invStd = variance.map { Float(1 / ($0 + Double(eps)).squareRoot()) }
     // running stats, in place
     for j in 0..<c {
@@ -69,7 +76,7 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
     let scale = (0..<c).map { gamma.data[$0] * invStd[$0] }
     let shift = (0..<c).map { beta.data[$0] - meanF[$0] * scale[$0] }
     let y = Tensor(uninitialized: x.shape)
-    let xp = x.data, yp = y.data
+    let yp = y.data
     scale.withUnsafeBufferPointer { sc in
         shift.withUnsafeBufferPointer { sh in
             parallelFor(m, minPerThread: max(1, 32_768 / c)) { s, e in
@@ -94,83 +101,52 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
                 return relu ? z.relu() : z
             }
         }
-        let mask: UnsafePointer<Float>? = relu ? UnsafePointer(output.data) : nil
         // Fused: gx = gamma*invstd * (g - mean(g) - xhat * mean(g*xhat)); dgamma = sum(g*xhat); dbeta = sum(g)
         let gp = g.data
-        let sums = meanF.withUnsafeBufferPointer { mu in
-            invStd.withUnsafeBufferPointer { inv in
-                channelSums2(xp, gp, mask, rows: m, channels: c, mu.baseAddress!, inv.baseAddress!)
+        let mask: UnsafePointer<Float>? = relu ? UnsafePointer(output.data) : nil
+        // Per channel: sum of g and of g (x - mean), g zeroed where the fused ReLU's output is.
+        let (sumG, sumGCentered) = meanF.withUnsafeBufferPointer { mu in
+            let mu = mu.baseAddress!
+            return channelSumPairs(rows: m, channels: c) { r, a, b in
+                let xr = xp + r * c, gr = gp + r * c
+                if let mask {
+                    let yr = mask + r * c
+                    for j in 0..<c { let gj = yr[j] > 0 ? gr[j] : 0; a[j] += gj; b[j] += gj * (xr[j] - mu[j]) }
+                } else {
+                    for j in 0..<c { a[j] += gr[j]; b[j] += gr[j] * (xr[j] - mu[j]) }
+                }
             }
         }
-        let (sumG, sumGXhat) = sums
+        let sumGXhat = (0..<c).map { sumGCentered[$0] * Double(invStd[$0]) }
         var gx: Tensor? = nil
         if x.tracksGrad {
+            // gx = gamma invstd (g - mean(g) - xhat mean(g xhat)) = A g + B x + C per channel.
+            let coefficients = UnsafeMutablePointer<Float>.allocate(capacity: 3 * c)
+            defer { coefficients.deallocate() }
+            let ca = coefficients, cb = coefficients + c, cc = coefficients + 2 * c
+            for j in 0..<c {
+                let a = scale[j], meanG = Float(sumG[j] / Double(m)), meanGXhat = Float(sumGXhat[j] / Double(m))
+                ca[j] = a
+                cb[j] = -a * meanGXhat * invStd[j]
+                cc[j] = -a * meanG + a * meanGXhat * invStd[j] * meanF[j]
+            }
             let out = Tensor(uninitialized: x.shape)
             let op = out.data
-            let b = (0..<c).map { Float(sumG[$0] / Double(m)) }
-            let d = (0..<c).map { Float(sumGXhat[$0] / Double(m)) }
-            scale.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in d.withUnsafeBufferPointer { dp in
-                meanF.withUnsafeBufferPointer { mu in invStd.withUnsafeBufferPointer { inv in
-                    parallelFor(m, minPerThread: max(1, 32_768 / c)) { s, e in
-                        for r in s..<e {
-                            let xr = xp + r * c, gr = gp + r * c, orow = op + r * c
-                            let yr = mask.map { $0 + r * c }
-                            for j in 0..<c {
-                                let xhat = (xr[j] - mu[j]) * inv[j]
-                                let gj = yr.map { $0[j] > 0 ? gr[j] : 0 } ?? gr[j]
-                                orow[j] = ap[j] * (gj - bp[j] - xhat * dp[j])
-                            }
-                        }
+            parallelFor(m, minPerThread: max(1, 32_768 / c)) { s, e in
+                for r in s..<e {
+                    let xr = xp + r * c, gr = gp + r * c, orow = op + r * c
+                    if let mask {
+                        let yr = mask + r * c
+                        for j in 0..<c { orow[j] = ca[j] * (yr[j] > 0 ? gr[j] : 0) + cb[j] * xr[j] + cc[j] }
+                    } else {
+                        for j in 0..<c { orow[j] = ca[j] * gr[j] + cb[j] * xr[j] + cc[j] }
                     }
-                }}
-            }}}
+                }
+            }
             gx = out
         }
         let gGamma = gamma.tracksGrad ? Tensor(shape: gamma.shape, data: sumGXhat.map { Float($0) }) : nil
         let gBeta = beta.tracksGrad ? Tensor(shape: beta.shape, data: sumG.map { Float($0) }) : nil
         return [gx, gGamma, gBeta]
     }
-}
-
-/// Per-channel (sum g, sum g * xhat) for the fused batch-norm backward; with `mask` (the fused
-/// ReLU's output), g counts only where the mask is positive.
-private func channelSums2(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ mask: UnsafePointer<Float>?, rows m: Int, channels c: Int,
-                          _ mu: UnsafePointer<Float>, _ inv: UnsafePointer<Float>) -> ([Double], [Double]) {
-    let chunks = chunkCount(m, minPerThread: max(1, 16_384 / c))
-    var partial = [Double](repeating: 0, count: chunks * 2 * c)
-    partial.withUnsafeMutableBufferPointer { part in
-        let pp = part.baseAddress!
-        parallelChunks(m, minPerThread: max(1, 16_384 / c)) { chunk, s, e in
-            let block = UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
-            defer { block.deallocate() }
-            var r = s
-            while r < e {
-                let end = min(e, r + 256)
-                block.update(repeating: 0, count: 2 * c)
-                for row in r..<end {
-                    let xr = x + row * c, gr = g + row * c
-                    if let mask {
-                        let yr = mask + row * c
-                        for j in 0..<c {
-                            let gj = yr[j] > 0 ? gr[j] : 0
-                            block[j] += gj
-                            block[c + j] += gj * (xr[j] - mu[j]) * inv[j]
-                        }
-                    } else {
-                        for j in 0..<c {
-                            block[j] += gr[j]
-                            block[c + j] += gr[j] * (xr[j] - mu[j]) * inv[j]
-                        }
-                    }
-                }
-                for j in 0..<(2 * c) { pp[chunk * 2 * c + j] += Double(block[j]) }
-                r = end
-            }
-        }
-    }
-    var sumG = [Double](repeating: 0, count: c), sumGX = [Double](repeating: 0, count: c)
-    for i in 0..<chunks {
-        for j in 0..<c { sumG[j] += partial[i * 2 * c + j]; sumGX[j] += partial[i * 2 * c + c + j] }
-    }
-    return (sumG, sumGX)
 }

@@ -1,4 +1,5 @@
 import CBLAS
+import Dispatch
 import Foundation
 
 /// C = op(A) op(B) for 2-D tensors, with op = transpose when the flag is set; one cblas_sgemm.
@@ -23,10 +24,39 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
 }
 
 /// Row-major sgemm: C(m x n) = alpha op(A) op(B) + beta C, with leading dimensions as stored.
-@inline(__always)
+/// OpenBLAS runs single-threaded (see `Engine`); a large product is split into one block of C's
+/// rows (or columns, when C is wide) per thread of ours, each a single-threaded sgemm, so one
+/// pool of threads does all the work and no OpenBLAS thread spins while our loops run.
 public func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                   _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
                   _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    let parts = Engine.threads
+    let splitRows = m >= n
+    let extent = splitRows ? m : n
+    let work: Double = Double(m) * Double(n) * Double(k)
+    guard parts > 1, work >= 2_097_152, extent >= 32 * parts else {
+        blasSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    }
+    // Blocks of a multiple of 16 rows or columns, so each part starts on a SIMD boundary.
+    let step = (extent / parts + 15) / 16 * 16
+    DispatchQueue.concurrentPerform(iterations: parts) { p in
+        let start = p * step, end = min(extent, start + step)
+        guard start < end else { return }
+        if splitRows {
+            blasSgemm(transA, transB, end - start, n, k, alpha, transA ? a + start : a + start * lda, lda, b, ldb,
+                      beta, c + start * ldc, ldc)
+        } else {
+            blasSgemm(transA, transB, m, end - start, k, alpha, a, lda, transB ? b + start * ldb : b + start, ldb,
+                      beta, c + start, ldc)
+        }
+    }
+}
+
+@inline(__always)
+func blasSgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+               _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+               _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }

@@ -2,18 +2,21 @@ import CBLAS
 import Dispatch
 import Foundation
 
-/// Who owns the threads. Our own loops (`parallelFor`) and OpenBLAS never run at the same time:
-/// a GEMM uses OpenBLAS's threads, and the loops around it use ours, one after the other.
+/// Who owns the threads: we do. OpenBLAS runs single-threaded, and `sgemm` splits a large
+/// product across our threads, so GEMMs and our own loops (`parallelFor`) share one pool and no
+/// OpenBLAS worker spins (sched_yield) beside our loops on a machine with few cores.
 public enum Engine {
     nonisolated(unsafe) public private(set) static var threads: Int = {
+        openblas_set_num_threads(1)
         if let s = ProcessInfo.processInfo.environment["MACLR_THREADS"], let n = Int(s), n > 0 { return n }
         return ProcessInfo.processInfo.activeProcessorCount
     }()
 
-    /// Sets the thread count of both OpenBLAS and our loops.
+    /// Sets the thread count of our loops and GEMM splits (OpenBLAS itself stays at one).
     public static func setThreads(_ n: Int) {
+        _ = threads
         threads = max(1, n)
-        openblas_set_num_threads(Int32(threads))
+        openblas_set_num_threads(1)
     }
 
     /// The OpenBLAS kernel family in use (e.g. "Haswell", "SkylakeX").

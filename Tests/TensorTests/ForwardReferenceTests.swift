@@ -42,6 +42,25 @@ final class ForwardReferenceTests: XCTestCase {
         }
     }
 
+    /// Products large enough to be split across threads (by C's rows when tall, by its columns
+    /// when wide), every transpose, against direct loops.
+    func testSplitSgemmMatchesDirectLoops() {
+        Engine.setThreads(2)
+        for (m, n, k) in [(300, 40, 200), (40, 300, 200)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a = randomTensor(ta ? [k, m] : [m, k], seed: 60), b = randomTensor(tb ? [n, k] : [k, n], seed: 61)
+                let c = matmul(a, b, transposeA: ta, transposeB: tb).toArray()
+                var expected = [Float](repeating: 0, count: m * n)
+                for i in 0..<m { for j in 0..<n {
+                    var acc: Float = 0
+                    for l in 0..<k { acc += (ta ? a.data[l * m + i] : a.data[i * k + l]) * (tb ? b.data[j * k + l] : b.data[l * n + j]) }
+                    expected[i * n + j] = acc
+                }}
+                assertClose(c, expected, tolerance: 1e-4, "\(m)x\(n)x\(k) transA \(ta) transB \(tb)")
+            }
+        }
+    }
+
     func testBatchNormStatisticsAndRunningUpdate() {
         let x = randomTensor([4, 3, 5], seed: 3, std: 2) + 1.5
         let gamma = Tensor(shape: [5], data: [1, 2, 0.5, 1, 3]), beta = Tensor(shape: [5], data: [0, 1, -1, 0.5, 0])
