@@ -56,13 +56,26 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
         return relu ? y.relu() : y
     }
     precondition(m > 1, "batch norm in training needs more than one value per channel, got shape \(x.shape)")
+    // Narrow layers (8-16 channels) make short inner loops: view (M, C) as (M / k, k C) rows of
+    // about 64 values (k a power of two dividing M), per-channel vectors repeated k times, and
+    // fold the k groups of every sum at the end.
+    var k = 1
+    while c * k * 2 <= 64 && m % (k * 2) == 0 { k *= 2 }
+    let wc = c * k, wm = m / k
+    func repeated(_ v: [Float]) -> [Float] { Array([[Float]](repeating: v, count: k).joined()) }
+    func folded(_ v: [Double]) -> [Double] { (0..<c).map { j in (0..<k).reduce(0) { $0 + v[$1 * c + j] } } }
     // One pass: sums of (x - x[0]) and its square per channel. Shifting by the first row keeps
     // the variance's cancellation small when the mean is large against the spread.
     let xp = x.data
-    let (s1, s2) = channelSumPairs(rows: m, channels: c) { r, a, b in
-        let xr = xp + r * c
-        for j in 0..<c { let d = xr[j] - xp[j]; a[j] += d; b[j] += d * d }
+    let firstRow = repeated(Array(UnsafeBufferPointer(start: xp, count: c)))
+    let (wide1, wide2) = firstRow.withUnsafeBufferPointer { k0 in
+        let k0 = k0.baseAddress!
+        return channelSumPairs(rows: wm, channels: wc) { r, a, b in
+            let xr = xp + r * wc
+            for j in 0..<wc { let d = xr[j] - k0[j]; a[j] += d; b[j] += d * d }
+        }
     }
+    let s1 = folded(wide1), s2 = folded(wide2)
     let meanShift = s1.map { $0 / Double(m) }
     let mean = (0..<c).map { Double(xp[$0]) + meanShift[$0] }
     let meanF = mean.map { Float($0) }
@@ -77,15 +90,15 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
     let shift = (0..<c).map { beta.data[$0] - meanF[$0] * scale[$0] }
     let y = Tensor(uninitialized: x.shape)
     let yp = y.data
-    scale.withUnsafeBufferPointer { sc in
-        shift.withUnsafeBufferPointer { sh in
-            parallelFor(m, minPerThread: max(1, 32_768 / c)) { s, e in
+    repeated(scale).withUnsafeBufferPointer { sc in
+        repeated(shift).withUnsafeBufferPointer { sh in
+            parallelFor(wm, minPerThread: max(1, 32_768 / wc)) { s, e in
                 for r in s..<e {
-                    let xr = xp + r * c, yr = yp + r * c
+                    let xr = xp + r * wc, yr = yp + r * wc
                     if relu {
-                        for j in 0..<c { yr[j] = Swift.max(xr[j] * sc[j] + sh[j], 0) }
+                        for j in 0..<wc { yr[j] = Swift.max(xr[j] * sc[j] + sh[j], 0) }
                     } else {
-                        for j in 0..<c { yr[j] = xr[j] * sc[j] + sh[j] }
+                        for j in 0..<wc { yr[j] = xr[j] * sc[j] + sh[j] }
                     }
                 }
             }
@@ -105,41 +118,46 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
         let gp = g.data
         let mask: UnsafePointer<Float>? = relu ? UnsafePointer(output.data) : nil
         // Per channel: sum of g and of g (x - mean), g zeroed where the fused ReLU's output is.
-        let (sumG, sumGCentered) = meanF.withUnsafeBufferPointer { mu in
+        let (wideG, wideGCentered) = repeated(meanF).withUnsafeBufferPointer { mu in
             let mu = mu.baseAddress!
-            return channelSumPairs(rows: m, channels: c) { r, a, b in
-                let xr = xp + r * c, gr = gp + r * c
+            return channelSumPairs(rows: wm, channels: wc) { r, a, b in
+                let xr = xp + r * wc, gr = gp + r * wc
                 if let mask {
-                    let yr = mask + r * c
-                    for j in 0..<c { let gj = yr[j] > 0 ? gr[j] : 0; a[j] += gj; b[j] += gj * (xr[j] - mu[j]) }
+                    let yr = mask + r * wc
+                    for j in 0..<wc { let gj = yr[j] > 0 ? gr[j] : 0; a[j] += gj; b[j] += gj * (xr[j] - mu[j]) }
                 } else {
-                    for j in 0..<c { a[j] += gr[j]; b[j] += gr[j] * (xr[j] - mu[j]) }
+                    for j in 0..<wc { a[j] += gr[j]; b[j] += gr[j] * (xr[j] - mu[j]) }
                 }
             }
         }
+        let sumG = folded(wideG), sumGCentered = folded(wideGCentered)
         let sumGXhat = (0..<c).map { sumGCentered[$0] * Double(invStd[$0]) }
         var gx: Tensor? = nil
         if x.tracksGrad {
             // gx = gamma invstd (g - mean(g) - xhat mean(g xhat)) = A g + B x + C per channel.
-            let coefficients = UnsafeMutablePointer<Float>.allocate(capacity: 3 * c)
+            let coefficients = UnsafeMutablePointer<Float>.allocate(capacity: 3 * wc)
             defer { coefficients.deallocate() }
-            let ca = coefficients, cb = coefficients + c, cc = coefficients + 2 * c
+            let ca = coefficients, cb = coefficients + wc, cc = coefficients + 2 * wc
             for j in 0..<c {
                 let a = scale[j], meanG = Float(sumG[j] / Double(m)), meanGXhat = Float(sumGXhat[j] / Double(m))
                 ca[j] = a
                 cb[j] = -a * meanGXhat * invStd[j]
                 cc[j] = -a * meanG + a * meanGXhat * invStd[j] * meanF[j]
             }
+            // repeated across the k channel groups of a widened row
+            for q in stride(from: 1, to: k, by: 1) {
+                for p in [ca, cb, cc] { (p + q * c).update(from: p, count: c) }
+            }
             let out = Tensor(uninitialized: x.shape)
             let op = out.data
-            parallelFor(m, minPerThread: max(1, 32_768 / c)) { s, e in
+            parallelFor(wm, minPerThread: max(1, 32_768 / wc)) { s, e in
                 for r in s..<e {
-                    let xr = xp + r * c, gr = gp + r * c, orow = op + r * c
+                    let xr = xp + r * wc, gr = gp + r * wc, orow = op + r * wc
                     if let mask {
-                        let yr = mask + r * c
-                        for j in 0..<c { orow[j] = ca[j] * (yr[j] > 0 ? gr[j] : 0) + cb[j] * xr[j] + cc[j] }
+                        let yr = mask + r * wc
+                        for j in 0..<wc { orow[j] = ca[j] * (yr[j] > 0 ? gr[j] : 0) + cb[j] * xr[j] + cc[j] }
                     } else {
-                        for j in 0..<c { orow[j] = ca[j] * gr[j] + cb[j] * xr[j] + cc[j] }
+                        for j in 0..<wc { orow[j] = ca[j] * gr[j] + cb[j] * xr[j] + cc[j] }
                     }
                 }
             }

@@ -167,8 +167,15 @@ func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, samples: Range<Int>, _
                         dst.update(repeating: 0, count: kw * c); dst += kw * c; continue
                     }
                     let rowBase = x + (((n * g.t + ti) * g.h + hi) * g.w) * c
+                    let w0 = ow * sw - pw
+                    if w0 >= 0 && w0 + kw <= g.w {
+                        // the whole window row is inside: kW taps are contiguous in channels-last
+                        dst.update(from: rowBase + w0 * c, count: kw * c)
+                        dst += kw * c
+                        continue
+                    }
                     for l in 0..<kw {
-                        let wi = ow * sw - pw + l
+                        let wi = w0 + l
                         if wi < 0 || wi >= g.w { dst.update(repeating: 0, count: c) } else { dst.update(from: rowBase + wi * c, count: c) }
                         dst += c
                     }
@@ -201,8 +208,15 @@ func col2imAdd(_ cols: UnsafePointer<Float>, _ g: ConvGeometry, samples: Range<I
                         let hi = oh * sh - ph + j
                         if ti < 0 || ti >= g.t || hi < 0 || hi >= g.h { src += kw * c; continue }
                         let rowBase = gx + (((n * g.t + ti) * g.h + hi) * g.w) * c
+                        let w0 = ow * sw - pw
+                        if w0 >= 0 && w0 + kw <= g.w {
+                            let d = rowBase + w0 * c
+                            for q in 0..<(kw * c) { d[q] += src[q] }
+                            src += kw * c
+                            continue
+                        }
                         for l in 0..<kw {
-                            let wi = ow * sw - pw + l
+                            let wi = w0 + l
                             if wi >= 0 && wi < g.w {
                                 let d = rowBase + wi * c
                                 for q in 0..<c { d[q] += src[q] }
