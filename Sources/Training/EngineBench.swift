@@ -120,19 +120,27 @@ public struct EngineBenchmark {
 /// with torch is available, and returns its JSON figures.
 public func runTorchReference(python: String, script: String, kind: VideoResNetKind, twoPathways: Bool = false,
                               batch: Int, frames: Int, size: Int, threads: Int, channelsLast: Bool, tuned: Bool) -> [String: Any]? {
-    let out = FileManager.default.temporaryDirectory.appendingPathComponent("torchref-\(getpid())-\(channelsLast).json")
+    runPythonBenchmark(python: python, arguments: [script, "--model", kind.rawValue, "--B", "\(batch)", "--T", "\(frames)", "--HW", "\(size)",
+                                                   "--threads", "\(threads)"] + (channelsLast ? ["--channels-last"] : [])
+                                                   + (twoPathways ? ["--mode", "twopath"] : []),
+                       tuned: tuned)
+}
+
+/// Runs a Python benchmark script with `arguments` plus `--json FILE` (its output shown on our
+/// stderr) and returns the JSON it wrote, or nil when it could not run. `tuned` gives it a
+/// malloc that keeps its buffers, as the PyTorch reference's tuned figures use.
+func runPythonBenchmark(python: String, arguments: [String], tuned: Bool) -> [String: Any]? {
+    let out = FileManager.default.temporaryDirectory.appendingPathComponent("maclr-bench-\(getpid())-\(UUID().uuidString).json")
     let p = Process()
     p.executableURL = URL(fileURLWithPath: python)
-    p.arguments = [script, "--model", kind.rawValue, "--B", "\(batch)", "--T", "\(frames)", "--HW", "\(size)",
-                   "--threads", "\(threads)", "--json", out.path] + (channelsLast ? ["--channels-last"] : [])
-        + (twoPathways ? ["--mode", "twopath"] : [])
+    p.arguments = arguments + ["--json", out.path]
     var env = ProcessInfo.processInfo.environment
     if tuned { env["GLIBC_TUNABLES"] = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184" }
     p.environment = env
     p.standardOutput = FileHandle.standardError
     do { try p.run() } catch { return nil }
     p.waitUntilExit()
+    defer { try? FileManager.default.removeItem(at: out) }
     guard p.terminationStatus == 0, let data = FileManager.default.contents(atPath: out.path) else { return nil }
-    try? FileManager.default.removeItem(at: out)
     return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
 }

@@ -61,18 +61,6 @@ public struct StepBenchmark {
     /// Runs the PyTorch mirror (default, or tuned: channels-last and a malloc that keeps its
     /// buffers) and returns its JSON figures, or nil when it cannot run.
     public func runMirror(python: String, script: String, tuned: Bool) -> [String: Any]? {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("maclr-step-\(getpid())-\(tuned).json")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = [script] + mirrorArguments + ["--json", out.path] + (tuned ? ["--tuned"] : [])
-        var env = ProcessInfo.processInfo.environment
-        if tuned { env["GLIBC_TUNABLES"] = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184" }
-        p.environment = env
-        p.standardOutput = FileHandle.standardError
-        do { try p.run() } catch { return nil }
-        p.waitUntilExit()
-        guard p.terminationStatus == 0, let data = FileManager.default.contents(atPath: out.path) else { return nil }
-        try? FileManager.default.removeItem(at: out)
-        return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        runPythonBenchmark(python: python, arguments: [script] + mirrorArguments + (tuned ? ["--tuned"] : []), tuned: tuned)
     }
 }
