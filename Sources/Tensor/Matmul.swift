@@ -38,8 +38,9 @@ public func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, 
         blasSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     }
-    // Blocks of a multiple of 16 rows or columns, so each part starts on a SIMD boundary.
-    let step = (extent / parts + 15) / 16 * 16
+    // Blocks of a multiple of 16 rows or columns, so each part starts on a SIMD boundary; the
+    // parts' ceiling share, so `parts` blocks always cover `extent`.
+    let step = ((extent + parts - 1) / parts + 15) / 16 * 16
     DispatchQueue.concurrentPerform(iterations: parts) { p in
         let start = p * step, end = min(extent, start + step)
         guard start < end else { return }

@@ -14,7 +14,6 @@ public enum Engine {
 
     /// Sets the thread count of our loops and GEMM splits (OpenBLAS itself stays at one).
     public static func setThreads(_ n: Int) {
-        _ = threads
         threads = max(1, n)
         openblas_set_num_threads(1)
     }

@@ -30,10 +30,14 @@ struct StepBench: ParsableCommand {
 
     @Argument(help: "Recipe YAML file.") var recipe = "Recipes/quickstart.yaml"
     @Option(name: .customLong("set"), help: "Override a key (repeatable).") var overrides: [String] = []
-    @Option(help: "Threads (OpenBLAS and ours).") var threads = 2
+    @Option(help: "Threads (ours; OpenBLAS runs single-threaded inside them).") var threads = 2
     @Option(help: "Timed iterations (median reported).") var iterations = 10
     @Option(help: "The PyTorch mirror script.") var torchScript = "benchmarks/maclr_step_torch.py"
     @OptionGroup var torch: TorchOptions
+
+    func validate() throws {
+        guard threads > 0, iterations > 0 else { throw ValidationError("--threads and --iterations must be positive") }
+    }
 
     func run() throws {
         Engine.setThreads(threads)
@@ -76,7 +80,7 @@ struct EngineBench: ParsableCommand {
     @Option(help: "Clips per batch.") var batch = 8
     @Option(help: "Frames per clip.") var frames = 8
     @Option(help: "Height and width.") var size = 64
-    @Option(help: "Threads (OpenBLAS and ours).") var threads = 2
+    @Option(help: "Threads (ours; OpenBLAS runs single-threaded inside them).") var threads = 2
     @Option(help: "Timed iterations (median reported).") var iterations = 7
     @Option(help: "Untimed warm-up iterations.") var warmup = 2
     @Flag(help: "Print time and GFLOP/s per conv shape and direction, beside a bare sgemm of the same shapes.") var layers = false
@@ -101,7 +105,7 @@ struct EngineBench: ParsableCommand {
         bench.twoPathways = twoPathways
         bench.batch = batch; bench.frames = frames; bench.size = size
         bench.iterations = iterations; bench.warmup = warmup; bench.perLayer = layers
-        let log: (String) -> Void = { FileHandle.standardError.write($0.data(using: .utf8)!) }
+        let log = stderrLog
         // PyTorch first: a child spawned after our peak would inherit our RSS high-water mark.
         var torchDefault: [String: Any]?, torchTuned: [String: Any]?
         if let python = torch.python(), let script = resolveScript() {

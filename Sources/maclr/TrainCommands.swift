@@ -15,7 +15,7 @@ struct Pretrain: ParsableCommand {
     @Argument(help: "Recipe YAML file.") var recipe: String
     @Option(name: .customLong("set"), help: "Override a key, e.g. --set optim.steps=100 (repeatable).") var overrides: [String] = []
     @Flag(help: "Start over: delete the run folder's checkpoints and metrics.") var fresh = false
-    @Option(help: "Threads (OpenBLAS and ours).") var threads = 2
+    @Option(help: "Threads (ours; OpenBLAS runs single-threaded inside them).") var threads = 2
     @Flag(help: "Evaluate the final encoder (linear probe, retrieval) when training ends.") var eval = false
 
     func run() throws {

@@ -43,10 +43,12 @@ final class ForwardReferenceTests: XCTestCase {
     }
 
     /// Products large enough to be split across threads (by C's rows when tall, by its columns
-    /// when wide), every transpose, against direct loops.
+    /// when wide), every transpose, against direct loops; odd extents (65 = 2 x 32 + 1, 97 over
+    /// 3 threads) whose last row or column a floor-sized split would drop.
     func testSplitSgemmMatchesDirectLoops() {
-        Engine.setThreads(2)
-        for (m, n, k) in [(300, 40, 200), (40, 300, 200)] {
+        defer { Engine.setThreads(ProcessInfo.processInfo.activeProcessorCount) }
+        for (threads, m, n, k) in [(2, 300, 40, 200), (2, 40, 300, 200), (2, 65, 64, 600), (2, 64, 65, 600), (3, 97, 64, 400)] {
+            Engine.setThreads(threads)
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let a = randomTensor(ta ? [k, m] : [m, k], seed: 60), b = randomTensor(tb ? [n, k] : [k, n], seed: 61)
                 let c = matmul(a, b, transposeA: ta, transposeB: tb).toArray()
@@ -56,7 +58,7 @@ final class ForwardReferenceTests: XCTestCase {
                     for l in 0..<k { acc += (ta ? a.data[l * m + i] : a.data[i * k + l]) * (tb ? b.data[j * k + l] : b.data[l * n + j]) }
                     expected[i * n + j] = acc
                 }}
-                assertClose(c, expected, tolerance: 1e-4, "\(m)x\(n)x\(k) transA \(ta) transB \(tb)")
+                assertClose(c, expected, tolerance: 1e-4, "\(threads) threads, \(m)x\(n)x\(k) transA \(ta) transB \(tb)")
             }
         }
     }
