@@ -23,19 +23,8 @@ public struct EngineBenchmark {
         public var peakRSSGiB: Double
     }
 
-    static func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
-
     func time(_ label: String, _ body: () -> Void, log: (String) -> Void) -> Double {
-        for _ in 0..<warmup { body() }
-        var times: [Double] = []
-        for i in 0..<iterations {
-            let start = DispatchTime.now().uptimeNanoseconds
-            body()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-            log(String(format: "\r  %@ %d/%d: %.1f ms", label, i + 1, iterations, times.last! * 1e3))
-        }
-        log("\n")
-        return Self.median(times)
+        medianSeconds(label, warmup: warmup, iterations: iterations, body, log: log)
     }
 
     /// Runs the benchmark, printing progress through `log`.
@@ -81,12 +70,10 @@ public struct EngineBenchmark {
             sgd.step()
         }, log: log)
         if perLayer { printLayers(log: log, steps: warmup + iterations, stepSeconds: step) }
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
         return Result(forwardSeconds: forward, forwardTrainSeconds: forwardTrain, trainStepSeconds: step,
                       forwardGFLOPs: fwd / 1e9, forwardGFLOPsNoPad: fwdNoPad / 1e9,
                       trainGFLOPs: train / 1e9, trainGFLOPsNoPad: trainNoPad / 1e9,
-                      peakRSSGiB: Double(usage.ru_maxrss) / 1024 / 1024)
+                      peakRSSGiB: peakRSSGiB())
     }
 
     /// Time and GFLOP/s per conv shape and direction, slowest first: the whole kernel, the part
@@ -114,6 +101,28 @@ public struct EngineBenchmark {
         log(String(format: "  training step %.1f ms: convs %.1f ms (GEMM %.1f ms, a bare sgemm of the same shapes %.1f ms; im2col/col2im/zeroing %.1f ms), everything else %.1f ms\n",
                    stepSeconds * 1e3, total * 1e3, gemm * 1e3, bare * 1e3, (total - gemm) * 1e3, (stepSeconds - total) * 1e3))
     }
+}
+
+/// Median seconds of `body` over `iterations` runs after `warmup` untimed ones, each shown
+/// through `log` as it finishes.
+func medianSeconds(_ label: String, warmup: Int, iterations: Int, _ body: () -> Void, log: (String) -> Void) -> Double {
+    for _ in 0..<warmup { body() }
+    var times: [Double] = []
+    for i in 0..<iterations {
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        log(String(format: "\r  %@ %d/%d: %.1f ms", label, i + 1, iterations, times.last! * 1e3))
+    }
+    log("\n")
+    return times.sorted()[times.count / 2]
+}
+
+/// This process's resident-set high-water mark, in GiB.
+func peakRSSGiB() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024 / 1024
 }
 
 /// Runs ../shared/bench/torch_reference.py with the same network and input, when a Python

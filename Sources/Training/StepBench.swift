@@ -26,22 +26,14 @@ public struct StepBenchmark {
         let rgb = (0..<2).map { _ in Tensor.randn([batch, t, crop, crop, 3], rng: &rng) }
         let motion = model.motion == nil ? nil
             : (0..<2).map { _ in Tensor.randn([batch, t, crop, crop, recipe.motionRepresentation.channels], rng: &rng) }
-        var times: [Double] = []
-        for i in 0..<(warmup + iterations) {
-            let start = DispatchTime.now().uptimeNanoseconds
+        let seconds = medianSeconds("maclr step", warmup: warmup, iterations: iterations, {
             optimizer.zeroGrad()
             let terms = model.losses(rgbA: rgb[0], rgbB: rgb[1], motionA: motion?[0], motionB: motion?[1], rng: &rng)
             terms.total.backward()
             optimizer.step()
             model.afterStep()
-            if i >= warmup { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
-            log(String(format: "\r  maclr step %d/%d: %.1f ms", i + 1, warmup + iterations,
-                       Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6))
-        }
-        log("\n")
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        return Result(stepSeconds: times.sorted()[times.count / 2], peakRSSGiB: Double(usage.ru_maxrss) / 1024 / 1024)
+        }, log: log)
+        return Result(stepSeconds: seconds, peakRSSGiB: peakRSSGiB())
     }
 
     /// The arguments that make benchmarks/maclr_step_torch.py build the same model and step.
