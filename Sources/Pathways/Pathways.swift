@@ -73,7 +73,7 @@ extension Module {
     public func momentumUpdate(from other: Module, momentum m: Float) {
         for (a, b) in zip(parameters(), other.parameters()) {
             let p = a.tensor.data, q = b.tensor.data
-            for i in 0..<a.tensor.count { p[i] = m * p[i] + (1 - m) * q[i] }
+            parallelFor(a.tensor.count) { s, e in for i in s..<e { p[i] = m * p[i] + (1 - m) * q[i] } }
         }
     }
 }
