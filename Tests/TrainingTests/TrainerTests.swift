@@ -104,7 +104,14 @@ final class TrainerTests: XCTestCase {
         }
         let second = try Trainer(recipe: recipe)
         XCTAssertEqual(second.step, 3)
-        XCTAssertEqual(try second.run { _ in }.count, 3)
+        let rest = try second.run { _ in }.map { $0.values }
+        XCTAssertEqual(rest.count, 3)
+        // The resumed steps give the losses of a run that was never stopped.
+        let whole = try Trainer(recipe: tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: dir.appendingPathComponent("inbatch-whole"),
+                                                   ["model.queue_size": 0])).run { _ in }.map { $0.values }
+        for (a, b) in zip(losses + rest, whole) {
+            for (k, v) in b { XCTAssertEqual(a[k]!, v, accuracy: 1e-5 * max(1, abs(v)), "in-batch \(k)") }
+        }
     }
 
     func testResumingWithAnotherRecipeIsRefusedNamingTheKey() throws {
