@@ -153,14 +153,17 @@ public struct ClipSampler: Sendable {
         return out
     }
 
-    /// Start frames of two clips of the same video, their gap drawn from `positiveGap` seconds
-    /// (shrunk to what the video allows), the first start chosen by motion when MCL sampling is on.
+    /// Start frames of two clips of the same video, their gap drawn uniformly from
+    /// `positiveGap` seconds intersected with what the video allows (a gap drawn from the whole
+    /// range and then clamped would be the video's longest almost always, so every pair would be
+    /// its first and last clip), the first start chosen by motion when MCL sampling is on.
     func pairStarts(_ e: ShardDataset.Entry, rng: inout RandomGenerator) throws -> (Int, Int) {
         let span = (sampling.frames - 1) * sampling.stride + 1
         let last = max(0, e.length - span)
         let fps = dataset.fps(of: e)
-        let lo = Int(sampling.positiveGap.lowerBound * fps), hi = Int(sampling.positiveGap.upperBound * fps)
-        let gap = min(last, lo + Int(rng.next() % UInt64(max(1, hi - lo + 1))))
+        let hi = min(last, Int(sampling.positiveGap.upperBound * fps))
+        let lo = min(hi, Int(sampling.positiveGap.lowerBound * fps))
+        let gap = lo + Int(rng.next() % UInt64(hi - lo + 1))
         var first = Int(rng.next() % UInt64(last - gap + 1))
         if augmentation.enabled && augmentation.motionTemporalSampling && dataset.hasFlow && last - gap > 0 {
             first = try motionFocusedStart(e, candidates: last - gap + 1, rng: &rng)

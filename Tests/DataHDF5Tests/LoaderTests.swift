@@ -120,6 +120,26 @@ final class LoaderTests: XCTestCase {
         XCTAssertNotEqual(direct[0], direct[3], "a new epoch reshuffles")
     }
 
+    func testPositiveGapsSpreadOverWhatTheVideoAllows() throws {
+        // 60 frames at 10 fps, clips span 7 frames: gaps of 0.5-10 s fit as 5...53 frames. A gap
+        // drawn from 5...100 and then clamped to 53 would be 53 about half the time (mean ~41).
+        let ds = try makeDataset(frames: 60)
+        let s = sampler(ds, .none)
+        var gaps: [Float] = []
+        for b in 0..<24 {
+            let batch = try s.batch(at: LoaderPosition(epoch: b / 3, batch: b % 3))
+            for i in 0..<2 {
+                let clip = 4 * 16 * 16 * 3
+                gaps.append(abs(red(batch.rgbA, i * clip) - red(batch.rgbB, i * clip)).rounded())
+            }
+        }
+        XCTAssert(gaps.allSatisfy { (5...53).contains($0) }, "\(gaps)")
+        let longest = gaps.filter { $0 == 53 }.count
+        XCTAssertLessThan(longest, 8, "\(longest) of \(gaps.count) pairs at the longest gap: \(gaps)")
+        let mean = gaps.reduce(0, +) / Float(gaps.count)
+        XCTAssertEqual(mean, 29, accuracy: 8, "uniform over 5...53 has mean 29: \(gaps)")
+    }
+
     func testMotionFocusedSamplingPrefersMovingClips() throws {
         // Frames 0..29 still; frames 30..59 have a moving square (motion boundaries).
         let ds = try makeDataset(frames: 60) { f, x, y in f >= 30 && (8..<20).contains(x) && (8..<20).contains(y) ? 6 : 0 }
