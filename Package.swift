@@ -45,7 +45,7 @@ let package = Package(
         .testTarget(name: "LossesTests", dependencies: ["Losses", "Tensor"]),
         .testTarget(name: "PathwaysTests", dependencies: ["Pathways", "Backbones", "Losses", "Tensor"]),
         .testTarget(name: "DataHDF5Tests", dependencies: ["DataHDF5", "Video", "Tensor"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Pathways", "DataHDF5", "Tensor"], exclude: []),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Pathways", "Backbones", "DataHDF5", "Tensor"], exclude: []),
         .testTarget(name: "CBindingsTests", dependencies: ["CBLAS", "CHDF5", "CFFmpeg"]),
         .testTarget(name: "MaclrCLITests", dependencies: ["maclr", "Backbones", "Tensor", "DataHDF5", "CHDF5"]),
     ],

@@ -148,3 +148,37 @@ func stageChildren(_ stages: [[Module]]) -> [(String, Module)] {
         ("layer\(i + 1)", Group(blocks.enumerated().map { (String($0.offset), $0.element) }))
     }
 }
+
+/// How a network's weights start.
+public enum WeightInit: String, Codable, Sendable, CaseIterable {
+    /// torchvision's init of its ResNets: convs Kaiming normal (fan_out, ReLU gain), linear layers
+    /// N(0, 0.01) or the head's own scale, BN (1, 0).
+    case torchvision
+    /// PyTorch's layer defaults (what a model gets without an init function): convs and linear
+    /// weights uniform in +-1/sqrt(fan_in) (Kaiming uniform with a = sqrt(5)), linear biases
+    /// likewise, BN (1, 0). Weights ~2.5x smaller than torchvision's, so the same Adam step moves
+    /// them relatively further.
+    case pytorch
+}
+
+extension Module {
+    /// Redraws every conv and linear layer's weights by `scheme` from `seed` (BN keeps (1, 0)).
+    /// `.torchvision` leaves the constructors' draw as it is.
+    public func initialize(_ scheme: WeightInit, seed: UInt64) {
+        guard scheme == .pytorch else { return }
+        var rng = RandomGenerator(seed: seed)
+        func fill(_ t: Tensor, bound: Float) {
+            for i in 0..<t.count { t.data[i] = bound * (2 * rng.uniform() - 1) }
+        }
+        for (_, m) in namedModules() {
+            if let conv = m as? Conv3d {
+                // weight (O, kT, kH, kW, C): fan_in = kT kH kW C
+                fill(conv.weight, bound: 1 / Float(conv.weight.count / conv.weight.shape[0]).squareRoot())
+            } else if let fc = m as? Linear {
+                let bound = 1 / Float(fc.weight.shape[1]).squareRoot()
+                fill(fc.weight, bound: bound)
+                fill(fc.bias, bound: bound)
+            }
+        }
+    }
+}

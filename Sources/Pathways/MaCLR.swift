@@ -10,6 +10,7 @@ public final class MaCLRModel {
         public var visual = VideoResNetConfig(kind: .r2plus1d18, width: 0.25, blocksPerStage: [1, 1, 1, 1])
         /// nil: no Motion pathway.
         public var motion: MotionBackbone? = .frames(FrameResNetConfig(width: 0.125, blocksPerStage: [1, 1, 1, 1], inputChannels: 2))
+        public var weightInit = WeightInit.torchvision
         public var headHidden = 2048, embedding = 128
         public var queueSize = 65_536
         public var momentum: Float = 0.999
@@ -28,10 +29,13 @@ public final class MaCLRModel {
     public init(_ config: Config, seed: UInt64) {
         self.config = config
         visual = Pathway(visual: config.visual, hidden: config.headHidden, output: config.embedding, seed: seed)
+        // the encoder's draws come first, so its init equals a bare VideoResNet's from `seed`
+        visual.initialize(config.weightInit, seed: seed)
         visualKey = Pathway(visual: config.visual, hidden: config.headHidden, output: config.embedding, seed: seed)
         visualKey.copyState(from: visual)
         if let m = config.motion {
             let q = Pathway(motion: m, hidden: config.headHidden, output: config.embedding, seed: seed &+ 100)
+            q.initialize(config.weightInit, seed: seed &+ 100)
             let k = Pathway(motion: m, hidden: config.headHidden, output: config.embedding, seed: seed &+ 100)
             k.copyState(from: q)
             motion = q; motionKey = k

@@ -129,7 +129,9 @@ public struct Evaluation {
         }
         var config = recipe.visualConfig
         config.classes = nil
+        // a random init is the network pretraining starts from (MaCLRModel draws it the same way)
         let net = VideoResNet(config, seed: UInt64(recipe.int("seed")))
+        net.initialize(recipe.weightInit, seed: UInt64(recipe.int("seed")))
         if let checkpoint {
             let url = try resolveCheckpoint(checkpoint)
             let (tensors, _) = try SafeTensors.read(url.appendingPathComponent("state.safetensors"))

@@ -44,6 +44,8 @@ public enum RecipeKey {
              doc: "Motion pathway: frame-wise 2-D ResNet-18, a 3-D ResNet, or none (visual-only)"),
         Spec(key: "model.motion_width", kind: .double, defaultValue: 0.125, doc: "channel multiplier of the motion encoder (paper: 1/8)"),
         Spec(key: "model.motion_blocks", kind: .intList, defaultValue: [1, 1, 1, 1], doc: "residual blocks per stage of the motion encoder"),
+        Spec(key: "model.init", kind: .choice(["torchvision", "pytorch"]), defaultValue: "torchvision",
+             doc: "weight init: torchvision's (Kaiming normal, fan_out) or PyTorch's layer default (uniform +-1/sqrt(fan_in))"),
         Spec(key: "model.head_hidden", kind: .int, defaultValue: 512, doc: "hidden size of the projection heads (paper: 2048)"),
         Spec(key: "model.embedding", kind: .int, defaultValue: 128, doc: "embedding size of the projection heads"),
         Spec(key: "model.queue_size", kind: .int, defaultValue: 4096, doc: "negatives per modality (paper: 65536); 0: the batch's other keys (MoCo v3)"),

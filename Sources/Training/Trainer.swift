@@ -47,9 +47,12 @@ extension Recipe {
         VideoResNetConfig(kind: VideoResNetKind(rawValue: string("model.arch"))!, width: double("model.width"), blocksPerStage: ints("model.blocks"))
     }
 
+    public var weightInit: WeightInit { WeightInit(rawValue: string("model.init"))! }
+
     var motionRepresentation: MotionRepresentation { MotionRepresentation(rawValue: string("data.motion_input"))! }
 
-    var modelConfig: MaCLRModel.Config {
+    /// The MaCLR model the recipe describes.
+    public var modelConfig: MaCLRModel.Config {
         var c = MaCLRModel.Config()
         c.visual = visualConfig
         let channels = motionRepresentation.channels
@@ -59,6 +62,7 @@ extension Recipe {
                                                           blocksPerStage: ints("model.motion_blocks"), inputChannels: channels))
         default: c.motion = nil
         }
+        c.weightInit = weightInit
         c.headHidden = int("model.head_hidden"); c.embedding = int("model.embedding"); c.queueSize = int("model.queue_size")
         c.momentum = Float(double("model.momentum"))
         c.keyBatchNorm = KeyBatchNorm(rawValue: string("model.key_bn"))!
@@ -141,6 +145,7 @@ public final class Trainer {
             var c = recipe.visualConfig
             c.classes = max(1, dataset.manifest.classes.count)
             let net = VideoResNet(c, seed: seed)
+            net.initialize(recipe.weightInit, seed: seed)
             net.requireGradients()
             learner = .supervised(net)
         } else {

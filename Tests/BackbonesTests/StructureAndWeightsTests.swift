@@ -28,6 +28,35 @@ final class StructureAndWeightsTests: XCTestCase {
         XCTAssertEqual(r2plus1dMidPlanes(64, 128), 230)   // torchvision's layer2.0 mid planes
     }
 
+    func testPyTorchDefaultInitDrawsUniformWithinOneOverRootFanIn() {
+        let config = VideoResNetConfig(kind: .r2plus1d18, width: 0.25, blocksPerStage: [1, 1, 1, 1], classes: 10)
+        let torchvision = VideoResNet(config, seed: 3), pytorch = VideoResNet(config, seed: 3)
+        pytorch.initialize(.pytorch, seed: 3)
+        let before = torchvision.torchStateDict(), after = pytorch.torchStateDict()
+        // layer1.0.conv1.0.0: (1,3,3) conv, 16 -> mid channels: fan_in 144, bound 1/12
+        let w = after["layer1.0.conv1.0.0.weight"]!, bound = 1 / Float(144).squareRoot()
+        let values = (0..<w.count).map { w.data[$0] }
+        XCTAssert(values.allSatisfy { abs($0) <= bound })
+        let std = (values.map { $0 * $0 }.reduce(0, +) / Float(values.count)).squareRoot()
+        XCTAssertEqual(std, bound / Float(3).squareRoot(), accuracy: 0.05 * bound, "uniform(-b, b) has std b/sqrt(3)")
+        // torchvision's Kaiming fan_out draw for the same layer is wider
+        let tv = before["layer1.0.conv1.0.0.weight"]!
+        let tvStd = ((0..<tv.count).map { tv.data[$0] * tv.data[$0] }.reduce(0, +) / Float(tv.count)).squareRoot()
+        XCTAssertGreaterThan(tvStd, 1.5 * std)
+        // linear layers: weight and bias within 1/sqrt(in) = 1/sqrt(128); BN stays (1, 0)
+        let fcBound = 1 / Float(128).squareRoot()
+        for key in ["fc.weight", "fc.bias"] {
+            let t = after[key]!
+            XCTAssert((0..<t.count).allSatisfy { abs(t.data[$0]) <= fcBound } && (0..<t.count).contains { t.data[$0] != 0 }, key)
+        }
+        XCTAssertEqual(after["layer1.0.conv1.1.weight"]!.data[0], 1)
+        XCTAssertEqual(after["layer1.0.conv1.1.bias"]!.data[0], 0)
+        // `.torchvision` keeps the constructor's draw
+        let same = VideoResNet(config, seed: 3)
+        same.initialize(.torchvision, seed: 3)
+        XCTAssertEqual(same.torchStateDict()["layer2.0.conv2.3.weight"]!.data[5], before["layer2.0.conv2.3.weight"]!.data[5])
+    }
+
     func testSavedWeightsReloadToTheSameOutput() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("enc-\(UUID().uuidString).safetensors")
         defer { try? FileManager.default.removeItem(at: url) }

@@ -1,5 +1,8 @@
+import Backbones
 import DataHDF5
 import Foundation
+import Pathways
+import Tensor
 import Training
 import XCTest
 
@@ -31,6 +34,22 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(r[0], 2.0 / 3, accuracy: 1e-9)     // the third query's nearest is class 0
         XCTAssertEqual(r[1], 2.0 / 3, accuracy: 1e-9)     // its two nearest are both class 0
         XCTAssertEqual(r[2], 1.0, accuracy: 1e-9)
+    }
+
+    func testTheRandomInitFloorIsTheNetworkPretrainingStartsFrom() throws {
+        var firsts: [Float] = []
+        for scheme in ["torchvision", "pytorch"] {
+            let recipe = tinyRecipe(dataset: URL(fileURLWithPath: "/unused"), output: URL(fileURLWithPath: "/unused"), ["model.init": scheme, "seed": 4])
+            let floor = try Evaluation.loadEncoder(checkpoint: nil, encoderFile: nil, recipe: recipe)
+            let start = MaCLRModel(recipe.modelConfig, seed: 4).visual.encoder
+            let a = floor.namedState(prefix: "e"), b = start.namedState(prefix: "e")
+            XCTAssertEqual(a.map(\.0), b.map(\.0))
+            for ((name, x), (_, y)) in zip(a, b) {
+                XCTAssertEqual((0..<x.count).map { x.data[$0] }, (0..<y.count).map { y.data[$0] }, "\(scheme): \(name)")
+            }
+            firsts.append(a[0].1.data[0])
+        }
+        XCTAssertNotEqual(firsts[0], firsts[1], "the two schemes draw different weights")
     }
 
     func testEvaluatingATrainedRunEndToEnd() throws {
