@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
-from make_parity_fixture import VideoResNet  # noqa: E402
+from make_parity_fixture import FrameResNet, VideoResNet  # noqa: E402
 
 MEAN = np.array([0.43216, 0.394666, 0.37645], np.float32)
 STD = np.array([0.22803, 0.22145, 0.216989], np.float32)
@@ -44,17 +44,22 @@ FRAMES, STRIDE, CROP = 8, 2, 56
 SPAN = (FRAMES - 1) * STRIDE + 1
 
 
-def load_videos(dataset):
-    """[(is_test, frames (F, H, W, 3) uint8, label)] for every video of the dataset."""
+def load_videos(dataset, with_flow=False):
+    """[(is_test, frames (F, H, W, 3) uint8, label[, flow (F, H, W, 2) float in units of the
+    bound])] for every video of the dataset."""
     manifest = json.load(open(os.path.join(dataset, "manifest.json")))
     test = set(manifest["splits"].get("test", []))
     videos = []
     for shard in manifest["shards"]:
         with h5py.File(os.path.join(dataset, shard["file"]), "r") as f:
             v, rgb = f["videos"], f["rgb"][...]
+            flow = f["flow"][...] if with_flow else None
             for name, start, length, label in zip(v["name"][...], v["start"][...], v["length"][...], v["label"][...]):
                 name = name.decode() if isinstance(name, bytes) else name
-                videos.append((name in test, rgb[start:start + length], int(label)))
+                entry = (name in test, rgb[start:start + length], int(label))
+                if with_flow:  # stored as round((f + b) * 255 / 2b): back to f / b
+                    entry += (flow[start:start + length].astype(np.float32) * (2 / 255) - 1,)
+                videos.append(entry)
     return videos
 
 
@@ -111,7 +116,7 @@ def moco(a):
     train_set = [v for v in load_videos(a.dataset) if not v[0]]
 
     def pathway():
-        net = VideoResNet("r2plus1d_18", a.width, 3, 1)
+        net = VideoResNet("r2plus1d_18", a.width, 3, 1, blocks=(a.blocks,) * 4)
         features = net.fc.in_features
         net.fc = nn.Sequential(nn.Linear(features, 512), nn.ReLU(), nn.Linear(512, 128))
         return net
@@ -155,20 +160,146 @@ def moco(a):
         recent = (recent + [loss.item()])[-20:]
         if (step + 1) % 20 == 0:
             print(f"step {step + 1} loss {np.mean(recent):.3f}", flush=True)
+    query.fc = nn.Identity()
+    print(f"linear probe top-1 {linear_probe(query, a.dataset):.1f}% (random init: {linear_probe(pathway_backbone(a), a.dataset):.1f}%)")
 
 
-def probe(a):
-    from safetensors.torch import load_file
-    net = VideoResNet("r2plus1d_18", a.width, 3, 1)
-    state = load_file(a.encoder)
-    state["fc.weight"], state["fc.bias"] = net.fc.weight.detach().clone(), net.fc.bias.detach().clone()
-    net.load_state_dict(state, strict=True)
+def pathway_backbone(a):
+    torch.manual_seed(a.seed)
+    net = VideoResNet("r2plus1d_18", a.width, 3, 1, blocks=(a.blocks,) * 4)
     net.fc = nn.Identity()
+    return net
+
+
+def flow_clip(flow, start, oy, ox):
+    """(2, T, CROP, CROP) flow clip (units of the bound) from `start`, cropped at (oy, ox)."""
+    return flow[start:start + SPAN:STRIDE, oy:oy + CROP, ox:ox + CROP].transpose(3, 0, 1, 2).copy()
+
+
+def resized(frames, start, normalise=False):
+    """(C, T, CROP, CROP): the whole frame (C channels) bilinearly resized to the crop, as maclr
+    does without augmentation."""
+    c = frames[start:start + SPAN:STRIDE].astype(np.float32)
+    if normalise:
+        c = (c / 255 - MEAN) / STD
+    x = torch.from_numpy(c).permute(0, 3, 1, 2)
+    return nn.functional.interpolate(x, size=(CROP, CROP), mode="bilinear", align_corners=False).permute(1, 0, 2, 3).numpy()
+
+
+def info_nce(q, k, queue, temperature):
+    """InfoNCE of queries q against their keys k, negatives from `queue` (or, if None, the
+    batch's other keys)."""
+    if queue is None:
+        return nn.functional.cross_entropy(q @ k.t() / temperature, torch.arange(len(q)))
+    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.t()], 1) / temperature
+    return nn.functional.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long))
+
+
+def maclr(a):
+    """MaCLR as quickstart.yaml runs it (no augmentation but the crop): visual query on clip A,
+    visual key on clip B; motion (frame-wise ResNet on flow) query on A's flow, key on B's;
+    L = L_v + w (L_v->m + L_m->v) [+ w_m L_m]."""
+    import copy
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
+    train_set = [v for v in load_videos(a.dataset, with_flow=True) if not v[0]]
+
+    def head(net):
+        net.fc = nn.Sequential(nn.Linear(net.fc.in_features, 512), nn.ReLU(), nn.Linear(512, 128))
+        return net
+    visual = head(VideoResNet("r2plus1d_18", a.width, 3, 1, blocks=(a.blocks,) * 4))
+    motion = head(FrameResNet(a.width / 2, 2, 1, blocks=(a.blocks,) * 4))
+    if a.init == "torchvision":
+        for net in (visual, motion):
+            torchvision_init(net)
+    visual_key, motion_key = copy.deepcopy(visual), copy.deepcopy(motion)
+    for p in list(visual_key.parameters()) + list(motion_key.parameters()):
+        p.requires_grad = False
+    queues = [nn.functional.normalize(torch.randn(a.queue, 128), dim=1) for _ in range(2)] if a.queue else [None, None]
+    params = list(visual.parameters()) + list(motion.parameters())
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=1e-4)
+
+    def keys(net, x):
+        with torch.no_grad():
+            order = torch.from_numpy(rng.permutation(len(x)))
+            shuffled = x[order]
+            k = torch.cat([net(shuffled[:len(x) // 2]), net(shuffled[len(x) // 2:])])
+            return nn.functional.normalize(k[torch.argsort(order)], dim=1)
+    recent = []
+    for step in range(a.steps):
+        for g in opt.param_groups:
+            g["lr"] = a.lr * min(1, (step + 1) / 40) * (0.5 * (1 + math.cos(math.pi * step / a.steps)) if a.cosine else 1)
+        picks = rng.choice(len(train_set), 8, replace=False)
+        ra, rb, fa, fb = [], [], [], []
+        for i in picks:
+            _, frames, _, flow = train_set[i]
+            h, w = frames.shape[1:3]
+            if a.min_gap:  # maclr's pair sampling: a gap of at least min_gap frames
+                last = len(frames) - SPAN
+                gap = rng.integers(min(a.min_gap, last), last + 1)
+                first = rng.integers(0, last - gap + 1)
+                starts = [first, first + gap] if rng.random() < 0.5 else [first + gap, first]
+            else:  # independent starts (the flow of a video's last frame is zeros)
+                starts = [rng.integers(0, len(frames) - SPAN) for _ in range(2)]
+            for (rgbs, flows), start in zip(((ra, fa), (rb, fb)), starts):
+                oy, ox = rng.integers(0, h - CROP + 1), rng.integers(0, w - CROP + 1)
+                if a.whole_frame:
+                    rgbs.append(resized(frames, start, normalise=True))
+                    flows.append(resized(flow, start) * (CROP / h))
+                else:
+                    rgbs.append(clip(frames, start, oy, ox))
+                    flows.append(flow_clip(flow, start, oy, ox))
+        ra, rb, fa, fb = (torch.from_numpy(np.stack(x)) for x in (ra, rb, fa, fb))
+        vq = nn.functional.normalize(visual(ra), dim=1)
+        mq = nn.functional.normalize(motion(fa), dim=1)
+        vk, mk = keys(visual_key, rb), keys(motion_key, fb)
+        terms = [info_nce(vq, vk, queues[0], a.temperature),
+                 a.cross * info_nce(vq, mk, queues[1], a.temperature),
+                 a.cross * info_nce(mq, vk, queues[0], a.temperature),
+                 a.motion_intra * info_nce(mq, mk, queues[1], a.temperature)]
+        loss = sum(terms)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for net, key_net in ((visual, visual_key), (motion, motion_key)):
+                for pk, pq in zip(key_net.parameters(), net.parameters()):
+                    pk.mul_(a.momentum).add_(pq, alpha=1 - a.momentum)
+            if a.queue:
+                queues = [torch.cat([vk, queues[0][:-8]]), torch.cat([mk, queues[1][:-8]])]
+        recent = (recent + [[t.item() for t in terms]])[-20:]
+        if (step + 1) % 20 == 0:
+            print(f"step {step + 1} v {np.mean([r[0] for r in recent]):.3f} v->m {np.mean([r[1] for r in recent]):.3f} "
+                  f"m->v {np.mean([r[2] for r in recent]):.3f} m {np.mean([r[3] for r in recent]):.3f}", flush=True)
+        if a.probe_every and (step + 1) % a.probe_every == 0 and step + 1 < a.steps:
+            backbone = copy.deepcopy(visual)
+            backbone.fc = nn.Identity()
+            print(f"step {step + 1} linear probe top-1 {linear_probe(backbone, a.dataset):.1f}%", flush=True)
+            visual.train()
+    visual.fc = nn.Identity()
+    print(f"linear probe top-1 {linear_probe(visual, a.dataset):.1f}%")
+
+
+def torchvision_init(net):
+    """torchvision's init of its video ResNets (maclr's): Kaiming normal fan_out for convs, BN
+    (1, 0), linear layers N(0, 0.01) with zero bias."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv3d, nn.Conv2d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+def linear_probe(net, dataset):
+    """Test top-1 (%) of maclr eval's linear probe on `net`'s frozen features: 4 evenly spaced
+    central clips per video averaged, standardised features, Adam 0.05, L2 1e-3, 500 full-batch
+    steps."""
     net.eval()
     features = {False: [], True: []}
     labels = {False: [], True: []}
     with torch.no_grad():
-        for is_test, frames, label in load_videos(a.dataset):
+        for is_test, frames, label in load_videos(dataset):
             starts = np.linspace(0, len(frames) - SPAN, 4).round().astype(int)
             x = torch.from_numpy(np.stack([central(frames, s) for s in starts]))
             features[is_test].append(net(x).mean(0).numpy())
@@ -183,8 +314,17 @@ def probe(a):
         opt.zero_grad()
         (nn.functional.cross_entropy(linear(xtr), ytr) + 1e-3 * (linear.weight ** 2).sum()).backward()
         opt.step()
-    top1 = (linear(xte).argmax(1).numpy() == np.array(labels[True])).mean()
-    print(f"linear probe top-1 {100 * top1:.1f}% ({len(xtr)} train / {len(xte)} test videos)")
+    return 100 * (linear(xte).argmax(1).numpy() == np.array(labels[True])).mean()
+
+
+def probe(a):
+    from safetensors.torch import load_file
+    net = VideoResNet("r2plus1d_18", a.width, 3, 1, blocks=(a.blocks,) * 4)
+    state = load_file(a.encoder)
+    state["fc.weight"], state["fc.bias"] = net.fc.weight.detach().clone(), net.fc.bias.detach().clone()
+    net.load_state_dict(state, strict=True)
+    net.fc = nn.Identity()
+    print(f"linear probe top-1 {linear_probe(net, a.dataset):.1f}%")
 
 
 def main():
@@ -204,14 +344,34 @@ def main():
     m.add_argument("--width", type=float, default=0.25)
     m.add_argument("--augment-crop", action="store_true")
     m.add_argument("--queue", type=int, default=128, help="0: in-batch negatives (MoCo v3)")
+    m.add_argument("--blocks", type=int, default=2, help="residual blocks per stage")
     m.add_argument("--seed", type=int, default=0)
+    c = sub.add_parser("maclr")
+    c.add_argument("dataset")
+    c.add_argument("--steps", type=int, default=400)
+    c.add_argument("--lr", type=float, default=0.001)
+    c.add_argument("--width", type=float, default=0.25)
+    c.add_argument("--blocks", type=int, default=1, help="residual blocks per stage")
+    c.add_argument("--queue", type=int, default=128, help="0: in-batch negatives (MoCo v3)")
+    c.add_argument("--temperature", type=float, default=0.1)
+    c.add_argument("--momentum", type=float, default=0.99)
+    c.add_argument("--cross", type=float, default=1.0, help="cross-modal weight (0: visual-only)")
+    c.add_argument("--motion-intra", type=float, default=0.0)
+    c.add_argument("--cosine", action="store_true", help="cosine LR decay after warm-up")
+    c.add_argument("--probe-every", type=int, default=0)
+    c.add_argument("--min-gap", type=int, default=0, help="frames between a pair's starts, at least (maclr: 0.5 s = 8)")
+    c.add_argument("--whole-frame", action="store_true", help="whole frames resized to the crop (maclr without augmentation)")
+    c.add_argument("--init", choices=["pytorch", "torchvision"], default="pytorch",
+                   help="PyTorch's default layer init, or torchvision's (maclr's)")
+    c.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("probe")
     p.add_argument("dataset")
     p.add_argument("encoder")
     p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--blocks", type=int, default=1, help="residual blocks per stage")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    {"train": train, "moco": moco, "probe": probe}[a.command](a)
+    {"train": train, "moco": moco, "maclr": maclr, "probe": probe}[a.command](a)
 
 
 if __name__ == "__main__":
