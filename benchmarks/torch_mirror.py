@@ -8,15 +8,24 @@ benchmark"): is what maclr learns (or fails to learn) on a dataset the same in P
       batch 8, 8-frame clips at stride 2 from a random start, a random 56x56 crop of the 64x64
       frames, Kinetics normalisation, 30 warm-up steps then cosine. Prints the loss every 40
       steps and the test / train accuracy of its own classifier (one central clip per video).
-  moco DATASET --steps 200 --lr 0.001 [--augment-crop] [--seed 0]
+  moco DATASET --steps 200 --lr 0.001 [--queue 0] [--blocks 1] [--augment-crop] [--seed 0]
       visual-only MoCo as maclr's visual-only recipe runs it: two clips of a video at independent
       random starts, the same crop (or independent random crops with --augment-crop), head
       Linear-ReLU-Linear (512, 128), L2-normalised, key encoder EMA 0.99 with keys' BN over two
       shuffled sub-batches, a queue of 128, temperature 0.1, AdamW at a constant LR. Prints the
       InfoNCE loss (mean of the last 20 steps) every 20 steps: the check that the instance task
-      is learnable at this size, independent of maclr's engine.
-  probe DATASET ENCODER [--width 0.25]
-      loads a maclr encoder (maclr export or a run's encoder.safetensors, two blocks per stage)
+      is learnable at this size, independent of maclr's engine; then the linear probe of the
+      trained encoder beside that of its random init.
+  maclr DATASET --steps 400 --lr 0.001 [--queue 0] [--init torchvision] [--whole-frame] [--min-gap 8]
+      MaCLR as base.yaml runs it: visual query on clip A, visual key on clip B; a frame-wise
+      ResNet-18 (half the visual width) on the clips' flow (units of the bound), its key on B's;
+      L = L_v + w (L_v->m + L_m->v) [+ w_m L_m] with in-batch (--queue 0) or queue negatives, EMA
+      keys with BN over two shuffled sub-batches, AdamW, 40 warm-up steps then constant (or
+      --cosine). Independent random 56x56 crops and starts by default; --whole-frame, --min-gap 8
+      and --init torchvision reproduce maclr's sampling and init. Prints the loss terms every 20
+      steps, the linear probe every --probe-every steps and at the end.
+  probe DATASET ENCODER [--width 0.25] [--blocks 1]
+      loads a maclr encoder (maclr export or a run's encoder.safetensors, --blocks per stage)
       into the mirror with strict=True and runs the linear probe as maclr eval does (4 evenly
       spaced central clips per video averaged, standardised features, Adam 0.05, L2 1e-3, 500
       full-batch steps); prints test top-1.
