@@ -25,7 +25,8 @@ final class RecipeTests: XCTestCase {
         }
         let v = try Recipe.load(Self.recipes.appendingPathComponent("visual-only.yaml").path)
         XCTAssertEqual(v.string("model.motion_pathway"), "none")
-        XCTAssertEqual(v.double("optim.lr"), 0.001)              // from base.yaml
+        XCTAssertEqual(v.double("optim.lr"), 0.0003)             // from base.yaml
+        XCTAssertEqual(v.string("model.init"), "pytorch")
         XCTAssertEqual(v.string("optim.optimizer"), "adamw")
         XCTAssertEqual(v.doubles("data.blur_sigma"), [0.1, 0.5])
         XCTAssertEqual(v.double("optim.weight_decay"), 1e-4)      // '1e-4' in YAML
@@ -33,6 +34,9 @@ final class RecipeTests: XCTestCase {
         let paper = try Recipe.load(Self.recipes.appendingPathComponent("maclr-r2plus1d.yaml").path)
         XCTAssertEqual(paper.int("model.queue_size"), 65536)
         XCTAssertEqual(paper.double("model.momentum"), 0.999)
+        XCTAssertEqual(paper.string("model.init"), "torchvision")
+        XCTAssertEqual(paper.double("optim.min_lr"), 0)
+        XCTAssertTrue(paper.bool("data.augment"))
         XCTAssertEqual(paper.string("optim.optimizer"), "sgd")
         XCTAssertEqual(paper.double("optim.lr"), 0.1)
     }
