@@ -3,7 +3,8 @@
 # settings x 3 seeds (random init, visual-only, MaCLR, MaCLR + motion intra-modal, supervised),
 # without and with scene bias. Makes the two datasets, runs everything, and prints a markdown
 # table of linear-probe top-1 and retrieval R@1 (mean and spread over seeds) to
-# $out/results.md. About 80 minutes on 2 cores.
+# $out/results.md. About 22 minutes per seed with the two settings side by side (THREADS=1
+# below), so about 65 minutes for three seeds on 2 cores.
 #
 # Usage: bash benchmarks/synthetic_results.sh [outdir] [seeds]     (defaults: runs/results, "0 1 2")
 #        SETTINGS="scene-bias" THREADS=1 bash benchmarks/synthetic_results.sh   (one setting, 1 thread:
