@@ -235,18 +235,29 @@ func col2imAdd(_ cols: UnsafePointer<Float>, _ g: ConvGeometry, samples: Range<I
 // y[n, ot] (frames*HW x O) += x[n, ot - pT + i] (frames*HW x C) W_i^T, where W_i = W[:, i, :]
 // is (O x C) with row stride kT*C.
 
+/// Calls `body(tap, frames, input, output)` for every sample and temporal tap with valid frames:
+/// `frames` output frames starting at element offset `output` of (N, outT, H, W, O) data read
+/// the same number of input frames starting at element offset `input` of (N, T, H, W, C) data.
+/// Samples run in order for each tap, so sums over samples accumulate in the same order.
+func forEachTemporalTap(_ g: ConvGeometry, _ body: (_ tap: Int, _ frames: Int, _ input: Int, _ output: Int) -> Void) {
+    let hw = g.h * g.w
+    for i in 0..<g.kernel[0] {
+        let frames = g.validFrames(tap: i)
+        guard !frames.isEmpty else { continue }
+        for n in 0..<g.n {
+            body(i, frames.count,
+                 (n * g.t + frames.lowerBound - g.padding[0] + i) * hw * g.c,
+                 (n * g.outT + frames.lowerBound) * hw * g.o)
+        }
+    }
+}
+
 /// y = sum over taps of x_shifted W_i^T.
 func temporalForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
     let hw = g.h * g.w, kt = g.kernel[0]
     y.update(repeating: 0, count: g.n * g.outT * hw * g.o)
-    for n in 0..<g.n {
-        for i in 0..<kt {
-            let frames = g.validFrames(tap: i)
-            guard !frames.isEmpty else { continue }
-            let xIn = x + ((n * g.t + frames.lowerBound - g.padding[0] + i) * hw) * g.c
-            let yOut = y + ((n * g.outT + frames.lowerBound) * hw) * g.o
-            convGEMM(false, true, frames.count * hw, g.o, g.c, 1, xIn, g.c, wt + i * g.c, kt * g.c, 1, yOut, g.o)
-        }
+    forEachTemporalTap(g) { i, frames, input, output in
+        convGEMM(false, true, frames * hw, g.o, g.c, 1, x + input, g.c, wt + i * g.c, kt * g.c, 1, y + output, g.o)
     }
 }
 
@@ -254,14 +265,8 @@ func temporalForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g:
 func temporalInputGrad(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ gx: UnsafeMutablePointer<Float>) {
     let hw = g.h * g.w, kt = g.kernel[0]
     gx.update(repeating: 0, count: g.n * g.t * hw * g.c)
-    for n in 0..<g.n {
-        for i in 0..<kt {
-            let frames = g.validFrames(tap: i)
-            guard !frames.isEmpty else { continue }
-            let gyIn = gy + ((n * g.outT + frames.lowerBound) * hw) * g.o
-            let gxOut = gx + ((n * g.t + frames.lowerBound - g.padding[0] + i) * hw) * g.c
-            convGEMM(false, false, frames.count * hw, g.c, g.o, 1, gyIn, g.o, wt + i * g.c, kt * g.c, 1, gxOut, g.c)
-        }
+    forEachTemporalTap(g) { i, frames, input, output in
+        convGEMM(false, false, frames * hw, g.c, g.o, 1, gy + output, g.o, wt + i * g.c, kt * g.c, 1, gx + input, g.c)
     }
 }
 
@@ -269,14 +274,8 @@ func temporalInputGrad(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _
 func temporalWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
     let hw = g.h * g.w, kt = g.kernel[0]
     gw.update(repeating: 0, count: g.o * kt * g.c)
-    for i in 0..<kt {
-        let frames = g.validFrames(tap: i)
-        guard !frames.isEmpty else { continue }
-        for n in 0..<g.n {
-            let gyIn = gy + ((n * g.outT + frames.lowerBound) * hw) * g.o
-            let xIn = x + ((n * g.t + frames.lowerBound - g.padding[0] + i) * hw) * g.c
-            convGEMM(true, false, g.o, g.c, frames.count * hw, 1, gyIn, g.o, xIn, g.c, 1, gw + i * g.c, kt * g.c)
-        }
+    forEachTemporalTap(g) { i, frames, input, output in
+        convGEMM(true, false, g.o, g.c, frames * hw, 1, gy + output, g.o, x + input, g.c, 1, gw + i * g.c, kt * g.c)
     }
 }
 
