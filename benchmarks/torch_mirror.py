@@ -34,6 +34,7 @@ Usage: /opt/torchref/bin/python benchmarks/torch_mirror.py train runs/results/pl
        (needs torch, safetensors, h5py: see ../shared/bench/README.md)
 """
 import argparse
+import copy
 import json
 import math
 import os
@@ -119,21 +120,13 @@ def train(a):
 
 
 def moco(a):
-    import copy
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
     train_set = [v for v in load_videos(a.dataset) if not v[0]]
 
-    def pathway():
-        net = VideoResNet("r2plus1d_18", a.width, 3, 1, blocks=(a.blocks,) * 4)
-        features = net.fc.in_features
-        net.fc = nn.Sequential(nn.Linear(features, 512), nn.ReLU(), nn.Linear(512, 128))
-        return net
-    query = pathway()
-    key = copy.deepcopy(query)
-    for p in key.parameters():
-        p.requires_grad = False
-    queue = nn.functional.normalize(torch.randn(max(a.queue, 8), 128), dim=1)
+    query = with_head(VideoResNet("r2plus1d_18", a.width, 3, 1, blocks=(a.blocks,) * 4))
+    key = frozen_copy(query)
+    queue = nn.functional.normalize(torch.randn(a.queue, 128), dim=1) if a.queue else None
     opt = torch.optim.AdamW(query.parameters(), lr=a.lr, weight_decay=1e-4)
     recent = []
     for step in range(a.steps):
@@ -149,28 +142,50 @@ def moco(a):
             xb.append(clip(frames, rng.integers(0, len(frames) - SPAN + 1), oy, ox))
         xa, xb = torch.from_numpy(np.stack(xa)), torch.from_numpy(np.stack(xb))
         q = nn.functional.normalize(query(xa), dim=1)
-        with torch.no_grad():
-            order = torch.from_numpy(rng.permutation(8))
-            shuffled = xb[order]
-            k = torch.cat([key(shuffled[:4]), key(shuffled[4:])])
-            k = nn.functional.normalize(k[torch.argsort(order)], dim=1)
-        if a.queue:
-            logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.t()], 1) / 0.1
-            loss = nn.functional.cross_entropy(logits, torch.zeros(8, dtype=torch.long))
-        else:  # MoCo v3: the batch's other keys are the negatives
-            loss = nn.functional.cross_entropy(q @ k.t() / 0.1, torch.arange(8))
+        k = shuffled_keys(key, xb, rng)
+        loss = info_nce(q, k, queue, 0.1)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            for pk, pq in zip(key.parameters(), query.parameters()):
-                pk.mul_(0.99).add_(pq, alpha=0.01)
+        momentum_update(key, query, 0.99)
+        if a.queue:
             queue = torch.cat([k, queue[:-8]])
         recent = (recent + [loss.item()])[-20:]
         if (step + 1) % 20 == 0:
             print(f"step {step + 1} loss {np.mean(recent):.3f}", flush=True)
     query.fc = nn.Identity()
     print(f"linear probe top-1 {linear_probe(query, a.dataset):.1f}% (random init: {linear_probe(pathway_backbone(a), a.dataset):.1f}%)")
+
+
+def with_head(net):
+    """`net` with its fc replaced by the projection head Linear-ReLU-Linear (512, 128)."""
+    net.fc = nn.Sequential(nn.Linear(net.fc.in_features, 512), nn.ReLU(), nn.Linear(512, 128))
+    return net
+
+
+def frozen_copy(net):
+    """The momentum (key) copy of `net`: no gradients."""
+    key = copy.deepcopy(net)
+    for p in key.parameters():
+        p.requires_grad = False
+    return key
+
+
+def shuffled_keys(net, x, rng):
+    """L2-normalised keys of batch x from `net` in training mode, its BN run over two shuffled
+    halves (single-process shuffle-BN, as maclr's key_bn: shuffle), in x's order."""
+    with torch.no_grad():
+        order = torch.from_numpy(rng.permutation(len(x)))
+        shuffled = x[order]
+        k = torch.cat([net(shuffled[:len(x) // 2]), net(shuffled[len(x) // 2:])])
+        return nn.functional.normalize(k[torch.argsort(order)], dim=1)
+
+
+def momentum_update(key, query, momentum):
+    """EMA of the query's parameters into the key's."""
+    with torch.no_grad():
+        for pk, pq in zip(key.parameters(), query.parameters()):
+            pk.mul_(momentum).add_(pq, alpha=1 - momentum)
 
 
 def pathway_backbone(a):
@@ -208,32 +223,20 @@ def maclr(a):
     """MaCLR as quickstart.yaml runs it (no augmentation but the crop): visual query on clip A,
     visual key on clip B; motion (frame-wise ResNet on flow) query on A's flow, key on B's;
     L = L_v + w (L_v->m + L_m->v) [+ w_m L_m]."""
-    import copy
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
     train_set = [v for v in load_videos(a.dataset, with_flow=True) if not v[0]]
 
-    def head(net):
-        net.fc = nn.Sequential(nn.Linear(net.fc.in_features, 512), nn.ReLU(), nn.Linear(512, 128))
-        return net
-    visual = head(VideoResNet("r2plus1d_18", a.width, 3, 1, blocks=(a.blocks,) * 4))
-    motion = head(FrameResNet(a.width / 2, 2, 1, blocks=(a.blocks,) * 4))
+    visual = with_head(VideoResNet("r2plus1d_18", a.width, 3, 1, blocks=(a.blocks,) * 4))
+    motion = with_head(FrameResNet(a.width / 2, 2, 1, blocks=(a.blocks,) * 4))
     if a.init == "torchvision":
         for net in (visual, motion):
             torchvision_init(net)
-    visual_key, motion_key = copy.deepcopy(visual), copy.deepcopy(motion)
-    for p in list(visual_key.parameters()) + list(motion_key.parameters()):
-        p.requires_grad = False
+    visual_key, motion_key = frozen_copy(visual), frozen_copy(motion)
     queues = [nn.functional.normalize(torch.randn(a.queue, 128), dim=1) for _ in range(2)] if a.queue else [None, None]
     params = list(visual.parameters()) + list(motion.parameters())
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=1e-4)
 
-    def keys(net, x):
-        with torch.no_grad():
-            order = torch.from_numpy(rng.permutation(len(x)))
-            shuffled = x[order]
-            k = torch.cat([net(shuffled[:len(x) // 2]), net(shuffled[len(x) // 2:])])
-            return nn.functional.normalize(k[torch.argsort(order)], dim=1)
     recent = []
     for step in range(a.steps):
         for g in opt.param_groups:
@@ -243,15 +246,16 @@ def maclr(a):
         for i in picks:
             _, frames, _, flow = train_set[i]
             h, w = frames.shape[1:3]
+            starts = [None, None]
             if a.min_gap:  # maclr's pair sampling: a gap of at least min_gap frames
                 last = len(frames) - SPAN
                 gap = rng.integers(min(a.min_gap, last), last + 1)
                 first = rng.integers(0, last - gap + 1)
                 starts = [first, first + gap] if rng.random() < 0.5 else [first + gap, first]
-            else:  # independent starts (the flow of a video's last frame is zeros)
-                starts = [rng.integers(0, len(frames) - SPAN) for _ in range(2)]
             for (rgbs, flows), start in zip(((ra, fa), (rb, fb)), starts):
                 oy, ox = rng.integers(0, h - CROP + 1), rng.integers(0, w - CROP + 1)
+                if start is None:  # an independent start (the flow of a video's last frame is zeros)
+                    start = rng.integers(0, len(frames) - SPAN)
                 if a.whole_frame:
                     rgbs.append(resized(frames, start, normalise=True))
                     flows.append(resized(flow, start) * (CROP / h))
@@ -261,7 +265,7 @@ def maclr(a):
         ra, rb, fa, fb = (torch.from_numpy(np.stack(x)) for x in (ra, rb, fa, fb))
         vq = nn.functional.normalize(visual(ra), dim=1)
         mq = nn.functional.normalize(motion(fa), dim=1)
-        vk, mk = keys(visual_key, rb), keys(motion_key, fb)
+        vk, mk = shuffled_keys(visual_key, rb, rng), shuffled_keys(motion_key, fb, rng)
         terms = [info_nce(vq, vk, queues[0], a.temperature),
                  a.cross * info_nce(vq, mk, queues[1], a.temperature),
                  a.cross * info_nce(mq, vk, queues[0], a.temperature),
@@ -270,10 +274,9 @@ def maclr(a):
         opt.zero_grad()
         loss.backward()
         opt.step()
+        momentum_update(visual_key, visual, a.momentum)
+        momentum_update(motion_key, motion, a.momentum)
         with torch.no_grad():
-            for net, key_net in ((visual, visual_key), (motion, motion_key)):
-                for pk, pq in zip(key_net.parameters(), net.parameters()):
-                    pk.mul_(a.momentum).add_(pq, alpha=1 - a.momentum)
             if a.queue:
                 queues = [torch.cat([vk, queues[0][:-8]]), torch.cat([mk, queues[1][:-8]])]
         recent = (recent + [[t.item() for t in terms]])[-20:]
@@ -346,22 +349,21 @@ def main():
     t.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     t.add_argument("--width", type=float, default=0.25)
     t.add_argument("--seed", type=int, default=0)
-    m = sub.add_parser("moco")
-    m.add_argument("dataset")
-    m.add_argument("--steps", type=int, default=200)
-    m.add_argument("--lr", type=float, default=0.001)
-    m.add_argument("--width", type=float, default=0.25)
+
+    def contrastive(name, steps, blocks):
+        """A subcommand with the options moco and maclr share."""
+        c = sub.add_parser(name)
+        c.add_argument("dataset")
+        c.add_argument("--steps", type=int, default=steps)
+        c.add_argument("--lr", type=float, default=0.001)
+        c.add_argument("--width", type=float, default=0.25)
+        c.add_argument("--blocks", type=int, default=blocks, help="residual blocks per stage")
+        c.add_argument("--queue", type=int, default=128, help="0: in-batch negatives (MoCo v3)")
+        c.add_argument("--seed", type=int, default=0)
+        return c
+    m = contrastive("moco", steps=200, blocks=2)
     m.add_argument("--augment-crop", action="store_true")
-    m.add_argument("--queue", type=int, default=128, help="0: in-batch negatives (MoCo v3)")
-    m.add_argument("--blocks", type=int, default=2, help="residual blocks per stage")
-    m.add_argument("--seed", type=int, default=0)
-    c = sub.add_parser("maclr")
-    c.add_argument("dataset")
-    c.add_argument("--steps", type=int, default=400)
-    c.add_argument("--lr", type=float, default=0.001)
-    c.add_argument("--width", type=float, default=0.25)
-    c.add_argument("--blocks", type=int, default=1, help="residual blocks per stage")
-    c.add_argument("--queue", type=int, default=128, help="0: in-batch negatives (MoCo v3)")
+    c = contrastive("maclr", steps=400, blocks=1)
     c.add_argument("--temperature", type=float, default=0.1)
     c.add_argument("--momentum", type=float, default=0.99)
     c.add_argument("--cross", type=float, default=1.0, help="cross-modal weight (0: visual-only)")
@@ -372,7 +374,6 @@ def main():
     c.add_argument("--whole-frame", action="store_true", help="whole frames resized to the crop (maclr without augmentation)")
     c.add_argument("--init", choices=["pytorch", "torchvision"], default="pytorch",
                    help="PyTorch's default layer init, or torchvision's (maclr's)")
-    c.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("probe")
     p.add_argument("dataset")
     p.add_argument("encoder")
