@@ -2,6 +2,13 @@
 import PackageDescription
 
 // Imports run one way, down: maclr -> Training -> Backbones -> Tensor -> CBLAS (see DESIGN.md).
+
+// The kernel modules are optimised even in debug builds (tests stay fast; preconditions stay on)
+// and compiled for the CPU that builds them: without it Swift targets baseline x86-64 (SSE2, no
+// FMA), so every SIMD loop runs 4 floats wide on a CPU that has 16. Set MACLR_PORTABLE=1 when
+// building a binary for other machines.
+let kernelFlags: [SwiftSetting] = [.unsafeFlags(
+    Context.environment["MACLR_PORTABLE"] == nil ? ["-O", "-target-cpu", "native"] : ["-O"])]
 let package = Package(
     name: "maclr",
     platforms: [.macOS(.v13)],
@@ -24,14 +31,12 @@ let package = Package(
         .systemLibrary(name: "CFFmpeg", path: "Sources/CFFmpeg", pkgConfig: "libavformat",
                        providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev"])]),
 
-        .target(name: "Tensor", dependencies: ["CBLAS"],
-                // Kernels are optimised even in debug builds (tests stay fast); preconditions stay on.
-                swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: kernelFlags),
         .target(name: "Backbones", dependencies: ["Tensor"]),
         .target(name: "Losses", dependencies: ["Tensor"]),
         .target(name: "Pathways", dependencies: ["Backbones", "Losses", "Tensor"]),
-        .target(name: "Video", dependencies: ["CFFmpeg", "Tensor"], swiftSettings: [.unsafeFlags(["-O"])]),
-        .target(name: "DataHDF5", dependencies: ["CHDF5", "Video", "Tensor"], swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "Video", dependencies: ["CFFmpeg", "Tensor"], swiftSettings: kernelFlags),
+        .target(name: "DataHDF5", dependencies: ["CHDF5", "Video", "Tensor"], swiftSettings: kernelFlags),
         .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video", "DataHDF5", "Losses", "Pathways",
                                                   .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "maclr", dependencies: [
