@@ -122,14 +122,18 @@ func convGEMM(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ al
     ConvStats.recordGEMM(GEMMShape(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc), seconds: seconds)
 }
 
-/// Seconds of one bare sgemm of `shape` on buffers of its own (median of `repeats` after a
-/// warm-up): what a conv's GEMMs are compared with.
-public func timeBareGEMM(_ shape: GEMMShape, repeats: Int = 5) -> Double {
+/// Seconds of one bare sgemm of `shape` on buffers of its own by `backend` (median of `repeats`
+/// after a warm-up), split across the engine's threads as `sgemm` does: what a conv's GEMMs
+/// are compared with.
+public func timeBareGEMM(_ shape: GEMMShape, backend: Engine.GEMMBackend = .openblas, repeats: Int = 5) -> Double {
     let rowsA = shape.transA ? shape.k : shape.m, rowsB = shape.transB ? shape.n : shape.k
     let a = Storage(uninitialized: rowsA * shape.lda), b = Storage(uninitialized: rowsB * shape.ldb)
     let c = Storage(zeros: shape.m * shape.ldc)
     for i in 0..<a.count { a.pointer[i] = Float(i % 7) * 0.1 }
     for i in 0..<b.count { b.pointer[i] = Float(i % 5) * 0.1 }
+    let saved = Engine.gemm
+    Engine.gemm = backend
+    defer { Engine.gemm = saved }
     var times: [Double] = []
     for r in 0...repeats {
         let start = DispatchTime.now().uptimeNanoseconds

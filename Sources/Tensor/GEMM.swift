@@ -1,25 +1,27 @@
-/// Our own single-threaded sgemm, the conv GEMMs' engine: OpenBLAS 0.3.21 reaches 270-410
-/// GFLOP/s of the 540 on this machine's tall, narrow conv products, and a packed-panel GEMM
-/// compiled for the build machine's SIMD width does better there.
+/// Our own single-threaded sgemm, the second backend of `sgemm` (`Engine.gemm`,
+/// MACLR_GEMM=packed). Bare, it matches OpenBLAS's AVX-512 kernels on most conv shapes of
+/// R(2+1)D-18 and beats them on the input gradients' (NN) products; inside a training step it
+/// is still slower on the temporal convs' short-depth products (`maclr bench engine --layers`
+/// shows both, shape by shape), so OpenBLAS stays the default.
 ///
 /// The usual blocking (Goto/BLIS): C (m x n) is computed in tiles of `mr x nr`; the depth is cut
-/// into slices of `kc`; for each slice, op(B) is copied ("packed") into panels of nr columns
-/// stored depth-major, and rows of op(A) in blocks of `mc` into panels of mr rows, also
-/// depth-major. The microkernel then reads both panels with unit stride and keeps the whole
-/// tile in registers: 12 rows x 2 vectors of 16 = 24 accumulators, 2 loads of B and 12 broadcasts
-/// of A per depth step for 24 FMAs. Each tile of C sums its depth in order, slice by slice.
+/// into slices of `kc`, the rows into blocks of `mc`. The microkernel keeps a whole tile in
+/// registers: 12 rows x 2 vectors of 16 = 24 accumulators, 2 loads of B's row and 12 broadcasts
+/// of A's column per depth step for 24 FMAs. It reads each operand in place where it can and
+/// from a packed (copied, depth-major, zero-padded) panel where it cannot (see `sgemm`). Each
+/// tile of C sums its depth in order, slice by slice.
 public enum PackedGEMM {
     typealias Vector = SIMD16<Float>
     static let mr = 12, nr = 32
-    /// A panel of kc x nr floats (32 KiB) stays in L1 while the A panels (12 KiB each) stream.
+    /// A slice of B's panel, kc x nr floats (32 KiB), stays in L1 while A's tiles stream past it.
     static let kc = 256
-    /// A block of mc x kc floats (96 KiB) stays in L2.
+    /// A block of A, mc x kc floats (96 KiB), stays in L2 while B's panels pass.
     static let mc = 96
 
     /// C (m x n) = alpha op(A) op(B) + beta C, row-major with leading dimensions as stored.
     public static func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
-                      _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-                      _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+                             _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                             _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
         guard m > 0, n > 0 else { return }
         if beta != 0 && beta != 1 {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }
@@ -28,36 +30,43 @@ public enum PackedGEMM {
             if beta == 0 { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
             return
         }
+        // A is read in place (each tile broadcasts element [i, p] from either layout): packing
+        // it cost 10-15 % of the step. Only alpha != 1 and the partial tiles at the bottom edge
+        // pack A. B is always packed (zero-padded to whole panels): read in place, its rows sit
+        // ldb apart, and at strides near a multiple of 4 KiB they fall into a few L1 sets.
+        let directA = alpha == 1
+        let aRowStride = transA ? 1 : lda, aDepthStride = transA ? lda : 1
         let panelsB = (n + nr - 1) / nr
         // From the buffer pool: the same sizes come back every step.
         let packedBStorage = Storage(uninitialized: panelsB * nr * kc), packedAStorage = Storage(uninitialized: mc * kc)
         let packedB = packedBStorage.pointer, packedA = packedAStorage.pointer
         defer { withExtendedLifetime((packedBStorage, packedAStorage)) {} }
         for p0 in stride(from: 0, to: k, by: kc) {
-            let depth = min(kc, k - p0)
+            let depth = min(kc, k - p0), depthRange = p0..<(p0 + depth)
             // The first slice writes C when beta is 0; every later one adds to it.
             let add = p0 > 0 || beta != 0
-            packB(transB, b, ldb, depth: p0..<(p0 + depth), columns: n, into: packedB)
+            packB(transB, b, ldb, depth: depthRange, columns: 0..<n, into: packedB)
             for i0 in stride(from: 0, to: m, by: mc) {
                 let rows = min(mc, m - i0)
-                // Row-major A with alpha 1 is read in place (each tile row a unit-stride stream);
-                // otherwise, and for a block's last partial tile, its rows are packed.
-                let direct = !transA && alpha == 1
-                if !direct || rows % mr != 0 {
-                    packA(transA, a, lda, alpha, rows: i0..<(i0 + rows), depth: p0..<(p0 + depth), into: packedA)
+                let firstPackedRow = directA ? rows / mr * mr : 0
+                if firstPackedRow < rows {
+                    packA(transA, a, lda, alpha, rows: (i0 + firstPackedRow)..<(i0 + rows), depth: depthRange,
+                          into: packedA + firstPackedRow * depth)
                 }
                 for jp in 0..<panelsB {
                     let j0 = jp * nr, cols = min(nr, n - j0)
-                    let panelB = packedB + jp * nr * depth
+                    let panelB = UnsafePointer(packedB) + jp * nr * depth
                     for ip in stride(from: 0, to: rows, by: mr) {
                         let tileRows = min(mr, rows - ip)
+                        let (panelA, aRow, aDepth) = ip < firstPackedRow
+                            ? (a + (i0 + ip) * aRowStride + p0 * aDepthStride, aRowStride, aDepthStride)
+                            : (UnsafePointer(packedA) + ip * depth, 1, mr)
                         let tile = c + (i0 + ip) * ldc + j0
-                        let (panelA, rowStride, depthStride) = direct && tileRows == mr
-                            ? (a + (i0 + ip) * lda + p0, lda, 1) : (UnsafePointer(packedA) + ip * depth, 1, mr)
                         if tileRows == mr && cols == nr {
-                            kernel(depth, panelA, rowStride, depthStride, panelB, tile, ldc, add: add)
+                            kernel(depth, panelA, aRow, aDepth, panelB, tile, ldc, add: add)
                         } else {
-                            edgeTile(depth, panelA, rowStride, depthStride, panelB, tile, ldc, rows: tileRows, columns: cols, add: add)
+                            edgeTile(depth, panelA, aRow, aDepth, panelB, tile, ldc,
+                                     rows: tileRows, columns: cols, add: add)
                         }
                     }
                 }
@@ -91,14 +100,14 @@ public enum PackedGEMM {
         }
     }
 
-    /// op(B)[depth, 0..<columns] into panels of nr columns, each depth-major (depth x nr), the
-    /// last panel padded with zero columns.
+    /// op(B)[depth, columns] into panels of nr columns, each depth-major (depth x nr), the last
+    /// panel padded with zero columns.
     static func packB(_ transB: Bool, _ b: UnsafePointer<Float>, _ ldb: Int,
-                      depth: Range<Int>, columns: Int, into dst: UnsafeMutablePointer<Float>) {
+                      depth: Range<Int>, columns: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
         let kd = depth.count
-        for (panel, j0) in stride(from: 0, to: columns, by: nr).enumerated() {
+        for (panel, j0) in stride(from: columns.lowerBound, to: columns.upperBound, by: nr).enumerated() {
             let out = dst + panel * nr * kd
-            let valid = min(nr, columns - j0)
+            let valid = min(nr, columns.upperBound - j0)
             if transB {
                 // op(B)[p, j] = b[j * ldb + p]: each column is contiguous over the depth.
                 for j in 0..<valid {
@@ -117,13 +126,18 @@ public enum PackedGEMM {
         }
     }
 
-    /// A tile at C's bottom or right edge: the full kernel into a scratch tile, then the valid part.
-    static func edgeTile(_ depth: Int, _ panelA: UnsafePointer<Float>, _ rowStride: Int, _ depthStride: Int,
+    /// A tile at C's bottom or right edge (both panels zero-padded to whole tiles): the kernel
+    /// into a scratch tile, then its valid part. Up to 16 columns need only the half-width kernel.
+    static func edgeTile(_ depth: Int, _ panelA: UnsafePointer<Float>, _ aRow: Int, _ aDepth: Int,
                          _ panelB: UnsafePointer<Float>,
                          _ c: UnsafeMutablePointer<Float>, _ ldc: Int, rows: Int, columns: Int, add: Bool) {
         withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * nr) { scratch in
             let s = scratch.baseAddress!
-            kernel(depth, panelA, rowStride, depthStride, panelB, s, nr, add: false)
+            if columns <= nr / 2 {
+                halfKernel(depth, panelA, aRow, aDepth, panelB, s, nr)
+            } else {
+                kernel(depth, panelA, aRow, aDepth, panelB, s, nr, add: false)
+            }
             for i in 0..<rows {
                 let dst = c + i * ldc, src = s + i * nr
                 if add { for j in 0..<columns { dst[j] += src[j] } } else { dst.update(from: src, count: columns) }
@@ -131,11 +145,31 @@ public enum PackedGEMM {
         }
     }
 
+    /// The first 16 columns of a tile, written (not added) to `c`: C = A B[:, 0..<16].
+    static func halfKernel(_ depth: Int, _ panelA: UnsafePointer<Float>, _ aRow: Int, _ aDepth: Int,
+                           _ panelB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        var c0 = Vector(), c1 = Vector(), c2 = Vector(), c3 = Vector(), c4 = Vector(), c5 = Vector()
+        var c6 = Vector(), c7 = Vector(), c8 = Vector(), c9 = Vector(), ca = Vector(), cb = Vector()
+        var pa = panelA, pb = UnsafeRawPointer(panelB)
+        for _ in 0..<depth {
+            let b0 = pb.loadUnaligned(as: Vector.self)
+            c0.addProduct(Vector(repeating: pa[0]), b0); c1.addProduct(Vector(repeating: pa[aRow]), b0)
+            c2.addProduct(Vector(repeating: pa[2 * aRow]), b0); c3.addProduct(Vector(repeating: pa[3 * aRow]), b0)
+            c4.addProduct(Vector(repeating: pa[4 * aRow]), b0); c5.addProduct(Vector(repeating: pa[5 * aRow]), b0)
+            c6.addProduct(Vector(repeating: pa[6 * aRow]), b0); c7.addProduct(Vector(repeating: pa[7 * aRow]), b0)
+            c8.addProduct(Vector(repeating: pa[8 * aRow]), b0); c9.addProduct(Vector(repeating: pa[9 * aRow]), b0)
+            ca.addProduct(Vector(repeating: pa[10 * aRow]), b0); cb.addProduct(Vector(repeating: pa[11 * aRow]), b0)
+            pa += aDepth; pb += nr * MemoryLayout<Float>.stride
+        }
+        @inline(__always) func store(_ row: Int, _ v: Vector) { UnsafeMutableRawPointer(c + row * ldc).storeBytes(of: v, as: Vector.self) }
+        store(0, c0); store(1, c1); store(2, c2); store(3, c3); store(4, c4); store(5, c5)
+        store(6, c6); store(7, c7); store(8, c8); store(9, c9); store(10, ca); store(11, cb)
+    }
+
     /// One mr x nr tile: C (+)= A B, with A (mr x depth) at `panelA` (element [i, p] at
-    /// i * rowStride + p * depthStride: a packed panel or rows of A in place) and B the packed
-    /// panel (depth x nr).
+    /// i * aRow + p * aDepth: a packed panel or A in place) and B (depth x nr) the packed panel.
     @inline(__always)
-    static func kernel(_ depth: Int, _ panelA: UnsafePointer<Float>, _ rowStride: Int, _ depthStride: Int,
+    static func kernel(_ depth: Int, _ panelA: UnsafePointer<Float>, _ aRow: Int, _ aDepth: Int,
                        _ panelB: UnsafePointer<Float>,
                        _ c: UnsafeMutablePointer<Float>, _ ldc: Int, add: Bool) {
         // Accumulators: row i of the tile is (ci0, ci1), columns 0-15 and 16-31.
@@ -147,18 +181,18 @@ public enum PackedGEMM {
         for _ in 0..<depth {
             let b0 = pb.loadUnaligned(as: Vector.self), b1 = pb.loadUnaligned(fromByteOffset: 64, as: Vector.self)
             var s = Vector(repeating: pa[0]); c00.addProduct(s, b0); c01.addProduct(s, b1)
-            s = Vector(repeating: pa[1 * rowStride]); c10.addProduct(s, b0); c11.addProduct(s, b1)
-            s = Vector(repeating: pa[2 * rowStride]); c20.addProduct(s, b0); c21.addProduct(s, b1)
-            s = Vector(repeating: pa[3 * rowStride]); c30.addProduct(s, b0); c31.addProduct(s, b1)
-            s = Vector(repeating: pa[4 * rowStride]); c40.addProduct(s, b0); c41.addProduct(s, b1)
-            s = Vector(repeating: pa[5 * rowStride]); c50.addProduct(s, b0); c51.addProduct(s, b1)
-            s = Vector(repeating: pa[6 * rowStride]); c60.addProduct(s, b0); c61.addProduct(s, b1)
-            s = Vector(repeating: pa[7 * rowStride]); c70.addProduct(s, b0); c71.addProduct(s, b1)
-            s = Vector(repeating: pa[8 * rowStride]); c80.addProduct(s, b0); c81.addProduct(s, b1)
-            s = Vector(repeating: pa[9 * rowStride]); c90.addProduct(s, b0); c91.addProduct(s, b1)
-            s = Vector(repeating: pa[10 * rowStride]); ca0.addProduct(s, b0); ca1.addProduct(s, b1)
-            s = Vector(repeating: pa[11 * rowStride]); cb0.addProduct(s, b0); cb1.addProduct(s, b1)
-            pa += depthStride; pb += nr * MemoryLayout<Float>.stride
+            s = Vector(repeating: pa[1 * aRow]); c10.addProduct(s, b0); c11.addProduct(s, b1)
+            s = Vector(repeating: pa[2 * aRow]); c20.addProduct(s, b0); c21.addProduct(s, b1)
+            s = Vector(repeating: pa[3 * aRow]); c30.addProduct(s, b0); c31.addProduct(s, b1)
+            s = Vector(repeating: pa[4 * aRow]); c40.addProduct(s, b0); c41.addProduct(s, b1)
+            s = Vector(repeating: pa[5 * aRow]); c50.addProduct(s, b0); c51.addProduct(s, b1)
+            s = Vector(repeating: pa[6 * aRow]); c60.addProduct(s, b0); c61.addProduct(s, b1)
+            s = Vector(repeating: pa[7 * aRow]); c70.addProduct(s, b0); c71.addProduct(s, b1)
+            s = Vector(repeating: pa[8 * aRow]); c80.addProduct(s, b0); c81.addProduct(s, b1)
+            s = Vector(repeating: pa[9 * aRow]); c90.addProduct(s, b0); c91.addProduct(s, b1)
+            s = Vector(repeating: pa[10 * aRow]); ca0.addProduct(s, b0); ca1.addProduct(s, b1)
+            s = Vector(repeating: pa[11 * aRow]); cb0.addProduct(s, b0); cb1.addProduct(s, b1)
+            pa += aDepth; pb += nr * MemoryLayout<Float>.stride
         }
         @inline(__always) func store(_ row: Int, _ lo: Vector, _ hi: Vector) {
             let r = UnsafeMutableRawPointer(c + row * ldc)

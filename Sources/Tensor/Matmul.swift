@@ -35,7 +35,7 @@ public func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, 
     let extent = splitRows ? m : n
     let work: Double = Double(m) * Double(n) * Double(k)
     guard parts > 1, work >= 2_097_152, extent >= 32 * parts else {
-        blasSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        singleThreadSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     }
     // Blocks of a multiple of 16 rows or columns, so each part starts on a SIMD boundary; the
@@ -45,19 +45,31 @@ public func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, 
         let start = p * step, end = min(extent, start + step)
         guard start < end else { return }
         if splitRows {
-            blasSgemm(transA, transB, end - start, n, k, alpha, transA ? a + start : a + start * lda, lda, b, ldb,
+            singleThreadSgemm(transA, transB, end - start, n, k, alpha, transA ? a + start : a + start * lda, lda, b, ldb,
                       beta, c + start * ldc, ldc)
         } else {
-            blasSgemm(transA, transB, m, end - start, k, alpha, a, lda, transB ? b + start * ldb : b + start, ldb,
+            singleThreadSgemm(transA, transB, m, end - start, k, alpha, a, lda, transB ? b + start * ldb : b + start, ldb,
                       beta, c + start, ldc)
         }
     }
 }
 
+/// One single-threaded sgemm by the engine's backend (`Engine.gemm`).
 @inline(__always)
-func blasSgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+func singleThreadSgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
                _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    if Engine.gemm == .packed {
+        PackedGEMM.sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    }
+    opensingleThreadSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+@inline(__always)
+func opensingleThreadSgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                   _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                   _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }

@@ -23,6 +23,35 @@ public enum Engine {
         guard let p = openblas_get_corename() else { return "unknown" }
         return String(cString: p)
     }
+
+    /// Who runs `sgemm`: OpenBLAS or our packed GEMM (`PackedGEMM`).
+    public enum GEMMBackend: String, Sendable, CaseIterable { case openblas, packed }
+
+    /// OpenBLAS unless MACLR_GEMM=packed: ours matches it bare but not yet inside a training step
+    /// (`maclr bench engine --layers`).
+    nonisolated(unsafe) public static var gemm: GEMMBackend = {
+        ProcessInfo.processInfo.environment["MACLR_GEMM"].flatMap(GEMMBackend.init(rawValue:)) ?? .openblas
+    }()
+
+    /// What runs the GEMMs, for benchmark headers: "ours (packed)" or "OpenBLAS SkylakeX".
+    public static var gemmDescription: String { gemm == .packed ? "ours (packed)" : "OpenBLAS \(blasCore)" }
+
+    /// Reads the first "flags" line of /proc/cpuinfo with stdio: the file reports size 0, so
+    /// whole-file readers that trust stat() see it empty.
+    public static let cpuHasAVX512: Bool = {
+        guard let file = fopen("/proc/cpuinfo", "r") else { return false }
+        defer { fclose(file) }
+        var line: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(line) }
+        while getline(&line, &capacity, file) > 0, let line {
+            let text = String(cString: line)
+            guard text.hasPrefix("flags") else { continue }
+            let set = Set(text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map(String.init))
+            return ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"].allSatisfy(set.contains)
+        }
+        return false
+    }()
 }
 
 /// Runs `body(start, end)` over `0..<count` split into at most `Engine.threads` contiguous chunks.

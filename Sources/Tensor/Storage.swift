@@ -29,6 +29,8 @@ public final class BufferPool: @unchecked Sendable {
     private var lock = pthread_mutex_t()
     /// Idle memory the pool may keep, in bytes (default 4 GiB).
     public var limitBytes = 4 << 30
+    /// Bytes allocated fresh (not reused) so far: a benchmark's steady state should add none.
+    public private(set) var freshBytes = 0
 
     init() { pthread_mutex_init(&lock, nil) }
 
@@ -41,6 +43,7 @@ public final class BufferPool: @unchecked Sendable {
             pthread_mutex_unlock(&lock)
             return p
         }
+        freshBytes += n * MemoryLayout<Float>.stride
         pthread_mutex_unlock(&lock)
         // 64-byte alignment for AVX-512 loads.
         var raw: UnsafeMutableRawPointer?

@@ -23,8 +23,8 @@ public struct EngineBenchmark {
         public var peakRSSGiB: Double
     }
 
-    func time(_ label: String, _ body: () -> Void, log: (String) -> Void) -> Double {
-        medianSeconds(label, warmup: warmup, iterations: iterations, body, log: log)
+    func time(_ label: String, _ body: () -> Void, afterWarmup: () -> Void = {}, log: (String) -> Void) -> Double {
+        medianSeconds(label, warmup: warmup, iterations: iterations, body, afterWarmup: afterWarmup, log: log)
     }
 
     /// Runs the benchmark, printing progress through `log`.
@@ -49,15 +49,14 @@ public struct EngineBenchmark {
         let firstNominal = firstConv.reduce(0) { $0 + $1.nominal }, firstValid = firstConv.reduce(0) { $0 + $1.valid }
         let fwd = Double(2 * (ConvStats.nominalMACs + linearMACs)), fwdNoPad = Double(2 * (ConvStats.validMACs + linearMACs))
         let train = 3 * fwd - 2 * Double(firstNominal), trainNoPad = 3 * fwdNoPad - 2 * Double(firstValid)
-        log(String(format: "[%@%@ B=%d T=%d HW=%d threads=%d blas=%@] params=%.2fM fwd=%.2f GFLOP/batch (%.2f excl. pad), train~%.2f (%.2f)\n",
-                   kind.rawValue, twoPathways ? " two pathways" : "", batch, frames, size, Engine.threads, Engine.blasCore,
+        log(String(format: "[%@%@ B=%d T=%d HW=%d threads=%d GEMMs: %@] params=%.2fM fwd=%.2f GFLOP/batch (%.2f excl. pad), train~%.2f (%.2f)\n",
+                   kind.rawValue, twoPathways ? " two pathways" : "", batch, frames, size, Engine.threads, Engine.gemmDescription,
                    Double(models.reduce(0) { $0 + $1.parameterCount }) / 1e6, fwd / 1e9, fwdNoPad / 1e9, train / 1e9, trainNoPad / 1e9))
 
         let forward = time("fwd (eval, no grad)", { _ = noGrad { forwardAll() } }, log: log)
         for m in models { m.train(); m.requireGradients() }
         let forwardTrain = time("fwd (train, taped)", { _ = forwardAll() }, log: log)
         let sgd = SGD(models.flatMap { $0.parameters() }, learningRate: 0.01, momentum: 0.9, weightDecay: 1e-4)
-        if perLayer { ConvStats.reset() }
         let step = time("train step", {
             sgd.zeroGrad()
             ConvStats.enabled = perLayer
@@ -68,8 +67,19 @@ public struct EngineBenchmark {
             loss.backward()
             ConvStats.enabled = false
             sgd.step()
+        }, afterWarmup: {
+            // Only timed steps count: the first step's fresh buffers page-fault, which no later
+            // step repeats (they come from the pool).
+            ConvStats.reset()
         }, log: log)
-        if perLayer { printLayers(log: log, steps: warmup + iterations, stepSeconds: step) }
+        if perLayer {
+            printLayers(log: log, steps: iterations, stepSeconds: step)
+            let before = BufferPool.shared.freshBytes
+            sgd.zeroGrad(); let o = forwardAll()
+            (twoPathways ? Contrastive.symmetricInBatch(o[0].l2Normalized(), o[1].l2Normalized(), temperature: 0.1) : softmaxCrossEntropy(o[0], labels: labels)).backward()
+            sgd.step()
+            log(String(format: "  fresh (not pooled) buffers: %.1f MiB per step\n", Double(BufferPool.shared.freshBytes - before) / Double(1 << 20)))
+        }
         return Result(forwardSeconds: forward, forwardTrainSeconds: forwardTrain, trainStepSeconds: step,
                       forwardGFLOPs: fwd / 1e9, forwardGFLOPsNoPad: fwdNoPad / 1e9,
                       trainGFLOPs: train / 1e9, trainGFLOPsNoPad: trainNoPad / 1e9,
@@ -77,36 +87,44 @@ public struct EngineBenchmark {
     }
 
     /// Time and GFLOP/s per conv shape and direction, slowest first: the whole kernel, the part
-    /// inside sgemm, and a bare sgemm of the same shapes timed here (GEMM / bare near 1 means the
-    /// conv's GEMMs run at sgemm speed; "other" is im2col, col2im and zeroing).
+    /// inside sgemm (by `Engine.gemm`), and a bare sgemm of the same shapes by OpenBLAS and by
+    /// ours timed here (BLAS/GEMM of 1 or more means the conv's GEMMs run at least at OpenBLAS's
+    /// speed; "other" is im2col, col2im and zeroing).
     func printLayers(log: (String) -> Void, steps: Int, stepSeconds: Double) {
-        log("  per conv shape and direction, per training step:\n")
-        log(String(format: "    %-46@ %8@ %8@ %8@ %9@ %9@ %7@\n", "conv" as NSString, "total" as NSString, "GEMM" as NSString,
-                   "other" as NSString, "GEMM GF/s" as NSString, "bare GF/s" as NSString, "bare/GEMM" as NSString))
-        var bareCache: [GEMMShape: Double] = [:]
+        log("  per conv shape and direction, per training step (GEMMs by \(Engine.gemm.rawValue)):\n")
+        log(String(format: "    %-46@ %8@ %8@ %8@ %9@ %9@ %9@ %7@\n", "conv" as NSString, "total" as NSString, "GEMM" as NSString,
+                   "other" as NSString, "GEMM GF/s" as NSString, "BLAS GF/s" as NSString, "ours GF/s" as NSString,
+                   "BLAS/GEMM" as NSString))
+        // Bare timings of each shape by both backends: "ours" well above "GEMM" means the shape
+        // is fine and the conv's context (cold operands, cache conflicts) is what is slow.
+        var bareCache: [Engine.GEMMBackend: [GEMMShape: Double]] = [:]
+        func bareSeconds(_ e: ConvStats.Entry, _ backend: Engine.GEMMBackend) -> Double {
+            e.gemms.reduce(0.0) { sum, item in
+                if bareCache[backend, default: [:]][item.key] == nil { bareCache[backend, default: [:]][item.key] = timeBareGEMM(item.key, backend: backend) }
+                return sum + bareCache[backend]![item.key]! * Double(item.value)
+            }
+        }
         var total = 0.0, gemm = 0.0, bare = 0.0
         for (key, e) in ConvStats.entries.sorted(by: { $0.value.seconds > $1.value.seconds }) {
-            var bareSeconds = 0.0, gemmFlops = 0.0
-            for (shape, count) in e.gemms {
-                if bareCache[shape] == nil { bareCache[shape] = timeBareGEMM(shape) }
-                bareSeconds += bareCache[shape]! * Double(count)
-                gemmFlops += shape.flops * Double(count)
-            }
+            let gemmFlops = e.gemms.reduce(0.0) { $0 + $1.key.flops * Double($1.value) }
+            let blas = bareSeconds(e, .openblas), ours = bareSeconds(e, .packed)
             let per = 1 / Double(steps)
-            total += e.seconds * per; gemm += e.gemmSeconds * per; bare += bareSeconds * per
-            log(String(format: "    %-46@ %6.1fms %6.1fms %6.1fms %9.1f %9.1f %7.2f\n", key as NSString, e.seconds * per * 1e3,
+            total += e.seconds * per; gemm += e.gemmSeconds * per; bare += blas * per
+            log(String(format: "    %-46@ %6.1fms %6.1fms %6.1fms %9.1f %9.1f %9.1f %7.2f\n", key as NSString, e.seconds * per * 1e3,
                        e.gemmSeconds * per * 1e3, (e.seconds - e.gemmSeconds) * per * 1e3,
-                       gemmFlops / e.gemmSeconds / 1e9, gemmFlops / bareSeconds / 1e9, bareSeconds / e.gemmSeconds))
+                       gemmFlops / e.gemmSeconds / 1e9, gemmFlops / blas / 1e9, gemmFlops / ours / 1e9, blas / e.gemmSeconds))
         }
-        log(String(format: "  training step %.1f ms: convs %.1f ms (GEMM %.1f ms, a bare sgemm of the same shapes %.1f ms; im2col/col2im/zeroing %.1f ms), everything else %.1f ms\n",
+        log(String(format: "  training step %.1f ms: convs %.1f ms (GEMM %.1f ms, a bare OpenBLAS sgemm of the same shapes %.1f ms; im2col/col2im/zeroing %.1f ms), everything else %.1f ms\n",
                    stepSeconds * 1e3, total * 1e3, gemm * 1e3, bare * 1e3, (total - gemm) * 1e3, (stepSeconds - total) * 1e3))
     }
 }
 
 /// Median seconds of `body` over `iterations` runs after `warmup` untimed ones, each shown
 /// through `log` as it finishes.
-func medianSeconds(_ label: String, warmup: Int, iterations: Int, _ body: () -> Void, log: (String) -> Void) -> Double {
+func medianSeconds(_ label: String, warmup: Int, iterations: Int, _ body: () -> Void, afterWarmup: () -> Void = {},
+                   log: (String) -> Void) -> Double {
     for _ in 0..<warmup { body() }
+    afterWarmup()
     var times: [Double] = []
     for i in 0..<iterations {
         let start = DispatchTime.now().uptimeNanoseconds

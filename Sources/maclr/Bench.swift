@@ -56,8 +56,8 @@ struct StepBench: ParsableCommand {
         }
         let ours = bench.run(log: log)
         let batch = r.int("optim.batch_size")
-        print(String(format: "\n%@: MaCLR step, batch %d, %d frames, %dx%d, %d threads (OpenBLAS core %@)", recipe, batch,
-                     r.int("data.clip_frames"), r.int("data.crop"), r.int("data.crop"), threads, Engine.blasCore))
+        print(String(format: "\n%@: MaCLR step, batch %d, %d frames, %dx%d, %d threads (GEMMs: %@)", recipe, batch,
+                     r.int("data.clip_frames"), r.int("data.crop"), r.int("data.crop"), threads, Engine.gemmDescription))
         print("| | step | clip pairs/s | peak RSS | ours faster by |")
         print("|---|---|---|---|---|")
         print(String(format: "| maclr | %.1f ms | %.2f | %.2f GiB | |", ours.stepSeconds * 1e3, Double(batch) / ours.stepSeconds, ours.peakRSSGiB))
@@ -125,7 +125,7 @@ struct EngineBench: ParsableCommand {
         rows.append(("forward (train)", ours.forwardTrainSeconds, median(torchDefault, "fwd_train"), median(torchTuned, "fwd_train")))
         rows.append(("training step", ours.trainStepSeconds, median(torchDefault, "train_step"), median(torchTuned, "train_step")))
 
-        print(String(format: "\n%@%@, batch %d, %d frames, %dx%d, %d threads (OpenBLAS core %@)", arch, twoPathways ? " x2 (RGB + flow, InfoNCE)" : "", batch, frames, size, size, threads, Engine.blasCore))
+        print(String(format: "\n%@%@, batch %d, %d frames, %dx%d, %d threads (GEMMs: %@)", arch, twoPathways ? " x2 (RGB + flow, InfoNCE)" : "", batch, frames, size, size, threads, Engine.gemmDescription))
         print("| figure | ours | clips/s | GFLOP/s (excl. pad) | PyTorch default | ours / default | PyTorch tuned | ours / tuned |")
         print("|---|---|---|---|---|---|---|---|")
         for (name, s, d, t) in rows {
@@ -143,7 +143,7 @@ struct EngineBench: ParsableCommand {
         if let json {
             var out: [String: Any] = ["ours": (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(ours))) ?? [:],
                                       "arch": arch, "batch": batch, "frames": frames, "size": size, "threads": threads,
-                                      "blas_core": Engine.blasCore]
+                                      "blas_core": Engine.blasCore, "gemm": Engine.gemm.rawValue]
             if let torchDefault { out["torch_default"] = torchDefault }
             if let torchTuned { out["torch_tuned"] = torchTuned }
             try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: json))

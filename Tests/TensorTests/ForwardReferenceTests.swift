@@ -63,6 +63,32 @@ final class ForwardReferenceTests: XCTestCase {
         }
     }
 
+    /// Our packed GEMM against direct loops: every transpose, sizes off the 12 x 32 tile and the
+    /// 256-deep slice (and below one tile), padded leading dimensions, alpha and beta.
+    func testPackedGEMMMatchesDirectLoops() {
+        var seed: UInt64 = 70
+        for (m, n, k) in [(25, 70, 300), (12, 32, 256), (5, 3, 7), (130, 33, 600), (1, 1, 1)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for (alpha, beta) in [(Float(1), Float(0)), (1, 1), (0.5, 0.25)] {
+                    seed += 1
+                    // Each matrix stored with 3 spare columns, so leading dimensions exceed the widths.
+                    let (ra, ca) = ta ? (k, m) : (m, k), (rb, cb) = tb ? (n, k) : (k, n)
+                    let lda = ca + 3, ldb = cb + 3, ldc = n + 3
+                    let a = randomTensor([ra, lda], seed: seed), b = randomTensor([rb, ldb], seed: seed + 100)
+                    let c = randomTensor([m, ldc], seed: seed + 200)
+                    var expected = c.toArray()
+                    for i in 0..<m { for j in 0..<n {
+                        var acc: Float = 0
+                        for l in 0..<k { acc += (ta ? a.data[l * lda + i] : a.data[i * lda + l]) * (tb ? b.data[j * ldb + l] : b.data[l * ldb + j]) }
+                        expected[i * ldc + j] = alpha * acc + beta * c.data[i * ldc + j]
+                    }}
+                    PackedGEMM.sgemm(ta, tb, m, n, k, alpha, a.data, lda, b.data, ldb, beta, c.data, ldc)
+                    assertClose(c.toArray(), expected, tolerance: 1e-4, "\(m)x\(n)x\(k) transA \(ta) transB \(tb) alpha \(alpha) beta \(beta)")
+                }
+            }
+        }
+    }
+
     func testBatchNormStatisticsAndRunningUpdate() {
         let x = randomTensor([4, 3, 5], seed: 3, std: 2) + 1.5
         let gamma = Tensor(shape: [5], data: [1, 2, 0.5, 1, 3]), beta = Tensor(shape: [5], data: [0, 1, -1, 0.5, 0])
