@@ -242,12 +242,18 @@ func col2imAdd(_ cols: UnsafePointer<Float>, _ g: ConvGeometry, samples: Range<I
 /// Calls `body(tap, frames, input, output)` for every sample and temporal tap with valid frames:
 /// `frames` output frames starting at element offset `output` of (N, outT, H, W, O) data read
 /// the same number of input frames starting at element offset `input` of (N, T, H, W, C) data.
-/// Samples run in order for each tap, so sums over samples accumulate in the same order.
+/// A tap that reads every frame of every sample at no shift (the centre tap of a "same" conv)
+/// is one call over all samples: the samples' blocks are contiguous in both, and one GEMM
+/// packs the tap's weights once instead of once per sample.
 func forEachTemporalTap(_ g: ConvGeometry, _ body: (_ tap: Int, _ frames: Int, _ input: Int, _ output: Int) -> Void) {
     let hw = g.h * g.w
     for i in 0..<g.kernel[0] {
         let frames = g.validFrames(tap: i)
         guard !frames.isEmpty else { continue }
+        if frames == 0..<g.t && g.outT == g.t && i == g.padding[0] {
+            body(i, g.n * g.t, 0, 0)
+            continue
+        }
         for n in 0..<g.n {
             body(i, frames.count,
                  (n * g.t + frames.lowerBound - g.padding[0] + i) * hw * g.c,

@@ -72,8 +72,9 @@ final class OpGradientTests: XCTestCase {
             ([2, 2, 3, 3, 4], [1, 1, 1], [1, 1, 1], [0, 0, 0]),
             ([2, 4, 4, 4, 3], [1, 1, 1], [2, 2, 2], [0, 0, 0]),
             ([1, 2, 7, 7, 1], [1, 7, 7], [1, 2, 2], [0, 3, 3]),
-            // temporal-only at stride 1 and 4x8x8 output positions: the im2col-free path
-            ([1, 4, 8, 8, 2], [3, 1, 1], [1, 1, 1], [1, 0, 0]),
+            // temporal-only at stride 1 and 4x8x8 output positions: the im2col-free path, with two
+            // samples so the centre tap runs as one GEMM over both
+            ([2, 4, 8, 8, 2], [3, 1, 1], [1, 1, 1], [1, 0, 0]),
         ]
         for (i, (shape, k, s, p)) in cases.enumerated() {
             let x = randomTensor(shape, seed: UInt64(20 + i))
