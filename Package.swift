@@ -6,9 +6,9 @@ import PackageDescription
 // The kernel modules are optimised even in debug builds (tests stay fast; preconditions stay on)
 // and compiled for the CPU that builds them: without it Swift targets baseline x86-64 (SSE2, no
 // FMA), so every SIMD loop runs 4 floats wide on a CPU that has 16. Set MACLR_PORTABLE=1 when
-// building a binary for other machines.
+// building a binary for other machines (MACLR_NATIVE then stays undefined: see Engine.fusedConv).
 let kernelFlags: [SwiftSetting] = [.unsafeFlags(
-    Context.environment["MACLR_PORTABLE"] == nil ? ["-O", "-target-cpu", "native"] : ["-O"])]
+    Context.environment["MACLR_PORTABLE"] == nil ? ["-O", "-target-cpu", "native", "-DMACLR_NATIVE"] : ["-O"])]
 let package = Package(
     name: "maclr",
     platforms: [.macOS(.v13)],

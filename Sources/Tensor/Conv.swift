@@ -112,14 +112,19 @@ public enum ConvStats {
 func convGEMM(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
               _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
               _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
-    guard ConvStats.enabled else {
+    convGEMMTimed(GEMMShape(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc)) {
         sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        return
     }
+}
+
+/// Runs `body`, a product of `shape` (possibly fused with the im2col that feeds it), timed into
+/// ConvStats when it is enabled.
+@inline(__always)
+func convGEMMTimed(_ shape: @autoclosure () -> GEMMShape, _ body: () -> Void) {
+    guard ConvStats.enabled else { body(); return }
     let start = DispatchTime.now().uptimeNanoseconds
-    sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    ConvStats.recordGEMM(GEMMShape(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc), seconds: seconds)
+    body()
+    ConvStats.recordGEMM(shape(), seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
 }
 
 /// Seconds of one bare sgemm of `shape` on buffers of its own by `backend` (median of `repeats`
@@ -151,85 +156,163 @@ private func samplesPerChunk(_ g: ConvGeometry) -> Int {
 
 /// cols (rows x kT*kH*kW*C) for `samples`, row = (n, ot, oh, ow), column = (kt, kh, kw, c).
 func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, samples: Range<Int>, _ cols: UnsafeMutablePointer<Float>) {
-    let rps = g.rowsPerSample, k = g.columns, c = g.c
+    let first = samples.lowerBound * g.rowsPerSample
+    parallelFor(samples.count * g.rowsPerSample, minPerThread: 512) { s, e in
+        im2colRows(x, g, rows: (first + s)..<(first + e), cols + s * g.columns)
+    }
+}
+
+/// The im2col rows `rows` (output positions counted over all samples) into `cols`, one thread.
+func im2colRows(_ x: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, _ cols: UnsafeMutablePointer<Float>) {
+    let rps = g.rowsPerSample, c = g.c
     let (kt, kh, kw) = (g.kernel[0], g.kernel[1], g.kernel[2])
     let (st, sh, sw) = (g.stride[0], g.stride[1], g.stride[2])
     let (pt, ph, pw) = (g.padding[0], g.padding[1], g.padding[2])
-    let n0 = samples.lowerBound
-    parallelFor(samples.count * rps, minPerThread: 512) { s, e in
-        for r in s..<e {
-            let n = n0 + r / rps
-            var rem = r % rps
-            let ot = rem / (g.outH * g.outW); rem %= g.outH * g.outW
-            let oh = rem / g.outW, ow = rem % g.outW
-            var dst = cols + r * k
-            for i in 0..<kt {
-                let ti = ot * st - pt + i
-                for j in 0..<kh {
-                    let hi = oh * sh - ph + j
-                    if ti < 0 || ti >= g.t || hi < 0 || hi >= g.h {
-                        dst.update(repeating: 0, count: kw * c); dst += kw * c; continue
-                    }
-                    let rowBase = x + (((n * g.t + ti) * g.h + hi) * g.w) * c
-                    let w0 = ow * sw - pw
-                    if w0 >= 0 && w0 + kw <= g.w {
-                        // the whole window row is inside: kW taps are contiguous in channels-last
-                        dst.update(from: rowBase + w0 * c, count: kw * c)
-                        dst += kw * c
-                        continue
-                    }
-                    for l in 0..<kw {
-                        let wi = w0 + l
-                        if wi < 0 || wi >= g.w { dst.update(repeating: 0, count: c) } else { dst.update(from: rowBase + wi * c, count: c) }
-                        dst += c
-                    }
+    var dst = cols
+    for r in rows {
+        let n = r / rps
+        var rem = r % rps
+        let ot = rem / (g.outH * g.outW); rem %= g.outH * g.outW
+        let oh = rem / g.outW, ow = rem % g.outW
+        for i in 0..<kt {
+            let ti = ot * st - pt + i
+            for j in 0..<kh {
+                let hi = oh * sh - ph + j
+                if ti < 0 || ti >= g.t || hi < 0 || hi >= g.h {
+                    dst.update(repeating: 0, count: kw * c); dst += kw * c; continue
+                }
+                let rowBase = x + (((n * g.t + ti) * g.h + hi) * g.w) * c
+                let w0 = ow * sw - pw
+                if w0 >= 0 && w0 + kw <= g.w {
+                    // the whole window row is inside: kW taps are contiguous in channels-last
+                    dst.update(from: rowBase + w0 * c, count: kw * c)
+                    dst += kw * c
+                    continue
+                }
+                for l in 0..<kw {
+                    let wi = w0 + l
+                    if wi < 0 || wi >= g.w { dst.update(repeating: 0, count: c) } else { dst.update(from: rowBase + wi * c, count: c) }
+                    dst += c
                 }
             }
         }
     }
 }
 
+/// Whether a conv's forward, input and weight gradients handle im2col block by block
+/// (`Engine.fusedConv`):
+/// only where the output rows outnumber the weights' columns well. The forward packs the
+/// weights once, on one thread, which is what the deepest layers (128 rows, 1152 channels)
+/// would spend their time on; their im2col matrices are small anyway.
+func usesFusedIm2col(_ g: ConvGeometry) -> Bool {
+    Engine.fusedConv && !g.isPointwise && !g.isTemporalOnly && g.n * g.rowsPerSample >= 8 * g.o
+}
+
+/// y (rows x O) = im2col(x) W^T without the im2col matrix: each thread expands blocks of
+/// `PackedGEMM.mc` rows into a buffer that stays in L2 and multiplies it at once by W^T, packed
+/// once for all blocks. The whole matrix (up to 150 MB on R(2+1)D-18's first layers) was
+/// written to memory and read back.
+func fusedIm2colForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
+    let k = g.columns, rows = g.n * g.rowsPerSample, block = PackedGEMM.mc
+    let weights = PackedGEMM.PackedB(true, wt, k, k: k, n: g.o)
+    let blocks = (rows + block - 1) / block
+    parallelFor(blocks, minPerThread: 1) { b0, b1 in
+        let buffer = Storage(uninitialized: block * k)
+        for b in b0..<b1 {
+            let r0 = b * block, r1 = min(rows, r0 + block)
+            im2colRows(x, g, rows: r0..<r1, buffer.pointer)
+            PackedGEMM.multiply(false, r1 - r0, 1, buffer.pointer, k, weights, accumulate: false, y + r0 * g.o, g.o)
+        }
+    }
+}
+
+/// gW (O x K) = gy^T im2col(x) without the im2col matrix: each thread expands blocks of
+/// `PackedGEMM.kc` rows into an L2-sized buffer, packs it as the product's B and accumulates
+/// into its own partial gW; the partials are summed at the end.
+func fusedIm2colWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
+    let k = g.columns, rows = g.n * g.rowsPerSample, block = PackedGEMM.kc
+    let blocks = (rows + block - 1) / block
+    let chunks = chunkCount(blocks, minPerThread: 1)
+    let partials = (1..<max(1, chunks)).map { _ in Storage(uninitialized: g.o * k) }
+    parallelChunks(blocks, minPerThread: 1) { chunk, b0, b1 in
+        let out = chunk == 0 ? gw : partials[chunk - 1].pointer
+        guard b0 < b1 else { out.update(repeating: 0, count: g.o * k); return }
+        let buffer = Storage(uninitialized: block * k)
+        for b in b0..<b1 {
+            let r0 = b * block, r1 = min(rows, r0 + block)
+            im2colRows(x, g, rows: r0..<r1, buffer.pointer)
+            let cols = PackedGEMM.PackedB(false, buffer.pointer, k, k: r1 - r0, n: k)
+            PackedGEMM.multiply(true, g.o, 1, gy + r0 * g.o, g.o, cols, accumulate: b > b0, out, k)
+        }
+    }
+    for partial in partials {
+        let src = partial.pointer
+        parallelFor(g.o * k) { s, e in for i in s..<e { gw[i] += src[i] } }
+    }
+}
+
 /// gx += col2im(cols) for `samples` (the adjoint of im2col). Parallel over samples, which never
 /// write the same input element.
 func col2imAdd(_ cols: UnsafePointer<Float>, _ g: ConvGeometry, samples: Range<Int>, _ gx: UnsafeMutablePointer<Float>) {
-    let rps = g.rowsPerSample, k = g.columns, c = g.c
+    let rps = g.rowsPerSample, first = samples.lowerBound * rps
+    parallelFor(samples.count, minPerThread: 1) { s, e in
+        col2imAddRows(cols + s * rps * g.columns, g, rows: (first + s * rps)..<(first + e * rps), gx)
+    }
+}
+
+/// gx += col2im of the im2col rows `rows` (output positions counted over all samples) held in
+/// `cols`, one thread.
+func col2imAddRows(_ cols: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, _ gx: UnsafeMutablePointer<Float>) {
+    let rps = g.rowsPerSample, c = g.c
     let (kt, kh, kw) = (g.kernel[0], g.kernel[1], g.kernel[2])
     let (st, sh, sw) = (g.stride[0], g.stride[1], g.stride[2])
     let (pt, ph, pw) = (g.padding[0], g.padding[1], g.padding[2])
-    let n0 = samples.lowerBound
-    parallelFor(samples.count, minPerThread: 1) { s, e in
-        for local in s..<e {
-            let n = n0 + local
-            for rr in 0..<rps {
-                let r = local * rps + rr
-                var rem = rr
-                let ot = rem / (g.outH * g.outW); rem %= g.outH * g.outW
-                let oh = rem / g.outW, ow = rem % g.outW
-                var src = cols + r * k
-                for i in 0..<kt {
-                    let ti = ot * st - pt + i
-                    for j in 0..<kh {
-                        let hi = oh * sh - ph + j
-                        if ti < 0 || ti >= g.t || hi < 0 || hi >= g.h { src += kw * c; continue }
-                        let rowBase = gx + (((n * g.t + ti) * g.h + hi) * g.w) * c
-                        let w0 = ow * sw - pw
-                        if w0 >= 0 && w0 + kw <= g.w {
-                            let d = rowBase + w0 * c
-                            for q in 0..<(kw * c) { d[q] += src[q] }
-                            src += kw * c
-                            continue
-                        }
-                        for l in 0..<kw {
-                            let wi = w0 + l
-                            if wi >= 0 && wi < g.w {
-                                let d = rowBase + wi * c
-                                for q in 0..<c { d[q] += src[q] }
-                            }
-                            src += c
-                        }
+    var src = cols
+    for r in rows {
+        let n = r / rps
+        var rem = r % rps
+        let ot = rem / (g.outH * g.outW); rem %= g.outH * g.outW
+        let oh = rem / g.outW, ow = rem % g.outW
+        for i in 0..<kt {
+            let ti = ot * st - pt + i
+            for j in 0..<kh {
+                let hi = oh * sh - ph + j
+                if ti < 0 || ti >= g.t || hi < 0 || hi >= g.h { src += kw * c; continue }
+                let rowBase = gx + (((n * g.t + ti) * g.h + hi) * g.w) * c
+                let w0 = ow * sw - pw
+                if w0 >= 0 && w0 + kw <= g.w {
+                    let d = rowBase + w0 * c
+                    for q in 0..<(kw * c) { d[q] += src[q] }
+                    src += kw * c
+                    continue
+                }
+                for l in 0..<kw {
+                    let wi = w0 + l
+                    if wi >= 0 && wi < g.w {
+                        let d = rowBase + wi * c
+                        for q in 0..<c { d[q] += src[q] }
                     }
+                    src += c
                 }
             }
+        }
+    }
+}
+
+/// gx = col2im(gy W) without the im2col-shaped matrix: threads take whole samples (no two
+/// write the same input element); each multiplies blocks of `PackedGEMM.mc` rows by W, packed
+/// once for all, into an L2-sized buffer and adds it back into gx at once.
+func fusedCol2imInputGrad(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ gx: UnsafeMutablePointer<Float>) {
+    let k = g.columns, rps = g.rowsPerSample, block = PackedGEMM.mc
+    let weights = PackedGEMM.PackedB(false, wt, k, k: g.o, n: k)
+    let sampleSize = g.t * g.h * g.w * g.c
+    parallelFor(g.n, minPerThread: 1) { n0, n1 in
+        (gx + n0 * sampleSize).update(repeating: 0, count: (n1 - n0) * sampleSize)
+        let buffer = Storage(uninitialized: block * k)
+        for r0 in stride(from: n0 * rps, to: n1 * rps, by: block) {
+            let r1 = min(n1 * rps, r0 + block)
+            PackedGEMM.multiply(false, r1 - r0, 1, gy + r0 * g.o, g.o, weights, accumulate: false, buffer.pointer, k)
+            col2imAddRows(buffer.pointer, g, rows: r0..<r1, gx)
         }
     }
 }
@@ -297,6 +380,12 @@ func convForwardKernel(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ 
         return
     }
     if g.isTemporalOnly { temporalForward(x, wt, g, y); return }
+    if usesFusedIm2col(g) {
+        convGEMMTimed(GEMMShape(transA: false, transB: true, m: g.n * g.rowsPerSample, n: g.o, k: k, lda: k, ldb: k, ldc: g.o)) {
+            fusedIm2colForward(x, wt, g, y)
+        }
+        return
+    }
     let per = samplesPerChunk(g)
     let buffer = Storage(uninitialized: per * g.rowsPerSample * k)
     for n0 in stride(from: 0, to: g.n, by: per) {
@@ -315,6 +404,12 @@ func convInputGradKernel(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>,
         return
     }
     if g.isTemporalOnly { temporalInputGrad(gy, wt, g, gx); return }
+    if usesFusedIm2col(g) {
+        convGEMMTimed(GEMMShape(transA: false, transB: false, m: g.n * g.rowsPerSample, n: k, k: g.o, lda: g.o, ldb: k, ldc: k)) {
+            fusedCol2imInputGrad(gy, wt, g, gx)
+        }
+        return
+    }
     gx.update(repeating: 0, count: g.n * g.t * g.h * g.w * g.c)
     let per = samplesPerChunk(g)
     let buffer = Storage(uninitialized: per * g.rowsPerSample * k)
@@ -334,6 +429,12 @@ func convWeightGradKernel(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>,
         return
     }
     if g.isTemporalOnly { temporalWeightGrad(x, gy, g, gw); return }
+    if usesFusedIm2col(g) {
+        convGEMMTimed(GEMMShape(transA: true, transB: false, m: g.o, n: k, k: g.n * g.rowsPerSample, lda: g.o, ldb: k, ldc: k)) {
+            fusedIm2colWeightGrad(x, gy, g, gw)
+        }
+        return
+    }
     let per = samplesPerChunk(g)
     let buffer = Storage(uninitialized: per * g.rowsPerSample * k)
     for n0 in stride(from: 0, to: g.n, by: per) {

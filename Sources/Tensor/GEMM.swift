@@ -30,22 +30,48 @@ public enum PackedGEMM {
             if beta == 0 { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
             return
         }
-        // A is read in place (each tile broadcasts element [i, p] from either layout): packing
-        // it cost 10-15 % of the step. Only alpha != 1 and the partial tiles at the bottom edge
-        // pack A. B is always packed (zero-padded to whole panels): read in place, its rows sit
-        // ldb apart, and at strides near a multiple of 4 KiB they fall into a few L1 sets.
+        let packed = PackedB(transB, b, ldb, k: k, n: n)
+        multiply(transA, m, alpha, a, lda, packed, accumulate: beta != 0, c, ldc)
+    }
+
+    /// op(B) (k x n) packed once for many products: for each depth slice of kc, panels of nr
+    /// columns, each depth-major (depth x nr), the last zero-padded. B is always packed: read in
+    /// place, its rows sit ldb apart, and at strides near a multiple of 4 KiB they fall into a
+    /// few L1 sets.
+    public struct PackedB {
+        let storage: Storage
+        let k: Int, n: Int
+        var panels: Int { (n + nr - 1) / nr }
+
+        public init(_ transB: Bool, _ b: UnsafePointer<Float>, _ ldb: Int, k: Int, n: Int) {
+            self.k = k; self.n = n
+            // From the buffer pool: the same sizes come back every step.
+            storage = Storage(uninitialized: max(1, (n + nr - 1) / nr * nr * k))
+            for p0 in stride(from: 0, to: k, by: kc) {
+                packB(transB, b, ldb, depth: p0..<min(k, p0 + kc), columns: 0..<n, into: slice(p0))
+            }
+        }
+
+        /// The slice starting at depth p0 (its panels are `nr * depth` floats apart).
+        func slice(_ p0: Int) -> UnsafeMutablePointer<Float> { storage.pointer + p0 * panels * nr }
+    }
+
+    /// C (m x n) (+)= alpha op(A) B with B packed, single-threaded. A is read in place (each tile
+    /// broadcasts element [i, p] from either layout: packing it cost 10-15 % of a step); only
+    /// alpha != 1 and the partial tiles at the bottom edge pack A.
+    public static func multiply(_ transA: Bool, _ m: Int, _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
+                                _ b: PackedB, accumulate: Bool, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        let k = b.k, n = b.n
         let directA = alpha == 1
         let aRowStride = transA ? 1 : lda, aDepthStride = transA ? lda : 1
-        let panelsB = (n + nr - 1) / nr
-        // From the buffer pool: the same sizes come back every step.
-        let packedBStorage = Storage(uninitialized: panelsB * nr * kc), packedAStorage = Storage(uninitialized: mc * kc)
-        let packedB = packedBStorage.pointer, packedA = packedAStorage.pointer
-        defer { withExtendedLifetime((packedBStorage, packedAStorage)) {} }
+        let packedAStorage = Storage(uninitialized: mc * kc)
+        let packedA = packedAStorage.pointer
+        defer { withExtendedLifetime(packedAStorage) {} }
         for p0 in stride(from: 0, to: k, by: kc) {
             let depth = min(kc, k - p0), depthRange = p0..<(p0 + depth)
-            // The first slice writes C when beta is 0; every later one adds to it.
-            let add = p0 > 0 || beta != 0
-            packB(transB, b, ldb, depth: depthRange, columns: 0..<n, into: packedB)
+            // The first slice writes C unless accumulating; every later one adds to it.
+            let add = p0 > 0 || accumulate
+            let packedB = UnsafePointer(b.slice(p0))
             for i0 in stride(from: 0, to: m, by: mc) {
                 let rows = min(mc, m - i0)
                 let firstPackedRow = directA ? rows / mr * mr : 0
@@ -53,9 +79,9 @@ public enum PackedGEMM {
                     packA(transA, a, lda, alpha, rows: (i0 + firstPackedRow)..<(i0 + rows), depth: depthRange,
                           into: packedA + firstPackedRow * depth)
                 }
-                for jp in 0..<panelsB {
+                for jp in 0..<b.panels {
                     let j0 = jp * nr, cols = min(nr, n - j0)
-                    let panelB = UnsafePointer(packedB) + jp * nr * depth
+                    let panelB = packedB + jp * nr * depth
                     for ip in stride(from: 0, to: rows, by: mr) {
                         let tileRows = min(mr, rows - ip)
                         let (panelA, aRow, aDepth) = ip < firstPackedRow

@@ -33,6 +33,21 @@ public enum Engine {
         ProcessInfo.processInfo.environment["MACLR_GEMM"].flatMap(GEMMBackend.init(rawValue:)) ?? .openblas
     }()
 
+    /// Whether spatial and full 3-D convs with many output positions handle im2col block by
+    /// block, each block multiplied at once by our packed GEMM (`usesFusedIm2col`), instead of
+    /// one im2col matrix (up to 150 MB) written, read back and handed to `sgemm`. On when this
+    /// build was compiled for its CPU (`-target-cpu native`, Package.swift) and that CPU has
+    /// AVX-512, where it made R(2+1)D-18's step ~10 % and R3D-18's ~28 % faster
+    /// (`maclr bench engine`); MACLR_FUSED_CONV=0|1 chooses.
+    nonisolated(unsafe) public static var fusedConv: Bool = {
+        if let s = ProcessInfo.processInfo.environment["MACLR_FUSED_CONV"] { return s == "1" }
+        #if MACLR_NATIVE
+        return cpuHasAVX512
+        #else
+        return false
+        #endif
+    }()
+
     /// What runs the GEMMs, for benchmark headers: "ours (packed)" or "OpenBLAS SkylakeX".
     public static var gemmDescription: String { gemm == .packed ? "ours (packed)" : "OpenBLAS \(blasCore)" }
 

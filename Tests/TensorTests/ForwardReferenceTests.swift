@@ -89,6 +89,37 @@ final class ForwardReferenceTests: XCTestCase {
         }
     }
 
+    /// The block-by-block im2col convs (`Engine.fusedConv`) against the whole-matrix ones: output,
+    /// input gradient and weight gradient, with rows spanning several blocks and both threads,
+    /// padding, strides, and a 7x7 stem-like kernel. Both paths are checked whichever is the
+    /// default on this CPU.
+    func testFusedIm2colConvsMatchTheWholeMatrixOnes() {
+        let saved = Engine.fusedConv
+        defer { Engine.fusedConv = saved }
+        // (input, kernel, stride, padding, output channels): rows >= 8 x channels, so fused applies.
+        let cases: [([Int], [Int], [Int], [Int], Int)] = [
+            ([2, 3, 9, 9, 5], [3, 3, 3], [1, 1, 1], [1, 1, 1], 6),
+            ([2, 4, 12, 12, 3], [1, 3, 3], [1, 2, 2], [0, 1, 1], 7),
+            ([3, 2, 10, 10, 2], [1, 7, 7], [1, 2, 2], [0, 3, 3], 4),
+            ([2, 4, 8, 8, 33], [3, 3, 3], [1, 1, 1], [1, 1, 1], 40),
+        ]
+        for (i, (shape, k, s, p, o)) in cases.enumerated() {
+            var results: [[[Float]]] = []
+            for fused in [false, true] {
+                Engine.fusedConv = fused
+                let x = randomTensor(shape, seed: UInt64(80 + i)), w = randomTensor([o] + k + [shape[4]], seed: UInt64(90 + i), std: 0.3)
+                x.requiresGrad = true; w.requiresGrad = true
+                let y = conv3d(x, w, stride: s, padding: p)
+                let probe = randomTensor(y.shape, seed: UInt64(100 + i))
+                (y * probe).sum().backward()
+                results.append([y.toArray(), x.grad!.toArray(), w.grad!.toArray()])
+            }
+            for (j, name) in ["output", "input gradient", "weight gradient"].enumerated() {
+                assertClose(results[1][j], results[0][j], tolerance: 1e-5, "case \(i) \(name)")
+            }
+        }
+    }
+
     func testBatchNormStatisticsAndRunningUpdate() {
         let x = randomTensor([4, 3, 5], seed: 3, std: 2) + 1.5
         let gamma = Tensor(shape: [5], data: [1, 2, 0.5, 1, 3]), beta = Tensor(shape: [5], data: [0, 1, -1, 0.5, 0])
