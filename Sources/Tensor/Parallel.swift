@@ -48,8 +48,10 @@ public enum Engine {
         #endif
     }()
 
-    /// What runs the GEMMs, for benchmark headers: "ours (packed)" or "OpenBLAS SkylakeX".
-    public static var gemmDescription: String { gemm == .packed ? "ours (packed)" : "OpenBLAS \(blasCore)" }
+    /// What runs the GEMMs, for benchmark headers: e.g. "OpenBLAS SkylakeX; blocked-im2col convs by ours".
+    public static var gemmDescription: String {
+        (gemm == .packed ? "ours (packed)" : "OpenBLAS \(blasCore)") + (fusedConv ? "; blocked-im2col convs by ours" : "")
+    }
 
     /// Reads the first "flags" line of /proc/cpuinfo with stdio: the file reports size 0, so
     /// whole-file readers that trust stat() see it empty.

@@ -91,7 +91,7 @@ final class ForwardReferenceTests: XCTestCase {
 
     /// The block-by-block im2col convs (`Engine.fusedConv`) against the whole-matrix ones: output,
     /// input gradient and weight gradient, with rows spanning several blocks and both threads,
-    /// padding, strides, and a 7x7 stem-like kernel. Both paths are checked whichever is the
+    /// padding, strides, a 7x7 stem-like kernel, and a temporal conv. Both paths are checked whichever is the
     /// default on this CPU.
     func testFusedIm2colConvsMatchTheWholeMatrixOnes() {
         let saved = Engine.fusedConv
@@ -102,6 +102,8 @@ final class ForwardReferenceTests: XCTestCase {
             ([2, 4, 12, 12, 3], [1, 3, 3], [1, 2, 2], [0, 1, 1], 7),
             ([3, 2, 10, 10, 2], [1, 7, 7], [1, 2, 2], [0, 3, 3], 4),
             ([2, 4, 8, 8, 33], [3, 3, 3], [1, 1, 1], [1, 1, 1], 40),
+            // temporal-only (the per-tap forward on the packed GEMM)
+            ([3, 4, 8, 8, 3], [3, 1, 1], [1, 1, 1], [1, 0, 0], 5),
         ]
         for (i, (shape, k, s, p, o)) in cases.enumerated() {
             var results: [[[Float]]] = []
