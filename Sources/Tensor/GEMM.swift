@@ -90,6 +90,9 @@ public enum PackedGEMM {
                         let tile = c + (i0 + ip) * ldc + j0
                         if tileRows == mr && cols == nr {
                             kernel(depth, panelA, aRow, aDepth, panelB, tile, ldc, add: add)
+                        } else if tileRows == mr && cols == nr / 2 {
+                            // 16 columns (narrow layers, or 144 = 4 x 32 + 16): no scratch tile
+                            halfKernel(depth, panelA, aRow, aDepth, panelB, tile, ldc, add: add)
                         } else {
                             edgeTile(depth, panelA, aRow, aDepth, panelB, tile, ldc,
                                      rows: tileRows, columns: cols, add: add)
@@ -160,7 +163,7 @@ public enum PackedGEMM {
         withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * nr) { scratch in
             let s = scratch.baseAddress!
             if columns <= nr / 2 {
-                halfKernel(depth, panelA, aRow, aDepth, panelB, s, nr)
+                halfKernel(depth, panelA, aRow, aDepth, panelB, s, nr, add: false)
             } else {
                 kernel(depth, panelA, aRow, aDepth, panelB, s, nr, add: false)
             }
@@ -171,9 +174,9 @@ public enum PackedGEMM {
         }
     }
 
-    /// The first 16 columns of a tile, written (not added) to `c`: C = A B[:, 0..<16].
+    /// The first 16 columns of a tile: C (+)= A B[:, 0..<16].
     static func halfKernel(_ depth: Int, _ panelA: UnsafePointer<Float>, _ aRow: Int, _ aDepth: Int,
-                           _ panelB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+                           _ panelB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, add: Bool) {
         var c0 = Vector(), c1 = Vector(), c2 = Vector(), c3 = Vector(), c4 = Vector(), c5 = Vector()
         var c6 = Vector(), c7 = Vector(), c8 = Vector(), c9 = Vector(), ca = Vector(), cb = Vector()
         var pa = panelA, pb = UnsafeRawPointer(panelB)
@@ -187,7 +190,10 @@ public enum PackedGEMM {
             ca.addProduct(Vector(repeating: pa[10 * aRow]), b0); cb.addProduct(Vector(repeating: pa[11 * aRow]), b0)
             pa += aDepth; pb += nr * MemoryLayout<Float>.stride
         }
-        @inline(__always) func store(_ row: Int, _ v: Vector) { UnsafeMutableRawPointer(c + row * ldc).storeBytes(of: v, as: Vector.self) }
+        @inline(__always) func store(_ row: Int, _ v: Vector) {
+            let r = UnsafeMutableRawPointer(c + row * ldc)
+            r.storeBytes(of: add ? r.loadUnaligned(as: Vector.self) + v : v, as: Vector.self)
+        }
         store(0, c0); store(1, c1); store(2, c2); store(3, c3); store(4, c4); store(5, c5)
         store(6, c6); store(7, c7); store(8, c8); store(9, c9); store(10, ca); store(11, cb)
     }

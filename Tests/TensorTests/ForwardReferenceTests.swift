@@ -64,10 +64,11 @@ final class ForwardReferenceTests: XCTestCase {
     }
 
     /// Our packed GEMM against direct loops: every transpose, sizes off the 12 x 32 tile and the
-    /// 256-deep slice (and below one tile), padded leading dimensions, alpha and beta.
+    /// 256-deep slice (and below one tile), 16-column panels, padded leading dimensions, alpha
+    /// and beta.
     func testPackedGEMMMatchesDirectLoops() {
         var seed: UInt64 = 70
-        for (m, n, k) in [(25, 70, 300), (12, 32, 256), (5, 3, 7), (130, 33, 600), (1, 1, 1)] {
+        for (m, n, k) in [(25, 70, 300), (12, 32, 256), (5, 3, 7), (130, 33, 600), (1, 1, 1), (24, 16, 40), (25, 48, 300)] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 for (alpha, beta) in [(Float(1), Float(0)), (1, 1), (0.5, 0.25)] {
                     seed += 1
