@@ -162,13 +162,16 @@ func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, samples: Range<Int>, _
     }
 }
 
-/// The im2col rows `rows` (output positions counted over all samples) into `cols`, one thread.
-func im2colRows(_ x: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, _ cols: UnsafeMutablePointer<Float>) {
+/// Walks the im2col rows `rows` (output positions counted over all samples) in column order,
+/// run by run: `body(input, count)` for each run of `count` columns that read the input
+/// elements at input..<input+count of (N, T, H, W, C) data, or nil where the run lies in the
+/// padding. Column order is (kt, kh, kw, c); a kernel row inside the input is one run of kW*C.
+@inline(__always)
+func forEachIm2colRun(_ g: ConvGeometry, rows: Range<Int>, _ body: (_ input: Int?, _ count: Int) -> Void) {
     let rps = g.rowsPerSample, c = g.c
     let (kt, kh, kw) = (g.kernel[0], g.kernel[1], g.kernel[2])
     let (st, sh, sw) = (g.stride[0], g.stride[1], g.stride[2])
     let (pt, ph, pw) = (g.padding[0], g.padding[1], g.padding[2])
-    var dst = cols
     for r in rows {
         let n = r / rps
         var rem = r % rps
@@ -178,24 +181,25 @@ func im2colRows(_ x: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, 
             let ti = ot * st - pt + i
             for j in 0..<kh {
                 let hi = oh * sh - ph + j
-                if ti < 0 || ti >= g.t || hi < 0 || hi >= g.h {
-                    dst.update(repeating: 0, count: kw * c); dst += kw * c; continue
-                }
-                let rowBase = x + (((n * g.t + ti) * g.h + hi) * g.w) * c
+                if ti < 0 || ti >= g.t || hi < 0 || hi >= g.h { body(nil, kw * c); continue }
+                let rowBase = (((n * g.t + ti) * g.h + hi) * g.w) * c
                 let w0 = ow * sw - pw
-                if w0 >= 0 && w0 + kw <= g.w {
-                    // the whole window row is inside: kW taps are contiguous in channels-last
-                    dst.update(from: rowBase + w0 * c, count: kw * c)
-                    dst += kw * c
-                    continue
-                }
+                if w0 >= 0 && w0 + kw <= g.w { body(rowBase + w0 * c, kw * c); continue }
                 for l in 0..<kw {
                     let wi = w0 + l
-                    if wi < 0 || wi >= g.w { dst.update(repeating: 0, count: c) } else { dst.update(from: rowBase + wi * c, count: c) }
-                    dst += c
+                    body(wi < 0 || wi >= g.w ? nil : rowBase + wi * c, c)
                 }
             }
         }
+    }
+}
+
+/// The im2col rows `rows` (output positions counted over all samples) into `cols`, one thread.
+func im2colRows(_ x: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, _ cols: UnsafeMutablePointer<Float>) {
+    var dst = cols
+    forEachIm2colRun(g, rows: rows) { input, count in
+        if let input { dst.update(from: x + input, count: count) } else { dst.update(repeating: 0, count: count) }
+        dst += count
     }
 }
 
@@ -263,39 +267,13 @@ func col2imAdd(_ cols: UnsafePointer<Float>, _ g: ConvGeometry, samples: Range<I
 /// gx += col2im of the im2col rows `rows` (output positions counted over all samples) held in
 /// `cols`, one thread.
 func col2imAddRows(_ cols: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, _ gx: UnsafeMutablePointer<Float>) {
-    let rps = g.rowsPerSample, c = g.c
-    let (kt, kh, kw) = (g.kernel[0], g.kernel[1], g.kernel[2])
-    let (st, sh, sw) = (g.stride[0], g.stride[1], g.stride[2])
-    let (pt, ph, pw) = (g.padding[0], g.padding[1], g.padding[2])
     var src = cols
-    for r in rows {
-        let n = r / rps
-        var rem = r % rps
-        let ot = rem / (g.outH * g.outW); rem %= g.outH * g.outW
-        let oh = rem / g.outW, ow = rem % g.outW
-        for i in 0..<kt {
-            let ti = ot * st - pt + i
-            for j in 0..<kh {
-                let hi = oh * sh - ph + j
-                if ti < 0 || ti >= g.t || hi < 0 || hi >= g.h { src += kw * c; continue }
-                let rowBase = gx + (((n * g.t + ti) * g.h + hi) * g.w) * c
-                let w0 = ow * sw - pw
-                if w0 >= 0 && w0 + kw <= g.w {
-                    let d = rowBase + w0 * c
-                    for q in 0..<(kw * c) { d[q] += src[q] }
-                    src += kw * c
-                    continue
-                }
-                for l in 0..<kw {
-                    let wi = w0 + l
-                    if wi >= 0 && wi < g.w {
-                        let d = rowBase + wi * c
-                        for q in 0..<c { d[q] += src[q] }
-                    }
-                    src += c
-                }
-            }
+    forEachIm2colRun(g, rows: rows) { input, count in
+        if let input {
+            let d = gx + input
+            for q in 0..<count { d[q] += src[q] }
         }
+        src += count
     }
 }
 

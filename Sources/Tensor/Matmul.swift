@@ -46,10 +46,10 @@ public func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, 
         guard start < end else { return }
         if splitRows {
             singleThreadSgemm(transA, transB, end - start, n, k, alpha, transA ? a + start : a + start * lda, lda, b, ldb,
-                      beta, c + start * ldc, ldc)
+                              beta, c + start * ldc, ldc)
         } else {
             singleThreadSgemm(transA, transB, m, end - start, k, alpha, a, lda, transB ? b + start * ldb : b + start, ldb,
-                      beta, c + start, ldc)
+                              beta, c + start, ldc)
         }
     }
 }
@@ -57,17 +57,17 @@ public func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, 
 /// One single-threaded sgemm by the engine's backend (`Engine.gemm`).
 @inline(__always)
 func singleThreadSgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
-               _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-               _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+                       _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                       _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
     if Engine.gemm == .packed {
         PackedGEMM.sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     }
-    opensingleThreadSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    openblasSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
 @inline(__always)
-func opensingleThreadSgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+func openblasSgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                    _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
                    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,

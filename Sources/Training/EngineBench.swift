@@ -57,7 +57,7 @@ public struct EngineBenchmark {
         for m in models { m.train(); m.requireGradients() }
         let forwardTrain = time("fwd (train, taped)", { _ = forwardAll() }, log: log)
         let sgd = SGD(models.flatMap { $0.parameters() }, learningRate: 0.01, momentum: 0.9, weightDecay: 1e-4)
-        let step = time("train step", {
+        func trainStep() {
             sgd.zeroGrad()
             ConvStats.enabled = perLayer
             let outputs = forwardAll()
@@ -67,17 +67,14 @@ public struct EngineBenchmark {
             loss.backward()
             ConvStats.enabled = false
             sgd.step()
-        }, afterWarmup: {
-            // Only timed steps count: the first step's fresh buffers page-fault, which no later
-            // step repeats (they come from the pool).
-            ConvStats.reset()
-        }, log: log)
+        }
+        // Only timed steps count: the first step's fresh buffers page-fault, which no later step
+        // repeats (they come from the pool).
+        let step = time("train step", trainStep, afterWarmup: { ConvStats.reset() }, log: log)
         if perLayer {
             printLayers(log: log, steps: iterations, stepSeconds: step)
             let before = BufferPool.shared.freshBytes
-            sgd.zeroGrad(); let o = forwardAll()
-            (twoPathways ? Contrastive.symmetricInBatch(o[0].l2Normalized(), o[1].l2Normalized(), temperature: 0.1) : softmaxCrossEntropy(o[0], labels: labels)).backward()
-            sgd.step()
+            trainStep()
             log(String(format: "  fresh (not pooled) buffers: %.1f MiB per step\n", Double(BufferPool.shared.freshBytes - before) / Double(1 << 20)))
         }
         return Result(forwardSeconds: forward, forwardTrainSeconds: forwardTrain, trainStepSeconds: step,
@@ -87,11 +84,12 @@ public struct EngineBenchmark {
     }
 
     /// Time and GFLOP/s per conv shape and direction, slowest first: the whole kernel, the part
-    /// inside sgemm (by `Engine.gemm`), and a bare sgemm of the same shapes by OpenBLAS and by
-    /// ours timed here (BLAS/GEMM of 1 or more means the conv's GEMMs run at least at OpenBLAS's
-    /// speed; "other" is im2col, col2im and zeroing).
+    /// inside sgemm (for blocked-im2col convs, the whole blocked loop, im2col included), and a
+    /// bare sgemm of the same shapes by OpenBLAS and by ours timed here (BLAS/GEMM of 1 or more
+    /// means the conv runs its GEMMs at least at OpenBLAS's speed; "other" is im2col, col2im and
+    /// zeroing).
     func printLayers(log: (String) -> Void, steps: Int, stepSeconds: Double) {
-        log("  per conv shape and direction, per training step (GEMMs by \(Engine.gemm.rawValue)):\n")
+        log("  per conv shape and direction, per training step (GEMMs: \(Engine.gemmDescription)):\n")
         log(String(format: "    %-46@ %8@ %8@ %8@ %9@ %9@ %9@ %7@\n", "conv" as NSString, "total" as NSString, "GEMM" as NSString,
                    "other" as NSString, "GEMM GF/s" as NSString, "BLAS GF/s" as NSString, "ours GF/s" as NSString,
                    "BLAS/GEMM" as NSString))

@@ -143,7 +143,7 @@ struct EngineBench: ParsableCommand {
         if let json {
             var out: [String: Any] = ["ours": (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(ours))) ?? [:],
                                       "arch": arch, "batch": batch, "frames": frames, "size": size, "threads": threads,
-                                      "blas_core": Engine.blasCore, "gemm": Engine.gemm.rawValue]
+                                      "blas_core": Engine.blasCore, "gemm": Engine.gemm.rawValue, "fused_conv": Engine.fusedConv]
             if let torchDefault { out["torch_default"] = torchDefault }
             if let torchTuned { out["torch_tuned"] = torchTuned }
             try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: json))
