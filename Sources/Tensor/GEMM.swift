@@ -103,54 +103,41 @@ public enum PackedGEMM {
         }
     }
 
-    /// op(A)[rows, depth] * alpha into panels of mr rows, each depth-major (depth x mr), the last
-    /// panel padded with zero rows.
+    /// op(A)[rows, depth] * alpha into panels of mr rows, each depth-major (depth x mr).
     static func packA(_ transA: Bool, _ a: UnsafePointer<Float>, _ lda: Int, _ alpha: Float,
                       rows: Range<Int>, depth: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
-        let kd = depth.count
-        for (panel, r0) in stride(from: rows.lowerBound, to: rows.upperBound, by: mr).enumerated() {
-            let out = dst + panel * mr * kd
-            let valid = min(mr, rows.upperBound - r0)
-            if transA {
-                // op(A)[r, p] = a[p * lda + r]: each depth step reads mr contiguous values.
-                for p in 0..<kd {
-                    let src = a + (depth.lowerBound + p) * lda + r0, o = out + p * mr
-                    for r in 0..<valid { o[r] = alpha * src[r] }
-                    for r in valid..<mr { o[r] = 0 }
-                }
-            } else {
-                // op(A)[r, p] = a[r * lda + p]: each row is contiguous over the depth.
-                for r in 0..<valid {
-                    let src = a + (r0 + r) * lda + depth.lowerBound
-                    for p in 0..<kd { out[p * mr + r] = alpha * src[p] }
-                }
-                for r in valid..<mr { for p in 0..<kd { out[p * mr + r] = 0 } }
-            }
-        }
+        pack(a, lda, linesContiguous: transA, scale: alpha, lines: rows, depth: depth, width: mr, into: dst)
     }
 
-    /// op(B)[depth, columns] into panels of nr columns, each depth-major (depth x nr), the last
-    /// panel padded with zero columns.
+    /// op(B)[depth, columns] into panels of nr columns, each depth-major (depth x nr).
     static func packB(_ transB: Bool, _ b: UnsafePointer<Float>, _ ldb: Int,
                       depth: Range<Int>, columns: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+        pack(b, ldb, linesContiguous: !transB, scale: 1, lines: columns, depth: depth, width: nr, into: dst)
+    }
+
+    /// Lines `lines` (A's rows or B's columns) over `depth` into panels of `width` lines, each
+    /// depth-major (depth x width), times `scale`, the last panel padded with zero lines.
+    /// Element (line l, depth p) is src[p * ld + l] when `linesContiguous`, else src[l * ld + p].
+    static func pack(_ src: UnsafePointer<Float>, _ ld: Int, linesContiguous: Bool, scale: Float,
+                     lines: Range<Int>, depth: Range<Int>, width: Int, into dst: UnsafeMutablePointer<Float>) {
         let kd = depth.count
-        for (panel, j0) in stride(from: columns.lowerBound, to: columns.upperBound, by: nr).enumerated() {
-            let out = dst + panel * nr * kd
-            let valid = min(nr, columns.upperBound - j0)
-            if transB {
-                // op(B)[p, j] = b[j * ldb + p]: each column is contiguous over the depth.
-                for j in 0..<valid {
-                    let src = b + (j0 + j) * ldb + depth.lowerBound
-                    for p in 0..<kd { out[p * nr + j] = src[p] }
-                }
-                for j in valid..<nr { for p in 0..<kd { out[p * nr + j] = 0 } }
-            } else {
-                // op(B)[p, j] = b[p * ldb + j]: each depth step is a contiguous run of columns.
+        for (panel, l0) in stride(from: lines.lowerBound, to: lines.upperBound, by: width).enumerated() {
+            let out = dst + panel * width * kd
+            let valid = min(width, lines.upperBound - l0)
+            if linesContiguous {
+                // each depth step reads `valid` contiguous values
                 for p in 0..<kd {
-                    let src = b + (depth.lowerBound + p) * ldb + j0, o = out + p * nr
-                    o.update(from: src, count: valid)
-                    (o + valid).update(repeating: 0, count: nr - valid)
+                    let from = src + (depth.lowerBound + p) * ld + l0, o = out + p * width
+                    for l in 0..<valid { o[l] = scale * from[l] }
+                    for l in valid..<width { o[l] = 0 }
                 }
+            } else {
+                // each line is contiguous over the depth
+                for l in 0..<valid {
+                    let from = src + (l0 + l) * ld + depth.lowerBound
+                    for p in 0..<kd { out[p * width + l] = scale * from[p] }
+                }
+                for l in valid..<width { for p in 0..<kd { out[p * width + l] = 0 } }
             }
         }
     }
