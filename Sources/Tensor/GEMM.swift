@@ -1,8 +1,10 @@
-/// Our own single-threaded sgemm, the second backend of `sgemm` (`Engine.gemm`,
-/// MACLR_GEMM=packed). Bare, it matches OpenBLAS's AVX-512 kernels on most conv shapes of
-/// R(2+1)D-18 and beats them on the input gradients' (NN) products; inside a training step it
-/// is still slower on the temporal convs' short-depth products (`maclr bench engine --layers`
-/// shows both, shape by shape), so OpenBLAS stays the default.
+/// Our own single-threaded sgemm. It runs the blocked-im2col convs (`usesFusedIm2col` in
+/// Conv.swift: each L2-sized block of im2col rows multiplied against weights packed once), the
+/// default on AVX-512 builds; for every other product it is the second backend of `sgemm`
+/// (`Engine.gemm`, MACLR_GEMM=packed). Bare, it matches OpenBLAS's AVX-512 kernels on most conv
+/// shapes of R(2+1)D-18 and beats them on the input gradients' (NN) products; inside a step it
+/// is still slower on the temporal convs' per-sample products (`maclr bench engine --layers`
+/// shows both, shape by shape), so OpenBLAS stays `sgemm`'s default.
 ///
 /// The usual blocking (Goto/BLIS): C (m x n) is computed in tiles of `mr x nr`; the depth is cut
 /// into slices of `kc`, the rows into blocks of `mc`. The microkernel keeps a whole tile in
