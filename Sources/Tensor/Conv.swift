@@ -382,6 +382,40 @@ func fusedTemporalForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>,
     }
 }
 
+/// The temporal weight gradient on our packed GEMM (`Engine.fusedConv`): threads take whole
+/// samples and accumulate gW_i^T (C x O) += x[n, frames + shift]^T gy[n, frames] per tap, the
+/// input frames read in place and only gy's frames packed (the smaller operand when O <= C, as
+/// in R(2+1)D's mid-channel convs); the partials are summed and transposed into gW (O, kT, C).
+func fusedTemporalWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
+    let hw = g.h * g.w, kt = g.kernel[0], c = g.c, o = g.o
+    let partials = (0..<chunkCount(g.n, minPerThread: 1)).map { _ in Storage(zeros: kt * c * o) }
+    parallelChunks(g.n, minPerThread: 1) { chunk, n0, n1 in
+        let out = partials[chunk].pointer
+        for n in n0..<n1 {
+            for i in 0..<kt {
+                let frames = g.validFrames(tap: i)
+                guard !frames.isEmpty else { continue }
+                let inFrame = n * g.t + frames.lowerBound - g.padding[0] + i, outFrame = n * g.outT + frames.lowerBound
+                let gyFrames = PackedGEMM.PackedB(false, gy + outFrame * hw * o, o, k: frames.count * hw, n: o)
+                PackedGEMM.multiply(true, c, 1, x + inFrame * hw * c, c, gyFrames, accumulate: true, out + i * c * o, o)
+            }
+        }
+    }
+    // gW[j, i, l] = sum over partials of partial[i][l, j].
+    parallelFor(o, minPerThread: 1) { o0, o1 in
+        for j in o0..<o1 {
+            for i in 0..<kt {
+                let row = gw + (j * kt + i) * c
+                for l in 0..<c {
+                    var sum: Float = 0
+                    for partial in partials { sum += partial.pointer[(i * c + l) * o + j] }
+                    row[l] = sum
+                }
+            }
+        }
+    }
+}
+
 /// y (rows x O) = cols (rows x K) W^T.
 func convForwardKernel(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
     let k = g.columns
@@ -448,7 +482,16 @@ func convWeightGradKernel(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>,
         convGEMM(true, false, g.o, k, g.n * g.rowsPerSample, 1, gy, g.o, x, k, 0, gw, k)
         return
     }
-    if g.isTemporalOnly { temporalWeightGrad(x, gy, g, gw); return }
+    if g.isTemporalOnly {
+        if Engine.fusedConv && g.o <= g.c {
+            convGEMMTimed(GEMMShape(transA: true, transB: false, m: g.o, n: k, k: g.n * g.rowsPerSample, lda: g.o, ldb: k, ldc: k)) {
+                fusedTemporalWeightGrad(x, gy, g, gw)
+            }
+        } else {
+            temporalWeightGrad(x, gy, g, gw)
+        }
+        return
+    }
     if usesFusedIm2col(g) {
         convGEMMTimed(GEMMShape(transA: true, transB: false, m: g.o, n: k, k: g.n * g.rowsPerSample, lda: g.o, ldb: k, ldc: k)) {
             fusedIm2colWeightGrad(x, gy, g, gw)

@@ -103,8 +103,10 @@ final class ForwardReferenceTests: XCTestCase {
             ([2, 4, 12, 12, 3], [1, 3, 3], [1, 2, 2], [0, 1, 1], 7),
             ([3, 2, 10, 10, 2], [1, 7, 7], [1, 2, 2], [0, 3, 3], 4),
             ([2, 4, 8, 8, 33], [3, 3, 3], [1, 1, 1], [1, 1, 1], 40),
-            // temporal-only (the per-tap forward on the packed GEMM)
+            // temporal-only: the per-tap forward on the packed GEMM, and (fewer output than input
+            // channels) the per-tap weight gradient too
             ([3, 4, 8, 8, 3], [3, 1, 1], [1, 1, 1], [1, 0, 0], 5),
+            ([3, 4, 8, 8, 6], [3, 1, 1], [1, 1, 1], [1, 0, 0], 4),
         ]
         for (i, (shape, k, s, p, o)) in cases.enumerated() {
             var results: [[[Float]]] = []
