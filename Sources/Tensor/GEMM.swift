@@ -66,8 +66,11 @@ public enum PackedGEMM {
         let k = b.k, n = b.n
         let directA = alpha == 1
         let aRowStride = transA ? 1 : lda, aDepthStride = transA ? lda : 1
-        let packedAStorage = Storage(uninitialized: mc * kc)
-        let packedA = packedAStorage.pointer
+        // A panel buffer only when some tile packs: the blocked-im2col convs call this once per
+        // block of full tiles, and each needless buffer was a trip through the pool's lock.
+        // (mc is a multiple of mr, so only the last block can end in a partial tile.)
+        let packedAStorage = !directA || m % mr != 0 ? Storage(uninitialized: mc * kc) : nil
+        let packedA = packedAStorage?.pointer
         defer { withExtendedLifetime(packedAStorage) {} }
         for p0 in stride(from: 0, to: k, by: kc) {
             let depth = min(kc, k - p0), depthRange = p0..<(p0 + depth)
@@ -79,7 +82,7 @@ public enum PackedGEMM {
                 let firstPackedRow = directA ? rows / mr * mr : 0
                 if firstPackedRow < rows {
                     packA(transA, a, lda, alpha, rows: (i0 + firstPackedRow)..<(i0 + rows), depth: depthRange,
-                          into: packedA + firstPackedRow * depth)
+                          into: packedA! + firstPackedRow * depth)
                 }
                 for jp in 0..<b.panels {
                     let j0 = jp * nr, cols = min(nr, n - j0)
@@ -88,7 +91,7 @@ public enum PackedGEMM {
                         let tileRows = min(mr, rows - ip)
                         let (panelA, aRow, aDepth) = ip < firstPackedRow
                             ? (a + (i0 + ip) * aRowStride + p0 * aDepthStride, aRowStride, aDepthStride)
-                            : (UnsafePointer(packedA) + ip * depth, 1, mr)
+                            : (UnsafePointer(packedA!) + ip * depth, 1, mr)
                         let tile = c + (i0 + ip) * ldc + j0
                         if tileRows == mr && cols == nr {
                             kernel(depth, panelA, aRow, aDepth, panelB, tile, ldc, add: add)
