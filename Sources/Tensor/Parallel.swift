@@ -1,6 +1,7 @@
 import CBLAS
 import Dispatch
 import Foundation
+import Synchronization
 
 /// Who owns the threads: we do. OpenBLAS runs single-threaded, and `sgemm` splits a large
 /// product across our threads, so GEMMs and our own loops (`parallelFor`) share one pool and no
@@ -75,27 +76,19 @@ public enum Engine {
 /// Work below `minPerThread` items runs on the calling thread.
 @inline(__always)
 public func parallelFor(_ count: Int, minPerThread: Int = 32_768, _ body: (Int, Int) -> Void) {
-    let chunks = min(Engine.threads, max(1, count / max(minPerThread, 1)))
-    if chunks <= 1 { body(0, count); return }
-    let step = (count + chunks - 1) / chunks
-    DispatchQueue.concurrentPerform(iterations: chunks) { i in
-        let s = i * step
-        let e = min(count, s + step)
-        if s < e { body(s, e) }
-    }
+    parallelChunks(count, minPerThread: minPerThread) { _, s, e in if s < e { body(s, e) } }
 }
 
 /// Like `parallelFor`, and also passes the chunk's index (0..<chunks) so each chunk can write
 /// its own partial result. Returns the number of chunks used.
 @discardableResult
 public func parallelChunks(_ count: Int, minPerThread: Int = 32_768, _ body: (Int, Int, Int) -> Void) -> Int {
-    let chunks = min(Engine.threads, max(1, count / max(minPerThread, 1)))
+    let chunks = chunkCount(count, minPerThread: minPerThread)
     if chunks <= 1 { body(0, 0, count); return 1 }
     let step = (count + chunks - 1) / chunks
-    DispatchQueue.concurrentPerform(iterations: chunks) { i in
+    WorkerPool.shared.run(chunks) { i in
         let s = i * step
-        let e = min(count, s + step)
-        body(i, s, max(s, e))
+        body(i, s, max(s, min(count, s + step)))
     }
     return chunks
 }
@@ -117,5 +110,90 @@ public func parallelDynamic(_ count: Int, threads: Int = Engine.threads, _ body:
             if i >= count { return }
             body(i)
         }
+    }
+}
+
+/// The engine's threads: `Engine.threads - 1` workers that run chunks beside the calling thread.
+/// A step of the quickstart network runs hundreds of short parallel regions; handing each to
+/// libdispatch (`concurrentPerform`) woke a parked worker through the kernel every time, and the
+/// caller, done with its own chunk, waited for the late starter. Our workers spin for a while
+/// after each region (`spinNanoseconds`) so the next one starts at once, and park on a condition
+/// variable when the engine is idle, so a data loader or a quiet process keeps its cores.
+/// Regions do not nest: one started inside another (or while another thread's runs) runs its
+/// chunks in order on the calling thread.
+final class WorkerPool: @unchecked Sendable {
+    static let shared = WorkerPool()
+    /// How long a worker polls for the next region before parking: long enough to span the
+    /// serial bookkeeping between two ops, short enough not to hold a core through data loading.
+    static let spinNanoseconds: UInt64 = 200_000
+
+    /// Bumped once per region; a worker runs a region when it sees a new value.
+    private let generation = Atomic<Int>(0)
+    /// Workers that have not yet finished the current region.
+    private let pending = Atomic<Int>(0)
+    /// Set while a region runs (nested and concurrent callers run inline).
+    private let busy = Atomic<Bool>(false)
+    private let parked = Atomic<Int>(0)
+    private let parking = NSCondition()
+    /// The current region, written before `generation` is bumped and read after it is seen.
+    nonisolated(unsafe) private var region: (chunks: Int, body: (Int) -> Void)?
+    /// Started workers; worker w runs chunk w (chunk 0 is the caller's).
+    private var workers = 0
+
+    /// Runs `body(i)` for i in 0..<chunks, chunk 0 on the calling thread.
+    func run(_ chunks: Int, _ body: (Int) -> Void) {
+        guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            for i in 0..<chunks { body(i) }
+            return
+        }
+        defer { busy.store(false, ordering: .releasing) }
+        while workers < chunks - 1 { startWorker(workers + 1); workers += 1 }
+        withoutActuallyEscaping(body) { body in
+            region = (chunks, body)
+            pending.store(workers, ordering: .relaxed)
+            generation.add(1, ordering: .sequentiallyConsistent)
+            if parked.load(ordering: .sequentiallyConsistent) > 0 { parking.lock(); parking.broadcast(); parking.unlock() }
+            body(0)
+            var spins = 0
+            while pending.load(ordering: .acquiring) > 0 {
+                spins += 1
+                if spins > 100_000 { sched_yield() }
+            }
+            region = nil
+        }
+    }
+
+    private func startWorker(_ index: Int) {
+        let seen = generation.load(ordering: .acquiring)
+        let thread = Thread { [self] in work(index, seen: seen) }
+        thread.name = "maclr-worker-\(index)"
+        thread.start()
+    }
+
+    private func work(_ index: Int, seen start: Int) {
+        var seen = start
+        while true {
+            seen = waitForRegion(after: seen)
+            if let (chunks, body) = region, index < chunks { body(index) }
+            pending.subtract(1, ordering: .releasing)
+        }
+    }
+
+    /// Spins, then parks, until `generation` moves past `seen`; returns its new value.
+    private func waitForRegion(after seen: Int) -> Int {
+        let deadline = DispatchTime.now().uptimeNanoseconds + Self.spinNanoseconds
+        var polls = 0
+        while true {
+            let now = generation.load(ordering: .acquiring)
+            if now != seen { return now }
+            polls += 1
+            if polls & 255 == 0 && DispatchTime.now().uptimeNanoseconds > deadline { break }
+        }
+        parking.lock()
+        defer { parking.unlock() }
+        parked.add(1, ordering: .sequentiallyConsistent)
+        defer { parked.subtract(1, ordering: .sequentiallyConsistent) }
+        while generation.load(ordering: .sequentiallyConsistent) == seen { parking.wait() }
+        return generation.load(ordering: .acquiring)
     }
 }

@@ -72,7 +72,7 @@ public struct EngineBenchmark {
         // repeats (they come from the pool).
         let step = time("train step", trainStep, afterWarmup: { ConvStats.reset() }, log: log)
         if perLayer {
-            printLayers(log: log, steps: iterations, stepSeconds: step)
+            printConvLayers(log: log, steps: iterations, stepSeconds: step)
             let before = BufferPool.shared.freshBytes
             trainStep()
             log(String(format: "  fresh (not pooled) buffers: %.1f MiB per step\n", Double(BufferPool.shared.freshBytes - before) / Double(1 << 20)))
@@ -82,39 +82,39 @@ public struct EngineBenchmark {
                       trainGFLOPs: train / 1e9, trainGFLOPsNoPad: trainNoPad / 1e9,
                       peakRSSGiB: peakRSSGiB())
     }
+}
 
-    /// Time and GFLOP/s per conv shape and direction, slowest first: the whole kernel, the part
-    /// inside sgemm (for blocked-im2col convs, the whole blocked loop, im2col included), and a
-    /// bare sgemm of the same shapes by OpenBLAS and by ours timed here (BLAS/GEMM of 1 or more
-    /// means the conv runs its GEMMs at least at OpenBLAS's speed; "other" is im2col, col2im and
-    /// zeroing).
-    func printLayers(log: (String) -> Void, steps: Int, stepSeconds: Double) {
-        log("  per conv shape and direction, per training step (GEMMs: \(Engine.gemmDescription)):\n")
-        log(String(format: "    %-46@ %8@ %8@ %8@ %9@ %9@ %9@ %7@\n", "conv" as NSString, "total" as NSString, "GEMM" as NSString,
-                   "other" as NSString, "GEMM GF/s" as NSString, "BLAS GF/s" as NSString, "ours GF/s" as NSString,
-                   "BLAS/GEMM" as NSString))
-        // Bare timings of each shape by both backends: "ours" well above "GEMM" means the shape
-        // is fine and the conv's context (cold operands, cache conflicts) is what is slow.
-        var bareCache: [Engine.GEMMBackend: [GEMMShape: Double]] = [:]
-        func bareSeconds(_ e: ConvStats.Entry, _ backend: Engine.GEMMBackend) -> Double {
-            e.gemms.reduce(0.0) { sum, item in
-                if bareCache[backend, default: [:]][item.key] == nil { bareCache[backend, default: [:]][item.key] = timeBareGEMM(item.key, backend: backend) }
-                return sum + bareCache[backend]![item.key]! * Double(item.value)
-            }
+/// Time and GFLOP/s per conv shape and direction, slowest first: the whole kernel, the part
+/// inside sgemm (for blocked-im2col convs, the whole blocked loop, im2col included), and a
+/// bare sgemm of the same shapes by OpenBLAS and by ours timed here (BLAS/GEMM of 1 or more
+/// means the conv runs its GEMMs at least at OpenBLAS's speed; "other" is im2col, col2im and
+/// zeroing).
+public func printConvLayers(log: (String) -> Void, steps: Int, stepSeconds: Double) {
+    log("  per conv shape and direction, per training step (GEMMs: \(Engine.gemmDescription)):\n")
+    log(String(format: "    %-46@ %8@ %8@ %8@ %9@ %9@ %9@ %7@\n", "conv" as NSString, "total" as NSString, "GEMM" as NSString,
+               "other" as NSString, "GEMM GF/s" as NSString, "BLAS GF/s" as NSString, "ours GF/s" as NSString,
+               "BLAS/GEMM" as NSString))
+    // Bare timings of each shape by both backends: "ours" well above "GEMM" means the shape
+    // is fine and the conv's context (cold operands, cache conflicts) is what is slow.
+    var bareCache: [Engine.GEMMBackend: [GEMMShape: Double]] = [:]
+    func bareSeconds(_ e: ConvStats.Entry, _ backend: Engine.GEMMBackend) -> Double {
+        e.gemms.reduce(0.0) { sum, item in
+            if bareCache[backend, default: [:]][item.key] == nil { bareCache[backend, default: [:]][item.key] = timeBareGEMM(item.key, backend: backend) }
+            return sum + bareCache[backend]![item.key]! * Double(item.value)
         }
-        var total = 0.0, gemm = 0.0, bare = 0.0
-        for (key, e) in ConvStats.entries.sorted(by: { $0.value.seconds > $1.value.seconds }) {
-            let gemmFlops = e.gemms.reduce(0.0) { $0 + $1.key.flops * Double($1.value) }
-            let blas = bareSeconds(e, .openblas), ours = bareSeconds(e, .packed)
-            let per = 1 / Double(steps)
-            total += e.seconds * per; gemm += e.gemmSeconds * per; bare += blas * per
-            log(String(format: "    %-46@ %6.1fms %6.1fms %6.1fms %9.1f %9.1f %9.1f %7.2f\n", key as NSString, e.seconds * per * 1e3,
-                       e.gemmSeconds * per * 1e3, (e.seconds - e.gemmSeconds) * per * 1e3,
-                       gemmFlops / e.gemmSeconds / 1e9, gemmFlops / blas / 1e9, gemmFlops / ours / 1e9, blas / e.gemmSeconds))
-        }
-        log(String(format: "  training step %.1f ms: convs %.1f ms (GEMM %.1f ms, a bare OpenBLAS sgemm of the same shapes %.1f ms; im2col/col2im/zeroing %.1f ms), everything else %.1f ms\n",
-                   stepSeconds * 1e3, total * 1e3, gemm * 1e3, bare * 1e3, (total - gemm) * 1e3, (stepSeconds - total) * 1e3))
     }
+    var total = 0.0, gemm = 0.0, bare = 0.0
+    for (key, e) in ConvStats.entries.sorted(by: { $0.value.seconds > $1.value.seconds }) {
+        let gemmFlops = e.gemms.reduce(0.0) { $0 + $1.key.flops * Double($1.value) }
+        let blas = bareSeconds(e, .openblas), ours = bareSeconds(e, .packed)
+        let per = 1 / Double(steps)
+        total += e.seconds * per; gemm += e.gemmSeconds * per; bare += blas * per
+        log(String(format: "    %-46@ %6.1fms %6.1fms %6.1fms %9.1f %9.1f %9.1f %7.2f\n", key as NSString, e.seconds * per * 1e3,
+                   e.gemmSeconds * per * 1e3, (e.seconds - e.gemmSeconds) * per * 1e3,
+                   gemmFlops / e.gemmSeconds / 1e9, gemmFlops / blas / 1e9, gemmFlops / ours / 1e9, blas / e.gemmSeconds))
+    }
+    log(String(format: "  training step %.1f ms: convs %.1f ms (GEMM %.1f ms, a bare OpenBLAS sgemm of the same shapes %.1f ms; im2col/col2im/zeroing %.1f ms), everything else %.1f ms\n",
+               stepSeconds * 1e3, total * 1e3, gemm * 1e3, bare * 1e3, (total - gemm) * 1e3, (stepSeconds - total) * 1e3))
 }
 
 /// Median seconds of `body` over `iterations` runs after `warmup` untimed ones, each shown

@@ -9,6 +9,7 @@ import Tensor
 public struct StepBenchmark {
     public var recipe: Recipe
     public var warmup = 3, iterations = 10
+    public var perLayer = false
     public init(recipe: Recipe) { self.recipe = recipe }
 
     public struct Result: Codable {
@@ -27,12 +28,15 @@ public struct StepBenchmark {
         let motion = model.motion == nil ? nil
             : (0..<2).map { _ in Tensor.randn([batch, t, crop, crop, recipe.motionRepresentation.channels], rng: &rng) }
         let seconds = medianSeconds("maclr step", warmup: warmup, iterations: iterations, {
+            ConvStats.enabled = perLayer
             optimizer.zeroGrad()
             let terms = model.losses(rgbA: rgb[0], rgbB: rgb[1], motionA: motion?[0], motionB: motion?[1], rng: &rng)
             terms.total.backward()
+            ConvStats.enabled = false
             optimizer.step()
             model.afterStep()
-        }, log: log)
+        }, afterWarmup: { ConvStats.reset() }, log: log)
+        if perLayer { printConvLayers(log: log, steps: iterations, stepSeconds: seconds) }
         return Result(stepSeconds: seconds, peakRSSGiB: peakRSSGiB())
     }
 

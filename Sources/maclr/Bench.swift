@@ -33,6 +33,8 @@ struct StepBench: ParsableCommand {
     @Option(help: "Threads (ours; OpenBLAS runs single-threaded inside them).") var threads = 2
     @Option(help: "Timed iterations (median reported).") var iterations = 10
     @Option(help: "The PyTorch mirror script.") var torchScript = "benchmarks/maclr_step_torch.py"
+    @Flag(help: "Print time and GFLOP/s per conv shape and direction (query and key encoders), beside a bare sgemm of the same shapes.")
+    var layers = false
     @OptionGroup var torch: TorchOptions
 
     func validate() throws {
@@ -43,7 +45,7 @@ struct StepBench: ParsableCommand {
         Engine.setThreads(threads)
         let r = try Recipe.load(recipe, overrides: overrides)
         var bench = StepBenchmark(recipe: r)
-        bench.iterations = iterations
+        bench.iterations = iterations; bench.perLayer = layers
         let log = stderrLog
         var mirrored: [(String, [String: Any]?)] = []
         if r.string("model.motion_pathway") != "frames" || r.string("loss.objective") != "maclr" || r.string("model.key_bn") != "shuffle" {

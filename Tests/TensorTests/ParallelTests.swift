@@ -1,0 +1,67 @@
+import Foundation
+import Synchronization
+@testable import Tensor
+import XCTest
+
+/// The worker pool behind `parallelFor`: every chunk runs exactly once, with the right range,
+/// also when regions nest or several threads start them at once.
+final class ParallelTests: XCTestCase {
+    /// Per-chunk counters that chunks on different threads can bump.
+    final class Counters: @unchecked Sendable {
+        let values: UnsafeMutablePointer<Int>
+        let count: Int
+        init(_ count: Int) { self.count = count; values = .allocate(capacity: count); values.update(repeating: 0, count: count) }
+        deinit { values.deallocate() }
+        var array: [Int] { Array(UnsafeBufferPointer(start: values, count: count)) }
+    }
+
+    override func setUp() { Engine.setThreads(2) }
+
+    func testEveryItemRunsOnceOverManyRegions() {
+        for count in [1, 2, 3, 7, 64, 1001] {
+            let hits = Counters(count)
+            for _ in 0..<500 {
+                parallelFor(count, minPerThread: 1) { s, e in for i in s..<e { hits.values[i] += 1 } }
+            }
+            XCTAssertEqual(hits.array, [Int](repeating: 500, count: count), "count \(count)")
+        }
+    }
+
+    func testChunksCoverTheRangeInOrderWithTheirIndices() {
+        let seen = Counters(8 * 3)
+        let used = parallelChunks(1001, minPerThread: 100) { chunk, s, e in
+            seen.values[chunk * 3] = s; seen.values[chunk * 3 + 1] = e; seen.values[chunk * 3 + 2] = 1
+        }
+        XCTAssertEqual(used, 2)
+        XCTAssertEqual(Array(seen.array.prefix(6)), [0, 501, 1, 501, 1001, 1])
+    }
+
+    func testNestedRegionsRunInline() {
+        let hits = Counters(16 * 16)
+        parallelFor(16, minPerThread: 1) { s, e in
+            for i in s..<e {
+                parallelFor(16, minPerThread: 1) { s2, e2 in for j in s2..<e2 { hits.values[i * 16 + j] += 1 } }
+            }
+        }
+        XCTAssertEqual(hits.array, [Int](repeating: 1, count: 256))
+    }
+
+    func testRegionsFromSeveralThreadsAtOnce() {
+        let total = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            for _ in 0..<200 {
+                parallelFor(100, minPerThread: 1) { s, e in total.add(e - s, ordering: .relaxed) }
+            }
+        }
+        XCTAssertEqual(total.load(ordering: .relaxed), 4 * 200 * 100)
+    }
+
+    /// After the workers have parked (idle longer than their spin), a region still runs all chunks.
+    func testRegionAfterWorkersPark() {
+        parallelFor(2, minPerThread: 1) { _, _ in }
+        usleep(20_000)
+        let hits = Counters(2)
+        parallelFor(2, minPerThread: 1) { s, e in for i in s..<e { hits.values[i] += 1 } }
+        XCTAssertEqual(hits.array, [1, 1])
+    }
+}
