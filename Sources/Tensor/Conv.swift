@@ -168,29 +168,60 @@ func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, samples: Range<Int>, _
 /// padding. Column order is (kt, kh, kw, c); a kernel row inside the input is one run of kW*C.
 @inline(__always)
 func forEachIm2colRun(_ g: ConvGeometry, rows: Range<Int>, _ body: (_ input: Int?, _ count: Int) -> Void) {
-    let rps = g.rowsPerSample, c = g.c
+    guard !rows.isEmpty else { return }
+    let c = g.c
     let (kt, kh, kw) = (g.kernel[0], g.kernel[1], g.kernel[2])
     let (st, sh, sw) = (g.stride[0], g.stride[1], g.stride[2])
     let (pt, ph, pw) = (g.padding[0], g.padding[1], g.padding[2])
-    for r in rows {
-        let n = r / rps
-        var rem = r % rps
-        let ot = rem / (g.outH * g.outW); rem %= g.outH * g.outW
-        let oh = rem / g.outW, ow = rem % g.outW
+    let (t, h, w, outT, outH, outW) = (g.t, g.h, g.w, g.outT, g.outH, g.outW)
+    // The position of the first row, then stepped row by row: the divisions and overflow checks
+    // per row had cost more than the copies on the quickstart's narrow layers.
+    var rem = rows.lowerBound
+    var n = rem / g.rowsPerSample; rem %= g.rowsPerSample
+    var ot = rem / (outH * outW); rem %= outH * outW
+    var oh = rem / outW, ow = rem % outW
+    for _ in rows {
+        let w0 = ow &* sw &- pw
+        let inside = w0 >= 0 && w0 &+ kw <= w
         for i in 0..<kt {
-            let ti = ot * st - pt + i
+            let ti = ot &* st &- pt &+ i
             for j in 0..<kh {
-                let hi = oh * sh - ph + j
-                if ti < 0 || ti >= g.t || hi < 0 || hi >= g.h { body(nil, kw * c); continue }
-                let rowBase = (((n * g.t + ti) * g.h + hi) * g.w) * c
-                let w0 = ow * sw - pw
-                if w0 >= 0 && w0 + kw <= g.w { body(rowBase + w0 * c, kw * c); continue }
+                let hi = oh &* sh &- ph &+ j
+                if ti < 0 || ti >= t || hi < 0 || hi >= h { body(nil, kw &* c); continue }
+                let rowBase = ((n &* t &+ ti) &* h &+ hi) &* w &* c
+                if inside { body(rowBase &+ w0 &* c, kw &* c); continue }
                 for l in 0..<kw {
-                    let wi = w0 + l
-                    body(wi < 0 || wi >= g.w ? nil : rowBase + wi * c, c)
+                    let wi = w0 &+ l
+                    body(wi < 0 || wi >= w ? nil : rowBase &+ wi &* c, c)
                 }
             }
         }
+        ow &+= 1
+        if ow == outW {
+            ow = 0; oh &+= 1
+            if oh == outH { oh = 0; ot &+= 1; if ot == outT { ot = 0; n &+= 1 } }
+        }
+    }
+}
+
+/// Copies `count` floats: short runs (a narrow layer's kernel row, 6-64 values) with vector moves
+/// inline, the last one overlapping, instead of a call to memmove per run.
+@inline(__always)
+func copyFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ count: Int) {
+    typealias V16 = SIMD16<Float>
+    typealias V8 = SIMD8<Float>
+    let from = UnsafeRawPointer(src), to = UnsafeMutableRawPointer(dst)
+    if count >= 16 && count <= 64 {
+        var q = 0
+        while q &+ 16 < count { to.storeBytes(of: from.loadUnaligned(fromByteOffset: q &* 4, as: V16.self), toByteOffset: q &* 4, as: V16.self); q &+= 16 }
+        let last = (count &- 16) &* 4
+        to.storeBytes(of: from.loadUnaligned(fromByteOffset: last, as: V16.self), toByteOffset: last, as: V16.self)
+    } else if count >= 8 && count < 16 {
+        to.storeBytes(of: from.loadUnaligned(as: V8.self), as: V8.self)
+        let last = (count &- 8) &* 4
+        to.storeBytes(of: from.loadUnaligned(fromByteOffset: last, as: V8.self), toByteOffset: last, as: V8.self)
+    } else {
+        dst.update(from: src, count: count)
     }
 }
 
@@ -198,7 +229,7 @@ func forEachIm2colRun(_ g: ConvGeometry, rows: Range<Int>, _ body: (_ input: Int
 func im2colRows(_ x: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, _ cols: UnsafeMutablePointer<Float>) {
     var dst = cols
     forEachIm2colRun(g, rows: rows) { input, count in
-        if let input { dst.update(from: x + input, count: count) } else { dst.update(repeating: 0, count: count) }
+        if let input { copyFloats(x + input, dst, count) } else { dst.update(repeating: 0, count: count) }
         dst += count
     }
 }
