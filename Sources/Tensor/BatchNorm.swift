@@ -43,7 +43,7 @@ func batchNormComposite(_ x: Tensor, _ gamma: Tensor, _ beta: Tensor, eps: Float
 /// Training: batch statistics, running stats updated in place with `momentum` (PyTorch's
 /// convention, unbiased running variance). Eval: running statistics, an affine map.
 /// With `relu`, returns relu(batchNorm(x)) from the same pass, forward and backward (the mask
-/// is read from the output; no intermediate tensor).
+/// is recomputed from x; no intermediate tensor).
 public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor,
                       training: Bool, momentum: Float = 0.1, eps: Float = 1e-5, relu: Bool = false) -> Tensor {
     let c = x.shape[x.rank - 1], m = x.count / c
@@ -104,8 +104,6 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
             }
         }
     }
-    // An alias without history (no reference cycle through the closure): the ReLU's mask.
-    let output = y.detached()
     return record(relu ? "batch_norm_relu" : "batch_norm", y, [x, gamma, beta]) { g in
         if GradMode.isEnabled {
             // A graph is being created: differentiate the composite formula instead.
@@ -116,17 +114,23 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
         }
         // Fused: gx = gamma*invstd * (g - mean(g) - xhat * mean(g*xhat)); dgamma = sum(g*xhat); dbeta = sum(g)
         let gp = g.data
-        let mask: UnsafePointer<Float>? = relu ? UnsafePointer(output.data) : nil
+        // The fused ReLU's mask, x * scale + shift > 0, is recomputed from x (read anyway) by the
+        // forward's own expression rather than read from the output: one stream of the
+        // activation less in each of the two passes, which are bound by memory traffic.
+        let wideScale = repeated(scale), wideShift = repeated(shift)
         // Per channel: sum of g and of g (x - mean), g zeroed where the fused ReLU's output is.
         let (wideG, wideGCentered) = repeated(meanF).withUnsafeBufferPointer { mu in
             let mu = mu.baseAddress!
-            return channelSumPairs(rows: wm, channels: wc) { r, a, b in
-                let xr = xp + r * wc, gr = gp + r * wc
-                if let mask {
-                    let yr = mask + r * wc
-                    for j in 0..<wc { let gj = yr[j] > 0 ? gr[j] : 0; a[j] += gj; b[j] += gj * (xr[j] - mu[j]) }
-                } else {
-                    for j in 0..<wc { a[j] += gr[j]; b[j] += gr[j] * (xr[j] - mu[j]) }
+            return wideScale.withUnsafeBufferPointer { sc in
+                wideShift.withUnsafeBufferPointer { sh in
+                    channelSumPairs(rows: wm, channels: wc) { r, a, b in
+                        let xr = xp + r * wc, gr = gp + r * wc
+                        if relu {
+                            for j in 0..<wc { let gj = xr[j] * sc[j] + sh[j] > 0 ? gr[j] : 0; a[j] += gj; b[j] += gj * (xr[j] - mu[j]) }
+                        } else {
+                            for j in 0..<wc { a[j] += gr[j]; b[j] += gr[j] * (xr[j] - mu[j]) }
+                        }
+                    }
                 }
             }
         }
@@ -150,14 +154,17 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
             }
             let out = Tensor(uninitialized: x.shape)
             let op = out.data
-            parallelFor(wm, minPerThread: max(1, 32_768 / wc)) { s, e in
-                for r in s..<e {
-                    let xr = xp + r * wc, gr = gp + r * wc, orow = op + r * wc
-                    if let mask {
-                        let yr = mask + r * wc
-                        for j in 0..<wc { orow[j] = ca[j] * (yr[j] > 0 ? gr[j] : 0) + cb[j] * xr[j] + cc[j] }
-                    } else {
-                        for j in 0..<wc { orow[j] = ca[j] * gr[j] + cb[j] * xr[j] + cc[j] }
+            wideScale.withUnsafeBufferPointer { sc in
+                wideShift.withUnsafeBufferPointer { sh in
+                    parallelFor(wm, minPerThread: max(1, 32_768 / wc)) { s, e in
+                        for r in s..<e {
+                            let xr = xp + r * wc, gr = gp + r * wc, orow = op + r * wc
+                            if relu {
+                                for j in 0..<wc { orow[j] = ca[j] * (xr[j] * sc[j] + sh[j] > 0 ? gr[j] : 0) + cb[j] * xr[j] + cc[j] }
+                            } else {
+                                for j in 0..<wc { orow[j] = ca[j] * gr[j] + cb[j] * xr[j] + cc[j] }
+                            }
+                        }
                     }
                 }
             }
