@@ -166,36 +166,20 @@ func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, samples: Range<Int>, _
 /// run by run: `body(input, count)` for each run of `count` columns that read the input
 /// elements at input..<input+count of (N, T, H, W, C) data, or nil where the run lies in the
 /// padding. Column order is (kt, kh, kw, c); a kernel row inside the input is one run of kW*C.
-@inline(__always)
-func forEachIm2colRun(_ g: ConvGeometry, rows: Range<Int>, _ body: (_ input: Int?, _ count: Int) -> Void) {
-    guard !rows.isEmpty else { return }
-    let c = g.c
-    let (kt, kh, kw) = (g.kernel[0], g.kernel[1], g.kernel[2])
-    let (st, sh, sw) = (g.stride[0], g.stride[1], g.stride[2])
-    let (pt, ph, pw) = (g.padding[0], g.padding[1], g.padding[2])
-    let (t, h, w, outT, outH, outW) = (g.t, g.h, g.w, g.outT, g.outH, g.outW)
-    // The position of the first row, then stepped row by row: the divisions and overflow checks
-    // per row had cost more than the copies on the quickstart's narrow layers.
-    var rem = rows.lowerBound
-    var n = rem / g.rowsPerSample; rem %= g.rowsPerSample
-    var ot = rem / (outH * outW); rem %= outH * outW
-    var oh = rem / outW, ow = rem % outW
-    for _ in rows {
-        let w0 = ow &* sw &- pw
-        let inside = w0 >= 0 && w0 &+ kw <= w
-        for i in 0..<kt {
-            let ti = ot &* st &- pt &+ i
-            for j in 0..<kh {
-                let hi = oh &* sh &- ph &+ j
-                if ti < 0 || ti >= t || hi < 0 || hi >= h { body(nil, kw &* c); continue }
-                let rowBase = ((n &* t &+ ti) &* h &+ hi) &* w &* c
-                if inside { body(rowBase &+ w0 &* c, kw &* c); continue }
-                for l in 0..<kw {
-                    let wi = w0 &+ l
-                    body(wi < 0 || wi >= w ? nil : rowBase &+ wi &* c, c)
-                }
-            }
-        }
+/// An output position (n, ot, oh, ow) of a conv, stepped row by row in im2col order: the
+/// divisions and overflow checks per row had cost more than the copies on narrow layers.
+struct OutputPosition {
+    var n: Int, ot: Int, oh: Int, ow: Int
+
+    init(row: Int, _ g: ConvGeometry) {
+        var rem = row % g.rowsPerSample
+        n = row / g.rowsPerSample
+        ot = rem / (g.outH * g.outW); rem %= g.outH * g.outW
+        oh = rem / g.outW; ow = rem % g.outW
+    }
+
+    @inline(__always)
+    mutating func advance(outT: Int, outH: Int, outW: Int) {
         ow &+= 1
         if ow == outW {
             ow = 0; oh &+= 1
@@ -204,8 +188,37 @@ func forEachIm2colRun(_ g: ConvGeometry, rows: Range<Int>, _ body: (_ input: Int
     }
 }
 
-/// Copies `count` floats: short runs (a narrow layer's kernel row, 6-64 values) with vector moves
-/// inline, the last one overlapping, instead of a call to memmove per run.
+@inline(__always)
+func forEachIm2colRun(_ g: ConvGeometry, rows: Range<Int>, _ body: (_ input: Int?, _ count: Int) -> Void) {
+    guard !rows.isEmpty else { return }
+    let c = g.c
+    let (kt, kh, kw) = (g.kernel[0], g.kernel[1], g.kernel[2])
+    let (st, sh, sw) = (g.stride[0], g.stride[1], g.stride[2])
+    let (pt, ph, pw) = (g.padding[0], g.padding[1], g.padding[2])
+    let (t, h, w, outT, outH, outW) = (g.t, g.h, g.w, g.outT, g.outH, g.outW)
+    var p = OutputPosition(row: rows.lowerBound, g)
+    for _ in rows {
+        let w0 = p.ow &* sw &- pw
+        let inside = w0 >= 0 && w0 &+ kw <= w
+        for i in 0..<kt {
+            let ti = p.ot &* st &- pt &+ i
+            for j in 0..<kh {
+                let hi = p.oh &* sh &- ph &+ j
+                if ti < 0 || ti >= t || hi < 0 || hi >= h { body(nil, kw &* c); continue }
+                let rowBase = ((p.n &* t &+ ti) &* h &+ hi) &* w &* c
+                if inside { body(rowBase &+ w0 &* c, kw &* c); continue }
+                for l in 0..<kw {
+                    let wi = w0 &+ l
+                    body(wi < 0 || wi >= w ? nil : rowBase &+ wi &* c, c)
+                }
+            }
+        }
+        p.advance(outT: outT, outH: outH, outW: outW)
+    }
+}
+
+/// Copies `count` floats: short runs (a narrow layer's kernel row, 2-64 values) inline, with
+/// vector moves (the last one overlapping) from 8 on, instead of a call to memmove per run.
 @inline(__always)
 func copyFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ count: Int) {
     typealias V16 = SIMD16<Float>
@@ -220,6 +233,8 @@ func copyFloats(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
         to.storeBytes(of: from.loadUnaligned(as: V8.self), as: V8.self)
         let last = (count &- 8) &* 4
         to.storeBytes(of: from.loadUnaligned(fromByteOffset: last, as: V8.self), toByteOffset: last, as: V8.self)
+    } else if count < 8 {
+        for q in 0..<count { dst[q] = src[q] }
     } else {
         dst.update(from: src, count: count)
     }
@@ -259,6 +274,96 @@ func fusedIm2colForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _
             PackedGEMM.multiply(false, r1 - r0, 1, buffer.pointer, k, weights, accumulate: false, y + r0 * g.o, g.o)
         }
     }
+}
+
+/// Whether the forward runs as an implicit GEMM (`implicitConvForward`): a blocked-im2col conv
+/// whose kernel rows (kW*C values) fit one depth slice of the packed weights, and where it
+/// measured faster (`maclr bench conv`, 1x3x3 convs at 28x28, 2 threads): from 24 input channels
+/// on (32->32: 3.1 vs 4.0 ms, 64->32: 5.5 vs 8.0), for at most 16 output channels (the stems,
+/// 3->11 7x7: 2.2 vs 3.4 ms) and strided convs (16->57: 0.91 vs 1.02 ms). Blocked im2col stays
+/// faster for 8-16 input channels at stride 1 (16->32: 2.2 vs 1.6 ms): its 12-row tiles beat the
+/// implicit 8-row ones, and expanding so few channels costs little.
+func usesImplicitForward(_ g: ConvGeometry) -> Bool {
+    guard Engine.implicitConv, usesFusedIm2col(g), g.kernel[2] * g.c <= PackedGEMM.kc else { return false }
+    return g.c >= 24 || g.o <= 16 || g.stride[1] > 1 || g.stride[2] > 1
+}
+
+/// y (rows x O) = im2col(x) W^T with no im2col row written: each tile of `PackedGEMM.indirectRows` output
+/// positions reads its kT*kH input runs of kW*C values where they lie (`PackedGEMM.indirectTile`),
+/// through a table of pointers: runs in the padding point at zeros; only a run cut by the left
+/// or right border is assembled in a small buffer. On the quickstart's narrow layers (3-16
+/// channels) writing and re-reading the im2col block cost more than the multiply-adds.
+func implicitConvForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
+    let mr = PackedGEMM.indirectRows, nr = PackedGEMM.nr
+    let run = g.kernel[2] * g.c, taps = g.kernel[0] * g.kernel[1], k = g.columns
+    // Slices of whole runs, so a run never straddles two.
+    let weights = PackedGEMM.PackedB(true, wt, k, k: k, n: g.o, sliceDepth: PackedGEMM.kc / run * run)
+    let rows = g.n * g.rowsPerSample, tiles = (rows + mr - 1) / mr
+    let zeros = Storage(zeros: run)
+    parallelFor(tiles, minPerThread: 4) { t0, t1 in
+        let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: taps * mr)
+        defer { pointers.deallocate() }
+        let borderRuns = Storage(uninitialized: taps * mr * run)
+        for tile in t0..<t1 {
+            let r0 = tile * mr, tileRows = min(mr, rows - r0)
+            pointRuns(x, g, rows: r0..<(r0 + tileRows), pointers, zeros: UnsafePointer(zeros.pointer), border: borderRuns.pointer)
+            for p0 in stride(from: 0, to: k, by: weights.sliceDepth) {
+                let depth = min(weights.sliceDepth, k - p0), slice = UnsafePointer(weights.slice(p0))
+                for jp in 0..<weights.panels {
+                    let j0 = jp * nr
+                    PackedGEMM.indirectTile(depth / run, run, pointers + p0 / run * mr, slice + jp * nr * depth,
+                                            y + r0 * g.o + j0, g.o, rows: tileRows, columns: min(nr, g.o - j0), add: p0 > 0)
+                }
+            }
+        }
+    }
+}
+
+/// Points `pointers[tap * mr + i]` at the input run (kW*C values) that im2col row
+/// `rows.lowerBound + i` reads for kernel tap `tap` = (kt, kh): in x, at `zeros` where the run
+/// lies in the padding (and for rows past the end of a partial tile), or in `border` where the
+/// left or right padding cuts it and it is assembled there.
+func pointRuns(_ x: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, _ pointers: UnsafeMutablePointer<UnsafePointer<Float>>,
+               zeros: UnsafePointer<Float>, border: UnsafeMutablePointer<Float>) {
+    let mr = PackedGEMM.indirectRows, c = g.c, run = g.kernel[2] * g.c, taps = g.kernel[0] * g.kernel[1]
+    let (kt, kh, kw) = (g.kernel[0], g.kernel[1], g.kernel[2])
+    let (st, sh, sw) = (g.stride[0], g.stride[1], g.stride[2])
+    let (pt, ph, pw) = (g.padding[0], g.padding[1], g.padding[2])
+    let (t, h, w, outT, outH, outW) = (g.t, g.h, g.w, g.outT, g.outH, g.outW)
+    var p = OutputPosition(row: rows.lowerBound, g)
+    // Per tap, where its input row starts for the current output row (n, ot, oh); nil in the
+    // padding. Recomputed only when the output row changes.
+    withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: taps) { starts in
+        var startsRow = (n: -1, ot: -1, oh: -1)
+        for i in 0..<rows.count {
+            if startsRow != (p.n, p.ot, p.oh) {
+                startsRow = (p.n, p.ot, p.oh)
+                for a in 0..<kt {
+                    let ti = p.ot &* st &- pt &+ a
+                    for b in 0..<kh {
+                        let hi = p.oh &* sh &- ph &+ b
+                        starts[a &* kh &+ b] = ti < 0 || ti >= t || hi < 0 || hi >= h ? nil : x + ((p.n &* t &+ ti) &* h &+ hi) &* w &* c
+                    }
+                }
+            }
+            let w0 = p.ow &* sw &- pw
+            if w0 >= 0 && w0 &+ kw <= w {
+                for tap in 0..<taps { pointers[tap &* mr &+ i] = starts[tap].map { $0 + w0 &* c } ?? zeros }
+            } else {
+                for tap in 0..<taps {
+                    guard let start = starts[tap] else { pointers[tap &* mr &+ i] = zeros; continue }
+                    let assembled = border + (tap &* mr &+ i) &* run
+                    for l in 0..<kw {
+                        let wi = w0 &+ l, piece = assembled + l &* c
+                        if wi < 0 || wi >= w { piece.update(repeating: 0, count: c) } else { copyFloats(start + wi &* c, piece, c) }
+                    }
+                    pointers[tap &* mr &+ i] = UnsafePointer(assembled)
+                }
+            }
+            p.advance(outT: outT, outH: outH, outW: outW)
+        }
+    }
+    for i in rows.count..<mr { for tap in 0..<taps { pointers[tap &* mr &+ i] = zeros } }
 }
 
 /// gW (O x K) = gy^T im2col(x) without the im2col matrix: each thread expands blocks of
@@ -467,7 +572,7 @@ func convForwardKernel(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ 
     }
     if usesFusedIm2col(g) {
         convGEMMTimed(GEMMShape(transA: false, transB: true, m: g.n * g.rowsPerSample, n: g.o, k: k, lda: k, ldb: k, ldc: g.o)) {
-            fusedIm2colForward(x, wt, g, y)
+            if usesImplicitForward(g) { implicitConvForward(x, wt, g, y) } else { fusedIm2colForward(x, wt, g, y) }
         }
         return
     }

@@ -43,14 +43,35 @@ public enum PackedGEMM {
     public struct PackedB {
         let storage: Storage
         let k: Int, n: Int
+        /// Depth of each slice but the last: `kc`, or whole runs of an implicit conv's input.
+        let sliceDepth: Int
         var panels: Int { (n + nr - 1) / nr }
 
-        public init(_ transB: Bool, _ b: UnsafePointer<Float>, _ ldb: Int, k: Int, n: Int) {
+        /// op(B)'s columns from `tailStart` on (fewer than 16 after the last whole half panel),
+        /// transposed: column j's k values contiguous at `tail + (j - tailStart) * k`. Narrow
+        /// edges are computed as dot products of A's rows with these (`rowDots`).
+        let tail: Storage?
+        let tailStart: Int
+
+        public init(_ transB: Bool, _ b: UnsafePointer<Float>, _ ldb: Int, k: Int, n: Int, sliceDepth: Int? = nil) {
             self.k = k; self.n = n
+            let sliceDepth = sliceDepth ?? kc
+            self.sliceDepth = sliceDepth
+            tailStart = n / (nr / 2) * (nr / 2)
+            if tailStart < n {
+                let t = Storage(uninitialized: (n - tailStart) * k)
+                for j in tailStart..<n {
+                    let row = t.pointer + (j - tailStart) * k
+                    for p in 0..<k { row[p] = transB ? b[j * ldb + p] : b[p * ldb + j] }
+                }
+                tail = t
+            } else {
+                tail = nil
+            }
             // From the buffer pool: the same sizes come back every step.
             storage = Storage(uninitialized: max(1, (n + nr - 1) / nr * nr * k))
-            for p0 in stride(from: 0, to: k, by: kc) {
-                packB(transB, b, ldb, depth: p0..<min(k, p0 + kc), columns: 0..<n, into: slice(p0))
+            for p0 in stride(from: 0, to: k, by: sliceDepth) {
+                packB(transB, b, ldb, depth: p0..<min(k, p0 + sliceDepth), columns: 0..<n, into: slice(p0))
             }
         }
 
@@ -72,6 +93,7 @@ public enum PackedGEMM {
         let packedAStorage = !directA || m % mr != 0 ? Storage(uninitialized: mc * kc) : nil
         let packedA = packedAStorage?.pointer
         defer { withExtendedLifetime(packedAStorage) {} }
+        precondition(b.sliceDepth == kc, "PackedGEMM.multiply takes B packed in slices of kc")
         for p0 in stride(from: 0, to: k, by: kc) {
             let depth = min(kc, k - p0), depthRange = p0..<(p0 + depth)
             // The first slice writes C unless accumulating; every later one adds to it.
@@ -95,6 +117,16 @@ public enum PackedGEMM {
                         let tile = c + (i0 + ip) * ldc + j0
                         if tileRows == mr && cols == nr {
                             kernel(depth, panelA, aRow, aDepth, panelB, tile, ldc, add: add)
+                        } else if let tail = b.tail, aDepth == 1, ip < firstPackedRow, j0 + cols > b.tailStart,
+                                  n - b.tailStart <= maxDotColumns {
+                            // A's rows contiguous: the narrow tail as dot products, after any
+                            // whole half panel before it.
+                            let half = b.tailStart - j0
+                            if half > 0 {
+                                halfKernel(depth, panelA, aRow, aDepth, panelB, tile, ldc, add: add)
+                            }
+                            rowDots(depth, panelA, aRow, rows: tileRows, tail.pointer + p0, k, columns: n - b.tailStart,
+                                    tile + half, ldc, add: add)
                         } else if tileRows == mr && cols == nr / 2 {
                             // 16 columns (narrow layers, or 144 = 4 x 32 + 16): no scratch tile
                             halfKernel(depth, panelA, aRow, aDepth, panelB, tile, ldc, add: add)
@@ -166,6 +198,44 @@ public enum PackedGEMM {
         }
     }
 
+    /// C[i, j] (+)= A[i, 0..<depth] . BT[j, 0..<depth] for `rows` rows and `columns` (< 16)
+    /// columns, A's rows and BT's rows contiguous: a narrow edge of C at full vector width
+    /// (16 multiply-adds per FMA; the half kernel spends one FMA and one broadcast per 1-15 of
+    /// them), four columns at a time sharing A's loads.
+    /// Up to this many edge columns `rowDots` beats the half kernel (per row and 16 of depth:
+    /// 9 loads, 8 FMAs and the final sums for 8 columns, against 16 broadcasts and 16 FMAs).
+    static let maxDotColumns = 8
+
+    static func rowDots(_ depth: Int, _ a: UnsafePointer<Float>, _ lda: Int, rows: Int,
+                        _ bt: UnsafePointer<Float>, _ ldbt: Int, columns: Int,
+                        _ c: UnsafeMutablePointer<Float>, _ ldc: Int, add: Bool) {
+        let vectorDepth = depth / 16 * 16
+        @inline(__always) func load(_ p: UnsafePointer<Float>) -> Vector { UnsafeRawPointer(p).loadUnaligned(as: Vector.self) }
+        for i in 0..<rows {
+            let ar = a + i * lda, cr = c + i * ldc
+            var j = 0
+            while j < columns {
+                let group = min(4, columns - j)
+                let b0 = bt + j * ldbt, b1 = bt + min(j + 1, columns - 1) * ldbt
+                let b2 = bt + min(j + 2, columns - 1) * ldbt, b3 = bt + min(j + 3, columns - 1) * ldbt
+                var s0 = Vector(), s1 = Vector(), s2 = Vector(), s3 = Vector()
+                var p = 0
+                while p < vectorDepth {
+                    let x = load(ar + p)
+                    s0.addProduct(x, load(b0 + p)); s1.addProduct(x, load(b1 + p))
+                    s2.addProduct(x, load(b2 + p)); s3.addProduct(x, load(b3 + p))
+                    p += 16
+                }
+                var sums = SIMD4(s0.sum(), s1.sum(), s2.sum(), s3.sum())
+                for q in vectorDepth..<depth {
+                    sums[0] += ar[q] * b0[q]; sums[1] += ar[q] * b1[q]; sums[2] += ar[q] * b2[q]; sums[3] += ar[q] * b3[q]
+                }
+                for g in 0..<group { cr[j + g] = add ? cr[j + g] + sums[g] : sums[g] }
+                j += group
+            }
+        }
+    }
+
     /// The first 16 columns of a tile: C (+)= A B[:, 0..<16].
     static func halfKernel(_ depth: Int, _ panelA: UnsafePointer<Float>, _ aRow: Int, _ aDepth: Int,
                            _ panelB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, add: Bool) {
@@ -231,5 +301,97 @@ public enum PackedGEMM {
         store(0, c00, c01); store(1, c10, c11); store(2, c20, c21); store(3, c30, c31)
         store(4, c40, c41); store(5, c50, c51); store(6, c60, c61); store(7, c70, c71)
         store(8, c80, c81); store(9, c90, c91); store(10, ca0, ca1); store(11, cb0, cb1)
+    }
+
+    // Implicit GEMM: A's rows read through pointers, in segments. A conv's im2col row is, per
+    // (temporal, vertical) kernel tap, one contiguous run of kW*C input values; a tile of
+    // `indirectRows` output positions reads that many runs per tap, wherever they are (`implicitConvForward` in
+    // Conv.swift), so no im2col row is ever written.
+
+    /// C tile (rows x columns, at most indirectRows x nr) (+)= A B, where A's row i is the concatenation of
+    /// `segments` runs of `run` values, run s of row i at `rowPointers[s * indirectRows + i]`, and B
+    /// (segments * run deep) is a packed panel. Rows beyond `rows` must still point at `run`
+    /// readable values; their results are dropped.
+    static func indirectTile(_ segments: Int, _ run: Int, _ rowPointers: UnsafePointer<UnsafePointer<Float>>,
+                             _ panelB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
+                             rows: Int, columns: Int, add: Bool) {
+        // Up to 16 columns need only the narrow kernel.
+        let kernel = columns <= nr / 2 ? indirectNarrow : indirectWide
+        if rows == indirectRows && (columns == nr || columns == nr / 2) {
+            kernel(segments, run, rowPointers, panelB, c, ldc, add)
+            return
+        }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: indirectRows * nr) { scratch in
+            let s = scratch.baseAddress!
+            kernel(segments, run, rowPointers, panelB, s, nr, false)
+            for i in 0..<rows {
+                let dst = c + i * ldc, src = s + i * nr
+                if add { for j in 0..<columns { dst[j] += src[j] } } else { dst.update(from: src, count: columns) }
+            }
+        }
+    }
+
+    /// The indirect microkernels, 8 x 32 and 8 x 16, the row pointers reloaded per segment.
+    /// Rows of an indirect tile: 8, not `mr`, so that the row pointers stay in registers (with
+    /// 12 the compiler reloaded all of them from the stack at every depth step).
+    static let indirectRows = 8
+
+    static func indirectWide(_ segments: Int, _ run: Int, _ rowPointers: UnsafePointer<UnsafePointer<Float>>,
+                             _ panelB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ add: Bool) {
+        var c00 = Vector(), c01 = Vector(), c10 = Vector(), c11 = Vector(), c20 = Vector(), c21 = Vector()
+        var c30 = Vector(), c31 = Vector(), c40 = Vector(), c41 = Vector(), c50 = Vector(), c51 = Vector()
+        var c60 = Vector(), c61 = Vector(), c70 = Vector(), c71 = Vector()
+        var pb = UnsafeRawPointer(panelB)
+        for segment in 0..<segments {
+            let r = rowPointers + segment * indirectRows
+            let a0 = r[0], a1 = r[1], a2 = r[2], a3 = r[3], a4 = r[4], a5 = r[5], a6 = r[6], a7 = r[7]
+            for p in 0..<run {
+                let b0 = pb.loadUnaligned(as: Vector.self), b1 = pb.loadUnaligned(fromByteOffset: 64, as: Vector.self)
+                var s = Vector(repeating: a0[p]); c00.addProduct(s, b0); c01.addProduct(s, b1)
+                s = Vector(repeating: a1[p]); c10.addProduct(s, b0); c11.addProduct(s, b1)
+                s = Vector(repeating: a2[p]); c20.addProduct(s, b0); c21.addProduct(s, b1)
+                s = Vector(repeating: a3[p]); c30.addProduct(s, b0); c31.addProduct(s, b1)
+                s = Vector(repeating: a4[p]); c40.addProduct(s, b0); c41.addProduct(s, b1)
+                s = Vector(repeating: a5[p]); c50.addProduct(s, b0); c51.addProduct(s, b1)
+                s = Vector(repeating: a6[p]); c60.addProduct(s, b0); c61.addProduct(s, b1)
+                s = Vector(repeating: a7[p]); c70.addProduct(s, b0); c71.addProduct(s, b1)
+                pb += nr * MemoryLayout<Float>.stride
+            }
+        }
+        @inline(__always) func store(_ row: Int, _ lo: Vector, _ hi: Vector) {
+            let r = UnsafeMutableRawPointer(c + row * ldc)
+            if add {
+                r.storeBytes(of: r.loadUnaligned(as: Vector.self) + lo, as: Vector.self)
+                r.storeBytes(of: r.loadUnaligned(fromByteOffset: 64, as: Vector.self) + hi, toByteOffset: 64, as: Vector.self)
+            } else {
+                r.storeBytes(of: lo, as: Vector.self)
+                r.storeBytes(of: hi, toByteOffset: 64, as: Vector.self)
+            }
+        }
+        store(0, c00, c01); store(1, c10, c11); store(2, c20, c21); store(3, c30, c31)
+        store(4, c40, c41); store(5, c50, c51); store(6, c60, c61); store(7, c70, c71)
+    }
+
+    static func indirectNarrow(_ segments: Int, _ run: Int, _ rowPointers: UnsafePointer<UnsafePointer<Float>>,
+                               _ panelB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ add: Bool) {
+        var c0 = Vector(), c1 = Vector(), c2 = Vector(), c3 = Vector(), c4 = Vector(), c5 = Vector(), c6 = Vector(), c7 = Vector()
+        var pb = UnsafeRawPointer(panelB)
+        for segment in 0..<segments {
+            let r = rowPointers + segment * indirectRows
+            let a0 = r[0], a1 = r[1], a2 = r[2], a3 = r[3], a4 = r[4], a5 = r[5], a6 = r[6], a7 = r[7]
+            for p in 0..<run {
+                let b0 = pb.loadUnaligned(as: Vector.self)
+                c0.addProduct(Vector(repeating: a0[p]), b0); c1.addProduct(Vector(repeating: a1[p]), b0)
+                c2.addProduct(Vector(repeating: a2[p]), b0); c3.addProduct(Vector(repeating: a3[p]), b0)
+                c4.addProduct(Vector(repeating: a4[p]), b0); c5.addProduct(Vector(repeating: a5[p]), b0)
+                c6.addProduct(Vector(repeating: a6[p]), b0); c7.addProduct(Vector(repeating: a7[p]), b0)
+                pb += nr * MemoryLayout<Float>.stride
+            }
+        }
+        @inline(__always) func store(_ row: Int, _ v: Vector) {
+            let r = UnsafeMutableRawPointer(c + row * ldc)
+            r.storeBytes(of: add ? r.loadUnaligned(as: Vector.self) + v : v, as: Vector.self)
+        }
+        store(0, c0); store(1, c1); store(2, c2); store(3, c3); store(4, c4); store(5, c5); store(6, c6); store(7, c7)
     }
 }

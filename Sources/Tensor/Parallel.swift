@@ -49,9 +49,16 @@ public enum Engine {
         #endif
     }()
 
+    /// Whether blocked-im2col convs whose kernel rows fit a depth slice run their forward as an
+    /// implicit GEMM (`implicitConvForward`), reading the input in place through row pointers
+    /// instead of expanding im2col blocks. On with `fusedConv`; MACLR_IMPLICIT_CONV=0 turns it off.
+    nonisolated(unsafe) public static var implicitConv: Bool = {
+        ProcessInfo.processInfo.environment["MACLR_IMPLICIT_CONV"].map { $0 == "1" } ?? true
+    }()
+
     /// What runs the GEMMs, for benchmark headers: e.g. "OpenBLAS SkylakeX; blocked-im2col convs by ours".
     public static var gemmDescription: String {
-        (gemm == .packed ? "ours (packed)" : "OpenBLAS \(blasCore)") + (fusedConv ? "; blocked-im2col convs by ours" : "")
+        (gemm == .packed ? "ours (packed)" : "OpenBLAS \(blasCore)") + (fusedConv ? "; blocked-im2col convs by ours" + (implicitConv ? ", implicit forward" : "") : "")
     }
 
     /// Reads the first "flags" line of /proc/cpuinfo with stdio: the file reports size 0, so

@@ -7,7 +7,7 @@ import Training
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Throughput figures.",
-        subcommands: [EngineBench.self, StepBench.self, DataBench.self, FlowBench.self])
+        subcommands: [EngineBench.self, StepBench.self, ConvBench.self, DataBench.self, FlowBench.self])
 }
 
 /// Where the PyTorch reference comes from, shared by the benchmarks that run one.
@@ -155,6 +155,39 @@ struct EngineBench: ParsableCommand {
     func resolveScript() -> String? {
         let candidates = [torchScript, "../shared/bench/torch_reference.py", "shared/bench/torch_reference.py"].compactMap { $0 }
         return candidates.first { FileManager.default.fileExists(atPath: $0) }
+    }
+}
+
+struct ConvBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "conv",
+        abstract: "One conv shape's forward, input and weight gradients under each conv path of the engine, the paths taking turns.")
+    @Option(help: "Input shape N,T,H,W,C.") var input = "8,8,28,28,16"
+    @Option(help: "Weight shape O,kT,kH,kW,C.") var weight = "36,1,3,3,16"
+    @Option(help: "Stride T,H,W.") var stride = "1,1,1"
+    @Option(help: "Padding T,H,W.") var padding = "0,1,1"
+    @Option(help: "Rounds (each path once per round; medians reported).") var rounds = 5
+    @Option(help: "Calls per path and round.") var iterations = 5
+    @Option(help: "Threads.") var threads = 2
+
+    func shape(_ text: String, _ count: Int, _ name: String) throws -> [Int] {
+        let values = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard values.count == count, values.allSatisfy({ ($0 ?? -1) >= 0 }) else {
+            throw ValidationError("--\(name) '\(text)': expected \(count) non-negative integers separated by commas")
+        }
+        return values.map { $0! }
+    }
+
+    func run() throws {
+        Engine.setThreads(threads)
+        let (x, w) = (try shape(input, 5, "input"), try shape(weight, 5, "weight"))
+        guard x[4] == w[4] else { throw ValidationError("--input has \(x[4]) channels but --weight expects \(w[4])") }
+        var bench = ConvBenchmark(input: x, weight: w, stride: try shape(stride, 3, "stride"), padding: try shape(padding, 3, "padding"))
+        bench.rounds = rounds; bench.iterations = iterations
+        let rows = bench.run(log: stderrLog)
+        print("conv input \(x) weight \(w) stride \(stride) padding \(padding), \(threads) threads, median of \(rounds) rounds")
+        print("| path | direction | ms per call | GFLOP/s |")
+        print("|---|---|---|---|")
+        for r in rows { print(String(format: "| %@ | %@ | %.3f | %.1f |", r.path, r.direction, r.milliseconds, r.gflops)) }
     }
 }
 

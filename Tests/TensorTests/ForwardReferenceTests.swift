@@ -90,13 +90,14 @@ final class ForwardReferenceTests: XCTestCase {
         }
     }
 
-    /// The block-by-block im2col convs (`Engine.fusedConv`) against the whole-matrix ones: output,
+    /// The block-by-block im2col convs (`Engine.fusedConv`) and the implicit forward
+    /// (`Engine.implicitConv`) against the whole-matrix ones: output,
     /// input gradient and weight gradient, with rows spanning several blocks and both threads,
     /// padding, strides, a 7x7 stem-like kernel, and a temporal conv. Both paths are checked whichever is the
     /// default on this CPU.
     func testFusedIm2colConvsMatchTheWholeMatrixOnes() {
-        let saved = Engine.fusedConv
-        defer { Engine.fusedConv = saved }
+        let saved = (Engine.fusedConv, Engine.implicitConv)
+        defer { (Engine.fusedConv, Engine.implicitConv) = saved }
         // (input, kernel, stride, padding, output channels): rows >= 8 x channels, so fused applies.
         let cases: [([Int], [Int], [Int], [Int], Int)] = [
             ([2, 3, 9, 9, 5], [3, 3, 3], [1, 1, 1], [1, 1, 1], 6),
@@ -107,11 +108,17 @@ final class ForwardReferenceTests: XCTestCase {
             // channels) the per-tap weight gradient too
             ([3, 4, 8, 8, 3], [3, 1, 1], [1, 1, 1], [1, 0, 0], 5),
             ([3, 4, 8, 8, 6], [3, 1, 1], [1, 1, 1], [1, 0, 0], 4),
+            // the quickstart's narrow layers: 36 = 32 + 4 and 57 = 32 + 16 + 9 output channels
+            // (edge columns), 11 from 3 channels through a 7x7 stem, rows not a multiple of a tile
+            ([2, 3, 9, 9, 16], [1, 3, 3], [1, 1, 1], [0, 1, 1], 36),
+            ([4, 3, 16, 16, 8], [1, 3, 3], [1, 2, 2], [0, 1, 1], 57),
+            ([2, 2, 13, 13, 3], [1, 7, 7], [1, 2, 2], [0, 3, 3], 11),
         ]
         for (i, (shape, k, s, p, o)) in cases.enumerated() {
             var results: [[[Float]]] = []
-            for fused in [false, true] {
-                Engine.fusedConv = fused
+            // whole im2col matrix, blocked im2col, implicit forward
+            for (fused, implicit) in [(false, false), (true, false), (true, true)] {
+                (Engine.fusedConv, Engine.implicitConv) = (fused, implicit)
                 let x = randomTensor(shape, seed: UInt64(80 + i)), w = randomTensor([o] + k + [shape[4]], seed: UInt64(90 + i), std: 0.3)
                 x.requiresGrad = true; w.requiresGrad = true
                 let y = conv3d(x, w, stride: s, padding: p)
@@ -119,8 +126,10 @@ final class ForwardReferenceTests: XCTestCase {
                 (y * probe).sum().backward()
                 results.append([y.toArray(), x.grad!.toArray(), w.grad!.toArray()])
             }
-            for (j, name) in ["output", "input gradient", "weight gradient"].enumerated() {
-                assertClose(results[1][j], results[0][j], tolerance: 1e-5, "case \(i) \(name)")
+            for path in 1...2 {
+                for (j, name) in ["output", "input gradient", "weight gradient"].enumerated() {
+                    assertClose(results[path][j], results[0][j], tolerance: 1e-5, "case \(i) path \(path) \(name)")
+                }
             }
         }
     }
