@@ -93,6 +93,12 @@ public enum PackedGEMM {
         let packedAStorage = !directA || m % mr != 0 ? Storage(uninitialized: mc * kc) : nil
         let packedA = packedAStorage?.pointer
         defer { withExtendedLifetime(packedAStorage) {} }
+        // A transposed in place (weight gradients): a narrow tail of B's columns after whole
+        // panels is computed down C's columns instead (`columnTail`), A's contiguous rows as the
+        // vectors. (With no whole panel before it, as in the stems' 8-11 columns, the half
+        // kernel measured faster: its tiles are all there is, and the tail's scattered stores
+        // and partial row vectors cost more.)
+        let tailByColumns = transA && b.tail != nil && b.tailStart > 0 && n - b.tailStart <= maxColumnTail
         precondition(b.sliceDepth == kc, "PackedGEMM.multiply takes B packed in slices of kc")
         for p0 in stride(from: 0, to: k, by: kc) {
             let depth = min(kc, k - p0), depthRange = p0..<(p0 + depth)
@@ -107,7 +113,8 @@ public enum PackedGEMM {
                           into: packedA! + firstPackedRow * depth)
                 }
                 for jp in 0..<b.panels {
-                    let j0 = jp * nr, cols = min(nr, n - j0)
+                    let j0 = jp * nr, cols = min(nr, (tailByColumns ? b.tailStart : n) - j0)
+                    guard cols > 0 else { continue }
                     let panelB = packedB + jp * nr * depth
                     for ip in stride(from: 0, to: rows, by: mr) {
                         let tileRows = min(mr, rows - ip)
@@ -135,6 +142,10 @@ public enum PackedGEMM {
                                      rows: tileRows, columns: cols, add: add)
                         }
                     }
+                }
+                if tailByColumns, let tail = b.tail {
+                    columnTail(depth, a + p0 * lda + i0, lda, rows: rows, tail.pointer + p0, k, columns: n - b.tailStart,
+                               alpha: alpha, c + i0 * ldc + b.tailStart, ldc, add: add)
                 }
             }
         }
@@ -233,6 +244,76 @@ public enum PackedGEMM {
                 for g in 0..<group { cr[j + g] = add ? cr[j + g] + sums[g] : sums[g] }
                 j += group
             }
+        }
+    }
+
+    /// Up to this many tail columns `columnTail` beats the half kernel (per 32 rows and depth
+    /// step, four columns take 2 loads, 4 broadcasts and 8 FMAs; the half kernel spends 32
+    /// broadcasts and 32 FMAs on 1-16 columns).
+    static let maxColumnTail = 12
+
+    /// C[i, j] (+)= alpha sum_p A^T[p, i] BT[j, p] for `rows` rows of C and `columns` tail
+    /// columns, with A^T (depth x rows, row stride lda) read in place: 32 rows of C at a time as
+    /// two vectors of A^T's contiguous rows, against four columns at once, so every
+    /// multiply-add lane is used (the half kernel used 1-12 of 16 on such a tail). The last
+    /// rows (fewer than 16) go through a zero-padded copy.
+    static func columnTail(_ depth: Int, _ at: UnsafePointer<Float>, _ lda: Int, rows: Int,
+                           _ bt: UnsafePointer<Float>, _ ldbt: Int, columns: Int, alpha: Float,
+                           _ c: UnsafeMutablePointer<Float>, _ ldc: Int, add: Bool) {
+        var i = 0
+        while i + 32 <= rows {
+            columnTailRows(twoVectors: true, depth, at + i, lda, bt, ldbt, columns, alpha, c + i * ldc, ldc, add, rows: 32)
+            i += 32
+        }
+        if i + 16 <= rows {
+            columnTailRows(twoVectors: false, depth, at + i, lda, bt, ldbt, columns, alpha, c + i * ldc, ldc, add, rows: 16)
+            i += 16
+        }
+        guard i < rows else { return }
+        let left = rows - i
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: depth * 16) { padded in
+            let buffer = padded.baseAddress!
+            for p in 0..<depth {
+                for q in 0..<16 { buffer[p * 16 + q] = q < left ? at[p * lda + i + q] : 0 }
+            }
+            columnTailRows(twoVectors: false, depth, buffer, 16, bt, ldbt, columns, alpha, c + i * ldc, ldc, add, rows: left)
+        }
+    }
+
+    @inline(__always)
+    static func columnTailRows(twoVectors: Bool, _ depth: Int, _ at: UnsafePointer<Float>, _ lda: Int,
+                               _ bt: UnsafePointer<Float>, _ ldbt: Int, _ columns: Int, _ alpha: Float,
+                               _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ add: Bool, rows: Int) {
+        @inline(__always) func load(_ p: UnsafePointer<Float>) -> Vector { UnsafeRawPointer(p).loadUnaligned(as: Vector.self) }
+        var j = 0
+        while j < columns {
+            let group = min(4, columns - j)
+            // a group of fewer than 4 repeats its last column and drops the copies
+            let b0 = bt + j * ldbt, b1 = bt + (j + min(1, group - 1)) * ldbt
+            let b2 = bt + (j + min(2, group - 1)) * ldbt, b3 = bt + (j + min(3, group - 1)) * ldbt
+            var s00 = Vector(), s01 = Vector(), s02 = Vector(), s03 = Vector()
+            var s10 = Vector(), s11 = Vector(), s12 = Vector(), s13 = Vector()
+            var row = at
+            for p in 0..<depth {
+                let v0 = Vector(repeating: b0[p]), v1 = Vector(repeating: b1[p])
+                let v2 = Vector(repeating: b2[p]), v3 = Vector(repeating: b3[p])
+                let x0 = load(row)
+                s00.addProduct(x0, v0); s01.addProduct(x0, v1); s02.addProduct(x0, v2); s03.addProduct(x0, v3)
+                if twoVectors {
+                    let x1 = load(row + 16)
+                    s10.addProduct(x1, v0); s11.addProduct(x1, v1); s12.addProduct(x1, v2); s13.addProduct(x1, v3)
+                }
+                row += lda
+            }
+            @inline(__always) func store(_ low: Vector, _ high: Vector, column g: Int) {
+                guard g < group else { return }
+                for q in 0..<rows {
+                    let value = alpha * (q < 16 ? low[q] : high[q - 16]), dst = c + q * ldc + j + g
+                    dst.pointee = add ? dst.pointee + value : value
+                }
+            }
+            store(s00, s10, column: 0); store(s01, s11, column: 1); store(s02, s12, column: 2); store(s03, s13, column: 3)
+            j += group
         }
     }
 
