@@ -121,6 +121,15 @@ public func printConvLayers(log: (String) -> Void, steps: Int, stepSeconds: Doub
 /// through `log` as it finishes.
 func medianSeconds(_ label: String, warmup: Int, iterations: Int, _ body: () -> Void, afterWarmup: () -> Void = {},
                    log: (String) -> Void) -> Double {
+    median(timedSeconds(label, warmup: warmup, iterations: iterations, body, afterWarmup: afterWarmup, log: log))
+}
+
+/// The middle value (the upper one of an even count).
+public func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+/// Seconds of each of `iterations` runs of `body` after `warmup` untimed ones.
+func timedSeconds(_ label: String, warmup: Int, iterations: Int, _ body: () -> Void, afterWarmup: () -> Void = {},
+                  log: (String) -> Void) -> [Double] {
     for _ in 0..<warmup { body() }
     afterWarmup()
     var times: [Double] = []
@@ -131,7 +140,7 @@ func medianSeconds(_ label: String, warmup: Int, iterations: Int, _ body: () -> 
         log(String(format: "\r  %@ %d/%d: %.1f ms", label, i + 1, iterations, times.last! * 1e3))
     }
     log("\n")
-    return times.sorted()[times.count / 2]
+    return times
 }
 
 /// This process's resident-set high-water mark, in GiB.

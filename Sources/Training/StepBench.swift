@@ -13,7 +13,9 @@ public struct StepBenchmark {
     public init(recipe: Recipe) { self.recipe = recipe }
 
     public struct Result: Codable {
-        public var stepSeconds: Double
+        /// Every timed step's seconds, and their median.
+        public var stepTimes: [Double]
+        public var stepSeconds: Double { median(stepTimes) }
         public var peakRSSGiB: Double
     }
 
@@ -27,7 +29,7 @@ public struct StepBenchmark {
         let rgb = (0..<2).map { _ in Tensor.randn([batch, t, crop, crop, 3], rng: &rng) }
         let motion = model.motion == nil ? nil
             : (0..<2).map { _ in Tensor.randn([batch, t, crop, crop, recipe.motionRepresentation.channels], rng: &rng) }
-        let seconds = medianSeconds("maclr step", warmup: warmup, iterations: iterations, {
+        let times = timedSeconds("maclr step", warmup: warmup, iterations: iterations, {
             ConvStats.enabled = perLayer
             optimizer.zeroGrad()
             let terms = model.losses(rgbA: rgb[0], rgbB: rgb[1], motionA: motion?[0], motionB: motion?[1], rng: &rng)
@@ -36,8 +38,8 @@ public struct StepBenchmark {
             optimizer.step()
             model.afterStep()
         }, afterWarmup: { ConvStats.reset() }, log: log)
-        if perLayer { printConvLayers(log: log, steps: iterations, stepSeconds: seconds) }
-        return Result(stepSeconds: seconds, peakRSSGiB: peakRSSGiB())
+        if perLayer { printConvLayers(log: log, steps: iterations, stepSeconds: median(times)) }
+        return Result(stepTimes: times, peakRSSGiB: peakRSSGiB())
     }
 
     /// The arguments that make benchmarks/maclr_step_torch.py build the same model and step.

@@ -31,14 +31,16 @@ struct StepBench: ParsableCommand {
     @Argument(help: "Recipe YAML file.") var recipe = "Recipes/quickstart.yaml"
     @Option(name: .customLong("set"), help: "Override a key (repeatable).") var overrides: [String] = []
     @Option(help: "Threads (ours; OpenBLAS runs single-threaded inside them).") var threads = 2
-    @Option(help: "Timed iterations (median reported).") var iterations = 10
+    @Option(help: "Timed iterations per round.") var iterations = 10
+    @Option(help: "Rounds: PyTorch default, PyTorch tuned and ours take turns this many times, so that a shared machine's slow spells fall on all three; each figure is the median of all its timed steps.")
+    var rounds = 3
     @Option(help: "The PyTorch mirror script.") var torchScript = "benchmarks/maclr_step_torch.py"
     @Flag(help: "Print time and GFLOP/s per conv shape and direction (query and key encoders), beside a bare sgemm of the same shapes.")
     var layers = false
     @OptionGroup var torch: TorchOptions
 
     func validate() throws {
-        guard threads > 0, iterations > 0 else { throw ValidationError("--threads and --iterations must be positive") }
+        guard threads > 0, iterations > 0, rounds > 0 else { throw ValidationError("--threads, --iterations and --rounds must be positive") }
     }
 
     func run() throws {
@@ -47,26 +49,45 @@ struct StepBench: ParsableCommand {
         var bench = StepBenchmark(recipe: r)
         bench.iterations = iterations; bench.perLayer = layers
         let log = stderrLog
-        var mirrored: [(String, [String: Any]?)] = []
+        var python: String?
         if r.string("model.motion_pathway") != "frames" || r.string("loss.objective") != "maclr" || r.string("model.key_bn") != "shuffle" {
             log("(the PyTorch mirror builds a frame-wise Motion pathway, the MaCLR loss and shuffled key BN only: not run for this recipe)\n")
-        } else if let python = torch.python(), FileManager.default.fileExists(atPath: torchScript) {
-            // PyTorch first: a child spawned after our peak would inherit our RSS high-water mark.
-            for tuned in [false, true] { mirrored.append((tuned ? "PyTorch tuned" : "PyTorch default", bench.runMirror(python: python, script: torchScript, tuned: tuned))) }
+        } else if let found = torch.python(), FileManager.default.fileExists(atPath: torchScript) {
+            python = found
         } else if !torch.noTorch {
             log("(PyTorch not found: pass --torch-python to compare)\n")
         }
-        let ours = bench.run(log: log)
+        // Per mirror: every timed step, the first round's peak RSS (later children start from
+        // our high-water mark), and whether any round failed.
+        var mirrored: [(name: String, times: [Double], rss: Double?, failed: Bool)] =
+            python == nil ? [] : [("PyTorch default", [], nil, false), ("PyTorch tuned", [], nil, false)]
+        var ourTimes: [Double] = [], ourRSS = 0.0
+        for round in 0..<rounds {
+            if rounds > 1 { log("round \(round + 1)/\(rounds)\n") }
+            // PyTorch first: a child spawned after our peak would inherit our RSS high-water mark.
+            for m in mirrored.indices {
+                let figures = bench.runMirror(python: python!, script: torchScript, tuned: m == 1)
+                guard let times = (figures?["train_step"] as? [String: Any])?["all_s"] as? [Double], !times.isEmpty else {
+                    mirrored[m].failed = true; continue
+                }
+                mirrored[m].times += times
+                if round == 0 { mirrored[m].rss = figures?["peak_rss_GiB"] as? Double }
+            }
+            let ours = bench.run(log: log)
+            ourTimes += ours.stepTimes; ourRSS = ours.peakRSSGiB
+        }
+        let ourStep = median(ourTimes)
         let batch = r.int("optim.batch_size")
         print(String(format: "\n%@: MaCLR step, batch %d, %d frames, %dx%d, %d threads (GEMMs: %@)", recipe, batch,
                      r.int("data.clip_frames"), r.int("data.crop"), r.int("data.crop"), threads, Engine.gemmDescription))
+        print("median of \(rounds) round(s) x \(iterations) timed steps each")
         print("| | step | clip pairs/s | peak RSS | ours faster by |")
         print("|---|---|---|---|---|")
-        print(String(format: "| maclr | %.1f ms | %.2f | %.2f GiB | |", ours.stepSeconds * 1e3, Double(batch) / ours.stepSeconds, ours.peakRSSGiB))
-        for (name, figures) in mirrored {
-            guard let s = (figures?["train_step"] as? [String: Any])?["median_s"] as? Double else { print("| \(name) | failed | | | |"); continue }
-            print(String(format: "| %@ | %.1f ms | %.2f | %.2f GiB | %.2fx |", name, s * 1e3, Double(batch) / s,
-                         figures?["peak_rss_GiB"] as? Double ?? 0, s / ours.stepSeconds))
+        print(String(format: "| maclr | %.1f ms | %.2f | %.2f GiB | |", ourStep * 1e3, Double(batch) / ourStep, ourRSS))
+        for m in mirrored {
+            guard !m.failed, !m.times.isEmpty else { print("| \(m.name) | failed | | | |"); continue }
+            let s = median(m.times)
+            print(String(format: "| %@ | %.1f ms | %.2f | %.2f GiB | %.2fx |", m.name, s * 1e3, Double(batch) / s, m.rss ?? 0, s / ourStep))
         }
     }
 }
