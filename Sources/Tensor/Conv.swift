@@ -322,7 +322,9 @@ func implicitConvForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, 
 /// Points `pointers[tap * mr + i]` at the input run (kW*C values) that im2col row
 /// `rows.lowerBound + i` reads for kernel tap `tap` = (kt, kh): in x, at `zeros` where the run
 /// lies in the padding (and for rows past the end of a partial tile), or in `border` where the
-/// left or right padding cuts it and it is assembled there.
+/// left or right padding cuts it and it is assembled there. Works a stretch of rows within one
+/// output row at a time, tap by tap: on the stems the table had cost more than the
+/// multiply-adds (147 per row and output channel).
 func pointRuns(_ x: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, _ pointers: UnsafeMutablePointer<UnsafePointer<Float>>,
                zeros: UnsafePointer<Float>, border: UnsafeMutablePointer<Float>) {
     let mr = PackedGEMM.indirectRows, c = g.c, run = g.kernel[2] * g.c, taps = g.kernel[0] * g.kernel[1]
@@ -330,38 +332,36 @@ func pointRuns(_ x: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, _
     let (st, sh, sw) = (g.stride[0], g.stride[1], g.stride[2])
     let (pt, ph, pw) = (g.padding[0], g.padding[1], g.padding[2])
     let (t, h, w, outT, outH, outW) = (g.t, g.h, g.w, g.outT, g.outH, g.outW)
+    // Output columns whose runs lie clear of the left and right padding: ow in inner.
+    let innerStart = (pw + sw - 1) / sw, innerEnd = max(innerStart, (w - kw + pw) / sw + 1)
     var p = OutputPosition(row: rows.lowerBound, g)
-    // Per tap, where its input row starts for the current output row (n, ot, oh); nil in the
-    // padding. Recomputed only when the output row changes.
-    withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: taps) { starts in
-        var startsRow = (n: -1, ot: -1, oh: -1)
-        for i in 0..<rows.count {
-            if startsRow != (p.n, p.ot, p.oh) {
-                startsRow = (p.n, p.ot, p.oh)
-                for a in 0..<kt {
-                    let ti = p.ot &* st &- pt &+ a
-                    for b in 0..<kh {
-                        let hi = p.oh &* sh &- ph &+ b
-                        starts[a &* kh &+ b] = ti < 0 || ti >= t || hi < 0 || hi >= h ? nil : x + ((p.n &* t &+ ti) &* h &+ hi) &* w &* c
-                    }
+    var i = 0
+    while i < rows.count {
+        let stretch = min(rows.count - i, outW - p.ow), ow0 = p.ow
+        let inner = max(ow0, innerStart)..<max(max(ow0, innerStart), min(ow0 + stretch, innerEnd))
+        for a in 0..<kt {
+            let ti = p.ot &* st &- pt &+ a
+            for b in 0..<kh {
+                let hi = p.oh &* sh &- ph &+ b, slot = (a &* kh &+ b) &* mr &+ i
+                if ti < 0 || ti >= t || hi < 0 || hi >= h {
+                    for r in 0..<stretch { pointers[slot &+ r] = zeros }
+                    continue
                 }
-            }
-            let w0 = p.ow &* sw &- pw
-            if w0 >= 0 && w0 &+ kw <= w {
-                for tap in 0..<taps { pointers[tap &* mr &+ i] = starts[tap].map { $0 + w0 &* c } ?? zeros }
-            } else {
-                for tap in 0..<taps {
-                    guard let start = starts[tap] else { pointers[tap &* mr &+ i] = zeros; continue }
-                    let assembled = border + (tap &* mr &+ i) &* run
+                let rowStart = x + ((p.n &* t &+ ti) &* h &+ hi) &* w &* c
+                for ow in inner { pointers[slot &+ ow &- ow0] = rowStart + (ow &* sw &- pw) &* c }
+                for ow in ow0..<(ow0 + stretch) where !inner.contains(ow) {
+                    // cut by the padding: assembled piece by piece
+                    let assembled = border + (slot &+ ow &- ow0) &* run, w0 = ow &* sw &- pw
                     for l in 0..<kw {
                         let wi = w0 &+ l, piece = assembled + l &* c
-                        if wi < 0 || wi >= w { piece.update(repeating: 0, count: c) } else { copyFloats(start + wi &* c, piece, c) }
+                        if wi < 0 || wi >= w { piece.update(repeating: 0, count: c) } else { copyFloats(rowStart + wi &* c, piece, c) }
                     }
-                    pointers[tap &* mr &+ i] = UnsafePointer(assembled)
+                    pointers[slot &+ ow &- ow0] = UnsafePointer(assembled)
                 }
             }
-            p.advance(outT: outT, outH: outH, outW: outW)
         }
+        i += stretch
+        for _ in 0..<stretch { p.advance(outT: outT, outH: outH, outW: outW) }
     }
     for i in rows.count..<mr { for tap in 0..<taps { pointers[tap &* mr &+ i] = zeros } }
 }
