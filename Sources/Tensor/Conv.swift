@@ -294,29 +294,87 @@ func usesImplicitForward(_ g: ConvGeometry) -> Bool {
 /// or right border is assembled in a small buffer. On the quickstart's narrow layers (3-16
 /// channels) writing and re-reading the im2col block cost more than the multiply-adds.
 func implicitConvForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
-    let mr = PackedGEMM.indirectRows, nr = PackedGEMM.nr
-    let run = g.kernel[2] * g.c, taps = g.kernel[0] * g.kernel[1], k = g.columns
+    let run = g.kernel[2] * g.c, k = g.columns
     // Slices of whole runs, so a run never straddles two.
     let weights = PackedGEMM.PackedB(true, wt, k, k: k, n: g.o, sliceDepth: PackedGEMM.kc / run * run)
-    let rows = g.n * g.rowsPerSample, tiles = (rows + mr - 1) / mr
+    implicitGEMM(rows: g.n * g.rowsPerSample, run: run, weights, y, assembled: true) { rows, pointers, zeros, border in
+        pointRuns(x, g, rows: rows, pointers, zeros: zeros, border: border)
+    }
+}
+
+/// out (rows x n) = A B, B packed in slices of whole runs and A's rows made of runs of `run`
+/// values read through pointers: each thread takes tiles of `PackedGEMM.indirectRows` rows and
+/// has `point` fill the tile's table (`pointers[segment * indirectRows + i]` for row i; rows
+/// past the end may point anywhere readable), handing it a run of zeros and, with `assembled`,
+/// room for one assembled run per table entry.
+func implicitGEMM(rows: Int, run: Int, _ weights: PackedGEMM.PackedB, _ out: UnsafeMutablePointer<Float>, assembled: Bool,
+                  point: (_ rows: Range<Int>, _ pointers: UnsafeMutablePointer<UnsafePointer<Float>>,
+                          _ zeros: UnsafePointer<Float>, _ border: UnsafeMutablePointer<Float>) -> Void) {
+    let mr = PackedGEMM.indirectRows, nr = PackedGEMM.nr, k = weights.k, n = weights.n
+    let segments = k / run, tiles = (rows + mr - 1) / mr
     let zeros = Storage(zeros: run)
     parallelFor(tiles, minPerThread: 4) { t0, t1 in
-        let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: taps * mr)
+        let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: segments * mr)
         defer { pointers.deallocate() }
-        let borderRuns = Storage(uninitialized: taps * mr * run)
+        let border = Storage(uninitialized: assembled ? segments * mr * run : 1)
         for tile in t0..<t1 {
             let r0 = tile * mr, tileRows = min(mr, rows - r0)
-            pointRuns(x, g, rows: r0..<(r0 + tileRows), pointers, zeros: UnsafePointer(zeros.pointer), border: borderRuns.pointer)
+            point(r0..<(r0 + tileRows), pointers, UnsafePointer(zeros.pointer), border.pointer)
             for p0 in stride(from: 0, to: k, by: weights.sliceDepth) {
                 let depth = min(weights.sliceDepth, k - p0), slice = UnsafePointer(weights.slice(p0))
                 for jp in 0..<weights.panels {
                     let j0 = jp * nr
                     PackedGEMM.indirectTile(depth / run, run, pointers + p0 / run * mr, slice + jp * nr * depth,
-                                            y + r0 * g.o + j0, g.o, rows: tileRows, columns: min(nr, g.o - j0), add: p0 > 0)
+                                            out + r0 * n + j0, n, rows: tileRows, columns: min(nr, n - j0), add: p0 > 0)
                 }
             }
         }
     }
+}
+
+/// The temporal convs' input gradient as an implicit GEMM (`Engine.implicitConv`): gx row
+/// (n, t, hw) = sum over taps i of gy[n, t + pT - i, hw] W_i, i.e. the kT runs of O values of
+/// gy it reads (zeros past the clip's ends) against the taps' weights stacked (kT*O x C), in
+/// one pass. Per tap and sample on OpenBLAS, each product was only O deep and added into gx
+/// (`maclr bench conv`: 36->16 at 28x28 1.6 vs 2.4 ms, 144->64 at 32x32 13.9 vs 17.1). The
+/// same for the forward measured slower than `fusedTemporalForward`'s 12-row tiles on 16
+/// output channels (1.3 vs 1.1 ms), so the forward stays per tap.
+func implicitTemporalInputGrad(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ gx: UnsafeMutablePointer<Float>) {
+    let kt = g.kernel[0], o = g.o, c = g.c, hw = g.h * g.w
+    // W (O, kT, C) restacked tap by tap: row i*O + o is W[o, i, :].
+    let stacked = Storage(uninitialized: kt * o * c)
+    for i in 0..<kt { for j in 0..<o { (stacked.pointer + (i * o + j) * c).update(from: wt + (j * kt + i) * c, count: c) } }
+    let weights = PackedGEMM.PackedB(false, stacked.pointer, c, k: kt * o, n: c, sliceDepth: PackedGEMM.kc / o * o)
+    let offsets = (0..<kt).map { g.padding[0] - $0 }
+    implicitGEMM(rows: g.n * g.t * hw, run: o, weights, gx, assembled: false) { rows, pointers, zeros, _ in
+        pointFrameRuns(gy, sourceFrames: g.outT, rowFrames: g.t, hw: hw, run: o, offsets: offsets, rows: rows, pointers, zeros: zeros)
+    }
+}
+
+/// For temporal convs: points `pointers[tap * indirectRows + i]` at the run of `run` values of
+/// `source` ((N, sourceFrames, hw, run) data) that row `rows.lowerBound + i` of an
+/// (N, rowFrames, hw) grid reads for tap `tap`: frame t + offsets[tap] at the same position, or
+/// `zeros` past the clip's ends.
+func pointFrameRuns(_ source: UnsafePointer<Float>, sourceFrames: Int, rowFrames: Int, hw: Int, run: Int, offsets: [Int],
+                    rows: Range<Int>, _ pointers: UnsafeMutablePointer<UnsafePointer<Float>>, zeros: UnsafePointer<Float>) {
+    let mr = PackedGEMM.indirectRows
+    var r = rows.lowerBound, i = 0
+    while i < rows.count {
+        // a stretch of rows within one frame
+        let frame = r / hw, pos = r % hw, stretch = min(rows.count - i, hw - pos)
+        let sample = frame / rowFrames, t = frame % rowFrames
+        for (tap, offset) in offsets.enumerated() {
+            let from = t + offset, slot = tap * mr + i
+            if from < 0 || from >= sourceFrames {
+                for q in 0..<stretch { pointers[slot + q] = zeros }
+            } else {
+                let first = source + ((sample * sourceFrames + from) * hw + pos) * run
+                for q in 0..<stretch { pointers[slot + q] = first + q * run }
+            }
+        }
+        i += stretch; r += stretch
+    }
+    for i in rows.count..<mr { for tap in offsets.indices { pointers[tap * mr + i] = zeros } }
 }
 
 /// Points `pointers[tap * mr + i]` at the input run (kW*C values) that im2col row
@@ -593,7 +651,16 @@ func convInputGradKernel(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>,
         convGEMM(false, false, g.n * g.rowsPerSample, k, g.o, 1, gy, g.o, wt, k, 0, gx, k)
         return
     }
-    if g.isTemporalOnly { temporalInputGrad(gy, wt, g, gx); return }
+    if g.isTemporalOnly {
+        if Engine.fusedConv && Engine.implicitConv && g.o <= PackedGEMM.kc {
+            convGEMMTimed(GEMMShape(transA: false, transB: false, m: g.n * g.rowsPerSample, n: k, k: g.o, lda: g.o, ldb: k, ldc: k)) {
+                implicitTemporalInputGrad(gy, wt, g, gx)
+            }
+        } else {
+            temporalInputGrad(gy, wt, g, gx)
+        }
+        return
+    }
     if usesFusedIm2col(g) {
         convGEMMTimed(GEMMShape(transA: false, transB: false, m: g.n * g.rowsPerSample, n: k, k: g.o, lda: g.o, ldb: k, ldc: k)) {
             fusedCol2imInputGrad(gy, wt, g, gx)
