@@ -11,33 +11,55 @@ public func maxPool3d(_ x: Tensor, kernel: [Int], stride: [Int], padding: [Int] 
     let oh = (h + 2 * padding[1] - kernel[1]) / stride[1] + 1
     let ow = (w + 2 * padding[2] - kernel[2]) / stride[2] + 1
     let out = Tensor(uninitialized: [n, ot, oh, ow, c])
-    var indices = [Int32](repeating: 0, count: out.count)
+    // The argmax per output element, for the backward; not kept when no gradient will be asked.
+    let recording = GradMode.isEnabled && x.tracksGrad
+    var indices = [Int32](repeating: 0, count: recording ? out.count : 0)
     let xp = x.data, yp = out.data
+    let (kt, kh, kw) = (kernel[0], kernel[1], kernel[2]), (st, sh, sw) = (stride[0], stride[1], stride[2])
+    let (pt, ph, pw) = (padding[0], padding[1], padding[2])
     indices.withUnsafeMutableBufferPointer { ib in
-        let ip = ib.baseAddress!
+        let ip = recording ? ib.baseAddress : nil
         parallelFor(n * ot * oh * ow, minPerThread: 256) { s, e in
+            var position = (b: 0, i: 0, j: 0, l: 0)
+            var rem = s
+            position.b = rem / (ot * oh * ow); rem %= ot * oh * ow
+            position.i = rem / (oh * ow); rem %= oh * ow
+            position.j = rem / ow; position.l = rem % ow
             for r in s..<e {
-                var rem = r
-                let b = rem / (ot * oh * ow); rem %= ot * oh * ow
-                let i = rem / (oh * ow); rem %= oh * ow
-                let j = rem / ow, l = rem % ow
-                let yr = yp + r * c, irow = ip + r * c
-                for q in 0..<c { yr[q] = -.infinity; irow[q] = -1 }
-                for a in 0..<kernel[0] {
-                    let ti = i * stride[0] - padding[0] + a
-                    if ti < 0 || ti >= t { continue }
-                    for bb in 0..<kernel[1] {
-                        let hi = j * stride[1] - padding[1] + bb
-                        if hi < 0 || hi >= h { continue }
-                        for cc in 0..<kernel[2] {
-                            let wi = l * stride[2] - padding[2] + cc
-                            if wi < 0 || wi >= w { continue }
-                            let base = (((b * t + ti) * h + hi) * w + wi) * c
-                            for q in 0..<c where xp[base + q] > yr[q] || irow[q] < 0 {
-                                yr[q] = xp[base + q]; irow[q] = Int32(base + q)
+                let (b, i, j, l) = position
+                // Channels 16 at a time: the window's elements in order, the first maximum kept
+                // (a strictly greater value replaces it), as the scalar loop did.
+                var q0 = 0
+                while q0 < c {
+                    let width = min(16, c - q0)
+                    var best = SIMD16<Float>(repeating: -.infinity), at = SIMD16<Int32>(repeating: -1)
+                    for a in 0..<kt {
+                        let ti = i &* st &- pt &+ a
+                        if ti < 0 || ti >= t { continue }
+                        for bb in 0..<kh {
+                            let hi = j &* sh &- ph &+ bb
+                            if hi < 0 || hi >= h { continue }
+                            for cc in 0..<kw {
+                                let wi = l &* sw &- pw &+ cc
+                                if wi < 0 || wi >= w { continue }
+                                let base = (((b &* t &+ ti) &* h &+ hi) &* w &+ wi) &* c &+ q0
+                                var v = SIMD16<Float>(repeating: -.infinity)
+                                for q in 0..<width { v[q] = xp[base &+ q] }
+                                let take = (v .> best) .| (at .< 0)
+                                best.replace(with: v, where: take)
+                                at.replace(with: SIMD16<Int32>(repeating: Int32(base)) &+ SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), where: take)
                             }
                         }
                     }
+                    let yr = yp + (r &* c &+ q0)
+                    for q in 0..<width { yr[q] = best[q] }
+                    if let ip { let irow = ip + (r &* c &+ q0); for q in 0..<width { irow[q] = at[q] } }
+                    q0 &+= 16
+                }
+                position.l &+= 1
+                if position.l == ow {
+                    position.l = 0; position.j &+= 1
+                    if position.j == oh { position.j = 0; position.i &+= 1; if position.i == ot { position.i = 0; position.b &+= 1 } }
                 }
             }
         }
