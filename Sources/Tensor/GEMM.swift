@@ -49,7 +49,8 @@ public enum PackedGEMM {
 
         /// op(B)'s columns from `tailStart` on (fewer than 16 after the last whole half panel),
         /// transposed: column j's k values contiguous at `tail + (j - tailStart) * k`. Narrow
-        /// edges are computed as dot products of A's rows with these (`rowDots`).
+        /// edges are computed from these as dot products with A's rows (`rowDots`) or down C's
+        /// columns (`columnTail`).
         let tail: Storage?
         let tailStart: Int
 
@@ -58,11 +59,19 @@ public enum PackedGEMM {
             let sliceDepth = sliceDepth ?? kc
             self.sliceDepth = sliceDepth
             tailStart = n / (nr / 2) * (nr / 2)
-            if tailStart < n {
-                let t = Storage(uninitialized: (n - tailStart) * k)
-                for j in tailStart..<n {
-                    let row = t.pointer + (j - tailStart) * k
-                    for p in 0..<k { row[p] = transB ? b[j * ldb + p] : b[p * ldb + j] }
+            // Only a tail `multiply` may take by dots or by columns (a whole tail of 9-15, as in
+            // the stems, stays with the half kernel).
+            let tailColumns = n - tailStart
+            if tailColumns > 0 && tailColumns <= max(maxDotColumns, maxColumnTail) && (tailStart > 0 || tailColumns <= maxDotColumns) {
+                let t = Storage(uninitialized: tailColumns * k), out = t.pointer
+                if transB {
+                    for j in 0..<tailColumns { (out + j &* k).update(from: b + (tailStart &+ j) &* ldb, count: k) }
+                } else {
+                    // B's rows read in order, the tail's columns written k apart
+                    for p in 0..<k {
+                        let row = b + (p &* ldb &+ tailStart)
+                        for j in 0..<tailColumns { out[j &* k &+ p] = row[j] }
+                    }
                 }
                 tail = t
             } else {
