@@ -56,11 +56,12 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
         return relu ? y.relu() : y
     }
     precondition(m > 1, "batch norm in training needs more than one value per channel, got shape \(x.shape)")
-    // Narrow layers (8-16 channels) make short inner loops: view (M, C) as (M / k, k C) rows of
-    // about 64 values (k a power of two dividing M), per-channel vectors repeated k times, and
-    // fold the k groups of every sum at the end.
+    // Narrow layers (8-16 channels) make short inner loops, and channel counts off a multiple
+    // of 16 (R(2+1)D's 36, 57, 115, 230) leave scalar tails: view (M, C) as (M / k, k C) rows of
+    // at least 64 values and, where it can, a multiple of 16 (k a power of two dividing M, at
+    // most 16), per-channel vectors repeated k times, and fold the k groups of every sum at the end.
     var k = 1
-    while c * k * 2 <= 64 && m % (k * 2) == 0 { k *= 2 }
+    while (c * k < 64 || (c * k) % 16 != 0) && k < 16 && m % (k * 2) == 0 { k *= 2 }
     let wc = c * k, wm = m / k
     func repeated(_ v: [Float]) -> [Float] { Array([[Float]](repeating: v, count: k).joined()) }
     func folded(_ v: [Double]) -> [Double] { (0..<c).map { j in (0..<k).reduce(0) { $0 + v[$1 * c + j] } } }
