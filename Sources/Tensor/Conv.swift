@@ -377,15 +377,15 @@ func pointFrameRuns(_ source: UnsafePointer<Float>, sourceFrames: Int, rowFrames
     for i in rows.count..<mr { for tap in offsets.indices { pointers[tap * mr + i] = zeros } }
 }
 
-/// Points `pointers[tap * mr + i]` at the input run (kW*C values) that im2col row
+/// Points `pointers[tap * tableStride + i]` at the input run (kW*C values) that im2col row
 /// `rows.lowerBound + i` reads for kernel tap `tap` = (kt, kh): in x, at `zeros` where the run
 /// lies in the padding (and for rows past the end of a partial tile), or in `border` where the
 /// left or right padding cuts it and it is assembled there. Works a stretch of rows within one
 /// output row at a time, tap by tap: on the stems the table had cost more than the
 /// multiply-adds (147 per row and output channel).
 func pointRuns(_ x: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, _ pointers: UnsafeMutablePointer<UnsafePointer<Float>>,
-               zeros: UnsafePointer<Float>, border: UnsafeMutablePointer<Float>) {
-    let mr = PackedGEMM.indirectRows, c = g.c, run = g.kernel[2] * g.c, taps = g.kernel[0] * g.kernel[1]
+               zeros: UnsafePointer<Float>, border: UnsafeMutablePointer<Float>, tableStride mr: Int = PackedGEMM.indirectRows) {
+    let c = g.c, run = g.kernel[2] * g.c, taps = g.kernel[0] * g.kernel[1]
     let (kt, kh, kw) = (g.kernel[0], g.kernel[1], g.kernel[2])
     let (st, sh, sw) = (g.stride[0], g.stride[1], g.stride[2])
     let (pt, ph, pw) = (g.padding[0], g.padding[1], g.padding[2])
@@ -445,6 +445,11 @@ func fusedIm2colWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>
             PackedGEMM.multiply(true, k, 1, buffer.pointer, k, gyBlock, accumulate: b > b0, out, o)
         }
     }
+    sumTransposed(partials, k: k, o: o, into: gw)
+}
+
+/// gW (O x K) = the sum of the threads' partial gW^T (K x O).
+func sumTransposed(_ partials: [Storage], k: Int, o: Int, into gw: UnsafeMutablePointer<Float>) {
     parallelFor(o, minPerThread: 1) { o0, o1 in
         for i in o0..<o1 {
             let row = gw + i * k
@@ -455,6 +460,45 @@ func fusedIm2colWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>
             }
         }
     }
+}
+
+/// Whether the weight gradient runs as an implicit GEMM (`implicitWeightGrad`).
+func usesImplicitWeightGrad(_ g: ConvGeometry) -> Bool {
+    Engine.implicitConv && usesFusedIm2col(g) && g.kernel[2] * g.c <= PackedGEMM.kc
+        && g.kernel[2] * g.c >= PackedGEMM.mr && g.o % (PackedGEMM.nr / 2) == 0
+}
+
+/// gW^T (K x O) = im2col^T gy with no im2col block written: per block of `PackedGEMM.kc`
+/// output positions, a table points at each position's input runs (`pointRuns`), and each
+/// 12-row tile of gW^T (12 values of one tap's run) gathers its depth step from the position's
+/// run (`PackedGEMM.gatherTile`) against gy's block, packed. Partials per thread, summed and
+/// transposed at the end as in `fusedIm2colWeightGrad`.
+func implicitWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
+    let k = g.columns, o = g.o, rows = g.n * g.rowsPerSample, block = PackedGEMM.kc
+    let run = g.kernel[2] * g.c, taps = g.kernel[0] * g.kernel[1], mr = PackedGEMM.mr
+    let blocks = (rows + block - 1) / block
+    let zeros = Storage(zeros: run)
+    let partials = (0..<chunkCount(blocks, minPerThread: 1)).map { _ in Storage(zeros: k * o) }
+    parallelChunks(blocks, minPerThread: 1) { chunk, b0, b1 in
+        let out = partials[chunk].pointer
+        let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: taps * block)
+        defer { pointers.deallocate() }
+        let border = Storage(uninitialized: taps * block * run)
+        for b in b0..<b1 {
+            let r0 = b * block, r1 = min(rows, r0 + block)
+            pointRuns(x, g, rows: r0..<r1, pointers, zeros: UnsafePointer(zeros.pointer), border: border.pointer, tableStride: block)
+            let gyBlock = PackedGEMM.PackedB(false, gy + r0 * o, o, k: r1 - r0, n: o)
+            for tap in 0..<taps {
+                // 12-value tiles of the run; the last one overlaps the one before and keeps only its new rows
+                for q0 in stride(from: 0, to: run, by: mr) {
+                    let start = min(q0, run - mr)
+                    PackedGEMM.gatherTile(r1 - r0, pointers + tap * block, offset: start, gyBlock,
+                                          out + (tap * run + start) * o, o, skipRows: q0 - start)
+                }
+            }
+        }
+    }
+    sumTransposed(partials, k: k, o: o, into: gw)
 }
 
 /// gx += col2im(cols) for `samples` (the adjoint of im2col). Parallel over samples, which never
@@ -697,7 +741,7 @@ func convWeightGradKernel(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>,
     }
     if usesFusedIm2col(g) {
         convGEMMTimed(GEMMShape(transA: true, transB: false, m: g.o, n: k, k: g.n * g.rowsPerSample, lda: g.o, ldb: k, ldc: k)) {
-            fusedIm2colWeightGrad(x, gy, g, gw)
+            if usesImplicitWeightGrad(g) { implicitWeightGrad(x, gy, g, gw) } else { fusedIm2colWeightGrad(x, gy, g, gw) }
         }
         return
     }

@@ -393,6 +393,92 @@ public enum PackedGEMM {
         store(8, c80, c81); store(9, c90, c91); store(10, ca0, ca1); store(11, cb0, cb1)
     }
 
+    /// C (12 x n) += A B over `depth` steps, A's column p (12 values) read at
+    /// `depthPointers[p] + offset` and B packed (depth x n): the implicit weight gradient's tile,
+    /// where depth steps are output positions and each points at its input run. The first
+    /// `skipRows` rows of C are left as they were (an overlapping last tile).
+    static func gatherTile(_ depth: Int, _ depthPointers: UnsafePointer<UnsafePointer<Float>>, offset: Int, _ b: PackedB,
+                           _ c: UnsafeMutablePointer<Float>, _ ldc: Int, skipRows: Int) {
+        precondition(b.sliceDepth >= depth, "gatherTile takes one depth slice")
+        let panelB = UnsafePointer(b.slice(0))
+        for jp in 0..<b.panels {
+            let j0 = jp * nr, columns = min(nr, b.n - j0), panel = panelB + jp * nr * depth
+            if skipRows == 0 && (columns == nr || columns == nr / 2) {
+                if columns == nr { gatherWide(depth, depthPointers, offset, panel, c + j0, ldc) }
+                else { gatherNarrow(depth, depthPointers, offset, panel, c + j0, ldc) }
+                continue
+            }
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * nr) { scratch in
+                let s = scratch.baseAddress!
+                s.update(repeating: 0, count: mr * nr)
+                if columns > nr / 2 { gatherWide(depth, depthPointers, offset, panel, s, nr) }
+                else { gatherNarrow(depth, depthPointers, offset, panel, s, nr) }
+                for i in skipRows..<mr {
+                    let dst = c + i * ldc + j0, src = s + i * nr
+                    for j in 0..<columns { dst[j] += src[j] }
+                }
+            }
+        }
+    }
+
+    static func gatherWide(_ depth: Int, _ depthPointers: UnsafePointer<UnsafePointer<Float>>, _ offset: Int,
+                           _ panelB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        var c00 = Vector(), c01 = Vector(), c10 = Vector(), c11 = Vector(), c20 = Vector(), c21 = Vector()
+        var c30 = Vector(), c31 = Vector(), c40 = Vector(), c41 = Vector(), c50 = Vector(), c51 = Vector()
+        var c60 = Vector(), c61 = Vector(), c70 = Vector(), c71 = Vector(), c80 = Vector(), c81 = Vector()
+        var c90 = Vector(), c91 = Vector(), ca0 = Vector(), ca1 = Vector(), cb0 = Vector(), cb1 = Vector()
+        var pb = UnsafeRawPointer(panelB)
+        for p in 0..<depth {
+            let pa = depthPointers[p] + offset
+            let b0 = pb.loadUnaligned(as: Vector.self), b1 = pb.loadUnaligned(fromByteOffset: 64, as: Vector.self)
+            var s = Vector(repeating: pa[0]); c00.addProduct(s, b0); c01.addProduct(s, b1)
+            s = Vector(repeating: pa[1]); c10.addProduct(s, b0); c11.addProduct(s, b1)
+            s = Vector(repeating: pa[2]); c20.addProduct(s, b0); c21.addProduct(s, b1)
+            s = Vector(repeating: pa[3]); c30.addProduct(s, b0); c31.addProduct(s, b1)
+            s = Vector(repeating: pa[4]); c40.addProduct(s, b0); c41.addProduct(s, b1)
+            s = Vector(repeating: pa[5]); c50.addProduct(s, b0); c51.addProduct(s, b1)
+            s = Vector(repeating: pa[6]); c60.addProduct(s, b0); c61.addProduct(s, b1)
+            s = Vector(repeating: pa[7]); c70.addProduct(s, b0); c71.addProduct(s, b1)
+            s = Vector(repeating: pa[8]); c80.addProduct(s, b0); c81.addProduct(s, b1)
+            s = Vector(repeating: pa[9]); c90.addProduct(s, b0); c91.addProduct(s, b1)
+            s = Vector(repeating: pa[10]); ca0.addProduct(s, b0); ca1.addProduct(s, b1)
+            s = Vector(repeating: pa[11]); cb0.addProduct(s, b0); cb1.addProduct(s, b1)
+            pb += nr * MemoryLayout<Float>.stride
+        }
+        @inline(__always) func add(_ row: Int, _ lo: Vector, _ hi: Vector) {
+            let r = UnsafeMutableRawPointer(c + row * ldc)
+            r.storeBytes(of: r.loadUnaligned(as: Vector.self) + lo, as: Vector.self)
+            r.storeBytes(of: r.loadUnaligned(fromByteOffset: 64, as: Vector.self) + hi, toByteOffset: 64, as: Vector.self)
+        }
+        add(0, c00, c01); add(1, c10, c11); add(2, c20, c21); add(3, c30, c31)
+        add(4, c40, c41); add(5, c50, c51); add(6, c60, c61); add(7, c70, c71)
+        add(8, c80, c81); add(9, c90, c91); add(10, ca0, ca1); add(11, cb0, cb1)
+    }
+
+    static func gatherNarrow(_ depth: Int, _ depthPointers: UnsafePointer<UnsafePointer<Float>>, _ offset: Int,
+                             _ panelB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        var c0 = Vector(), c1 = Vector(), c2 = Vector(), c3 = Vector(), c4 = Vector(), c5 = Vector()
+        var c6 = Vector(), c7 = Vector(), c8 = Vector(), c9 = Vector(), ca = Vector(), cb = Vector()
+        var pb = UnsafeRawPointer(panelB)
+        for p in 0..<depth {
+            let pa = depthPointers[p] + offset
+            let b0 = pb.loadUnaligned(as: Vector.self)
+            c0.addProduct(Vector(repeating: pa[0]), b0); c1.addProduct(Vector(repeating: pa[1]), b0)
+            c2.addProduct(Vector(repeating: pa[2]), b0); c3.addProduct(Vector(repeating: pa[3]), b0)
+            c4.addProduct(Vector(repeating: pa[4]), b0); c5.addProduct(Vector(repeating: pa[5]), b0)
+            c6.addProduct(Vector(repeating: pa[6]), b0); c7.addProduct(Vector(repeating: pa[7]), b0)
+            c8.addProduct(Vector(repeating: pa[8]), b0); c9.addProduct(Vector(repeating: pa[9]), b0)
+            ca.addProduct(Vector(repeating: pa[10]), b0); cb.addProduct(Vector(repeating: pa[11]), b0)
+            pb += nr * MemoryLayout<Float>.stride
+        }
+        @inline(__always) func add(_ row: Int, _ v: Vector) {
+            let r = UnsafeMutableRawPointer(c + row * ldc)
+            r.storeBytes(of: r.loadUnaligned(as: Vector.self) + v, as: Vector.self)
+        }
+        add(0, c0); add(1, c1); add(2, c2); add(3, c3); add(4, c4); add(5, c5)
+        add(6, c6); add(7, c7); add(8, c8); add(9, c9); add(10, ca); add(11, cb)
+    }
+
     // Implicit GEMM: A's rows read through pointers, in segments. A conv's im2col row is, per
     // (temporal, vertical) kernel tap, one contiguous run of kW*C input values; a tile of
     // `indirectRows` output positions reads that many runs per tap, wherever they are (`implicitConvForward` in

@@ -113,6 +113,10 @@ final class ForwardReferenceTests: XCTestCase {
             ([2, 3, 9, 9, 16], [1, 3, 3], [1, 1, 1], [0, 1, 1], 36),
             ([4, 3, 16, 16, 8], [1, 3, 3], [1, 2, 2], [0, 1, 1], 57),
             ([2, 2, 13, 13, 3], [1, 7, 7], [1, 2, 2], [0, 3, 3], 11),
+            // the implicit weight gradient: 16 and 48 output channels; runs of 24 and of 15
+            // values (the last 12-value tile overlapping the one before)
+            ([2, 3, 10, 10, 8], [1, 3, 3], [1, 1, 1], [0, 1, 1], 16),
+            ([4, 4, 10, 10, 5], [1, 3, 3], [1, 2, 2], [0, 1, 1], 48),
         ]
         for (i, (shape, k, s, p, o)) in cases.enumerated() {
             var results: [[[Float]]] = []
