@@ -326,6 +326,26 @@ public enum PackedGEMM {
         }
     }
 
+    /// Writes (or with `add`, adds) one row of a tile's accumulators: 32 columns...
+    @inline(__always)
+    static func storeRow(_ row: UnsafeMutablePointer<Float>, _ lo: Vector, _ hi: Vector, add: Bool) {
+        let r = UnsafeMutableRawPointer(row)
+        if add {
+            r.storeBytes(of: r.loadUnaligned(as: Vector.self) + lo, as: Vector.self)
+            r.storeBytes(of: r.loadUnaligned(fromByteOffset: 64, as: Vector.self) + hi, toByteOffset: 64, as: Vector.self)
+        } else {
+            r.storeBytes(of: lo, as: Vector.self)
+            r.storeBytes(of: hi, toByteOffset: 64, as: Vector.self)
+        }
+    }
+
+    /// ...or 16.
+    @inline(__always)
+    static func storeRow(_ row: UnsafeMutablePointer<Float>, _ v: Vector, add: Bool) {
+        let r = UnsafeMutableRawPointer(row)
+        r.storeBytes(of: add ? r.loadUnaligned(as: Vector.self) + v : v, as: Vector.self)
+    }
+
     /// The first 16 columns of a tile: C (+)= A B[:, 0..<16].
     static func halfKernel(_ depth: Int, _ panelA: UnsafePointer<Float>, _ aRow: Int, _ aDepth: Int,
                            _ panelB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, add: Bool) {
@@ -342,10 +362,7 @@ public enum PackedGEMM {
             ca.addProduct(Vector(repeating: pa[10 * aRow]), b0); cb.addProduct(Vector(repeating: pa[11 * aRow]), b0)
             pa += aDepth; pb += nr * MemoryLayout<Float>.stride
         }
-        @inline(__always) func store(_ row: Int, _ v: Vector) {
-            let r = UnsafeMutableRawPointer(c + row * ldc)
-            r.storeBytes(of: add ? r.loadUnaligned(as: Vector.self) + v : v, as: Vector.self)
-        }
+        @inline(__always) func store(_ row: Int, _ v: Vector) { storeRow(c + row * ldc, v, add: add) }
         store(0, c0); store(1, c1); store(2, c2); store(3, c3); store(4, c4); store(5, c5)
         store(6, c6); store(7, c7); store(8, c8); store(9, c9); store(10, ca); store(11, cb)
     }
@@ -378,16 +395,7 @@ public enum PackedGEMM {
             s = Vector(repeating: pa[11 * aRow]); cb0.addProduct(s, b0); cb1.addProduct(s, b1)
             pa += aDepth; pb += nr * MemoryLayout<Float>.stride
         }
-        @inline(__always) func store(_ row: Int, _ lo: Vector, _ hi: Vector) {
-            let r = UnsafeMutableRawPointer(c + row * ldc)
-            if add {
-                r.storeBytes(of: r.loadUnaligned(as: Vector.self) + lo, as: Vector.self)
-                r.storeBytes(of: r.loadUnaligned(fromByteOffset: 64, as: Vector.self) + hi, toByteOffset: 64, as: Vector.self)
-            } else {
-                r.storeBytes(of: lo, as: Vector.self)
-                r.storeBytes(of: hi, toByteOffset: 64, as: Vector.self)
-            }
-        }
+        @inline(__always) func store(_ row: Int, _ lo: Vector, _ hi: Vector) { storeRow(c + row * ldc, lo, hi, add: add) }
         store(0, c00, c01); store(1, c10, c11); store(2, c20, c21); store(3, c30, c31)
         store(4, c40, c41); store(5, c50, c51); store(6, c60, c61); store(7, c70, c71)
         store(8, c80, c81); store(9, c90, c91); store(10, ca0, ca1); store(11, cb0, cb1)
@@ -445,11 +453,7 @@ public enum PackedGEMM {
             s = Vector(repeating: pa[11]); cb0.addProduct(s, b0); cb1.addProduct(s, b1)
             pb += nr * MemoryLayout<Float>.stride
         }
-        @inline(__always) func add(_ row: Int, _ lo: Vector, _ hi: Vector) {
-            let r = UnsafeMutableRawPointer(c + row * ldc)
-            r.storeBytes(of: r.loadUnaligned(as: Vector.self) + lo, as: Vector.self)
-            r.storeBytes(of: r.loadUnaligned(fromByteOffset: 64, as: Vector.self) + hi, toByteOffset: 64, as: Vector.self)
-        }
+        @inline(__always) func add(_ row: Int, _ lo: Vector, _ hi: Vector) { storeRow(c + row * ldc, lo, hi, add: true) }
         add(0, c00, c01); add(1, c10, c11); add(2, c20, c21); add(3, c30, c31)
         add(4, c40, c41); add(5, c50, c51); add(6, c60, c61); add(7, c70, c71)
         add(8, c80, c81); add(9, c90, c91); add(10, ca0, ca1); add(11, cb0, cb1)
@@ -471,10 +475,7 @@ public enum PackedGEMM {
             ca.addProduct(Vector(repeating: pa[10]), b0); cb.addProduct(Vector(repeating: pa[11]), b0)
             pb += nr * MemoryLayout<Float>.stride
         }
-        @inline(__always) func add(_ row: Int, _ v: Vector) {
-            let r = UnsafeMutableRawPointer(c + row * ldc)
-            r.storeBytes(of: r.loadUnaligned(as: Vector.self) + v, as: Vector.self)
-        }
+        @inline(__always) func add(_ row: Int, _ v: Vector) { storeRow(c + row * ldc, v, add: true) }
         add(0, c0); add(1, c1); add(2, c2); add(3, c3); add(4, c4); add(5, c5)
         add(6, c6); add(7, c7); add(8, c8); add(9, c9); add(10, ca); add(11, cb)
     }
@@ -534,16 +535,7 @@ public enum PackedGEMM {
                 pb += nr * MemoryLayout<Float>.stride
             }
         }
-        @inline(__always) func store(_ row: Int, _ lo: Vector, _ hi: Vector) {
-            let r = UnsafeMutableRawPointer(c + row * ldc)
-            if add {
-                r.storeBytes(of: r.loadUnaligned(as: Vector.self) + lo, as: Vector.self)
-                r.storeBytes(of: r.loadUnaligned(fromByteOffset: 64, as: Vector.self) + hi, toByteOffset: 64, as: Vector.self)
-            } else {
-                r.storeBytes(of: lo, as: Vector.self)
-                r.storeBytes(of: hi, toByteOffset: 64, as: Vector.self)
-            }
-        }
+        @inline(__always) func store(_ row: Int, _ lo: Vector, _ hi: Vector) { storeRow(c + row * ldc, lo, hi, add: add) }
         store(0, c00, c01); store(1, c10, c11); store(2, c20, c21); store(3, c30, c31)
         store(4, c40, c41); store(5, c50, c51); store(6, c60, c61); store(7, c70, c71)
     }
@@ -564,10 +556,7 @@ public enum PackedGEMM {
                 pb += nr * MemoryLayout<Float>.stride
             }
         }
-        @inline(__always) func store(_ row: Int, _ v: Vector) {
-            let r = UnsafeMutableRawPointer(c + row * ldc)
-            r.storeBytes(of: add ? r.loadUnaligned(as: Vector.self) + v : v, as: Vector.self)
-        }
+        @inline(__always) func store(_ row: Int, _ v: Vector) { storeRow(c + row * ldc, v, add: add) }
         store(0, c0); store(1, c1); store(2, c2); store(3, c3); store(4, c4); store(5, c5); store(6, c6); store(7, c7)
     }
 }
