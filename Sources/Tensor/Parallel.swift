@@ -49,16 +49,18 @@ public enum Engine {
         #endif
     }()
 
-    /// Whether blocked-im2col convs whose kernel rows fit a depth slice run their forward as an
-    /// implicit GEMM (`implicitConvForward`), reading the input in place through row pointers
-    /// instead of expanding im2col blocks. On with `fusedConv`; MACLR_IMPLICIT_CONV=0 turns it off.
+    /// Whether convs run as implicit GEMMs where that measured faster (`maclr bench conv`): the
+    /// input (or gy) read in place through tables of row pointers instead of im2col blocks, for
+    /// the forward and weight gradient of spatial convs (`usesImplicitForward`,
+    /// `usesImplicitWeightGrad`) and the input gradient of temporal ones. With `fusedConv`;
+    /// MACLR_IMPLICIT_CONV=0 turns it off.
     nonisolated(unsafe) public static var implicitConv: Bool = {
         ProcessInfo.processInfo.environment["MACLR_IMPLICIT_CONV"].map { $0 == "1" } ?? true
     }()
 
     /// What runs the GEMMs, for benchmark headers: e.g. "OpenBLAS SkylakeX; blocked-im2col convs by ours".
     public static var gemmDescription: String {
-        (gemm == .packed ? "ours (packed)" : "OpenBLAS \(blasCore)") + (fusedConv ? "; blocked-im2col convs by ours" + (implicitConv ? ", implicit forward" : "") : "")
+        (gemm == .packed ? "ours (packed)" : "OpenBLAS \(blasCore)") + (fusedConv ? "; blocked-im2col convs by ours" + (implicitConv ? ", implicit GEMM where faster" : "") : "")
     }
 
     /// Reads the first "flags" line of /proc/cpuinfo with stdio: the file reports size 0, so

@@ -2,9 +2,9 @@ import Foundation
 import Tensor
 
 /// `maclr bench conv`: one conv shape's forward, input and weight gradients under each of the
-/// engine's conv paths (the whole im2col matrix on OpenBLAS, blocked im2col on our GEMM, the
-/// implicit forward), the paths taking turns round by round so that a shared machine's drift
-/// falls on all of them alike.
+/// engine's conv paths (the whole im2col matrix on OpenBLAS, blocked im2col on our GEMM, and
+/// with implicit GEMMs where the engine picks them), the paths taking turns round by round so
+/// that a shared machine's drift falls on all of them alike.
 public struct ConvBenchmark {
     public var input: [Int], weight: [Int], stride: [Int], padding: [Int]
     public var rounds = 5, iterations = 5
@@ -14,7 +14,7 @@ public struct ConvBenchmark {
 
     /// A conv path: (name, Engine.fusedConv, Engine.implicitConv).
     public static let paths: [(name: String, fused: Bool, implicit: Bool)] = [
-        ("whole im2col, OpenBLAS", false, false), ("blocked im2col", true, false), ("implicit forward", true, true)]
+        ("whole im2col, OpenBLAS", false, false), ("blocked im2col", true, false), ("implicit where picked", true, true)]
 
     public struct Row { public var path: String, direction: String, milliseconds: Double, gflops: Double }
 
