@@ -1,9 +1,10 @@
 import Foundation
 
 /// Two per-channel sums over the rows of (M, C) data: `accumulate(row, first, second)` adds row
-/// `row` into two Float accumulators of C values. Partial sums move to Double every 256 rows and
-/// across threads, so long reductions stay accurate while the inner loops stay Float (SIMD).
-private func channelSumPairs(rows m: Int, channels c: Int,
+/// `row` into two Float accumulators of C values. Partial sums move to Double every `flushRows`
+/// rows and across threads, so long reductions stay accurate while the inner loops stay Float
+/// (SIMD).
+private func channelSumPairs(rows m: Int, channels c: Int, flushRows: Int,
                              _ accumulate: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> ([Double], [Double]) {
     let minRows = max(1, 16_384 / c)
     let chunks = chunkCount(m, minPerThread: minRows)
@@ -16,7 +17,7 @@ private func channelSumPairs(rows m: Int, channels c: Int,
         let out = partial + chunk * 2 * c
         var r = s
         while r < e {
-            let end = min(e, r + 256)
+            let end = min(e, r + flushRows)
             block.update(repeating: 0, count: 2 * c)
             for row in r..<end { accumulate(row, block, block + c) }
             for j in 0..<(2 * c) { out[j] += Double(block[j]) }
@@ -63,6 +64,9 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
     var k = 1
     while (c * k < 64 || (c * k) % 16 != 0) && k < 16 && m % (k * 2) == 0 { k *= 2 }
     let wc = c * k, wm = m / k
+    // Float partial sums over at most 256 of the original rows each, as before rows were widened
+    // (16 original rows to a widened one would otherwise make 4096).
+    let flushRows = max(1, 256 / k)
     func repeated(_ v: [Float]) -> [Float] { Array([[Float]](repeating: v, count: k).joined()) }
     func folded(_ v: [Double]) -> [Double] { (0..<c).map { j in (0..<k).reduce(0) { $0 + v[$1 * c + j] } } }
     // One pass: sums of (x - x[0]) and its square per channel. Shifting by the first row keeps
@@ -71,7 +75,7 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
     let firstRow = repeated(Array(UnsafeBufferPointer(start: xp, count: c)))
     let (wide1, wide2) = firstRow.withUnsafeBufferPointer { k0 in
         let k0 = k0.baseAddress!
-        return channelSumPairs(rows: wm, channels: wc) { r, a, b in
+        return channelSumPairs(rows: wm, channels: wc, flushRows: flushRows) { r, a, b in
             let xr = xp + r * wc
             for j in 0..<wc { let d = xr[j] - k0[j]; a[j] += d; b[j] += d * d }
         }
@@ -124,7 +128,7 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
             let mu = mu.baseAddress!
             return wideScale.withUnsafeBufferPointer { sc in
                 wideShift.withUnsafeBufferPointer { sh in
-                    channelSumPairs(rows: wm, channels: wc) { r, a, b in
+                    channelSumPairs(rows: wm, channels: wc, flushRows: flushRows) { r, a, b in
                         let xr = xp + r * wc, gr = gp + r * wc
                         if relu {
                             for j in 0..<wc { let gj = xr[j] * sc[j] + sh[j] > 0 ? gr[j] : 0; a[j] += gj; b[j] += gj * (xr[j] - mu[j]) }

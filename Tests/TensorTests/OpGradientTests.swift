@@ -122,6 +122,37 @@ final class OpGradientTests: XCTestCase {
         XCTAssertEqual(addReLU(a, b).toArray(), (a + b).relu().toArray())
     }
 
+    /// The fused kernels against BN written with tensor ops, for channel counts whose rows the
+    /// kernels widen (8, 11, 36, 57, 115) and with and without the fused ReLU.
+    func testBatchNormKernelsMatchTheFormulaAtWidenedChannelCounts() {
+        for (i, c) in [8, 11, 36, 57, 115].enumerated() {
+            let x = randomTensor([4, 4, 7, 7, c], seed: UInt64(200 + i), std: 2) + 0.5
+            let gamma = randomTensor([c], seed: UInt64(210 + i)), beta = randomTensor([c], seed: UInt64(220 + i))
+            let upstream = randomTensor([4, 4, 7, 7, c], seed: UInt64(230 + i))
+            for relu in [false, true] {
+                func valueAndGrads(_ fused: Bool) -> [[Float]] {
+                    let p = [x.copy(), gamma.copy(), beta.copy()]
+                    for t in p { t.requiresGrad = true }
+                    var y: Tensor
+                    if fused {
+                        y = batchNorm(p[0], gamma: p[1], beta: p[2], runningMean: Tensor.zeros([c]), runningVar: Tensor.ones([c]), training: true, relu: relu)
+                    } else {
+                        let centered = p[0] - p[0].mean(axes: [0, 1, 2, 3], keepDims: true)
+                        let variance = (centered * centered).mean(axes: [0, 1, 2, 3], keepDims: true)
+                        y = centered / (variance + 1e-5).sqrt() * p[1] + p[2]
+                        if relu { y = y.relu() }
+                    }
+                    (y * upstream).sum().backward()
+                    return [y.toArray()] + p.map { $0.grad!.toArray() }
+                }
+                for (j, (f, r)) in zip(valueAndGrads(true), valueAndGrads(false)).enumerated() {
+                    let scale = r.map { abs($0) }.max()!
+                    XCTAssertLessThan(zip(f, r).map { abs($0 - $1) }.max()! / scale, 1e-4, "\(c) channels, relu \(relu), output \(j)")
+                }
+            }
+        }
+    }
+
     func testPooling() {
         // distinct values so the max is unique and stable under the finite-difference step
         let x = Tensor(shape: [1, 3, 5, 5, 2], data: (0..<150).map { Float(($0 * 37) % 150) * 0.1 })
