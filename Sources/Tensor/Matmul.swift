@@ -41,7 +41,8 @@ public func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, 
     // Blocks of a multiple of 16 rows or columns, so each part starts on a SIMD boundary; the
     // parts' ceiling share, so `parts` blocks always cover `extent`.
     let step = ((extent + parts - 1) / parts + 15) / 16 * 16
-    DispatchQueue.concurrentPerform(iterations: parts) { p in
+    // One chunk per part (on the engine's worker threads; inline when already inside a region).
+    parallelChunks(parts, minPerThread: 1) { p, _, _ in
         let start = p * step, end = min(extent, start + step)
         guard start < end else { return }
         if splitRows {
