@@ -11,7 +11,10 @@
 /// registers: 12 rows x 2 vectors of 16 = 24 accumulators, 2 loads of B's row and 12 broadcasts
 /// of A's column per depth step for 24 FMAs. It reads each operand in place where it can and
 /// from a packed (copied, depth-major, zero-padded) panel where it cannot (see `sgemm`). Each
-/// tile of C sums its depth in order, slice by slice.
+/// tile of C sums its depth in order, slice by slice. A narrow tail of columns is computed at
+/// full vector width instead (`rowDots`, `columnTail`). The implicit-GEMM kernels at the end
+/// (`indirectTile`, `gatherTile`) read A's rows or depth steps through tables of pointers, for
+/// convs that skip im2col.
 public enum PackedGEMM {
     typealias Vector = SIMD16<Float>
     static let mr = 12, nr = 32
