@@ -463,11 +463,13 @@ func sumTransposed(_ partials: [Storage], k: Int, o: Int, into gw: UnsafeMutable
 }
 
 /// Whether the weight gradient runs as an implicit GEMM (`implicitWeightGrad`): kernel rows of
-/// 12-256 values and output channels in whole half panels (a narrow tail is better served by
-/// the blocked path's `columnTail`). `maclr bench conv`: R(2+1)D's 64->144 at 32x32 64 vs 74 ms.
+/// 12-256 values and output channels in whole half panels or fewer than 16 (a narrow tail after
+/// whole panels is better served by the blocked path's `columnTail`). `maclr bench conv`:
+/// R(2+1)D's 64->144 at 32x32 64 vs 74 ms; the quickstart's stems 3->11 7x7 1.8 vs 2.6 ms and
+/// 2->8 1.4 vs 1.9 ms.
 func usesImplicitWeightGrad(_ g: ConvGeometry) -> Bool {
     Engine.implicitConv && usesFusedIm2col(g) && g.kernel[2] * g.c <= PackedGEMM.kc
-        && g.kernel[2] * g.c >= PackedGEMM.mr && g.o % (PackedGEMM.nr / 2) == 0
+        && g.kernel[2] * g.c >= PackedGEMM.mr && (g.o % (PackedGEMM.nr / 2) == 0 || g.o < PackedGEMM.nr / 2)
 }
 
 /// gW^T (K x O) = im2col^T gy with no im2col block written: per block of `PackedGEMM.kc`
