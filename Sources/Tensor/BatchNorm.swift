@@ -93,10 +93,13 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
     }
     let scale = (0..<c).map { gamma.data[$0] * invStd[$0] }
     let shift = (0..<c).map { beta.data[$0] - meanF[$0] * scale[$0] }
+    // Per-channel affine map repeated across the k channel groups of a widened row; the
+    // backward reuses it for the fused ReLU's mask.
+    let wideScale = repeated(scale), wideShift = repeated(shift)
     let y = Tensor(uninitialized: x.shape)
     let yp = y.data
-    repeated(scale).withUnsafeBufferPointer { sc in
-        repeated(shift).withUnsafeBufferPointer { sh in
+    wideScale.withUnsafeBufferPointer { sc in
+        wideShift.withUnsafeBufferPointer { sh in
             parallelFor(wm, minPerThread: max(1, 32_768 / wc)) { s, e in
                 for r in s..<e {
                     let xr = xp + r * wc, yr = yp + r * wc
@@ -122,7 +125,6 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
         // The fused ReLU's mask, x * scale + shift > 0, is recomputed from x (read anyway) by the
         // forward's own expression rather than read from the output: one stream of the
         // activation less in each of the two passes, which are bound by memory traffic.
-        let wideScale = repeated(scale), wideShift = repeated(shift)
         // Per channel: sum of g and of g (x - mean), g zeroed where the fused ReLU's output is.
         let (wideG, wideGCentered) = repeated(meanF).withUnsafeBufferPointer { mu in
             let mu = mu.baseAddress!

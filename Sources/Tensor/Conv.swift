@@ -162,21 +162,20 @@ func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, samples: Range<Int>, _
     }
 }
 
-/// Walks the im2col rows `rows` (output positions counted over all samples) in column order,
-/// run by run: `body(input, count)` for each run of `count` columns that read the input
-/// elements at input..<input+count of (N, T, H, W, C) data, or nil where the run lies in the
-/// padding. Column order is (kt, kh, kw, c); a kernel row inside the input is one run of kW*C.
-/// An output position (n, ot, oh, ow) of a conv, stepped row by row in im2col order: the
-/// divisions and overflow checks per row had cost more than the copies on narrow layers.
+/// An output position (n, ot, oh, ow) of a conv or pooling, stepped row by row in im2col order:
+/// the divisions and overflow checks per row had cost more than the copies on narrow layers.
 struct OutputPosition {
     var n: Int, ot: Int, oh: Int, ow: Int
 
-    init(row: Int, _ g: ConvGeometry) {
-        var rem = row % g.rowsPerSample
-        n = row / g.rowsPerSample
-        ot = rem / (g.outH * g.outW); rem %= g.outH * g.outW
-        oh = rem / g.outW; ow = rem % g.outW
+    init(row: Int, outT: Int, outH: Int, outW: Int) {
+        let perSample = outT * outH * outW
+        var rem = row % perSample
+        n = row / perSample
+        ot = rem / (outH * outW); rem %= outH * outW
+        oh = rem / outW; ow = rem % outW
     }
+
+    init(row: Int, _ g: ConvGeometry) { self.init(row: row, outT: g.outT, outH: g.outH, outW: g.outW) }
 
     @inline(__always)
     mutating func advance(outT: Int, outH: Int, outW: Int) {
@@ -188,6 +187,10 @@ struct OutputPosition {
     }
 }
 
+/// Walks the im2col rows `rows` (output positions counted over all samples) in column order,
+/// run by run: `body(input, count)` for each run of `count` columns that read the input
+/// elements at input..<input+count of (N, T, H, W, C) data, or nil where the run lies in the
+/// padding. Column order is (kt, kh, kw, c); a kernel row inside the input is one run of kW*C.
 @inline(__always)
 func forEachIm2colRun(_ g: ConvGeometry, rows: Range<Int>, _ body: (_ input: Int?, _ count: Int) -> Void) {
     guard !rows.isEmpty else { return }
@@ -643,19 +646,8 @@ func fusedTemporalWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Floa
             }
         }
     }
-    // gW[j, i, l] = sum over partials of partial[i][l, j].
-    parallelFor(o, minPerThread: 1) { o0, o1 in
-        for j in o0..<o1 {
-            for i in 0..<kt {
-                let row = gw + (j * kt + i) * c
-                for l in 0..<c {
-                    var sum: Float = 0
-                    for partial in partials { sum += partial.pointer[(i * c + l) * o + j] }
-                    row[l] = sum
-                }
-            }
-        }
-    }
+    // The partials are gW^T with rows (tap, channel), gW's columns in (O, kT, C).
+    sumTransposed(partials, k: kt * c, o: o, into: gw)
 }
 
 /// y (rows x O) = cols (rows x K) W^T.

@@ -20,13 +20,9 @@ public func maxPool3d(_ x: Tensor, kernel: [Int], stride: [Int], padding: [Int] 
     indices.withUnsafeMutableBufferPointer { ib in
         let ip = recording ? ib.baseAddress : nil
         parallelFor(n * ot * oh * ow, minPerThread: 256) { s, e in
-            var position = (b: 0, i: 0, j: 0, l: 0)
-            var rem = s
-            position.b = rem / (ot * oh * ow); rem %= ot * oh * ow
-            position.i = rem / (oh * ow); rem %= oh * ow
-            position.j = rem / ow; position.l = rem % ow
+            var position = OutputPosition(row: s, outT: ot, outH: oh, outW: ow)
             for r in s..<e {
-                let (b, i, j, l) = position
+                let (b, i, j, l) = (position.n, position.ot, position.oh, position.ow)
                 // Channels 16 at a time: the window's elements in order, the first maximum kept
                 // (a strictly greater value replaces it), as the scalar loop did.
                 var q0 = 0
@@ -56,11 +52,7 @@ public func maxPool3d(_ x: Tensor, kernel: [Int], stride: [Int], padding: [Int] 
                     if let ip { let irow = ip + (r &* c &+ q0); for q in 0..<width { irow[q] = at[q] } }
                     q0 &+= 16
                 }
-                position.l &+= 1
-                if position.l == ow {
-                    position.l = 0; position.j &+= 1
-                    if position.j == oh { position.j = 0; position.i &+= 1; if position.i == ot { position.i = 0; position.b &+= 1 } }
-                }
+                position.advance(outT: ot, outH: oh, outW: ow)
             }
         }
     }
