@@ -190,19 +190,30 @@ struct ConvBench: ParsableCommand {
     @Option(help: "Calls per path and round.") var iterations = 5
     @Option(help: "Threads.") var threads = 2
 
-    func shape(_ text: String, _ count: Int, _ name: String) throws -> [Int] {
+    /// `count` integers separated by commas, each at least `minimum`.
+    func shape(_ text: String, _ count: Int, _ name: String, minimum: Int = 1) throws -> [Int] {
         let values = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard values.count == count, values.allSatisfy({ ($0 ?? -1) >= 0 }) else {
-            throw ValidationError("--\(name) '\(text)': expected \(count) non-negative integers separated by commas")
+        guard values.count == count, values.allSatisfy({ ($0 ?? Int.min) >= minimum }) else {
+            throw ValidationError("--\(name) '\(text)': expected \(count) integers of at least \(minimum), separated by commas")
         }
         return values.map { $0! }
+    }
+
+    func validate() throws {
+        guard rounds > 0, iterations > 0, threads > 0 else { throw ValidationError("--rounds, --iterations and --threads must be positive") }
+        let (x, w) = (try shape(input, 5, "input"), try shape(weight, 5, "weight"))
+        _ = try shape(stride, 3, "stride")
+        let p = try shape(padding, 3, "padding", minimum: 0)
+        guard x[4] == w[4] else { throw ValidationError("--input has \(x[4]) channels but --weight expects \(w[4])") }
+        for d in 0..<3 where x[d + 1] + 2 * p[d] < w[d + 1] {
+            throw ValidationError("--weight kernel \(w[1...3].map(String.init).joined(separator: "x")) does not fit --input \(x[1...3].map(String.init).joined(separator: "x")) with --padding \(padding)")
+        }
     }
 
     func run() throws {
         Engine.setThreads(threads)
         let (x, w) = (try shape(input, 5, "input"), try shape(weight, 5, "weight"))
-        guard x[4] == w[4] else { throw ValidationError("--input has \(x[4]) channels but --weight expects \(w[4])") }
-        var bench = ConvBenchmark(input: x, weight: w, stride: try shape(stride, 3, "stride"), padding: try shape(padding, 3, "padding"))
+        var bench = ConvBenchmark(input: x, weight: w, stride: try shape(stride, 3, "stride"), padding: try shape(padding, 3, "padding", minimum: 0))
         bench.rounds = rounds; bench.iterations = iterations
         let rows = bench.run(log: stderrLog)
         print("conv input \(x) weight \(w) stride \(stride) padding \(padding), \(threads) threads, median of \(rounds) rounds")

@@ -31,6 +31,17 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.err.contains("'r4d_18'"), r.err)
     }
 
+    /// bench conv names the bad value before any conv runs (a zero stride divided by zero, an
+    /// oversized kernel tripped a precondition).
+    func testBenchConvRejectsBadShapesByName() throws {
+        for (args, named) in [(["--stride", "0,1,1"], "'0,1,1'"), (["--input", "8,8,2,2,16", "--padding", "0,0,0"], "does not fit"),
+                              (["--weight", "36,1,3,3,8"], "16 channels")] {
+            let r = try run(["bench", "conv"] + args)
+            XCTAssertNotEqual(r.status, 0, "\(args)")
+            XCTAssertTrue(r.err.contains(named), "\(args): \(r.err)")
+        }
+    }
+
     func testExportWritesAnEncoderOursLoadsBack() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString).safetensors")
         defer { try? FileManager.default.removeItem(at: url) }
