@@ -93,29 +93,44 @@ final class ConvPathAgreementTests: XCTestCase {
         defer { (Engine.fusedConv, Engine.implicitConv, Engine.gemm) = saved }
         var c = MaCLRModel.Config()
         c.weightInit = .pytorch; c.headHidden = 64; c.embedding = 32; c.queueSize = 0; c.momentum = 0.99
+        func lossAndGradients(inputScale: Float = 1) -> (loss: Float, grads: [[Float]]) {
+            let m = MaCLRModel(c, seed: 0)
+            var rng = RandomGenerator(seed: 1)
+            let rgb = (0..<2).map { _ in Tensor.randn([4, 8, 56, 56, 3], rng: &rng) * inputScale }
+            let flow = (0..<2).map { _ in Tensor.randn([4, 8, 56, 56, 2], rng: &rng) }
+            let terms = m.losses(rgbA: rgb[0], rgbB: rgb[1], motionA: flow[0], motionB: flow[1], rng: &rng)
+            terms.total.backward()
+            return (terms.total.toArray()[0], m.parameters().map { $0.tensor.grad?.toArray() ?? [] })
+        }
+        let names = MaCLRModel(c, seed: 0).parameters().map(\.name)
+        /// The largest relative L2 difference of one parameter's gradient, and its name.
+        func worstDifference(_ grads: [[Float]], _ reference: [[Float]]) -> (Double, String) {
+            var worst = (0.0, "")
+            for (i, (g, r)) in zip(grads, reference).enumerated() where !r.isEmpty {
+                let norm = r.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+                let diff = zip(g, r).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }.squareRoot()
+                if norm > 0 && diff / norm > worst.0 { worst = (diff / norm, names[i]) }
+            }
+            return worst
+        }
         var runs: [(loss: Float, grads: [[Float]])] = []
         // whole im2col on OpenBLAS (the reference), blocked im2col, implicit GEMMs, every sgemm ours
         for (fused, implicit, gemm) in [(false, false, Engine.GEMMBackend.openblas), (true, false, .openblas),
                                         (true, true, .openblas), (false, false, .packed)] {
             (Engine.fusedConv, Engine.implicitConv, Engine.gemm) = (fused, implicit, gemm)
-            let m = MaCLRModel(c, seed: 0)
-            var rng = RandomGenerator(seed: 1)
-            let rgb = (0..<2).map { _ in Tensor.randn([4, 8, 56, 56, 3], rng: &rng) }
-            let flow = (0..<2).map { _ in Tensor.randn([4, 8, 56, 56, 2], rng: &rng) }
-            let terms = m.losses(rgbA: rgb[0], rgbB: rgb[1], motionA: flow[0], motionB: flow[1], rng: &rng)
-            terms.total.backward()
-            runs.append((terms.total.toArray()[0], m.parameters().map { $0.tensor.grad?.toArray() ?? [] }))
+            runs.append(lossAndGradients())
         }
-        let names = MaCLRModel(c, seed: 0).parameters().map(\.name)
         for path in 1..<runs.count {
             XCTAssertEqual(runs[path].loss, runs[0].loss, accuracy: 1e-4 * abs(runs[0].loss), "path \(path) loss")
-            var worst = (0.0, "")
-            for (i, (g, reference)) in zip(runs[path].grads, runs[0].grads).enumerated() where !reference.isEmpty {
-                let norm = reference.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
-                let diff = zip(g, reference).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }.squareRoot()
-                if norm > 0 && diff / norm > worst.0 { worst = (diff / norm, names[i]) }
-            }
+            let worst = worstDifference(runs[path].grads, runs[0].grads)
             XCTAssertLessThan(worst.0, 2e-2, "path \(path): worst parameter gradient \(worst.1)")
+            print("conv path \(path): worst relative L2 gradient difference \(worst.0) (\(worst.1))")
+        }
+        // The margin's origin: the reference path with the RGB input scaled by 1 +- 1e-6.
+        (Engine.fusedConv, Engine.implicitConv, Engine.gemm) = (false, false, .openblas)
+        for scale: Float in [1 + 1e-6, 1 - 1e-6] {
+            let worst = worstDifference(lossAndGradients(inputScale: scale).grads, runs[0].grads)
+            print("input x \(scale): worst relative L2 gradient difference \(worst.0) (\(worst.1))")
         }
     }
 }
