@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Two maclr binaries' quickstart step side by side: they take turns ROUNDS times, ITERS timed
-# steps each (`bench step --no-torch`), and each turn prints its fastest, 25th-percentile and
+# steps each (`bench step --no-torch`; a binary with `bench step --rounds` times its default 3
+# rounds of them), and each turn prints its fastest, 25th-percentile and
 # median step. The shared machine drifts by tens of percent within minutes; alternating puts
 # its slow spells on both. Build each revision and copy its .build/release/maclr aside first.
 #   bash benchmarks/ab_step.sh 4 20 /tmp/maclr-before /tmp/maclr-after [recipe]
