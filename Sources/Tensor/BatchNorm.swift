@@ -6,22 +6,26 @@ import Foundation
 /// (SIMD).
 private func channelSumPairs(rows m: Int, channels c: Int, flushRows: Int,
                              _ accumulate: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> ([Double], [Double]) {
+    // Grains of rows claimed by the threads, one Double partial per grain, summed in order.
     let minRows = max(1, 16_384 / c)
-    let chunks = chunkCount(m, minPerThread: minRows)
+    let grain = chunkCount(m, minPerThread: minRows) > 1 ? claimGrain(m, minGrain: flushRows) : m
+    let chunks = (m + grain - 1) / grain
     let partial = UnsafeMutablePointer<Double>.allocate(capacity: chunks * 2 * c)
     defer { partial.deallocate() }
     partial.update(repeating: 0, count: chunks * 2 * c)
-    parallelChunks(m, minPerThread: minRows) { chunk, s, e in
+    parallelClaims(m, grain: grain) { claim in
         let block = UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
         defer { block.deallocate() }
-        let out = partial + chunk * 2 * c
-        var r = s
-        while r < e {
-            let end = min(e, r + flushRows)
-            block.update(repeating: 0, count: 2 * c)
-            for row in r..<end { accumulate(row, block, block + c) }
-            for j in 0..<(2 * c) { out[j] += Double(block[j]) }
-            r = end
+        while let claimed = claim() {
+            let out = partial + claimed.lowerBound / grain * 2 * c
+            var r = claimed.lowerBound
+            while r < claimed.upperBound {
+                let end = min(claimed.upperBound, r + flushRows)
+                block.update(repeating: 0, count: 2 * c)
+                for row in r..<end { accumulate(row, block, block + c) }
+                for j in 0..<(2 * c) { out[j] += Double(block[j]) }
+                r = end
+            }
         }
     }
     var first = [Double](repeating: 0, count: c), second = [Double](repeating: 0, count: c)

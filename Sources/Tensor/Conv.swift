@@ -269,12 +269,14 @@ func fusedIm2colForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _
     let k = g.columns, rows = g.n * g.rowsPerSample, block = PackedGEMM.mc
     let weights = PackedGEMM.PackedB(true, wt, k, k: k, n: g.o)
     let blocks = (rows + block - 1) / block
-    parallelFor(blocks, minPerThread: 1) { b0, b1 in
+    parallelClaims(blocks, grain: claimGrain(blocks)) { claim in
         let buffer = Storage(uninitialized: block * k)
-        for b in b0..<b1 {
-            let r0 = b * block, r1 = min(rows, r0 + block)
-            im2colRows(x, g, rows: r0..<r1, buffer.pointer)
-            PackedGEMM.multiply(false, r1 - r0, 1, buffer.pointer, k, weights, accumulate: false, y + r0 * g.o, g.o)
+        while let claimed = claim() {
+            for b in claimed {
+                let r0 = b * block, r1 = min(rows, r0 + block)
+                im2colRows(x, g, rows: r0..<r1, buffer.pointer)
+                PackedGEMM.multiply(false, r1 - r0, 1, buffer.pointer, k, weights, accumulate: false, y + r0 * g.o, g.o)
+            }
         }
     }
 }
@@ -316,11 +318,11 @@ func implicitGEMM(rows: Int, run: Int, _ weights: PackedGEMM.PackedB, _ out: Uns
     let mr = PackedGEMM.indirectRows, nr = PackedGEMM.nr, k = weights.k, n = weights.n
     let segments = k / run, tiles = (rows + mr - 1) / mr
     let zeros = Storage(zeros: run)
-    parallelFor(tiles, minPerThread: 4) { t0, t1 in
+    parallelClaims(tiles, grain: claimGrain(tiles, minGrain: 4)) { claim in
         let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: segments * mr)
         defer { pointers.deallocate() }
         let border = Storage(uninitialized: assembled ? segments * mr * run : 1)
-        for tile in t0..<t1 {
+        while let claimed = claim() { for tile in claimed {
             let r0 = tile * mr, tileRows = min(mr, rows - r0)
             point(r0..<(r0 + tileRows), pointers, UnsafePointer(zeros.pointer), border.pointer)
             for p0 in stride(from: 0, to: k, by: weights.sliceDepth) {
@@ -331,7 +333,7 @@ func implicitGEMM(rows: Int, run: Int, _ weights: PackedGEMM.PackedB, _ out: Uns
                                             out + r0 * n + j0, n, rows: tileRows, columns: min(nr, n - j0), add: p0 > 0)
                 }
             }
-        }
+        } }
     }
 }
 
@@ -432,26 +434,39 @@ func pointRuns(_ x: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, _
 /// blocks, so the expanded block is the product's A, read in place, and only gy's block
 /// (rows x O, small) is packed. (As gy^T im2col, the block itself had to be packed, each packed
 /// value serving only O multiply-adds: R3D-18's 64-channel weight gradient ran at 267 GFLOP/s.)
-/// The threads' partials are summed and transposed at the end.
+/// Threads claim grains of blocks; the grains' partials are summed and transposed at the end.
 func fusedIm2colWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
     let k = g.columns, o = g.o, rows = g.n * g.rowsPerSample, block = PackedGEMM.kc
     let blocks = (rows + block - 1) / block
-    let partials = (0..<chunkCount(blocks, minPerThread: 1)).map { _ in Storage(uninitialized: k * o) }
-    parallelChunks(blocks, minPerThread: 1) { chunk, b0, b1 in
-        let out = partials[chunk].pointer
-        guard b0 < b1 else { out.update(repeating: 0, count: k * o); return }
+    let (grain, grains) = weightGradGrains(blocks, partialFloats: k * o)
+    let partials = (0..<grains).map { _ in Storage(uninitialized: k * o) }
+    parallelClaims(blocks, grain: grain) { claim in
         let buffer = Storage(uninitialized: block * k)
-        for b in b0..<b1 {
-            let r0 = b * block, r1 = min(rows, r0 + block)
-            im2colRows(x, g, rows: r0..<r1, buffer.pointer)
-            let gyBlock = PackedGEMM.PackedB(false, gy + r0 * o, o, k: r1 - r0, n: o)
-            PackedGEMM.multiply(true, k, 1, buffer.pointer, k, gyBlock, accumulate: b > b0, out, o)
+        while let claimed = claim() {
+            let out = partials[claimed.lowerBound / grain].pointer
+            for b in claimed {
+                let r0 = b * block, r1 = min(rows, r0 + block)
+                im2colRows(x, g, rows: r0..<r1, buffer.pointer)
+                let gyBlock = PackedGEMM.PackedB(false, gy + r0 * o, o, k: r1 - r0, n: o)
+                PackedGEMM.multiply(true, k, 1, buffer.pointer, k, gyBlock, accumulate: b > claimed.lowerBound, out, o)
+            }
         }
     }
     sumTransposed(partials, k: k, o: o, into: gw)
 }
 
-/// gW (O x K) = the sum of the threads' partial gW^T (K x O).
+/// Grains of `units` for a weight gradient's partial sums (`parallelClaims`, one partial of
+/// `partialFloats` per grain, summed in grain order): up to 8 per thread, so a slow thread is
+/// caught up, but at most 32 MiB of partials beyond one per thread (the deep layers' gW is
+/// 5 MiB and they have few blocks anyway). Returns the grain and the number of grains.
+func weightGradGrains(_ units: Int, partialFloats: Int) -> (grain: Int, grains: Int) {
+    let byMemory = (32 << 20) / max(1, partialFloats * MemoryLayout<Float>.stride)
+    let wanted = max(1, min(units, 8 * Engine.threads, max(Engine.threads, byMemory)))
+    let grain = (units + wanted - 1) / wanted
+    return (grain, (units + grain - 1) / grain)
+}
+
+/// gW (O x K) = the sum of the partial gW^T (K x O), in order.
 func sumTransposed(_ partials: [Storage], k: Int, o: Int, into gw: UnsafeMutablePointer<Float>) {
     parallelFor(o, minPerThread: 1) { o0, o1 in
         for i in o0..<o1 {
@@ -478,20 +493,21 @@ func usesImplicitWeightGrad(_ g: ConvGeometry) -> Bool {
 /// gW^T (K x O) = im2col^T gy with no im2col block written: per block of `PackedGEMM.kc`
 /// output positions, a table points at each position's input runs (`pointRuns`), and each
 /// 12-row tile of gW^T (12 values of one tap's run) gathers its depth step from the position's
-/// run (`PackedGEMM.gatherTile`) against gy's block, packed. Partials per thread, summed and
+/// run (`PackedGEMM.gatherTile`) against gy's block, packed. Partials per grain, summed and
 /// transposed at the end as in `fusedIm2colWeightGrad`.
 func implicitWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
     let k = g.columns, o = g.o, rows = g.n * g.rowsPerSample, block = PackedGEMM.kc
     let run = g.kernel[2] * g.c, taps = g.kernel[0] * g.kernel[1], mr = PackedGEMM.mr
     let blocks = (rows + block - 1) / block
     let zeros = Storage(zeros: run)
-    let partials = (0..<chunkCount(blocks, minPerThread: 1)).map { _ in Storage(zeros: k * o) }
-    parallelChunks(blocks, minPerThread: 1) { chunk, b0, b1 in
-        let out = partials[chunk].pointer
+    let (grain, grains) = weightGradGrains(blocks, partialFloats: k * o)
+    let partials = (0..<grains).map { _ in Storage(zeros: k * o) }
+    parallelClaims(blocks, grain: grain) { claim in
         let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: taps * block)
         defer { pointers.deallocate() }
         let border = Storage(uninitialized: taps * block * run)
-        for b in b0..<b1 {
+        while let claimed = claim() { for b in claimed {
+            let out = partials[claimed.lowerBound / grain].pointer
             let r0 = b * block, r1 = min(rows, r0 + block)
             pointRuns(x, g, rows: r0..<r1, pointers, zeros: UnsafePointer(zeros.pointer), border: border.pointer, tableStride: block)
             let gyBlock = PackedGEMM.PackedB(false, gy + r0 * o, o, k: r1 - r0, n: o)
@@ -503,7 +519,7 @@ func implicitWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _
                                           out + (tap * run + start) * o, o, skipRows: q0 - start)
                 }
             }
-        }
+        } }
     }
     sumTransposed(partials, k: k, o: o, into: gw)
 }
@@ -530,20 +546,25 @@ func col2imAddRows(_ cols: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<
     }
 }
 
-/// gx = col2im(gy W) without the im2col-shaped matrix: threads take whole samples (no two
-/// write the same input element); each multiplies blocks of `PackedGEMM.mc` rows by W, packed
+/// gx = col2im(gy W) without the im2col-shaped matrix: threads claim units that never write the
+/// same input element (whole samples; single frames when each output frame reads only its own
+/// input frame, as in 1xkxk convs); each multiplies blocks of `PackedGEMM.mc` rows by W, packed
 /// once for all, into an L2-sized buffer and adds it back into gx at once.
 func fusedCol2imInputGrad(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ gx: UnsafeMutablePointer<Float>) {
-    let k = g.columns, rps = g.rowsPerSample, block = PackedGEMM.mc
+    let k = g.columns, block = PackedGEMM.mc
     let weights = PackedGEMM.PackedB(false, wt, k, k: g.o, n: k)
-    let sampleSize = g.t * g.h * g.w * g.c
-    parallelFor(g.n, minPerThread: 1) { n0, n1 in
-        (gx + n0 * sampleSize).update(repeating: 0, count: (n1 - n0) * sampleSize)
+    let byFrame = g.kernel[0] == 1 && g.stride[0] == 1 && g.padding[0] == 0
+    let units = byFrame ? g.n * g.t : g.n
+    let unitRows = g.rowsPerSample * g.n / units, unitInput = g.t * g.h * g.w * g.c * g.n / units
+    parallelClaims(units, grain: claimGrain(units)) { claim in
         let buffer = Storage(uninitialized: block * k)
-        for r0 in stride(from: n0 * rps, to: n1 * rps, by: block) {
-            let r1 = min(n1 * rps, r0 + block)
-            PackedGEMM.multiply(false, r1 - r0, 1, gy + r0 * g.o, g.o, weights, accumulate: false, buffer.pointer, k)
-            col2imAddRows(buffer.pointer, g, rows: r0..<r1, gx)
+        while let claimed = claim() {
+            (gx + claimed.lowerBound * unitInput).update(repeating: 0, count: claimed.count * unitInput)
+            for r0 in stride(from: claimed.lowerBound * unitRows, to: claimed.upperBound * unitRows, by: block) {
+                let r1 = min(claimed.upperBound * unitRows, r0 + block)
+                PackedGEMM.multiply(false, r1 - r0, 1, gy + r0 * g.o, g.o, weights, accumulate: false, buffer.pointer, k)
+                col2imAddRows(buffer.pointer, g, rows: r0..<r1, gx)
+            }
         }
     }
 }
@@ -603,8 +624,15 @@ func temporalWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _
     }
 }
 
+/// The units threads claim in the fused temporal convs: a few output frames of one sample, at
+/// least 512 rows when a clip has them. Returns frames per unit and units per sample.
+func temporalUnits(_ g: ConvGeometry) -> (framesPerUnit: Int, unitsPerSample: Int) {
+    let framesPerUnit = min(g.outT, max(1, 512 / (g.h * g.w)))
+    return (framesPerUnit, (g.outT + framesPerUnit - 1) / framesPerUnit)
+}
+
 /// The temporal forward on our packed GEMM (`Engine.fusedConv`): y[n, frames] += x[n, frames +
-/// shift] W_i^T with each tap's weights packed once and threads taking whole samples, where
+/// shift] W_i^T with each tap's weights packed once and threads claiming a few frames at a time, where
 /// `sgemm` would split every per-sample product across threads and pack the tap's weights for
 /// each. Per output element the taps still add in order. (The same for the input gradient
 /// measured slower on R(2+1)D-18's 144->64 layer: its 144 columns leave a half-width panel.)
@@ -612,37 +640,48 @@ func fusedTemporalForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>,
     let hw = g.h * g.w, kt = g.kernel[0]
     // W_i is (O x C) at wt + i*C with row stride kT*C; the product needs W_i^T.
     let taps = (0..<kt).map { i in PackedGEMM.PackedB(true, wt + i * g.c, kt * g.c, k: g.c, n: g.o) }
-    let sampleSize = g.outT * hw * g.o
-    parallelFor(g.n, minPerThread: 1) { n0, n1 in
-        (y + n0 * sampleSize).update(repeating: 0, count: (n1 - n0) * sampleSize)
-        for n in n0..<n1 {
-            for i in 0..<kt {
-                let frames = g.validFrames(tap: i)
-                guard !frames.isEmpty else { continue }
-                let inFrame = n * g.t + frames.lowerBound - g.padding[0] + i, outFrame = n * g.outT + frames.lowerBound
-                PackedGEMM.multiply(false, frames.count * hw, 1, x + inFrame * hw * g.c, g.c, taps[i],
-                                    accumulate: true, y + outFrame * hw * g.o, g.o)
+    let (framesPerUnit, unitsPerSample) = temporalUnits(g)
+    let units = g.n * unitsPerSample
+    parallelClaims(units, grain: claimGrain(units)) { claim in
+        while let claimed = claim() {
+            for unit in claimed {
+                let n = unit / unitsPerSample, f0 = unit % unitsPerSample * framesPerUnit
+                let unitFrames = f0..<min(g.outT, f0 + framesPerUnit)
+                (y + (n * g.outT + f0) * hw * g.o).update(repeating: 0, count: unitFrames.count * hw * g.o)
+                for i in 0..<kt {
+                    let frames = g.validFrames(tap: i).clamped(to: unitFrames)
+                    guard !frames.isEmpty else { continue }
+                    let inFrame = n * g.t + frames.lowerBound - g.padding[0] + i, outFrame = n * g.outT + frames.lowerBound
+                    PackedGEMM.multiply(false, frames.count * hw, 1, x + inFrame * hw * g.c, g.c, taps[i],
+                                        accumulate: true, y + outFrame * hw * g.o, g.o)
+                }
             }
         }
     }
 }
 
-/// The temporal weight gradient on our packed GEMM (`Engine.fusedConv`): threads take whole
-/// samples and accumulate gW_i^T (C x O) += x[n, frames + shift]^T gy[n, frames] per tap, the
+/// The temporal weight gradient on our packed GEMM (`Engine.fusedConv`): threads claim a few
+/// frames of a sample at a time (`temporalUnits`) and accumulate gW_i^T (C x O) += x[n, frames + shift]^T gy[n, frames] per tap, the
 /// input frames read in place and only gy's frames packed (the smaller operand when O <= C, as
-/// in R(2+1)D's mid-channel convs); the partials are summed and transposed into gW (O, kT, C).
+/// in R(2+1)D's mid-channel convs); the grains' partials are summed and transposed into gW (O, kT, C).
 func fusedTemporalWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
     let hw = g.h * g.w, kt = g.kernel[0], c = g.c, o = g.o
-    let partials = (0..<chunkCount(g.n, minPerThread: 1)).map { _ in Storage(zeros: kt * c * o) }
-    parallelChunks(g.n, minPerThread: 1) { chunk, n0, n1 in
-        let out = partials[chunk].pointer
-        for n in n0..<n1 {
-            for i in 0..<kt {
-                let frames = g.validFrames(tap: i)
-                guard !frames.isEmpty else { continue }
-                let inFrame = n * g.t + frames.lowerBound - g.padding[0] + i, outFrame = n * g.outT + frames.lowerBound
-                let gyFrames = PackedGEMM.PackedB(false, gy + outFrame * hw * o, o, k: frames.count * hw, n: o)
-                PackedGEMM.multiply(true, c, 1, x + inFrame * hw * c, c, gyFrames, accumulate: true, out + i * c * o, o)
+    let (framesPerUnit, unitsPerSample) = temporalUnits(g)
+    let units = g.n * unitsPerSample
+    let (grain, grains) = weightGradGrains(units, partialFloats: kt * c * o)
+    let partials = (0..<grains).map { _ in Storage(zeros: kt * c * o) }
+    parallelClaims(units, grain: grain) { claim in
+        while let claimed = claim() {
+            let out = partials[claimed.lowerBound / grain].pointer
+            for unit in claimed {
+                let n = unit / unitsPerSample, f0 = unit % unitsPerSample * framesPerUnit
+                for i in 0..<kt {
+                    let frames = g.validFrames(tap: i).clamped(to: f0..<min(g.outT, f0 + framesPerUnit))
+                    guard !frames.isEmpty else { continue }
+                    let inFrame = n * g.t + frames.lowerBound - g.padding[0] + i, outFrame = n * g.outT + frames.lowerBound
+                    let gyFrames = PackedGEMM.PackedB(false, gy + outFrame * hw * o, o, k: frames.count * hw, n: o)
+                    PackedGEMM.multiply(true, c, 1, x + inFrame * hw * c, c, gyFrames, accumulate: true, out + i * c * o, o)
+                }
             }
         }
     }

@@ -81,11 +81,18 @@ public enum Engine {
     }()
 }
 
-/// Runs `body(start, end)` over `0..<count` split into at most `Engine.threads` contiguous chunks.
-/// Work below `minPerThread` items runs on the calling thread.
+/// Runs `body(start, end)` over contiguous ranges covering `0..<count` once, on up to
+/// `Engine.threads` threads that claim the ranges in turn (`parallelClaims`; a thread may get
+/// several). Work below `minPerThread` items per thread runs on the calling thread.
 @inline(__always)
 public func parallelFor(_ count: Int, minPerThread: Int = 32_768, _ body: (Int, Int) -> Void) {
-    parallelChunks(count, minPerThread: minPerThread) { _, s, e in if s < e { body(s, e) } }
+    guard chunkCount(count, minPerThread: minPerThread) > 1 else {
+        if count > 0 { body(0, count) }
+        return
+    }
+    parallelClaims(count, grain: claimGrain(count)) { claim in
+        while let range = claim() { body(range.lowerBound, range.upperBound) }
+    }
 }
 
 /// Like `parallelFor`, and also passes the chunk's index (0..<chunks) so each chunk can write
@@ -105,6 +112,36 @@ public func parallelChunks(_ count: Int, minPerThread: Int = 32_768, _ body: (In
 /// The number of chunks `parallelChunks` will use for `count` items.
 public func chunkCount(_ count: Int, minPerThread: Int = 32_768) -> Int {
     min(Engine.threads, max(1, count / max(minPerThread, 1)))
+}
+
+/// Runs `body` once on each of up to `Engine.threads` threads; each calls `claim()` for the
+/// next grain of `grain` items of 0..<count (nil when none is left), so a thread that starts
+/// late or runs slow (a parked worker waking, a core shared with a neighbour) leaves more grains
+/// to the others instead of keeping them waiting at the end. Grain g is always items
+/// g*grain..<(g+1)*grain, but which thread takes it varies from run to run: sum partial results
+/// per grain (`range.lowerBound / grain`), never per thread, so the sums stay reproducible.
+public func parallelClaims(_ count: Int, grain: Int, _ body: (_ claim: () -> Range<Int>?) -> Void) {
+    guard count > 0 else { return }
+    let grain = max(1, grain)
+    let threads = min(Engine.threads, (count + grain - 1) / grain)
+    let next = ClaimCounter()
+    let claim = { () -> Range<Int>? in
+        let start = next.value.add(grain, ordering: .relaxed).oldValue
+        return start < count ? start..<min(count, start + grain) : nil
+    }
+    if threads <= 1 { body(claim); return }
+    WorkerPool.shared.run(threads) { _ in body(claim) }
+}
+
+/// A grain for `parallelClaims`: about 1/`grainsPerThread` of each thread's share of `count`
+/// items, at least `minGrain`.
+public func claimGrain(_ count: Int, minGrain: Int = 1, grainsPerThread: Int = 8) -> Int {
+    max(minGrain, 1, (count + Engine.threads * grainsPerThread - 1) / (Engine.threads * grainsPerThread))
+}
+
+/// The next unclaimed item of a `parallelClaims` region.
+private final class ClaimCounter: Sendable {
+    let value = Atomic<Int>(0)
 }
 
 /// Runs `body(i)` for every i in 0..<count on up to `threads` threads, each taking the next index
@@ -130,8 +167,8 @@ public func parallelDynamic(_ count: Int, threads: Int = Engine.threads, _ body:
 /// variable when the engine is idle, so a data loader or a quiet process keeps its cores.
 /// Regions do not nest: one started inside another (or while another thread's runs) runs its
 /// chunks in order on the calling thread.
-final class WorkerPool: @unchecked Sendable {
-    static let shared = WorkerPool()
+public final class WorkerPool: @unchecked Sendable {
+    public static let shared = WorkerPool()
     /// How long a worker polls for the next region before parking: long enough to span the
     /// serial bookkeeping between two ops, short enough not to hold a core through data loading.
     static let spinNanoseconds: UInt64 = 200_000
@@ -148,6 +185,9 @@ final class WorkerPool: @unchecked Sendable {
     nonisolated(unsafe) private var region: (chunks: Int, body: (Int) -> Void)?
     /// Started workers; worker w runs chunk w (chunk 0 is the caller's).
     private var workers = 0
+    /// Time the calling thread spent waiting for workers still in their chunks, summed over
+    /// regions: what uneven chunks cost (`maclr bench engine --layers` prints it per step).
+    public private(set) var callerWaitNanoseconds: UInt64 = 0
 
     /// Runs `body(i)` for i in 0..<chunks, chunk 0 on the calling thread.
     func run(_ chunks: Int, _ body: (Int) -> Void) {
@@ -163,11 +203,13 @@ final class WorkerPool: @unchecked Sendable {
             generation.add(1, ordering: .sequentiallyConsistent)
             if parked.load(ordering: .sequentiallyConsistent) > 0 { parking.lock(); parking.broadcast(); parking.unlock() }
             body(0)
+            let waitStart = DispatchTime.now().uptimeNanoseconds
             var spins = 0
             while pending.load(ordering: .acquiring) > 0 {
                 spins += 1
                 if spins > 100_000 { sched_yield() }
             }
+            callerWaitNanoseconds += DispatchTime.now().uptimeNanoseconds - waitStart
             region = nil
         }
     }

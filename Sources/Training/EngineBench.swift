@@ -73,9 +73,12 @@ public struct EngineBenchmark {
         let step = time("train step", trainStep, afterWarmup: { ConvStats.reset() }, log: log)
         if perLayer {
             printConvLayers(log: log, steps: iterations, stepSeconds: step)
-            let before = BufferPool.shared.freshBytes
+            let before = BufferPool.shared.freshBytes, faultsBefore = minorPageFaults(), waitBefore = WorkerPool.shared.callerWaitNanoseconds
             trainStep()
-            log(String(format: "  fresh (not pooled) buffers: %.1f MiB per step\n", Double(BufferPool.shared.freshBytes - before) / Double(1 << 20)))
+            log(String(format: "  fresh (not pooled) buffers: %.1f MiB per step, minor page faults: %d per step\n",
+                       Double(BufferPool.shared.freshBytes - before) / Double(1 << 20), minorPageFaults() - faultsBefore))
+            log(String(format: "  calling thread waiting for the workers at the end of parallel regions: %.1f ms per step\n",
+                       Double(WorkerPool.shared.callerWaitNanoseconds - waitBefore) / 1e6))
         }
         return Result(forwardSeconds: forward, forwardTrainSeconds: forwardTrain, trainStepSeconds: step,
                       forwardGFLOPs: fwd / 1e9, forwardGFLOPsNoPad: fwdNoPad / 1e9,
@@ -148,6 +151,13 @@ func peakRSSGiB() -> Double {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return Double(usage.ru_maxrss) / 1024 / 1024
+}
+
+/// Minor page faults of this process so far (each a fresh page the kernel zeroed).
+func minorPageFaults() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_minflt
 }
 
 /// Runs ../shared/bench/torch_reference.py with the same network and input, when a Python

@@ -143,6 +143,41 @@ final class ForwardReferenceTests: XCTestCase {
         }
     }
 
+    /// Threads claim grains of work in whatever order they get to them (`parallelClaims`), so
+    /// the weight gradients' and batch norm's partial sums are kept per grain, not per thread:
+    /// the same inputs give bit-identical results run after run (the recipe-and-seed promise).
+    func testClaimedReductionsAreBitIdenticalRunToRun() {
+        let saved = (Engine.fusedConv, Engine.implicitConv)
+        defer { (Engine.fusedConv, Engine.implicitConv) = saved }
+        let cases: [([Int], [Int], [Int], Int)] = [
+            ([8, 4, 14, 14, 144], [3, 1, 1], [1, 0, 0], 64),  // fused temporal weight gradient
+            ([8, 4, 14, 14, 64], [1, 3, 3], [0, 1, 1], 144),  // implicit (or blocked) spatial
+            ([4, 4, 10, 10, 20], [3, 3, 3], [1, 1, 1], 24),   // blocked 3x3x3
+        ]
+        for (i, (shape, k, p, o)) in cases.enumerated() {
+            for implicit in [false, true] {
+                (Engine.fusedConv, Engine.implicitConv) = (true, implicit)
+                var first: [[Float]]?
+                for run in 0..<4 {
+                    let x = randomTensor(shape, seed: UInt64(200 + i)), w = randomTensor([o] + k + [shape[4]], seed: UInt64(210 + i), std: 0.3)
+                    let gamma = randomTensor([o], seed: 7), beta = randomTensor([o], seed: 8)
+                    x.requiresGrad = true; w.requiresGrad = true; gamma.requiresGrad = true
+                    let y = batchNorm(conv3d(x, w, stride: [1, 1, 1], padding: p), gamma: gamma, beta: beta,
+                                      runningMean: Tensor.zeros([o]), runningVar: Tensor.ones([o]), training: true, relu: true)
+                    (y * randomTensor(y.shape, seed: UInt64(220 + i))).sum().backward()
+                    let results = [y.toArray(), x.grad!.toArray(), w.grad!.toArray(), gamma.grad!.toArray()]
+                    if let first {
+                        for (j, name) in ["output", "input gradient", "weight gradient", "gamma gradient"].enumerated() {
+                            XCTAssertTrue(results[j] == first[j], "case \(i) implicit \(implicit): run \(run)'s \(name) differs from run 0's")
+                        }
+                    } else {
+                        first = results
+                    }
+                }
+            }
+        }
+    }
+
     func testBatchNormStatisticsAndRunningUpdate() {
         let x = randomTensor([4, 3, 5], seed: 3, std: 2) + 1.5
         let gamma = Tensor(shape: [5], data: [1, 2, 0.5, 1, 3]), beta = Tensor(shape: [5], data: [0, 1, -1, 0.5, 0])

@@ -36,6 +36,38 @@ final class ParallelTests: XCTestCase {
         XCTAssertEqual(Array(seen.array.prefix(6)), [0, 501, 1, 501, 1001, 1])
     }
 
+    /// `parallelClaims` hands out every grain exactly once, with fixed boundaries, and a thread
+    /// that stalls on its first grain leaves the rest to the others.
+    func testClaimsCoverFixedGrainsOnceAndRouteAroundAStall() {
+        for (count, grain) in [(1, 1), (10, 3), (1001, 37), (64, 64), (5, 100)] {
+            let hits = Counters(count), starts = Counters(count)
+            for _ in 0..<200 {
+                parallelClaims(count, grain: grain) { claim in
+                    while let range = claim() {
+                        starts.values[range.lowerBound] += 1
+                        XCTAssertEqual(range.lowerBound % grain, 0)
+                        XCTAssertEqual(range.count, min(grain, count - range.lowerBound))
+                        for i in range { hits.values[i] += 1 }
+                    }
+                }
+            }
+            XCTAssertEqual(hits.array, [Int](repeating: 200, count: count), "count \(count) grain \(grain)")
+            XCTAssertEqual(starts.array.filter { $0 > 0 }.count, (count + grain - 1) / grain)
+        }
+        let taken = Counters(2)
+        let caller = Thread.current
+        parallelClaims(40, grain: 1) { claim in
+            var mine = 0
+            while claim() != nil {
+                mine += 1
+                usleep(Thread.current == caller && mine == 1 ? 300_000 : 2_000)
+            }
+            taken.values[Thread.current == caller ? 0 : 1] = mine
+        }
+        XCTAssertEqual(taken.array.reduce(0, +), 40)
+        XCTAssertLessThan(taken.values[0], 20, "the stalled caller kept \(taken.values[0]) of 40 grains")
+    }
+
     func testNestedRegionsRunInline() {
         let hits = Counters(16 * 16)
         parallelFor(16, minPerThread: 1) { s, e in
