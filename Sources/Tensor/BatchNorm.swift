@@ -13,10 +13,10 @@ private func channelSumPairs(rows m: Int, channels c: Int, flushRows: Int,
     let partial = UnsafeMutablePointer<Double>.allocate(capacity: chunks * 2 * c)
     defer { partial.deallocate() }
     partial.update(repeating: 0, count: chunks * 2 * c)
-    parallelClaims(m, grain: grain) { claim in
+    parallelClaims(m, grain: grain) { claims in
         let block = UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
         defer { block.deallocate() }
-        while let claimed = claim() {
+        for claimed in claims {
             let out = partial + claimed.lowerBound / grain * 2 * c
             var r = claimed.lowerBound
             while r < claimed.upperBound {

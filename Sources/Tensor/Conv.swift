@@ -269,9 +269,9 @@ func fusedIm2colForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _
     let k = g.columns, rows = g.n * g.rowsPerSample, block = PackedGEMM.mc
     let weights = PackedGEMM.PackedB(true, wt, k, k: k, n: g.o)
     let blocks = (rows + block - 1) / block
-    parallelClaims(blocks, grain: claimGrain(blocks)) { claim in
+    parallelClaims(blocks, grain: claimGrain(blocks)) { claims in
         let buffer = Storage(uninitialized: block * k)
-        while let claimed = claim() {
+        for claimed in claims {
             for b in claimed {
                 let r0 = b * block, r1 = min(rows, r0 + block)
                 im2colRows(x, g, rows: r0..<r1, buffer.pointer)
@@ -318,11 +318,11 @@ func implicitGEMM(rows: Int, run: Int, _ weights: PackedGEMM.PackedB, _ out: Uns
     let mr = PackedGEMM.indirectRows, nr = PackedGEMM.nr, k = weights.k, n = weights.n
     let segments = k / run, tiles = (rows + mr - 1) / mr
     let zeros = Storage(zeros: run)
-    parallelClaims(tiles, grain: claimGrain(tiles, minGrain: 4)) { claim in
+    parallelClaims(tiles, grain: claimGrain(tiles, minGrain: 4)) { claims in
         let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: segments * mr)
         defer { pointers.deallocate() }
         let border = Storage(uninitialized: assembled ? segments * mr * run : 1)
-        while let claimed = claim() { for tile in claimed {
+        for claimed in claims { for tile in claimed {
             let r0 = tile * mr, tileRows = min(mr, rows - r0)
             point(r0..<(r0 + tileRows), pointers, UnsafePointer(zeros.pointer), border.pointer)
             for p0 in stride(from: 0, to: k, by: weights.sliceDepth) {
@@ -440,9 +440,9 @@ func fusedIm2colWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>
     let blocks = (rows + block - 1) / block
     let (grain, grains) = weightGradGrains(blocks, partialFloats: k * o)
     let partials = (0..<grains).map { _ in Storage(uninitialized: k * o) }
-    parallelClaims(blocks, grain: grain) { claim in
+    parallelClaims(blocks, grain: grain) { claims in
         let buffer = Storage(uninitialized: block * k)
-        while let claimed = claim() {
+        for claimed in claims {
             let out = partials[claimed.lowerBound / grain].pointer
             for b in claimed {
                 let r0 = b * block, r1 = min(rows, r0 + block)
@@ -466,16 +466,24 @@ func weightGradGrains(_ units: Int, partialFloats: Int) -> (grain: Int, grains: 
     return (grain, (units + grain - 1) / grain)
 }
 
-/// gW (O x K) = the sum of the partial gW^T (K x O), in order.
+/// gW (O x K) = the sum of the partial gW^T (K x O), in order: summed into the first partial
+/// where they lie (contiguous, vectorised), then transposed once. (Summing while transposing
+/// read every partial with a stride of O floats: a cost per grain that the quickstart's many
+/// small weight gradients felt.)
 func sumTransposed(_ partials: [Storage], k: Int, o: Int, into gw: UnsafeMutablePointer<Float>) {
-    parallelFor(o, minPerThread: 1) { o0, o1 in
+    let total = partials[0].pointer
+    if partials.count > 1 {
+        parallelFor(k * o, minPerThread: 16_384) { s, e in
+            for partial in partials.dropFirst() {
+                let p = partial.pointer
+                for i in s..<e { total[i] += p[i] }
+            }
+        }
+    }
+    parallelFor(o, minPerThread: max(1, 16_384 / k)) { o0, o1 in
         for i in o0..<o1 {
             let row = gw + i * k
-            for j in 0..<k {
-                var sum: Float = 0
-                for partial in partials { sum += partial.pointer[j * o + i] }
-                row[j] = sum
-            }
+            for j in 0..<k { row[j] = total[j * o + i] }
         }
     }
 }
@@ -502,11 +510,11 @@ func implicitWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _
     let zeros = Storage(zeros: run)
     let (grain, grains) = weightGradGrains(blocks, partialFloats: k * o)
     let partials = (0..<grains).map { _ in Storage(zeros: k * o) }
-    parallelClaims(blocks, grain: grain) { claim in
+    parallelClaims(blocks, grain: grain) { claims in
         let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: taps * block)
         defer { pointers.deallocate() }
         let border = Storage(uninitialized: taps * block * run)
-        while let claimed = claim() { for b in claimed {
+        for claimed in claims { for b in claimed {
             let out = partials[claimed.lowerBound / grain].pointer
             let r0 = b * block, r1 = min(rows, r0 + block)
             pointRuns(x, g, rows: r0..<r1, pointers, zeros: UnsafePointer(zeros.pointer), border: border.pointer, tableStride: block)
@@ -553,19 +561,26 @@ func col2imAddRows(_ cols: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<
 func fusedCol2imInputGrad(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ gx: UnsafeMutablePointer<Float>) {
     let k = g.columns, block = PackedGEMM.mc
     let weights = PackedGEMM.PackedB(false, wt, k, k: g.o, n: k)
+    // Units: whole samples, or (when frames are independent) a few frames of one sample, at
+    // least 2048 rows when a clip has them (as in `temporalUnits`).
     let byFrame = g.kernel[0] == 1 && g.stride[0] == 1 && g.padding[0] == 0
-    let units = byFrame ? g.n * g.t : g.n
-    let unitRows = g.rowsPerSample * g.n / units, unitInput = g.t * g.h * g.w * g.c * g.n / units
-    parallelClaims(units, grain: claimGrain(units)) { claim in
+    let frameRows = g.outH * g.outW, frameInput = g.h * g.w * g.c
+    let framesPerUnit = byFrame ? min(g.t, max(1, (2048 + frameRows - 1) / frameRows)) : g.t
+    let unitsPerSample = (g.t + framesPerUnit - 1) / framesPerUnit
+    let units = g.n * unitsPerSample
+    parallelClaims(units, grain: claimGrain(units)) { claims in
         let buffer = Storage(uninitialized: block * k)
-        while let claimed = claim() {
-            (gx + claimed.lowerBound * unitInput).update(repeating: 0, count: claimed.count * unitInput)
-            for r0 in stride(from: claimed.lowerBound * unitRows, to: claimed.upperBound * unitRows, by: block) {
-                let r1 = min(claimed.upperBound * unitRows, r0 + block)
+        for claimed in claims { for unit in claimed {
+            let n = unit / unitsPerSample, f0 = unit % unitsPerSample * framesPerUnit, frames = min(g.t, f0 + framesPerUnit) - f0
+            // Output frame f reads input frame f here, and a sample's input is t frames.
+            (gx + (n * g.t + f0) * frameInput).update(repeating: 0, count: frames * frameInput)
+            let first = n * g.rowsPerSample + f0 * frameRows, end = byFrame ? first + frames * frameRows : (n + 1) * g.rowsPerSample
+            for r0 in stride(from: first, to: end, by: block) {
+                let r1 = min(end, r0 + block)
                 PackedGEMM.multiply(false, r1 - r0, 1, gy + r0 * g.o, g.o, weights, accumulate: false, buffer.pointer, k)
                 col2imAddRows(buffer.pointer, g, rows: r0..<r1, gx)
             }
-        }
+        } }
     }
 }
 
@@ -625,9 +640,11 @@ func temporalWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _
 }
 
 /// The units threads claim in the fused temporal convs: a few output frames of one sample, at
-/// least 512 rows when a clip has them. Returns frames per unit and units per sample.
+/// least 2048 rows when a clip has them (with single frames of 784 rows, each unit's products
+/// ended in a partial tile and took a packing buffer: the quickstart's 36->16 forward took 1.2
+/// instead of 1.0 ms). Returns frames per unit and units per sample.
 func temporalUnits(_ g: ConvGeometry) -> (framesPerUnit: Int, unitsPerSample: Int) {
-    let framesPerUnit = min(g.outT, max(1, 512 / (g.h * g.w)))
+    let hw = g.h * g.w, framesPerUnit = min(g.outT, max(1, (2048 + hw - 1) / hw))
     return (framesPerUnit, (g.outT + framesPerUnit - 1) / framesPerUnit)
 }
 
@@ -642,8 +659,8 @@ func fusedTemporalForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>,
     let taps = (0..<kt).map { i in PackedGEMM.PackedB(true, wt + i * g.c, kt * g.c, k: g.c, n: g.o) }
     let (framesPerUnit, unitsPerSample) = temporalUnits(g)
     let units = g.n * unitsPerSample
-    parallelClaims(units, grain: claimGrain(units)) { claim in
-        while let claimed = claim() {
+    parallelClaims(units, grain: claimGrain(units)) { claims in
+        for claimed in claims {
             for unit in claimed {
                 let n = unit / unitsPerSample, f0 = unit % unitsPerSample * framesPerUnit
                 let unitFrames = f0..<min(g.outT, f0 + framesPerUnit)
@@ -670,8 +687,8 @@ func fusedTemporalWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Floa
     let units = g.n * unitsPerSample
     let (grain, grains) = weightGradGrains(units, partialFloats: kt * c * o)
     let partials = (0..<grains).map { _ in Storage(zeros: kt * c * o) }
-    parallelClaims(units, grain: grain) { claim in
-        while let claimed = claim() {
+    parallelClaims(units, grain: grain) { claims in
+        for claimed in claims {
             let out = partials[claimed.lowerBound / grain].pointer
             for unit in claimed {
                 let n = unit / unitsPerSample, f0 = unit % unitsPerSample * framesPerUnit

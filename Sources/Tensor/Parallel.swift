@@ -90,8 +90,8 @@ public func parallelFor(_ count: Int, minPerThread: Int = 32_768, _ body: (Int, 
         if count > 0 { body(0, count) }
         return
     }
-    parallelClaims(count, grain: claimGrain(count)) { claim in
-        while let range = claim() { body(range.lowerBound, range.upperBound) }
+    parallelClaims(count, grain: claimGrain(count)) { claims in
+        for range in claims { body(range.lowerBound, range.upperBound) }
     }
 }
 
@@ -114,34 +114,62 @@ public func chunkCount(_ count: Int, minPerThread: Int = 32_768) -> Int {
     min(Engine.threads, max(1, count / max(minPerThread, 1)))
 }
 
-/// Runs `body` once on each of up to `Engine.threads` threads; each calls `claim()` for the
-/// next grain of `grain` items of 0..<count (nil when none is left), so a thread that starts
-/// late or runs slow (a parked worker waking, a core shared with a neighbour) leaves more grains
-/// to the others instead of keeping them waiting at the end. Grain g is always items
-/// g*grain..<(g+1)*grain, but which thread takes it varies from run to run: sum partial results
-/// per grain (`range.lowerBound / grain`), never per thread, so the sums stay reproducible.
-public func parallelClaims(_ count: Int, grain: Int, _ body: (_ claim: () -> Range<Int>?) -> Void) {
+/// Runs `body` once on each of up to `Engine.threads` threads, each iterating its `claims` for
+/// grains of `grain` items of 0..<count until none is left. Thread i first works through its
+/// own contiguous share of the grains in order (as a fixed split would: the data an op writes
+/// stays in the cache of the core that reads it next), then takes the next unclaimed grains of
+/// the others' shares, so a thread that starts late or runs slow (a parked worker waking, a
+/// core shared with a neighbour) does not keep the rest waiting at the end. Grain g is always
+/// items g*grain..<(g+1)*grain, but which thread takes it varies from run to run: sum partial
+/// results per grain (`range.lowerBound / grain`), never per thread, so the sums stay
+/// reproducible.
+public func parallelClaims(_ count: Int, grain: Int, _ body: (_ claims: GrainClaims) -> Void) {
     guard count > 0 else { return }
-    let grain = max(1, grain)
-    let threads = min(Engine.threads, (count + grain - 1) / grain)
-    let next = ClaimCounter()
-    let claim = { () -> Range<Int>? in
-        let start = next.value.add(grain, ordering: .relaxed).oldValue
-        return start < count ? start..<min(count, start + grain) : nil
+    let grain = max(1, grain), grains = (count + grain - 1) / grain
+    let threads = min(Engine.threads, grains)
+    let shareGrains = (grains + threads - 1) / threads
+    let shares = (0..<threads).map { t in GrainShare(first: t * shareGrains, end: min(grains, (t + 1) * shareGrains)) }
+    if threads <= 1 { body(GrainClaims(count: count, grain: grain, shares: shares, thread: 0)); return }
+    WorkerPool.shared.run(threads) { t in body(GrainClaims(count: count, grain: grain, shares: shares, thread: t)) }
+}
+
+/// One thread's view of a `parallelClaims` region: its own share's grains, then the others'.
+public struct GrainClaims: Sequence, IteratorProtocol {
+    let count: Int, grain: Int
+    private let shares: [GrainShare]
+    /// The share being drawn from, and how many shares have run dry for this thread.
+    private var current: Int, exhausted = 0
+
+    init(count: Int, grain: Int, shares: [GrainShare], thread: Int) {
+        self.count = count; self.grain = grain; self.shares = shares; current = thread
     }
-    if threads <= 1 { body(claim); return }
-    WorkerPool.shared.run(threads) { _ in body(claim) }
+
+    public mutating func next() -> Range<Int>? {
+        while exhausted < shares.count {
+            let share = shares[current]
+            let g = share.next.add(1, ordering: .relaxed).oldValue
+            if g < share.end {
+                let start = g * grain
+                return start..<Swift.min(count, start + grain)
+            }
+            exhausted += 1
+            current = (current + 1) % shares.count
+        }
+        return nil
+    }
+}
+
+/// A contiguous run of grains, handed out front to back to whichever thread asks.
+final class GrainShare: Sendable {
+    let next: Atomic<Int>
+    let end: Int
+    init(first: Int, end: Int) { next = Atomic(first); self.end = end }
 }
 
 /// A grain for `parallelClaims`: about 1/`grainsPerThread` of each thread's share of `count`
 /// items, at least `minGrain`.
 public func claimGrain(_ count: Int, minGrain: Int = 1, grainsPerThread: Int = 8) -> Int {
     max(minGrain, 1, (count + Engine.threads * grainsPerThread - 1) / (Engine.threads * grainsPerThread))
-}
-
-/// The next unclaimed item of a `parallelClaims` region.
-private final class ClaimCounter: Sendable {
-    let value = Atomic<Int>(0)
 }
 
 /// Runs `body(i)` for every i in 0..<count on up to `threads` threads, each taking the next index

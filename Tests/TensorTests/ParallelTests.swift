@@ -42,8 +42,8 @@ final class ParallelTests: XCTestCase {
         for (count, grain) in [(1, 1), (10, 3), (1001, 37), (64, 64), (5, 100)] {
             let hits = Counters(count), starts = Counters(count)
             for _ in 0..<200 {
-                parallelClaims(count, grain: grain) { claim in
-                    while let range = claim() {
+                parallelClaims(count, grain: grain) { claims in
+                    for range in claims {
                         starts.values[range.lowerBound] += 1
                         XCTAssertEqual(range.lowerBound % grain, 0)
                         XCTAssertEqual(range.count, min(grain, count - range.lowerBound))
@@ -56,9 +56,9 @@ final class ParallelTests: XCTestCase {
         }
         let taken = Counters(2)
         let caller = Thread.current
-        parallelClaims(40, grain: 1) { claim in
+        parallelClaims(40, grain: 1) { claims in
             var mine = 0
-            while claim() != nil {
+            for _ in claims {
                 mine += 1
                 usleep(Thread.current == caller && mine == 1 ? 300_000 : 2_000)
             }
