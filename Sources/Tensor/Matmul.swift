@@ -24,33 +24,40 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
 }
 
 /// Row-major sgemm: C(m x n) = alpha op(A) op(B) + beta C, with leading dimensions as stored.
-/// OpenBLAS runs single-threaded (see `Engine`); a large product is split into one block of C's
-/// rows (or columns, when C is wide) per thread of ours, each a single-threaded sgemm, so one
-/// pool of threads does all the work and no OpenBLAS thread spins while our loops run.
+/// OpenBLAS runs single-threaded (see `Engine`); a large product is split into blocks of C's
+/// rows (or columns, when C is wide), one or two per thread of ours, each a single-threaded sgemm that
+/// the threads claim (`parallelClaims`: a thread slowed down leaves its second block to the
+/// other), so one pool of threads does all the work and no OpenBLAS thread spins while our loops
+/// run. Each element of C is computed by one call whichever thread makes it.
 public func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                   _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
                   _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
-    let parts = Engine.threads
     let splitRows = m >= n
     let extent = splitRows ? m : n
     let work: Double = Double(m) * Double(n) * Double(k)
-    guard parts > 1, work >= 2_097_152, extent >= 32 * parts else {
+    // Two blocks per thread for large products where each keeps at least 32 rows or columns,
+    // else one (on the quickstart's small products the second block's packing cost more than
+    // the balance it bought).
+    let parts = Engine.threads * (work >= 67_108_864 && extent >= 64 * Engine.threads ? 2 : 1)
+    guard Engine.threads > 1, work >= 2_097_152, extent >= 32 * Engine.threads else {
         singleThreadSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     }
     // Blocks of a multiple of 16 rows or columns, so each part starts on a SIMD boundary; the
     // parts' ceiling share, so `parts` blocks always cover `extent`.
     let step = ((extent + parts - 1) / parts + 15) / 16 * 16
-    // One chunk per part (on the engine's worker threads; inline when already inside a region).
-    parallelChunks(parts, minPerThread: 1) { p, _, _ in
-        let start = p * step, end = min(extent, start + step)
-        guard start < end else { return }
-        if splitRows {
-            singleThreadSgemm(transA, transB, end - start, n, k, alpha, transA ? a + start : a + start * lda, lda, b, ldb,
-                              beta, c + start * ldc, ldc)
-        } else {
-            singleThreadSgemm(transA, transB, m, end - start, k, alpha, a, lda, transB ? b + start * ldb : b + start, ldb,
-                              beta, c + start, ldc)
+    // On the engine's worker threads; inline when already inside a region.
+    parallelClaims(parts, grain: 1) { claims in
+        for claimed in claims {
+            let start = claimed.lowerBound * step, end = min(extent, start + step)
+            guard start < end else { continue }
+            if splitRows {
+                singleThreadSgemm(transA, transB, end - start, n, k, alpha, transA ? a + start : a + start * lda, lda, b, ldb,
+                                  beta, c + start * ldc, ldc)
+            } else {
+                singleThreadSgemm(transA, transB, m, end - start, k, alpha, a, lda, transB ? b + start * ldb : b + start, ldb,
+                                  beta, c + start, ldc)
+            }
         }
     }
 }

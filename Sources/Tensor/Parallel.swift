@@ -95,21 +95,7 @@ public func parallelFor(_ count: Int, minPerThread: Int = 32_768, _ body: (Int, 
     }
 }
 
-/// Like `parallelFor`, and also passes the chunk's index (0..<chunks) so each chunk can write
-/// its own partial result. Returns the number of chunks used.
-@discardableResult
-public func parallelChunks(_ count: Int, minPerThread: Int = 32_768, _ body: (Int, Int, Int) -> Void) -> Int {
-    let chunks = chunkCount(count, minPerThread: minPerThread)
-    if chunks <= 1 { body(0, 0, count); return 1 }
-    let step = (count + chunks - 1) / chunks
-    WorkerPool.shared.run(chunks) { i in
-        let s = i * step
-        body(i, s, max(s, min(count, s + step)))
-    }
-    return chunks
-}
-
-/// The number of chunks `parallelChunks` will use for `count` items.
+/// The number of threads worth using on `count` items, at least `minPerThread` each.
 public func chunkCount(_ count: Int, minPerThread: Int = 32_768) -> Int {
     min(Engine.threads, max(1, count / max(minPerThread, 1)))
 }

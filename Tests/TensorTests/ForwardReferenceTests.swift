@@ -44,12 +44,15 @@ final class ForwardReferenceTests: XCTestCase {
 
     /// Products large enough to be split across threads (by C's rows when tall, by its columns
     /// when wide), every transpose, against direct loops; odd extents (65 = 2 x 32 + 1, 97 over
-    /// 3 threads) whose last row or column a floor-sized split would drop.
+    /// 3 threads) whose last row or column a floor-sized split would drop; products of 2^26
+    /// multiply-adds or more, split into two blocks per thread (260 = 3 x 80 + 20).
     func testSplitSgemmMatchesDirectLoops() {
         defer { Engine.setThreads(ProcessInfo.processInfo.activeProcessorCount) }
-        for (threads, m, n, k) in [(2, 300, 40, 200), (2, 40, 300, 200), (2, 65, 64, 600), (2, 64, 65, 600), (3, 97, 64, 400)] {
+        for (threads, m, n, k) in [(2, 300, 40, 200), (2, 40, 300, 200), (2, 65, 64, 600), (2, 64, 65, 600), (3, 97, 64, 400),
+                                   (2, 260, 130, 2000), (2, 130, 260, 2000)] {
             Engine.setThreads(threads)
-            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let large = m * n * k >= 1 << 26
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] where !large || ta == tb {
                 let a = randomTensor(ta ? [k, m] : [m, k], seed: 60), b = randomTensor(tb ? [n, k] : [k, n], seed: 61)
                 let c = matmul(a, b, transposeA: ta, transposeB: tb).toArray()
                 var expected = [Float](repeating: 0, count: m * n)

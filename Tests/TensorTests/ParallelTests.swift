@@ -27,15 +27,6 @@ final class ParallelTests: XCTestCase {
         }
     }
 
-    func testChunksCoverTheRangeInOrderWithTheirIndices() {
-        let seen = Counters(8 * 3)
-        let used = parallelChunks(1001, minPerThread: 100) { chunk, s, e in
-            seen.values[chunk * 3] = s; seen.values[chunk * 3 + 1] = e; seen.values[chunk * 3 + 2] = 1
-        }
-        XCTAssertEqual(used, 2)
-        XCTAssertEqual(Array(seen.array.prefix(6)), [0, 501, 1, 501, 1001, 1])
-    }
-
     /// `parallelClaims` hands out every grain exactly once, with fixed boundaries, and a thread
     /// that stalls on its first grain leaves the rest to the others.
     func testClaimsCoverFixedGrainsOnceAndRouteAroundAStall() {
