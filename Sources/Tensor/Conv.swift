@@ -457,8 +457,9 @@ func fusedIm2colWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>
 
 /// Grains of `units` for a weight gradient's partial sums (`parallelClaims`, one partial of
 /// `partialFloats` per grain, summed in grain order): up to 8 per thread, so a slow thread is
-/// caught up, but at most 32 MiB of partials beyond one per thread (the deep layers' gW is
-/// 5 MiB and they have few blocks anyway). Returns the grain and the number of grains.
+/// caught up, but no more than 32 MiB of partials unless that is less than one per thread (the
+/// deep layers' gW is 5 MiB, and they have few blocks anyway). Returns the grain and the number
+/// of grains.
 func weightGradGrains(_ units: Int, partialFloats: Int) -> (grain: Int, grains: Int) {
     let byMemory = (32 << 20) / max(1, partialFloats * MemoryLayout<Float>.stride)
     let wanted = max(1, min(units, 8 * Engine.threads, max(Engine.threads, byMemory)))
@@ -514,20 +515,22 @@ func implicitWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _
         let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: taps * block)
         defer { pointers.deallocate() }
         let border = Storage(uninitialized: taps * block * run)
-        for claimed in claims { for b in claimed {
+        for claimed in claims {
             let out = partials[claimed.lowerBound / grain].pointer
-            let r0 = b * block, r1 = min(rows, r0 + block)
-            pointRuns(x, g, rows: r0..<r1, pointers, zeros: UnsafePointer(zeros.pointer), border: border.pointer, tableStride: block)
-            let gyBlock = PackedGEMM.PackedB(false, gy + r0 * o, o, k: r1 - r0, n: o)
-            for tap in 0..<taps {
-                // 12-value tiles of the run; the last one overlaps the one before and keeps only its new rows
-                for q0 in stride(from: 0, to: run, by: mr) {
-                    let start = min(q0, run - mr)
-                    PackedGEMM.gatherTile(r1 - r0, pointers + tap * block, offset: start, gyBlock,
-                                          out + (tap * run + start) * o, o, skipRows: q0 - start)
+            for b in claimed {
+                let r0 = b * block, r1 = min(rows, r0 + block)
+                pointRuns(x, g, rows: r0..<r1, pointers, zeros: UnsafePointer(zeros.pointer), border: border.pointer, tableStride: block)
+                let gyBlock = PackedGEMM.PackedB(false, gy + r0 * o, o, k: r1 - r0, n: o)
+                for tap in 0..<taps {
+                    // 12-value tiles of the run; the last one overlaps the one before and keeps only its new rows
+                    for q0 in stride(from: 0, to: run, by: mr) {
+                        let start = min(q0, run - mr)
+                        PackedGEMM.gatherTile(r1 - r0, pointers + tap * block, offset: start, gyBlock,
+                                              out + (tap * run + start) * o, o, skipRows: q0 - start)
+                    }
                 }
             }
-        } }
+        }
     }
     sumTransposed(partials, k: k, o: o, into: gw)
 }
@@ -555,9 +558,9 @@ func col2imAddRows(_ cols: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<
 }
 
 /// gx = col2im(gy W) without the im2col-shaped matrix: threads claim units that never write the
-/// same input element (whole samples; single frames when each output frame reads only its own
-/// input frame, as in 1xkxk convs); each multiplies blocks of `PackedGEMM.mc` rows by W, packed
-/// once for all, into an L2-sized buffer and adds it back into gx at once.
+/// same input element (whole samples; a few frames of one when each output frame reads only its
+/// own input frame, as in 1xkxk convs); each multiplies blocks of `PackedGEMM.mc` rows by W,
+/// packed once for all, into an L2-sized buffer and adds it back into gx at once.
 func fusedCol2imInputGrad(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ gx: UnsafeMutablePointer<Float>) {
     let k = g.columns, block = PackedGEMM.mc
     let weights = PackedGEMM.PackedB(false, wt, k, k: g.o, n: k)
@@ -572,7 +575,8 @@ func fusedCol2imInputGrad(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>
         let buffer = Storage(uninitialized: block * k)
         for claimed in claims { for unit in claimed {
             let n = unit / unitsPerSample, f0 = unit % unitsPerSample * framesPerUnit, frames = min(g.t, f0 + framesPerUnit) - f0
-            // Output frame f reads input frame f here, and a sample's input is t frames.
+            // The unit's input: its own frames (byFrame: output frame f reads input frame f), or
+            // the whole sample (f0 = 0, frames = t).
             (gx + (n * g.t + f0) * frameInput).update(repeating: 0, count: frames * frameInput)
             let first = n * g.rowsPerSample + f0 * frameRows, end = byFrame ? first + frames * frameRows : (n + 1) * g.rowsPerSample
             for r0 in stride(from: first, to: end, by: block) {
@@ -649,9 +653,9 @@ func temporalUnits(_ g: ConvGeometry) -> (framesPerUnit: Int, unitsPerSample: In
 }
 
 /// The temporal forward on our packed GEMM (`Engine.fusedConv`): y[n, frames] += x[n, frames +
-/// shift] W_i^T with each tap's weights packed once and threads claiming a few frames at a time, where
-/// `sgemm` would split every per-sample product across threads and pack the tap's weights for
-/// each. Per output element the taps still add in order. (The same for the input gradient
+/// shift] W_i^T with each tap's weights packed once and threads claiming a few frames at a time
+/// (`temporalUnits`), where `sgemm` would split every per-sample product across threads and pack
+/// the tap's weights for each. Per output element the taps still add in order. (The same for the input gradient
 /// measured slower on R(2+1)D-18's 144->64 layer: its 144 columns leave a half-width panel.)
 func fusedTemporalForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
     let hw = g.h * g.w, kt = g.kernel[0]
@@ -678,9 +682,10 @@ func fusedTemporalForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>,
 }
 
 /// The temporal weight gradient on our packed GEMM (`Engine.fusedConv`): threads claim a few
-/// frames of a sample at a time (`temporalUnits`) and accumulate gW_i^T (C x O) += x[n, frames + shift]^T gy[n, frames] per tap, the
-/// input frames read in place and only gy's frames packed (the smaller operand when O <= C, as
-/// in R(2+1)D's mid-channel convs); the grains' partials are summed and transposed into gW (O, kT, C).
+/// frames of a sample at a time (`temporalUnits`) and accumulate gW_i^T (C x O) += x[n, frames +
+/// shift]^T gy[n, frames] per tap, the input frames read in place and only gy's frames packed
+/// (the smaller operand when O <= C, as in R(2+1)D's mid-channel convs); the grains' partials
+/// are summed and transposed into gW (O, kT, C).
 func fusedTemporalWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
     let hw = g.h * g.w, kt = g.kernel[0], c = g.c, o = g.o
     let (framesPerUnit, unitsPerSample) = temporalUnits(g)

@@ -25,10 +25,10 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
 
 /// Row-major sgemm: C(m x n) = alpha op(A) op(B) + beta C, with leading dimensions as stored.
 /// OpenBLAS runs single-threaded (see `Engine`); a large product is split into blocks of C's
-/// rows (or columns, when C is wide), one or two per thread of ours, each a single-threaded sgemm that
-/// the threads claim (`parallelClaims`: a thread slowed down leaves its second block to the
-/// other), so one pool of threads does all the work and no OpenBLAS thread spins while our loops
-/// run. Each element of C is computed by one call whichever thread makes it.
+/// rows (or columns, when C is wide), one or two per thread of ours, each a single-threaded
+/// sgemm that the threads claim (`parallelClaims`: a thread slowed down leaves its second block
+/// to the other), so one pool of threads does all the work and no OpenBLAS thread spins while
+/// our loops run. Each element of C is computed by one call whichever thread makes it.
 public func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                   _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
                   _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
