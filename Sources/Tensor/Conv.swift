@@ -564,12 +564,10 @@ func col2imAddRows(_ cols: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<
 func fusedCol2imInputGrad(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ gx: UnsafeMutablePointer<Float>) {
     let k = g.columns, block = PackedGEMM.mc
     let weights = PackedGEMM.PackedB(false, wt, k, k: g.o, n: k)
-    // Units: whole samples, or (when frames are independent) a few frames of one sample, at
-    // least 2048 rows when a clip has them (as in `temporalUnits`).
+    // Units: whole samples, or (when frames are independent) a few frames of one sample.
     let byFrame = g.kernel[0] == 1 && g.stride[0] == 1 && g.padding[0] == 0
     let frameRows = g.outH * g.outW, frameInput = g.h * g.w * g.c
-    let framesPerUnit = byFrame ? min(g.t, max(1, (2048 + frameRows - 1) / frameRows)) : g.t
-    let unitsPerSample = (g.t + framesPerUnit - 1) / framesPerUnit
+    let (framesPerUnit, unitsPerSample) = byFrame ? frameUnits(frames: g.t, rowsPerFrame: frameRows) : (g.t, 1)
     let units = g.n * unitsPerSample
     parallelClaims(units, grain: claimGrain(units)) { claims in
         let buffer = Storage(uninitialized: block * k)
@@ -643,20 +641,26 @@ func temporalWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _
     }
 }
 
-/// The units threads claim in the fused temporal convs: a few output frames of one sample, at
-/// least 2048 rows when a clip has them (with single frames of 784 rows, each unit's products
-/// ended in a partial tile and took a packing buffer: the quickstart's 36->16 forward took 1.2
-/// instead of 1.0 ms). Returns frames per unit and units per sample.
+/// Units of work of a few frames of one sample (of `frames`), at least 2048 rows when a clip
+/// has them: with single frames of 784 rows, each unit's products ended in a partial tile and
+/// took a packing buffer (the quickstart's 36->16 temporal forward took 1.2 instead of 1.0 ms).
+/// Returns frames per unit and units per sample.
+func frameUnits(frames: Int, rowsPerFrame: Int) -> (framesPerUnit: Int, unitsPerSample: Int) {
+    let framesPerUnit = min(frames, max(1, (2048 + rowsPerFrame - 1) / rowsPerFrame))
+    return (framesPerUnit, (frames + framesPerUnit - 1) / framesPerUnit)
+}
+
+/// The units threads claim in the fused temporal convs: a few output frames of one sample.
 func temporalUnits(_ g: ConvGeometry) -> (framesPerUnit: Int, unitsPerSample: Int) {
-    let hw = g.h * g.w, framesPerUnit = min(g.outT, max(1, (2048 + hw - 1) / hw))
-    return (framesPerUnit, (g.outT + framesPerUnit - 1) / framesPerUnit)
+    frameUnits(frames: g.outT, rowsPerFrame: g.h * g.w)
 }
 
 /// The temporal forward on our packed GEMM (`Engine.fusedConv`): y[n, frames] += x[n, frames +
 /// shift] W_i^T with each tap's weights packed once and threads claiming a few frames at a time
 /// (`temporalUnits`), where `sgemm` would split every per-sample product across threads and pack
-/// the tap's weights for each. Per output element the taps still add in order. (The same for the input gradient
-/// measured slower on R(2+1)D-18's 144->64 layer: its 144 columns leave a half-width panel.)
+/// the tap's weights for each. Per output element the taps still add in order. (The same for
+/// the input gradient measured slower on R(2+1)D-18's 144->64 layer: its 144 columns leave a
+/// half-width panel.)
 func fusedTemporalForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
     let hw = g.h * g.w, kt = g.kernel[0]
     // W_i is (O x C) at wt + i*C with row stride kT*C; the product needs W_i^T.

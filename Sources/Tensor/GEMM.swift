@@ -214,10 +214,17 @@ public enum PackedGEMM {
             } else {
                 kernel(depth, panelA, aRow, aDepth, panelB, s, nr, add: false)
             }
-            for i in 0..<rows {
-                let dst = c + i * ldc, src = s + i * nr
-                if add { for j in 0..<columns { dst[j] += src[j] } } else { dst.update(from: src, count: columns) }
-            }
+            storeScratch(s, rows: 0..<rows, columns: columns, c, ldc, add: add)
+        }
+    }
+
+    /// Writes (or with `add`, adds) rows `rows` of a scratch tile (row stride nr) into the first
+    /// `columns` columns of C's same rows: the valid part of an edge tile.
+    static func storeScratch(_ s: UnsafePointer<Float>, rows: Range<Int>, columns: Int,
+                             _ c: UnsafeMutablePointer<Float>, _ ldc: Int, add: Bool) {
+        for i in rows {
+            let dst = c + i * ldc, src = s + i * nr
+            if add { for j in 0..<columns { dst[j] += src[j] } } else { dst.update(from: src, count: columns) }
         }
     }
 
@@ -424,10 +431,7 @@ public enum PackedGEMM {
                 s.update(repeating: 0, count: mr * nr)
                 if columns > nr / 2 { gatherWide(depth, depthPointers, offset, panel, s, nr) }
                 else { gatherNarrow(depth, depthPointers, offset, panel, s, nr) }
-                for i in skipRows..<mr {
-                    let dst = c + i * ldc + j0, src = s + i * nr
-                    for j in 0..<columns { dst[j] += src[j] }
-                }
+                storeScratch(s, rows: skipRows..<mr, columns: columns, c + j0, ldc, add: true)
             }
         }
     }
@@ -504,10 +508,7 @@ public enum PackedGEMM {
         withUnsafeTemporaryAllocation(of: Float.self, capacity: indirectRows * nr) { scratch in
             let s = scratch.baseAddress!
             kernel(segments, run, rowPointers, panelB, s, nr, false)
-            for i in 0..<rows {
-                let dst = c + i * ldc, src = s + i * nr
-                if add { for j in 0..<columns { dst[j] += src[j] } } else { dst.update(from: src, count: columns) }
-            }
+            storeScratch(s, rows: 0..<rows, columns: columns, c, ldc, add: add)
         }
     }
 

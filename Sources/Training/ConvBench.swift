@@ -42,9 +42,9 @@ public struct ConvBenchmark {
         let flops = 2 * Double(g.macs.nominal)
         return Self.paths.flatMap { path in
             ["fwd", "dx ", "dw "].compactMap { direction -> Row? in
-                guard let s = samples["\(path.name)|\(direction)"]?.sorted(), !s.isEmpty else { return nil }
-                let median = s[s.count / 2]
-                return Row(path: path.name, direction: direction, milliseconds: median * 1e3, gflops: flops / median / 1e9)
+                guard let s = samples["\(path.name)|\(direction)"], !s.isEmpty else { return nil }
+                let seconds = median(s)
+                return Row(path: path.name, direction: direction, milliseconds: seconds * 1e3, gflops: flops / seconds / 1e9)
             }
         }
     }
