@@ -21,6 +21,9 @@ public struct EngineBenchmark {
         public var forwardGFLOPs: Double, forwardGFLOPsNoPad: Double
         public var trainGFLOPs: Double, trainGFLOPsNoPad: Double
         public var peakRSSGiB: Double
+        /// The machine's FMA and sgemm peaks, measured before and after the timed runs (the
+        /// larger of each): the clock moves from run to run on this machine.
+        public var machinePeak: MachinePeak
     }
 
     func time(_ label: String, _ body: () -> Void, afterWarmup: () -> Void = {}, log: (String) -> Void) -> Double {
@@ -53,6 +56,9 @@ public struct EngineBenchmark {
                    kind.rawValue, twoPathways ? " two pathways" : "", batch, frames, size, Engine.threads, Engine.gemmDescription,
                    Double(models.reduce(0) { $0 + $1.parameterCount }) / 1e6, fwd / 1e9, fwdNoPad / 1e9, train / 1e9, trainNoPad / 1e9))
 
+        let peakBefore = MachinePeak.measure()
+        log(String(format: "  machine peak before: FMA-only loop %.0f GFLOP/s, OpenBLAS sgemm 1024^3 %.0f GFLOP/s\n",
+                   peakBefore.fmaGFLOPs, peakBefore.sgemmGFLOPs))
         let forward = time("fwd (eval, no grad)", { _ = noGrad { forwardAll() } }, log: log)
         for m in models { m.train(); m.requireGradients() }
         let forwardTrain = time("fwd (train, taped)", { _ = forwardAll() }, log: log)
@@ -80,10 +86,13 @@ public struct EngineBenchmark {
             log(String(format: "  calling thread waiting for the workers at the end of parallel regions: %.1f ms per step\n",
                        Double(WorkerPool.shared.callerWaitNanoseconds - waitBefore) / 1e6))
         }
+        let peakAfter = MachinePeak.measure()
+        log(String(format: "  machine peak after: FMA-only loop %.0f GFLOP/s, OpenBLAS sgemm 1024^3 %.0f GFLOP/s\n",
+                   peakAfter.fmaGFLOPs, peakAfter.sgemmGFLOPs))
         return Result(forwardSeconds: forward, forwardTrainSeconds: forwardTrain, trainStepSeconds: step,
                       forwardGFLOPs: fwd / 1e9, forwardGFLOPsNoPad: fwdNoPad / 1e9,
                       trainGFLOPs: train / 1e9, trainGFLOPsNoPad: trainNoPad / 1e9,
-                      peakRSSGiB: peakRSSGiB())
+                      peakRSSGiB: peakRSSGiB(), machinePeak: peakBefore.max(peakAfter))
     }
 }
 

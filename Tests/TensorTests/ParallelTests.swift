@@ -87,4 +87,19 @@ final class ParallelTests: XCTestCase {
         parallelFor(2, minPerThread: 1) { s, e in for i in s..<e { hits.values[i] += 1 } }
         XCTAssertEqual(hits.array, [1, 1])
     }
+
+    /// The peak probe's loop does the multiply-adds it counts: 24 accumulators of x*y over n
+    /// iterations sum to 24 n x y in every lane (exact in floats at these sizes).
+    func testFMALoopDoesTheMultiplyAddsItCounts() {
+        let line = UnsafeMutablePointer<Float>.allocate(capacity: 64)
+        defer { line.deallocate() }
+        for i in 0..<16 { line[i] = 2; line[16 + i] = 1.5 }
+        MachinePeak.fmaLoop(1000, line)
+        // y is read as 1.5 and halved in the loop: 24 * 1000 * 2 * 0.75
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: line + 32, count: 16)), [Float](repeating: 36_000, count: 16))
+        XCTAssertEqual(MachinePeak.fmaLoopFLOPsPerIteration, 24 * 16 * 2)
+        let peak = MachinePeak.measure(seconds: 0.02, repeats: 1)
+        XCTAssertGreaterThan(peak.fmaGFLOPs, 1)
+        XCTAssertGreaterThan(peak.sgemmGFLOPs, 1)
+    }
 }
