@@ -34,6 +34,21 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
         kernel[0] > 1 && kernel[1] == 1 && kernel[2] == 1 && stride == [1, 1, 1] && padding[1] == 0 && padding[2] == 0
             && outT * h * w >= 256
     }
+    /// The temporal taps i whose input frame ot*sT - pT + i lies inside the clip, for output
+    /// frame `ot`: the others read only padding (zeros).
+    func liveTemporalTaps(outFrame ot: Int) -> Range<Int> {
+        let first = ot * stride[0] - padding[0]
+        let lo = max(0, -first), hi = min(kernel[0], t - first)
+        return lo..<max(lo, hi)
+    }
+
+    /// The im2col columns of temporal taps `taps`: column order (kt, kh, kw, c) keeps each tap's
+    /// kH*kW*C columns together.
+    func columns(temporalTaps taps: Range<Int>) -> Range<Int> {
+        let perTap = kernel[1] * kernel[2] * c
+        return (taps.lowerBound * perTap)..<(taps.upperBound * perTap)
+    }
+
     /// Output frames `ot` of temporal tap `i` whose input frame `ot - pT + i` lies inside the clip
     /// (stride 1).
     func validFrames(tap i: Int) -> Range<Int> {
@@ -252,6 +267,24 @@ func im2colRows(_ x: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, 
     }
 }
 
+/// Splits `rows` (output positions counted over all samples) into stretches of consecutive
+/// rows whose output frames read the same live temporal taps (`liveTemporalTaps`), and calls
+/// `body(stretch, taps)` for each. With a 3-frame kernel padded by one, a clip's first and last
+/// output frames read one tap less: a third of their multiply-adds (of all of them on R3D-18's
+/// one-frame last layer) would only add zeros.
+func forEachLiveTapStretch(_ g: ConvGeometry, rows: Range<Int>, _ body: (_ rows: Range<Int>, _ taps: Range<Int>) -> Void) {
+    let frameRows = g.outH * g.outW
+    func taps(_ row: Int) -> Range<Int> { g.liveTemporalTaps(outFrame: row / frameRows % g.outT) }
+    var start = rows.lowerBound
+    while start < rows.upperBound {
+        let live = taps(start)
+        var end = start
+        repeat { end = min(rows.upperBound, (end / frameRows + 1) * frameRows) } while end < rows.upperBound && taps(end) == live
+        body(start..<end, live)
+        start = end
+    }
+}
+
 /// Whether a conv's forward, input and weight gradients handle im2col block by block
 /// (`Engine.fusedConv`):
 /// only where the output rows outnumber the weights' columns well. The forward packs the
@@ -275,7 +308,11 @@ func fusedIm2colForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _
             for b in claimed {
                 let r0 = b * block, r1 = min(rows, r0 + block)
                 im2colRows(x, g, rows: r0..<r1, buffer.pointer)
-                PackedGEMM.multiply(false, r1 - r0, 1, buffer.pointer, k, weights, accumulate: false, y + r0 * g.o, g.o)
+                // Taps that read only padding skipped (their columns are zeros).
+                forEachLiveTapStretch(g, rows: r0..<r1) { rows, taps in
+                    PackedGEMM.multiply(false, rows.count, 1, buffer.pointer + (rows.lowerBound - r0) * k, k, weights,
+                                        depth: g.columns(temporalTaps: taps), accumulate: false, y + rows.lowerBound * g.o, g.o)
+                }
             }
         }
     }
@@ -329,7 +366,7 @@ func implicitGEMM(rows: Int, run: Int, _ weights: PackedGEMM.PackedB, _ out: Uns
                 let depth = min(weights.sliceDepth, k - p0), slice = UnsafePointer(weights.slice(p0))
                 for jp in 0..<weights.panels {
                     let j0 = jp * nr
-                    PackedGEMM.indirectTile(depth / run, run, pointers + p0 / run * mr, slice + jp * nr * depth,
+                    PackedGEMM.indirectTile(depth / run, run, pointers + p0 / run * mr, zeros: UnsafePointer(zeros.pointer), slice + jp * nr * depth,
                                             out + r0 * n + j0, n, rows: tileRows, columns: min(nr, n - j0), add: p0 > 0)
                 }
             }
@@ -448,7 +485,22 @@ func fusedIm2colWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>
                 let r0 = b * block, r1 = min(rows, r0 + block)
                 im2colRows(x, g, rows: r0..<r1, buffer.pointer)
                 let gyBlock = PackedGEMM.PackedB(false, gy + r0 * o, o, k: r1 - r0, n: o)
-                PackedGEMM.multiply(true, k, 1, buffer.pointer, k, gyBlock, accumulate: b > claimed.lowerBound, out, o)
+                // Per temporal tap, only the block's rows that read it inside the clip (from the
+                // first to the last such row: their columns elsewhere are zeros).
+                var live = [Range<Int>](repeating: 0..<0, count: g.kernel[0])
+                forEachLiveTapStretch(g, rows: r0..<r1) { rows, taps in
+                    for i in taps {
+                        let local = (rows.lowerBound - r0)..<(rows.upperBound - r0)
+                        live[i] = live[i].isEmpty ? local : min(live[i].lowerBound, local.lowerBound)..<max(live[i].upperBound, local.upperBound)
+                    }
+                }
+                let first = b == claimed.lowerBound
+                for (i, depth) in live.enumerated() {
+                    let columns = g.columns(temporalTaps: i..<(i + 1))
+                    if depth.isEmpty && !first { continue }
+                    PackedGEMM.multiply(true, columns.count, 1, buffer.pointer + columns.lowerBound, k, gyBlock, depth: depth,
+                                        accumulate: !first, out + columns.lowerBound * o, o)
+                }
             }
         }
     }
@@ -522,10 +574,15 @@ func implicitWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _
                 pointRuns(x, g, rows: r0..<r1, pointers, zeros: UnsafePointer(zeros.pointer), border: border.pointer, tableStride: block)
                 let gyBlock = PackedGEMM.PackedB(false, gy + r0 * o, o, k: r1 - r0, n: o)
                 for tap in 0..<taps {
+                    // Only from the first to the last position whose run for this tap lies
+                    // inside the input: the others read zeros (a kernel row in the padding).
+                    let table = pointers + tap * block, zero = UnsafePointer(zeros.pointer)
+                    guard let first = (0..<(r1 - r0)).first(where: { table[$0] != zero }) else { continue }
+                    let last = (0..<(r1 - r0)).last(where: { table[$0] != zero })!
                     // 12-value tiles of the run; the last one overlaps the one before and keeps only its new rows
                     for q0 in stride(from: 0, to: run, by: mr) {
                         let start = min(q0, run - mr)
-                        PackedGEMM.gatherTile(r1 - r0, pointers + tap * block, offset: start, gyBlock,
+                        PackedGEMM.gatherTile(first..<(last + 1), table, offset: start, gyBlock,
                                               out + (tap * run + start) * o, o, skipRows: q0 - start)
                     }
                 }
@@ -579,7 +636,12 @@ func fusedCol2imInputGrad(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>
             let first = n * g.rowsPerSample + f0 * frameRows, end = byFrame ? first + frames * frameRows : (n + 1) * g.rowsPerSample
             for r0 in stride(from: first, to: end, by: block) {
                 let r1 = min(end, r0 + block)
-                PackedGEMM.multiply(false, r1 - r0, 1, gy + r0 * g.o, g.o, weights, accumulate: false, buffer.pointer, k)
+                // Only the columns of taps inside the clip: col2im skips the padding's.
+                forEachLiveTapStretch(g, rows: r0..<r1) { rows, taps in
+                    PackedGEMM.multiply(false, rows.count, 1, gy + rows.lowerBound * g.o, g.o, weights,
+                                        columns: g.columns(temporalTaps: taps), accumulate: false,
+                                        buffer.pointer + (rows.lowerBound - r0) * k, k)
+                }
                 col2imAddRows(buffer.pointer, g, rows: r0..<r1, gx)
             }
         } }

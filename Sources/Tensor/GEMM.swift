@@ -94,9 +94,16 @@ public enum PackedGEMM {
     /// C (m x n) (+)= alpha op(A) B with B packed, single-threaded. A is read in place (each tile
     /// broadcasts element [i, p] from either layout: packing it cost 10-15 % of a step); only
     /// alpha != 1 and the partial tiles at the bottom edge pack A.
+    ///
+    /// `depth`: the only depth steps whose terms can be non-zero (A's columns outside it are
+    /// zero, as where a conv's temporal taps fall in the padding); the others are skipped, which
+    /// leaves every sum bit for bit what it was (x + 0 = x). `columns`: the only columns of C the
+    /// caller reads; whole panels of nr columns outside it are not computed.
     public static func multiply(_ transA: Bool, _ m: Int, _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
-                                _ b: PackedB, accumulate: Bool, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+                                _ b: PackedB, depth live: Range<Int>? = nil, columns wanted: Range<Int>? = nil,
+                                accumulate: Bool, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
         let k = b.k, n = b.n
+        let live = live.map { $0.clamped(to: 0..<k) } ?? 0..<k, wanted = wanted ?? 0..<n
         let directA = alpha == 1
         let aRowStride = transA ? 1 : lda, aDepthStride = transA ? lda : 1
         // A panel buffer only when some tile packs: the blocked-im2col convs call this once per
@@ -112,11 +119,15 @@ public enum PackedGEMM {
         // and partial row vectors cost more.)
         let tailByColumns = transA && b.tail != nil && b.tailStart > 0 && n - b.tailStart <= maxColumnTail
         precondition(b.sliceDepth == kc, "PackedGEMM.multiply takes B packed in slices of kc")
-        for p0 in stride(from: 0, to: k, by: kc) {
-            let depth = min(kc, k - p0), depthRange = p0..<(p0 + depth)
-            // The first slice writes C unless accumulating; every later one adds to it.
-            let add = p0 > 0 || accumulate
-            let packedB = UnsafePointer(b.slice(p0))
+        var add = accumulate
+        for s0 in stride(from: 0, to: k, by: kc) {
+            // The live part of this slice: depth steps p0..<p0+depth, panels sliceDepth * nr apart.
+            let sliceDepth = min(kc, k - s0), depthRange = (s0..<(s0 + sliceDepth)).clamped(to: live)
+            guard !depthRange.isEmpty else { continue }
+            let p0 = depthRange.lowerBound, depth = depthRange.count
+            // The first slice computed writes C unless accumulating; every later one adds to it.
+            defer { add = true }
+            let packedB = UnsafePointer(b.slice(s0)) + (p0 - s0) * nr
             for i0 in stride(from: 0, to: m, by: mc) {
                 let rows = min(mc, m - i0)
                 let firstPackedRow = directA ? rows / mr * mr : 0
@@ -126,8 +137,8 @@ public enum PackedGEMM {
                 }
                 for jp in 0..<b.panels {
                     let j0 = jp * nr, cols = min(nr, (tailByColumns ? b.tailStart : n) - j0)
-                    guard cols > 0 else { continue }
-                    let panelB = packedB + jp * nr * depth
+                    guard cols > 0, j0 < wanted.upperBound, j0 + nr > wanted.lowerBound else { continue }
+                    let panelB = packedB + jp * nr * sliceDepth
                     for ip in stride(from: 0, to: rows, by: mr) {
                         let tileRows = min(mr, rows - ip)
                         let (panelA, aRow, aDepth) = ip < firstPackedRow
@@ -160,6 +171,10 @@ public enum PackedGEMM {
                                alpha: alpha, c + i0 * ldc + b.tailStart, ldc, add: add)
                 }
             }
+        }
+        if !add {
+            // nothing live and not accumulating: C = 0
+            for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) }
         }
     }
 
@@ -413,14 +428,16 @@ public enum PackedGEMM {
 
     /// C (12 x n) += A B over `depth` steps, A's column p (12 values) read at
     /// `depthPointers[p] + offset` and B packed (depth x n): the implicit weight gradient's tile,
-    /// where depth steps are output positions and each points at its input run. The first
-    /// `skipRows` rows of C are left as they were (an overlapping last tile).
-    static func gatherTile(_ depth: Int, _ depthPointers: UnsafePointer<UnsafePointer<Float>>, offset: Int, _ b: PackedB,
+    /// where depth steps are output positions and each points at its input run. Only the depth
+    /// steps `live` are taken (the others point at zeros). The first `skipRows` rows of C are
+    /// left as they were (an overlapping last tile).
+    static func gatherTile(_ live: Range<Int>, _ depthPointers: UnsafePointer<UnsafePointer<Float>>, offset: Int, _ b: PackedB,
                            _ c: UnsafeMutablePointer<Float>, _ ldc: Int, skipRows: Int) {
-        precondition(b.sliceDepth >= depth, "gatherTile takes one depth slice")
-        let panelB = UnsafePointer(b.slice(0))
+        precondition(b.sliceDepth >= b.k, "gatherTile takes one depth slice")
+        let panelB = UnsafePointer(b.slice(0)) + live.lowerBound * nr
+        let depth = live.count, depthPointers = depthPointers + live.lowerBound
         for jp in 0..<b.panels {
-            let j0 = jp * nr, columns = min(nr, b.n - j0), panel = panelB + jp * nr * depth
+            let j0 = jp * nr, columns = min(nr, b.n - j0), panel = panelB + jp * nr * b.k
             if skipRows == 0 && (columns == nr || columns == nr / 2) {
                 if columns == nr { gatherWide(depth, depthPointers, offset, panel, c + j0, ldc) }
                 else { gatherNarrow(depth, depthPointers, offset, panel, c + j0, ldc) }
@@ -495,19 +512,20 @@ public enum PackedGEMM {
     /// C tile (rows x columns, at most indirectRows x nr) (+)= A B, where A's row i is the concatenation of
     /// `segments` runs of `run` values, run s of row i at `rowPointers[s * indirectRows + i]`, and B
     /// (segments * run deep) is a packed panel. Rows beyond `rows` must still point at `run`
-    /// readable values; their results are dropped.
+    /// readable values; their results are dropped. A segment whose rows all point at `zeros`
+    /// (a kernel row in the padding for the whole tile) is skipped: it would add only zeros.
     static func indirectTile(_ segments: Int, _ run: Int, _ rowPointers: UnsafePointer<UnsafePointer<Float>>,
-                             _ panelB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
+                             zeros: UnsafePointer<Float>, _ panelB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
                              rows: Int, columns: Int, add: Bool) {
         // Up to 16 columns need only the narrow kernel.
         let kernel = columns <= nr / 2 ? indirectNarrow : indirectWide
         if rows == indirectRows && (columns == nr || columns == nr / 2) {
-            kernel(segments, run, rowPointers, panelB, c, ldc, add)
+            kernel(segments, run, rowPointers, zeros, panelB, c, ldc, add)
             return
         }
         withUnsafeTemporaryAllocation(of: Float.self, capacity: indirectRows * nr) { scratch in
             let s = scratch.baseAddress!
-            kernel(segments, run, rowPointers, panelB, s, nr, false)
+            kernel(segments, run, rowPointers, zeros, panelB, s, nr, false)
             storeScratch(s, rows: 0..<rows, columns: columns, c, ldc, add: add)
         }
     }
@@ -517,7 +535,14 @@ public enum PackedGEMM {
     /// 12 the compiler reloaded all of them from the stack at every depth step).
     static let indirectRows = 8
 
-    static func indirectWide(_ segments: Int, _ run: Int, _ rowPointers: UnsafePointer<UnsafePointer<Float>>,
+    /// Whether all `indirectRows` pointers of a segment point at `zeros`.
+    @inline(__always)
+    static func allZeros(_ r: UnsafePointer<UnsafePointer<Float>>, _ zeros: UnsafePointer<Float>) -> Bool {
+        r[0] == zeros && r[1] == zeros && r[2] == zeros && r[3] == zeros
+            && r[4] == zeros && r[5] == zeros && r[6] == zeros && r[7] == zeros
+    }
+
+    static func indirectWide(_ segments: Int, _ run: Int, _ rowPointers: UnsafePointer<UnsafePointer<Float>>, _ zeros: UnsafePointer<Float>,
                              _ panelB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ add: Bool) {
         var c00 = Vector(), c01 = Vector(), c10 = Vector(), c11 = Vector(), c20 = Vector(), c21 = Vector()
         var c30 = Vector(), c31 = Vector(), c40 = Vector(), c41 = Vector(), c50 = Vector(), c51 = Vector()
@@ -525,6 +550,7 @@ public enum PackedGEMM {
         var pb = UnsafeRawPointer(panelB)
         for segment in 0..<segments {
             let r = rowPointers + segment * indirectRows
+            if allZeros(r, zeros) { pb += run * nr * MemoryLayout<Float>.stride; continue }
             let a0 = r[0], a1 = r[1], a2 = r[2], a3 = r[3], a4 = r[4], a5 = r[5], a6 = r[6], a7 = r[7]
             for p in 0..<run {
                 let b0 = pb.loadUnaligned(as: Vector.self), b1 = pb.loadUnaligned(fromByteOffset: 64, as: Vector.self)
@@ -544,12 +570,13 @@ public enum PackedGEMM {
         store(4, c40, c41); store(5, c50, c51); store(6, c60, c61); store(7, c70, c71)
     }
 
-    static func indirectNarrow(_ segments: Int, _ run: Int, _ rowPointers: UnsafePointer<UnsafePointer<Float>>,
+    static func indirectNarrow(_ segments: Int, _ run: Int, _ rowPointers: UnsafePointer<UnsafePointer<Float>>, _ zeros: UnsafePointer<Float>,
                                _ panelB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ add: Bool) {
         var c0 = Vector(), c1 = Vector(), c2 = Vector(), c3 = Vector(), c4 = Vector(), c5 = Vector(), c6 = Vector(), c7 = Vector()
         var pb = UnsafeRawPointer(panelB)
         for segment in 0..<segments {
             let r = rowPointers + segment * indirectRows
+            if allZeros(r, zeros) { pb += run * nr * MemoryLayout<Float>.stride; continue }
             let a0 = r[0], a1 = r[1], a2 = r[2], a3 = r[3], a4 = r[4], a5 = r[5], a6 = r[6], a7 = r[7]
             for p in 0..<run {
                 let b0 = pb.loadUnaligned(as: Vector.self)

@@ -93,6 +93,33 @@ final class ForwardReferenceTests: XCTestCase {
         }
     }
 
+    /// `multiply` over a depth range (A zero outside it) gives C bit for bit as over the whole
+    /// depth, and over a column range computes those columns bit for bit; with nothing live and
+    /// no accumulation, C is zeroed.
+    func testPackedMultiplySkipsDeadDepthAndColumnsBitForBit() {
+        for transA in [false, true] {
+            let (m, n, k) = (30, 96, 700)
+            let live = 250..<610, wanted = 40..<70
+            let a = randomTensor([m, k], seed: 31)
+            // A's columns outside `live` zero (A^T's rows when transposed)
+            for i in 0..<m { for p in 0..<k where !live.contains(p) { a.data[transA ? p * m + i : i * k + p] = 0 } }
+            let b = PackedGEMM.PackedB(false, randomTensor([k, n], seed: 32).data, n, k: k, n: n)
+            let lda = transA ? m : k
+            let whole = randomTensor([m, n], seed: 33), skipped = randomTensor([m, n], seed: 33)
+            PackedGEMM.multiply(transA, m, 1, a.data, lda, b, accumulate: false, whole.data, n)
+            PackedGEMM.multiply(transA, m, 1, a.data, lda, b, depth: live, accumulate: false, skipped.data, n)
+            XCTAssertTrue(whole.toArray() == skipped.toArray(), "transA \(transA): depth range")
+            let columns = randomTensor([m, n], seed: 34)
+            PackedGEMM.multiply(transA, m, 1, a.data, lda, b, depth: live, columns: wanted, accumulate: false, columns.data, n)
+            for i in 0..<m { for j in wanted {
+                XCTAssertEqual(columns.data[i * n + j].bitPattern, whole.data[i * n + j].bitPattern, "transA \(transA): [\(i), \(j)]")
+            } }
+            let nothing = randomTensor([m, n], seed: 35)
+            PackedGEMM.multiply(transA, m, 1, a.data, lda, b, depth: 0..<0, accumulate: false, nothing.data, n)
+            XCTAssertEqual(nothing.toArray(), [Float](repeating: 0, count: m * n))
+        }
+    }
+
     /// The block-by-block im2col convs (`Engine.fusedConv`) and the implicit forward
     /// (`Engine.implicitConv`) against the whole-matrix ones: output,
     /// input gradient and weight gradient, with rows spanning several blocks and both threads,
@@ -125,6 +152,13 @@ final class ForwardReferenceTests: XCTestCase {
             ([8, 4, 14, 14, 64], [1, 3, 3], [1, 1, 1], [0, 1, 1], 144),
             ([8, 4, 7, 7, 115], [3, 1, 1], [2, 1, 1], [1, 0, 0], 64),
             ([8, 4, 14, 14, 32], [1, 3, 3], [1, 2, 2], [0, 1, 1], 115),
+            // temporal taps in the padding skipped: one frame (only the centre tap reads the
+            // clip), two frames of 64 rows (blocks straddle them), stride 2 over time, and the
+            // implicit forward and weight gradient (runs of 72 values)
+            ([8, 1, 4, 4, 40], [3, 3, 3], [1, 1, 1], [1, 1, 1], 16),
+            ([4, 2, 8, 8, 33], [3, 3, 3], [1, 1, 1], [1, 1, 1], 24),
+            ([2, 4, 8, 8, 20], [3, 3, 3], [2, 2, 2], [1, 1, 1], 16),
+            ([4, 2, 8, 8, 24], [3, 3, 3], [1, 1, 1], [1, 1, 1], 32),
         ]
         for (i, (shape, k, s, p, o)) in cases.enumerated() {
             var results: [[[Float]]] = []
