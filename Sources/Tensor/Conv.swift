@@ -285,6 +285,16 @@ func forEachLiveTapStretch(_ g: ConvGeometry, rows: Range<Int>, _ body: (_ rows:
     }
 }
 
+/// The im2col columns the whole-matrix paths multiply for `rows`: only the live taps' when every
+/// row reads the same taps (R3D-18's one-frame last layer, 2/3 of whose multiply-adds read
+/// padding), else all. (Per stretch of frames, R3D-18's two-frame layer ran 16 GEMMs of 64 rows
+/// no faster than one over all of them.)
+func uniformLiveColumns(_ g: ConvGeometry, rows: Range<Int>) -> Range<Int> {
+    var stretches: [Range<Int>] = []
+    forEachLiveTapStretch(g, rows: rows) { _, taps in stretches.append(taps) }
+    return stretches.count == 1 ? g.columns(temporalTaps: stretches[0]) : 0..<g.columns
+}
+
 /// Whether a conv's forward, input and weight gradients handle im2col block by block
 /// (`Engine.fusedConv`):
 /// only where the output rows outnumber the weights' columns well. The forward packs the
@@ -806,8 +816,11 @@ func convForwardKernel(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ 
     for n0 in stride(from: 0, to: g.n, by: per) {
         let samples = n0..<min(g.n, n0 + per)
         im2col(x, g, samples: samples, buffer.pointer)
-        let rows = samples.count * g.rowsPerSample
-        convGEMM(false, true, rows, g.o, k, 1, buffer.pointer, k, wt, k, 0, y + n0 * g.rowsPerSample * g.o, g.o)
+        let first = n0 * g.rowsPerSample, rows = samples.count * g.rowsPerSample
+        let live = uniformLiveColumns(g, rows: first..<(first + rows))
+        convGEMMTimed(GEMMShape(transA: false, transB: true, m: rows, n: g.o, k: k, lda: k, ldb: k, ldc: g.o)) {
+            sgemm(false, true, rows, g.o, live.count, 1, buffer.pointer + live.lowerBound, k, wt + live.lowerBound, k, 0, y + first * g.o, g.o)
+        }
     }
 }
 
@@ -839,8 +852,12 @@ func convInputGradKernel(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>,
     let buffer = Storage(uninitialized: per * g.rowsPerSample * k)
     for n0 in stride(from: 0, to: g.n, by: per) {
         let samples = n0..<min(g.n, n0 + per)
-        let rows = samples.count * g.rowsPerSample
-        convGEMM(false, false, rows, k, g.o, 1, gy + n0 * g.rowsPerSample * g.o, g.o, wt, k, 0, buffer.pointer, k)
+        let first = n0 * g.rowsPerSample, rows = samples.count * g.rowsPerSample
+        // col2im skips the columns of taps in the padding
+        let live = uniformLiveColumns(g, rows: first..<(first + rows))
+        convGEMMTimed(GEMMShape(transA: false, transB: false, m: rows, n: k, k: g.o, lda: g.o, ldb: k, ldc: k)) {
+            sgemm(false, false, rows, live.count, g.o, 1, gy + first * g.o, g.o, wt + live.lowerBound, k, 0, buffer.pointer + live.lowerBound, k)
+        }
         col2imAdd(buffer.pointer, g, samples: samples, gx)
     }
 }
@@ -873,8 +890,16 @@ func convWeightGradKernel(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>,
     for n0 in stride(from: 0, to: g.n, by: per) {
         let samples = n0..<min(g.n, n0 + per)
         im2col(x, g, samples: samples, buffer.pointer)
-        let rows = samples.count * g.rowsPerSample
-        convGEMM(true, false, g.o, k, rows, 1, gy + n0 * g.rowsPerSample * g.o, g.o, buffer.pointer, k, n0 == 0 ? 0 : 1, gw, k)
+        let first = n0 * g.rowsPerSample, rows = samples.count * g.rowsPerSample
+        // the columns of gW outside `live` stay zero
+        let live = uniformLiveColumns(g, rows: first..<(first + rows))
+        if n0 == 0 && live.count < k {
+            for i in 0..<g.o { (gw + i * k).update(repeating: 0, count: k) }
+        }
+        convGEMMTimed(GEMMShape(transA: true, transB: false, m: g.o, n: k, k: rows, lda: g.o, ldb: k, ldc: k)) {
+            sgemm(true, false, g.o, live.count, rows, 1, gy + first * g.o, g.o, buffer.pointer + live.lowerBound, k, n0 == 0 ? 0 : 1,
+                  gw + live.lowerBound, k)
+        }
     }
 }
 

@@ -30,6 +30,11 @@ final class ForwardReferenceTests: XCTestCase {
             ([1, 4, 8, 8, 5], [1, 7, 7], [1, 2, 2], [0, 3, 3]),
             ([3, 6, 4, 4, 6], [3, 1, 1], [2, 1, 1], [1, 0, 0]),
             ([2, 3, 4, 4, 8], [1, 1, 1], [1, 1, 1], [0, 0, 0]),
+            // fewer rows than 8 x 7 output channels (the whole-matrix path) with temporal taps in
+            // the padding: one frame, two, and stride 2 over three
+            ([2, 1, 4, 4, 6], [3, 3, 3], [1, 1, 1], [1, 1, 1]),
+            ([2, 2, 3, 3, 5], [3, 3, 3], [1, 1, 1], [1, 1, 1]),
+            ([2, 3, 3, 3, 4], [3, 3, 3], [2, 2, 2], [1, 1, 1]),
             // temporal-only at stride 1, tall enough for the im2col-free path (at least 256
             // output positions per sample): kT 3 and 5, padded and not
             ([2, 4, 8, 8, 3], [3, 1, 1], [1, 1, 1], [1, 0, 0]),

@@ -67,6 +67,10 @@ final class OpGradientTests: XCTestCase {
         // pointwise (the GEMM-only path) and strided pointwise (a downsample shortcut).
         let cases: [([Int], [Int], [Int], [Int])] = [
             ([2, 3, 5, 5, 2], [3, 3, 3], [1, 1, 1], [1, 1, 1]),
+            // few rows (the whole-matrix path) with temporal taps in the padding: one frame
+            // (every row reads the centre tap only), two frames (stretches reading different taps)
+            ([2, 1, 3, 3, 2], [3, 3, 3], [1, 1, 1], [1, 1, 1]),
+            ([1, 2, 3, 3, 2], [3, 3, 3], [1, 1, 1], [1, 1, 1]),
             ([1, 4, 6, 6, 3], [1, 3, 3], [1, 2, 2], [0, 1, 1]),
             ([2, 4, 3, 3, 2], [3, 1, 1], [2, 1, 1], [1, 0, 0]),
             ([2, 2, 3, 3, 4], [1, 1, 1], [1, 1, 1], [0, 0, 0]),
