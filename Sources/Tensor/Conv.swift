@@ -297,11 +297,15 @@ func uniformLiveColumns(_ g: ConvGeometry, rows: Range<Int>) -> Range<Int> {
 
 /// Whether a conv's forward, input and weight gradients handle im2col block by block
 /// (`Engine.fusedConv`):
-/// only where the output rows outnumber the weights' columns well. The forward packs the
-/// weights once, on one thread, which is what the deepest layers (128 rows, 1152 channels)
-/// would spend their time on; their im2col matrices are small anyway.
+/// only where the output rows outnumber the weights' columns well (8 x), or half as well when
+/// the conv pads over time, so that some frames' taps read only padding, which the blocked
+/// paths skip frame by frame (`maclr bench conv`, 2 threads: R3D-18's 256->256 3x3x3 at 2x8x8
+/// fwd/dx/dw 9.5/8.2/10.1 vs 10.8/10.0/10.3 ms; R(2+1)D-18's 576->256 3x1x1 at stride 2, 4.5/4.2/4.8
+/// vs 5.0/4.9/4.7). The forward packs the weights once, on one thread, which is what the deepest
+/// layers (128 rows, 1152 channels) would spend their time on; their im2col matrices are small
+/// anyway.
 func usesFusedIm2col(_ g: ConvGeometry) -> Bool {
-    Engine.fusedConv && !g.isPointwise && !g.isTemporalOnly && g.n * g.rowsPerSample >= 8 * g.o
+    Engine.fusedConv && !g.isPointwise && !g.isTemporalOnly && g.n * g.rowsPerSample >= (g.padding[0] > 0 ? 4 : 8) * g.o
 }
 
 /// y (rows x O) = im2col(x) W^T without the im2col matrix: each thread expands blocks of
