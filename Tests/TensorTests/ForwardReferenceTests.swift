@@ -220,6 +220,23 @@ final class ForwardReferenceTests: XCTestCase {
         }
     }
 
+    /// Eval-mode batch norm with nothing to differentiate runs as one fused pass; it gives the
+    /// same values, bit for bit, as the differentiable composite (multiply, add, ReLU) that runs
+    /// when a gradient is recorded. 40 channels: a vector body and a scalar tail.
+    func testEvalBatchNormFusedPassMatchesTheComposite() {
+        let x = randomTensor([3, 4, 5, 40], seed: 41, std: 2)
+        let gamma = randomTensor([40], seed: 42), beta = randomTensor([40], seed: 43)
+        let rm = randomTensor([40], seed: 44), rv = randomTensor([40], seed: 45) * randomTensor([40], seed: 45) + 0.5
+        for relu in [false, true] {
+            let fused = noGrad { batchNorm(x, gamma: gamma, beta: beta, runningMean: rm, runningVar: rv, training: false, relu: relu) }
+            let tracked = Tensor(shape: x.shape, data: x.toArray(), requiresGrad: true)
+            let composite = batchNorm(tracked, gamma: gamma, beta: beta, runningMean: rm, runningVar: rv, training: false, relu: relu)
+            XCTAssertNotNil(composite.node, "the composite path records a graph")
+            XCTAssertTrue(fused.toArray() == composite.toArray(), "relu \(relu)")
+            if relu { XCTAssertTrue(fused.toArray().contains(0) && fused.toArray().allSatisfy { $0 >= 0 }) }
+        }
+    }
+
     func testBatchNormStatisticsAndRunningUpdate() {
         let x = randomTensor([4, 3, 5], seed: 3, std: 2) + 1.5
         let gamma = Tensor(shape: [5], data: [1, 2, 0.5, 1, 3]), beta = Tensor(shape: [5], data: [0, 1, -1, 0.5, 0])
