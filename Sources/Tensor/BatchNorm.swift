@@ -35,6 +35,32 @@ private func channelSumPairs(rows m: Int, channels c: Int, flushRows: Int,
     return (first, second)
 }
 
+/// y = x * scale + shift (then ReLU) for `rows` rows of `width` values, scale and shift per
+/// column: batch norm's normalising pass, on the engine's threads. Written with vectors: the
+/// compiler left the plain loop scalar here, unable to rule out y overlapping scale or shift.
+private func applyAffine(_ x: UnsafePointer<Float>, _ scale: UnsafePointer<Float>, _ shift: UnsafePointer<Float>,
+                         rows: Int, width: Int, relu: Bool, into y: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD16<Float>
+    let vectorWidth = width / 16 * 16
+    @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+    parallelFor(rows, minPerThread: max(1, 32_768 / width)) { s, e in
+        for r in s..<e {
+            let xr = x + r * width, yr = y + r * width
+            var j = 0
+            while j < vectorWidth {
+                var v = load(xr + j) * load(scale + j) + load(shift + j)
+                if relu { v = pointwiseMax(v, V()) }
+                UnsafeMutableRawPointer(yr + j).storeBytes(of: v, as: V.self)
+                j += 16
+            }
+            for j in vectorWidth..<width {
+                let v = xr[j] * scale[j] + shift[j]
+                yr[j] = relu ? Swift.max(v, 0) : v
+            }
+        }
+    }
+}
+
 /// The composite (differentiable to any order) form of training-mode batch norm over all axes
 /// but the last: the formula the fused kernels below implement.
 func batchNormComposite(_ x: Tensor, _ gamma: Tensor, _ beta: Tensor, eps: Float) -> Tensor {
@@ -61,17 +87,7 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
             // Nothing to differentiate (evaluation, feature extraction): one pass over x instead
             // of a multiply, an add and a ReLU each reading and writing the whole activation.
             let y = Tensor(uninitialized: x.shape)
-            let xp = x.data, yp = y.data, sc = scale.data, sh = shift.data
-            parallelFor(m, minPerThread: max(1, 32_768 / c)) { s, e in
-                for r in s..<e {
-                    let xr = xp + r * c, yr = yp + r * c
-                    if relu {
-                        for j in 0..<c { yr[j] = Swift.max(xr[j] * sc[j] + sh[j], 0) }
-                    } else {
-                        for j in 0..<c { yr[j] = xr[j] * sc[j] + sh[j] }
-                    }
-                }
-            }
+            applyAffine(x.data, scale.data, shift.data, rows: m, width: c, relu: relu, into: y.data)
             return y
         }
         let y = x * scale + shift
@@ -118,19 +134,9 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
     // backward reuses it for the fused ReLU's mask.
     let wideScale = repeated(scale), wideShift = repeated(shift)
     let y = Tensor(uninitialized: x.shape)
-    let yp = y.data
     wideScale.withUnsafeBufferPointer { sc in
         wideShift.withUnsafeBufferPointer { sh in
-            parallelFor(wm, minPerThread: max(1, 32_768 / wc)) { s, e in
-                for r in s..<e {
-                    let xr = xp + r * wc, yr = yp + r * wc
-                    if relu {
-                        for j in 0..<wc { yr[j] = Swift.max(xr[j] * sc[j] + sh[j], 0) }
-                    } else {
-                        for j in 0..<wc { yr[j] = xr[j] * sc[j] + sh[j] }
-                    }
-                }
-            }
+            applyAffine(xp, sc.baseAddress!, sh.baseAddress!, rows: wm, width: wc, relu: relu, into: y.data)
         }
     }
     return record(relu ? "batch_norm_relu" : "batch_norm", y, [x, gamma, beta]) { g in
