@@ -10,26 +10,43 @@ public struct MachinePeak: Sendable, Codable {
     /// GFLOP/s of a bare OpenBLAS sgemm of 1024 x 1024 x 1024, split across the engine's threads
     /// as `sgemm` splits a large product.
     public var sgemmGFLOPs: Double
+    /// On the calling thread alone: the FMA-only loop, and our two conv microkernels on operands
+    /// that stay in L1 (`PackedGEMM.kernel`, 12 x 32 over a 256-deep packed slice;
+    /// `PackedGEMM.indirectWide`, 8 x 32 over one 192-value run read through row pointers).
+    /// Kernels at the loop's speed mean a step loses its distance to the peak elsewhere.
+    public var oneThreadFMAGFLOPs: Double, tileKernelGFLOPs: Double, indirectKernelGFLOPs: Double
 
-    /// Measures both: the best of `repeats` FMA runs of about `seconds` each, and the median
-    /// of 9 sgemms (a few ms each, and the more variable figure: memory traffic from the host's
-    /// other guests slows it, never the FMA loop).
+    /// Measures all: the best of `repeats` FMA runs of about `seconds` each (the kernels'
+    /// likewise), and the median of 9 sgemms (a few ms each, and the more variable figure:
+    /// memory traffic from the host's other guests slows it, never the FMA loop).
     public static func measure(seconds: Double = 0.2, repeats: Int = 3) -> MachinePeak {
-        let fma = (0..<repeats).map { _ in measureFMA(seconds: seconds) }.max() ?? 0
+        func best(_ run: () -> Double) -> Double { (0..<repeats).map { _ in run() }.max() ?? 0 }
+        let fma = best { measureFMA(seconds: seconds) }
         let shape = GEMMShape(transA: false, transB: false, m: 1024, n: 1024, k: 1024, lda: 1024, ldb: 1024, ldc: 1024)
         let sgemm = shape.flops / timeBareGEMM(shape, backend: .openblas, repeats: 9) / 1e9
-        return MachinePeak(fmaGFLOPs: fma, sgemmGFLOPs: sgemm)
+        return MachinePeak(fmaGFLOPs: fma, sgemmGFLOPs: sgemm,
+                           oneThreadFMAGFLOPs: best { measureFMA(seconds: seconds / 2, threads: 1) },
+                           tileKernelGFLOPs: best { KernelProbe().gflops(seconds: seconds / 2, indirect: false) },
+                           indirectKernelGFLOPs: best { KernelProbe().gflops(seconds: seconds / 2, indirect: true) })
     }
 
     /// The larger of two measurements of each figure (e.g. before and after a benchmark): the
     /// stricter denominator for a fraction of peak.
     public func max(_ other: MachinePeak) -> MachinePeak {
-        MachinePeak(fmaGFLOPs: Swift.max(fmaGFLOPs, other.fmaGFLOPs), sgemmGFLOPs: Swift.max(sgemmGFLOPs, other.sgemmGFLOPs))
+        MachinePeak(fmaGFLOPs: Swift.max(fmaGFLOPs, other.fmaGFLOPs), sgemmGFLOPs: Swift.max(sgemmGFLOPs, other.sgemmGFLOPs),
+                    oneThreadFMAGFLOPs: Swift.max(oneThreadFMAGFLOPs, other.oneThreadFMAGFLOPs),
+                    tileKernelGFLOPs: Swift.max(tileKernelGFLOPs, other.tileKernelGFLOPs),
+                    indirectKernelGFLOPs: Swift.max(indirectKernelGFLOPs, other.indirectKernelGFLOPs))
     }
 
-    /// One run of `fmaLoop` on every engine thread at once, about `seconds` long.
-    static func measureFMA(seconds: Double) -> Double {
-        let threads = Engine.threads
+    /// One line for a benchmark's log.
+    public var summary: String {
+        String(format: "FMA-only loop %.0f GFLOP/s (one thread %.0f), OpenBLAS sgemm 1024^3 %.0f; one thread, L1-resident operands: our 12x32 kernel %.0f, implicit 8x32 %.0f",
+               fmaGFLOPs, oneThreadFMAGFLOPs, sgemmGFLOPs, tileKernelGFLOPs, indirectKernelGFLOPs)
+    }
+
+    /// One run of `fmaLoop` on `threads` engine threads at once, about `seconds` long.
+    static func measureFMA(seconds: Double, threads: Int = Engine.threads) -> Double {
         // 64 floats (operands and result) per thread, so no two threads share a cache line.
         let lines = Storage(zeros: threads * 64)
         lines.pointer.update(repeating: 1, count: threads * 64)
@@ -70,5 +87,51 @@ public struct MachinePeak: Sendable, Codable {
         let c = (c0 + c1) + (c2 + c3) + (c4 + c5) + (c6 + c7) + (c8 + c9) + (ca + cb)
         let d = (d0 + d1) + (d2 + d3) + (d4 + d5) + (d6 + d7) + (d8 + d9) + (da + db)
         raw.storeBytes(of: c + d, toByteOffset: 128, as: Vector.self)
+    }
+}
+
+/// Operands for timing the conv microkernels alone, small enough to stay in L1: a packed 12 x
+/// 256 slice of A and 256 x 32 panel of B for `PackedGEMM.kernel`, and 8 rows of a 192-value run
+/// for `PackedGEMM.indirectWide`. A is all 1, B all 0.5, so each call adds depth / 2 to every
+/// element of C, exactly.
+struct KernelProbe {
+    static let depth = PackedGEMM.kc, run = 192
+    let a = Storage(uninitialized: PackedGEMM.mr * depth), b = Storage(uninitialized: depth * PackedGEMM.nr)
+    let c = Storage(zeros: PackedGEMM.mr * PackedGEMM.nr), zeros = Storage(zeros: run)
+    let rows: [UnsafePointer<Float>]
+
+    init() {
+        a.pointer.update(repeating: 1, count: a.count)
+        b.pointer.update(repeating: 0.5, count: b.count)
+        let base = a.pointer
+        rows = (0..<PackedGEMM.indirectRows).map { UnsafePointer(base + $0 * Self.run) }
+    }
+
+    /// One call: C (12 x 32, or its first 8 rows) += A B.
+    func call(indirect: Bool) {
+        if indirect {
+            rows.withUnsafeBufferPointer { r in
+                PackedGEMM.indirectWide(1, Self.run, r.baseAddress!, UnsafePointer(zeros.pointer), UnsafePointer(b.pointer),
+                                        c.pointer, PackedGEMM.nr, true)
+            }
+        } else {
+            PackedGEMM.kernel(Self.depth, UnsafePointer(a.pointer), 1, PackedGEMM.mr, UnsafePointer(b.pointer), c.pointer, PackedGEMM.nr, add: true)
+        }
+    }
+
+    /// GFLOP/s of back-to-back calls for about `seconds`.
+    func gflops(seconds: Double, indirect: Bool) -> Double {
+        let flops = 2.0 * Double(PackedGEMM.nr) * (indirect ? Double(PackedGEMM.indirectRows * Self.run) : Double(PackedGEMM.mr * Self.depth))
+        var calls = 1000
+        while true {
+            let start = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<calls { call(indirect: indirect) }
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            if elapsed >= seconds / 4 || calls >= 1 << 30 {
+                c.pointer.update(repeating: 0, count: c.count)
+                return flops * Double(calls) / Swift.max(elapsed, 1e-9) / 1e9
+            }
+            calls *= 4
+        }
     }
 }

@@ -57,8 +57,7 @@ public struct EngineBenchmark {
                    Double(models.reduce(0) { $0 + $1.parameterCount }) / 1e6, fwd / 1e9, fwdNoPad / 1e9, train / 1e9, trainNoPad / 1e9))
 
         let peakBefore = MachinePeak.measure()
-        log(String(format: "  machine peak before: FMA-only loop %.0f GFLOP/s, OpenBLAS sgemm 1024^3 %.0f GFLOP/s\n",
-                   peakBefore.fmaGFLOPs, peakBefore.sgemmGFLOPs))
+        log("  machine peak before: \(peakBefore.summary)\n")
         let forward = time("fwd (eval, no grad)", { _ = noGrad { forwardAll() } }, log: log)
         for m in models { m.train(); m.requireGradients() }
         let forwardTrain = time("fwd (train, taped)", { _ = forwardAll() }, log: log)
@@ -87,8 +86,7 @@ public struct EngineBenchmark {
                        Double(WorkerPool.shared.callerWaitNanoseconds - waitBefore) / 1e6))
         }
         let peakAfter = MachinePeak.measure()
-        log(String(format: "  machine peak after: FMA-only loop %.0f GFLOP/s, OpenBLAS sgemm 1024^3 %.0f GFLOP/s\n",
-                   peakAfter.fmaGFLOPs, peakAfter.sgemmGFLOPs))
+        log("  machine peak after: \(peakAfter.summary)\n")
         return Result(forwardSeconds: forward, forwardTrainSeconds: forwardTrain, trainStepSeconds: step,
                       forwardGFLOPs: fwd / 1e9, forwardGFLOPsNoPad: fwdNoPad / 1e9,
                       trainGFLOPs: train / 1e9, trainGFLOPsNoPad: trainNoPad / 1e9,

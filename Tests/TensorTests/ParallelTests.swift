@@ -99,7 +99,22 @@ final class ParallelTests: XCTestCase {
         XCTAssertEqual(Array(UnsafeBufferPointer(start: line + 32, count: 16)), [Float](repeating: 36_000, count: 16))
         XCTAssertEqual(MachinePeak.fmaLoopFLOPsPerIteration, 24 * 16 * 2)
         let peak = MachinePeak.measure(seconds: 0.02, repeats: 1)
-        XCTAssertGreaterThan(peak.fmaGFLOPs, 1)
-        XCTAssertGreaterThan(peak.sgemmGFLOPs, 1)
+        for (name, figure) in [("fma", peak.fmaGFLOPs), ("sgemm", peak.sgemmGFLOPs), ("one-thread fma", peak.oneThreadFMAGFLOPs),
+                               ("12x32 kernel", peak.tileKernelGFLOPs), ("8x32 kernel", peak.indirectKernelGFLOPs)] {
+            XCTAssertGreaterThan(figure, 1, name)
+        }
+    }
+
+    /// The kernel probe times the multiply-adds it counts: one call of the 12x32 kernel adds
+    /// 256 x 1 x 0.5 to each of its 384 elements, one of the 8x32 implicit kernel 192 x 0.5 to
+    /// each of its 256 (the 12x32 tile's last 4 rows untouched).
+    func testKernelProbeDoesTheMultiplyAddsItCounts() {
+        let tile = KernelProbe()
+        tile.call(indirect: false)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: tile.c.pointer, count: 12 * 32)), [Float](repeating: 128, count: 12 * 32))
+        let implicit = KernelProbe()
+        implicit.call(indirect: true)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: implicit.c.pointer, count: 12 * 32)),
+                       [Float](repeating: 96, count: 8 * 32) + [Float](repeating: 0, count: 4 * 32))
     }
 }
