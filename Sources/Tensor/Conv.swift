@@ -895,10 +895,14 @@ func convWeightGradKernel(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>,
         let samples = n0..<min(g.n, n0 + per)
         im2col(x, g, samples: samples, buffer.pointer)
         let first = n0 * g.rowsPerSample, rows = samples.count * g.rowsPerSample
-        // the columns of gW outside `live` stay zero
+        // the columns of gW outside `live` stay zero (the GEMM writes the others)
         let live = uniformLiveColumns(g, rows: first..<(first + rows))
         if n0 == 0 && live.count < k {
-            for i in 0..<g.o { (gw + i * k).update(repeating: 0, count: k) }
+            for i in 0..<g.o {
+                let row = gw + i * k
+                row.update(repeating: 0, count: live.lowerBound)
+                (row + live.upperBound).update(repeating: 0, count: k - live.upperBound)
+            }
         }
         convGEMMTimed(GEMMShape(transA: true, transB: false, m: g.o, n: k, k: rows, lda: g.o, ldb: k, ldc: k)) {
             sgemm(true, false, g.o, live.count, rows, 1, gy + first * g.o, g.o, buffer.pointer + live.lowerBound, k, n0 == 0 ? 0 : 1,
