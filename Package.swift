@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Imports run one way, down: maclr -> Training -> Backbones -> Tensor -> CBLAS (see DESIGN.md).
+// Imports run one way, down (DESIGN.md): maclr -> Benchmarks -> Training -> {Pathways, Losses,
+// DataHDF5, Video} -> Backbones -> Tensor -> CBLAS.
 
 // The kernel modules are optimised even in debug builds (tests stay fast; preconditions stay on)
 // and compiled for the CPU that builds them: without it Swift targets baseline x86-64 (SSE2, no
@@ -21,6 +22,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/swiftcsv/SwiftCSV", from: "0.10.0"),
     ],
     targets: [
         // System libraries: a module map, a shim header for the macros Swift cannot import, pkg-config.
@@ -38,9 +40,13 @@ let package = Package(
         .target(name: "Video", dependencies: ["CFFmpeg", "Tensor"], swiftSettings: kernelFlags),
         .target(name: "DataHDF5", dependencies: ["CHDF5", "Video", "Tensor"], swiftSettings: kernelFlags),
         .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video", "DataHDF5", "Losses", "Pathways",
-                                                  .product(name: "Yams", package: "Yams")]),
+                                                  .product(name: "Yams", package: "Yams"),
+                                                  .product(name: "SwiftCSV", package: "SwiftCSV")]),
+        // Throughput figures beside PyTorch and h5py: timing lives here, never in the engine.
+        .target(name: "Benchmarks", dependencies: ["Training", "Pathways", "Backbones", "Losses", "DataHDF5", "Video", "Tensor"],
+                swiftSettings: kernelFlags),
         .executableTarget(name: "maclr", dependencies: [
-            "Training", "Pathways", "DataHDF5",
+            "Training", "Benchmarks",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -51,6 +57,7 @@ let package = Package(
         .testTarget(name: "PathwaysTests", dependencies: ["Pathways", "Backbones", "Losses", "Tensor"]),
         .testTarget(name: "DataHDF5Tests", dependencies: ["DataHDF5", "Video", "Tensor"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Pathways", "Backbones", "DataHDF5", "Tensor"], exclude: []),
+        .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks", "Tensor"]),
         .testTarget(name: "CBindingsTests", dependencies: ["CBLAS", "CHDF5", "CFFmpeg"]),
         .testTarget(name: "MaclrCLITests", dependencies: ["maclr", "Backbones", "Tensor", "DataHDF5", "CHDF5"]),
     ],

@@ -31,7 +31,7 @@ benchmark"): is what maclr learns (or fails to learn) on a dataset the same in P
       full-batch steps); prints test top-1.
 
 Usage: /opt/torchref/bin/python benchmarks/torch_mirror.py train runs/results/plain/dataset
-       (needs torch, safetensors, h5py: see ../shared/bench/README.md)
+       (needs torch, safetensors, h5py: see README.md, "Speed")
 """
 import argparse
 import copy

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reads a dataset made by `maclr prepare` with h5py and checks the documented layout
-(../shared/DESIGN.md, "the shard format"). Exits non-zero naming the first fault.
+(README.md, "The data format"). Exits non-zero naming the first fault.
 
 Usage: python3 scripts/check_shard_h5py.py DATASET_FOLDER     (needs: pip install h5py numpy)
 """

@@ -73,11 +73,12 @@ public struct ClipSampling: Codable, Equatable, Sendable {
 }
 
 /// A batch of positive pairs: two clips (a, b) of each of N videos.
-/// rgb: (N, T, H, W, 3) normalised with the Kinetics mean and std; flow: the motion input
-/// (N, T, H, W, C) of `ClipSampling.motion` (for .flow: pixels / bound, after the crop's rescaling).
+/// rgb: (N, T, H, W, 3) normalised with the Kinetics mean and std; motion: the Motion pathway's
+/// input (N, T, H, W, C) of `ClipSampling.motion` (flow: pixels / bound, after the crop's
+/// rescaling), nil when the recipe has no Motion pathway.
 public struct ClipBatch: @unchecked Sendable {
     public var rgbA: Tensor, rgbB: Tensor
-    public var flowA: Tensor?, flowB: Tensor?
+    public var motionA: Tensor?, motionB: Tensor?
     public var labels: [Int]
     public var videos: [Int]
 }
@@ -97,15 +98,16 @@ public struct ClipSampler: Sendable {
     public var augmentation: Augmentation
     public var seed: UInt64
     public var batchSize: Int
-    public var withFlow: Bool
+    /// Whether batches carry the Motion pathway's input.
+    public var withMotion: Bool
 
     static let mean: [Float] = [0.43216, 0.394666, 0.37645], std: [Float] = [0.22803, 0.22145, 0.216989]
 
     public init(dataset: ShardDataset, indices: [Int], sampling: ClipSampling, augmentation: Augmentation, seed: UInt64,
-                batchSize: Int, withFlow: Bool) {
+                batchSize: Int, withMotion: Bool) {
         self.dataset = dataset; self.indices = indices; self.sampling = sampling; self.augmentation = augmentation
         self.seed = seed; self.batchSize = batchSize
-        self.withFlow = withFlow && (dataset.hasFlow || sampling.motion == .frameDifference)
+        self.withMotion = withMotion && (dataset.hasFlow || sampling.motion == .frameDifference)
     }
 
     public var batchesPerEpoch: Int { max(1, indices.count / batchSize) }
@@ -124,16 +126,16 @@ public struct ClipSampler: Sendable {
         let t = sampling.frames, h = sampling.height, w = sampling.width
         let rgbA = Tensor(uninitialized: [batchSize, t, h, w, 3]), rgbB = Tensor(uninitialized: [batchSize, t, h, w, 3])
         let mc = sampling.motion.channels
-        let flowA = withFlow ? Tensor(uninitialized: [batchSize, t, h, w, mc]) : nil
-        let flowB = withFlow ? Tensor(uninitialized: [batchSize, t, h, w, mc]) : nil
+        let motionA = withMotion ? Tensor(uninitialized: [batchSize, t, h, w, mc]) : nil
+        let motionB = withMotion ? Tensor(uninitialized: [batchSize, t, h, w, mc]) : nil
         for (i, entryIndex) in picks.enumerated() {
             var rng = RandomGenerator(seed: seed ^ (UInt64(p.epoch) << 40) ^ (UInt64(p.batch) << 16) ^ UInt64(i) &* 0x2545_F491_4F6C_DD1D)
             let e = dataset.entries[entryIndex]
             let (s1, s2) = try pairStarts(e, rng: &rng)
-            try clip(e, start: s1, rng: &rng, rgb: rgbA.data + i * t * h * w * 3, motion: flowA.map { $0.data + i * t * h * w * mc })
-            try clip(e, start: s2, rng: &rng, rgb: rgbB.data + i * t * h * w * 3, motion: flowB.map { $0.data + i * t * h * w * mc })
+            try clip(e, start: s1, rng: &rng, rgb: rgbA.data + i * t * h * w * 3, motion: motionA.map { $0.data + i * t * h * w * mc })
+            try clip(e, start: s2, rng: &rng, rgb: rgbB.data + i * t * h * w * 3, motion: motionB.map { $0.data + i * t * h * w * mc })
         }
-        return ClipBatch(rgbA: rgbA, rgbB: rgbB, flowA: flowA, flowB: flowB, labels: picks.map { dataset.entries[$0].label }, videos: picks)
+        return ClipBatch(rgbA: rgbA, rgbB: rgbB, motionA: motionA, motionB: motionB, labels: picks.map { dataset.entries[$0].label }, videos: picks)
     }
 
     /// `count` evenly spaced clips of entry `index` without augmentation (central crop), for
@@ -211,77 +213,107 @@ public struct ClipSampler: Sendable {
         return m.reduce(0, +) / Float(m.count)
     }
 
-    /// Reads one clip (a hyperslab of T frames at the stride), augments and writes it.
+    /// One clip of a video, from the shard to the network's input, in four steps: read the
+    /// frames (`readClip`), choose the crop (`chooseCrop`), write the RGB input (`writeRGB`),
+    /// and write the motion input (`writeMotion`). rgb: (T, H, W, 3), motion: (T, H, W, C) of
+    /// `sampling.motion`, both at the sampling's size.
     func clip(_ e: ShardDataset.Entry, start: Int, rng: inout RandomGenerator, rgb: UnsafeMutablePointer<Float>,
               motion: UnsafeMutablePointer<Float>?) throws {
-        let representation = sampling.motion
-        // Frame difference needs the next frame of each sampled one; flow kinds need the flow.
-        let flow: UnsafeMutablePointer<Float>? = motion == nil ? nil
-            : (representation == .frameDifference ? nil : UnsafeMutablePointer<Float>.allocate(capacity: sampling.frames * sampling.height * sampling.width * 2))
-        defer { if representation != .frameDifference { flow?.deallocate() } }
+        let motionCrop = augmentation.enabled && augmentation.motionSpatialCropping && dataset.hasFlow
+        let flowInput = motion != nil && sampling.motion != .frameDifference
+        let raw = try readClip(e, start: start, withFlow: flowInput || motionCrop)
+        let (box, flip) = chooseCrop(raw, motionFocused: motionCrop, rng: &rng)
+        writeRGB(raw, box: box, flip: flip, rng: &rng, into: rgb)
+        if let motion { try writeMotion(e, raw, box: box, flip: flip, into: motion) }
+    }
+
+    /// A clip's frames as the shard stores them: rgb (T, H, W, 3) and, when read, quantised flow
+    /// (T, H, W, 2), at the shard's size. A video shorter than the clip repeats its last frame.
+    struct RawClip {
+        var rgb: [UInt8], flow: [UInt8]
+        let start: Int, stride: Int, frames: Int, height: Int, width: Int, flowBound: Float
+    }
+
+    /// Step 1: the clip's T frames from `start` at the sampling's stride (a smaller one for
+    /// videos too short for it), RGB and, with `withFlow`, flow: one hyperslab read each.
+    func readClip(_ e: ShardDataset.Entry, start: Int, withFlow: Bool) throws -> RawClip {
         let r = dataset.shards[e.shard], sh = r.attributes.height, sw = r.attributes.width
-        let t = sampling.frames, oh = sampling.height, ow = sampling.width
-        let a = augmentation
-        // Frames the clip covers; short videos repeat their last frame.
+        let t = sampling.frames
         let stride = e.length >= (t - 1) * sampling.stride + 1 ? sampling.stride : max(1, (e.length - 1) / max(t - 1, 1))
         let available = min(t, (e.length - 1 - start) / stride + 1)
-        var raw = try r.readRGB(video: e.video, first: start, count: available, step: stride)
-        // The clip's flow, read once: for the motion input and for motion-focused cropping.
-        let motionCrop = a.enabled && a.motionSpatialCropping && dataset.hasFlow
-        let needsFlow = flow != nil || motionCrop
-        var rawFlow = needsFlow ? try r.readFlow(video: e.video, first: start, count: available, step: stride) : []
-        if available < t {
-            let fr = sh * sw * 3, ff = sh * sw * 2
-            for _ in available..<t {
-                raw += raw[(available - 1) * fr..<available * fr]
-                if needsFlow { rawFlow += rawFlow[(available - 1) * ff..<available * ff] }
-            }
+        var clip = RawClip(rgb: try r.readRGB(video: e.video, first: start, count: available, step: stride),
+                           flow: withFlow ? try r.readFlow(video: e.video, first: start, count: available, step: stride) : [],
+                           start: start, stride: stride, frames: t, height: sh, width: sw, flowBound: Float(r.attributes.flowBound))
+        let rgbFrame = sh * sw * 3, flowFrame = sh * sw * 2
+        for _ in available..<t {
+            clip.rgb += clip.rgb[(available - 1) * rgbFrame..<available * rgbFrame]
+            if withFlow { clip.flow += clip.flow[(available - 1) * flowFrame..<available * flowFrame] }
         }
-        var box: CropBox
-        var flip = false
-        if a.enabled {
-            if motionCrop {
-                let boundaries = Self.meanBoundaries(quantized: rawFlow, frames: t, height: sh, width: sw, bound: Float(r.attributes.flowBound))
-                let (mbox, coverage) = Augmenter.motionBox(boundaries: boundaries, width: sw, height: sh)
-                box = Augmenter.randomCrop(width: sw, height: sh, a, rng: &rng, mustCover: mbox, coverage: coverage)
-            } else {
-                box = Augmenter.randomCrop(width: sw, height: sh, a, rng: &rng)
-            }
-            flip = Double(rng.uniform()) < a.flipProbability
-        } else {
-            // evaluation: the central square, resized
+        return clip
+    }
+
+    /// Step 2: the crop box in the shard's frame and whether to flip. Training: a random resized
+    /// crop (with `motionFocused`, MCL's: one that covers the moving region) and a random flip;
+    /// evaluation: the central square.
+    func chooseCrop(_ raw: RawClip, motionFocused: Bool, rng: inout RandomGenerator) -> (box: CropBox, flip: Bool) {
+        let a = augmentation, sh = raw.height, sw = raw.width
+        guard a.enabled else {
             let s = Double(min(sw, sh))
-            box = CropBox(x: (Double(sw) - s) / 2, y: (Double(sh) - s) / 2, width: s, height: s)
+            return (CropBox(x: (Double(sw) - s) / 2, y: (Double(sh) - s) / 2, width: s, height: s), false)
         }
-        Augmenter.cropResize(raw, frames: t, height: sh, width: sw, channels: 3, box: box, outHeight: oh, outWidth: ow,
+        let box: CropBox
+        if motionFocused {
+            let boundaries = Self.meanBoundaries(quantized: raw.flow, frames: raw.frames, height: sh, width: sw, bound: raw.flowBound)
+            let (mbox, coverage) = Augmenter.motionBox(boundaries: boundaries, width: sw, height: sh)
+            box = Augmenter.randomCrop(width: sw, height: sh, a, rng: &rng, mustCover: mbox, coverage: coverage)
+        } else {
+            box = Augmenter.randomCrop(width: sw, height: sh, a, rng: &rng)
+        }
+        return (box, Double(rng.uniform()) < a.flipProbability)
+    }
+
+    /// Step 3: the RGB input: cropped and resized to 0...1, photometric augmentation, then
+    /// normalised with the Kinetics mean and std.
+    func writeRGB(_ raw: RawClip, box: CropBox, flip: Bool, rng: inout RandomGenerator, into rgb: UnsafeMutablePointer<Float>) {
+        let t = sampling.frames, oh = sampling.height, ow = sampling.width
+        Augmenter.cropResize(raw.rgb, frames: t, height: raw.height, width: raw.width, channels: 3, box: box, outHeight: oh, outWidth: ow,
                              flip: flip, into: rgb) { _, v in v / 255 }
-        if a.enabled { Augmenter.photometric(rgb, frames: t, height: oh, width: ow, a, rng: &rng) }
+        if augmentation.enabled { Augmenter.photometric(rgb, frames: t, height: oh, width: ow, augmentation, rng: &rng) }
         for i in 0..<(t * oh * ow) { for c in 0..<3 { rgb[i * 3 + c] = (rgb[i * 3 + c] - Self.mean[c]) / Self.std[c] } }
-        if let flow {
-            let bound = Float(r.attributes.flowBound)
-            // resizing by (ow / box.width) scales u; (oh / box.height) scales v; a flip negates u
-            let su = Float(Double(ow) / box.width) * (flip ? -1 : 1) / bound, sv = Float(Double(oh) / box.height) / bound
-            Augmenter.cropResize(rawFlow, frames: t, height: sh, width: sw, channels: 2, box: box, outHeight: oh, outWidth: ow,
-                                 flip: flip, into: flow) { c, q in
-                let pixels = q * (2 * bound) / 255 - bound
-                return pixels * (c == 0 ? su : sv)
-            }
-            if let motion { derive(representation, flow: flow, frames: t, height: oh, width: ow, into: motion) }
-        }
-        if representation == .frameDifference, let motion {
-            // the same crop of the frames one step later (the last sampled frame repeats itself)
-            let nextStart = min(start + 1, e.length - 1)
-            var later = try r.readRGB(video: e.video, first: nextStart, count: min(t, (e.length - 1 - nextStart) / stride + 1), step: stride)
-            let fr = sh * sw * 3
-            while later.count < t * fr { later += later.suffix(fr) }
+    }
+
+    /// Step 4: the motion input of `sampling.motion`: the flow cropped like the frames and
+    /// rescaled (resizing scales u and v, a flip negates u; in units of the flow bound), then
+    /// turned into the representation; or, for frame difference, the RGB of the frames one step
+    /// later minus the clip's own, cropped alike.
+    func writeMotion(_ e: ShardDataset.Entry, _ raw: RawClip, box: CropBox, flip: Bool, into motion: UnsafeMutablePointer<Float>) throws {
+        let t = sampling.frames, oh = sampling.height, ow = sampling.width, sh = raw.height, sw = raw.width
+        if sampling.motion == .frameDifference {
+            let r = dataset.shards[e.shard]
+            // the last sampled frame of a video repeats itself
+            let nextStart = min(raw.start + 1, e.length - 1)
+            var later = try r.readRGB(video: e.video, first: nextStart, count: min(t, (e.length - 1 - nextStart) / raw.stride + 1), step: raw.stride)
+            let frame = sh * sw * 3
+            while later.count < t * frame { later += later.suffix(frame) }
             let next = UnsafeMutablePointer<Float>.allocate(capacity: t * oh * ow * 3)
             defer { next.deallocate() }
             Augmenter.cropResize(later, frames: t, height: sh, width: sw, channels: 3, box: box, outHeight: oh, outWidth: ow,
                                  flip: flip, into: next) { _, v in v / 255 }
-            Augmenter.cropResize(raw, frames: t, height: sh, width: sw, channels: 3, box: box, outHeight: oh, outWidth: ow,
+            Augmenter.cropResize(raw.rgb, frames: t, height: sh, width: sw, channels: 3, box: box, outHeight: oh, outWidth: ow,
                                  flip: flip, into: motion) { _, v in v / 255 }
             for i in 0..<(t * oh * ow * 3) { motion[i] = next[i] - motion[i] }
+            return
         }
+        let flow = UnsafeMutablePointer<Float>.allocate(capacity: t * oh * ow * 2)
+        defer { flow.deallocate() }
+        let bound = raw.flowBound
+        let su = Float(Double(ow) / box.width) * (flip ? -1 : 1) / bound, sv = Float(Double(oh) / box.height) / bound
+        Augmenter.cropResize(raw.flow, frames: t, height: sh, width: sw, channels: 2, box: box, outHeight: oh, outWidth: ow,
+                             flip: flip, into: flow) { c, q in
+            let pixels = q * (2 * bound) / 255 - bound
+            return pixels * (c == 0 ? su : sv)
+        }
+        derive(sampling.motion, flow: flow, frames: t, height: oh, width: ow, into: motion)
     }
 
     /// Flow (T, H, W, 2) -> the requested representation in `out`.

@@ -106,7 +106,7 @@ public final class EmbeddingQueue {
 /// How the momentum encoder normalises its batch. One process has no cross-GPU shuffle-BN, so a
 /// key batch normalised together with its own queries' partners would let BN statistics leak
 /// which clips pair up.
-public enum KeyBatchNorm: String, Codable, Sendable {
+public enum KeyBatchNorm: String, Codable, Sendable, CaseIterable {
     /// Shuffle the key batch and run it in sub-batches, each with its own BN statistics, then
     /// unshuffle (what shuffle-BN does across GPUs).
     case shuffledSubBatches = "shuffle"

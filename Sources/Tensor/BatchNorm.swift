@@ -101,7 +101,7 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
     var k = 1
     while (c * k < 64 || (c * k) % 16 != 0) && k < 16 && m % (k * 2) == 0 { k *= 2 }
     let wc = c * k, wm = m / k
-    // Float partial sums over at most 256 of the original rows each, as before rows were widened
+    // Float partial sums over at most 256 of the original rows each, whatever the widening
     // (16 original rows to a widened one would otherwise make 4096).
     let flushRows = max(1, 256 / k)
     func repeated(_ v: [Float]) -> [Float] { Array([[Float]](repeating: v, count: k).joined()) }

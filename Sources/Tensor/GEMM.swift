@@ -1,10 +1,8 @@
-/// Our own single-threaded sgemm. It runs the blocked-im2col convs (`usesFusedIm2col` in
-/// Conv.swift: each L2-sized block of im2col rows multiplied against weights packed once), the
-/// default on AVX-512 builds; for every other product it is the second backend of `sgemm`
-/// (`Engine.gemm`, MACLR_GEMM=packed). Bare, it matches OpenBLAS's AVX-512 kernels on most conv
-/// shapes of R(2+1)D-18 and beats them on the input gradients' (NN) products; inside a step it
-/// is still slower on the temporal convs' per-sample products (`maclr bench engine --layers`
-/// shows both, shape by shape), so OpenBLAS stays `sgemm`'s default.
+/// Our own single-threaded GEMM, for the conv paths that multiply as they expand
+/// (`ConvPath.blockedIm2col`, `.implicitGEMM`, `.temporalBlocked`, `.temporalImplicit`): blocks
+/// of im2col rows, or tables of pointers into the input, against weights packed once. Every
+/// other product goes to OpenBLAS (`sgemm`); `PackedGEMM.sgemm` stays as the plain entry the
+/// tests hold the kernels to.
 ///
 /// The usual blocking (Goto/BLIS): C (m x n) is computed in tiles of `mr x nr`; the depth is cut
 /// into slices of `kc`, the rows into blocks of `mc`. The microkernel keeps a whole tile in
@@ -17,9 +15,9 @@
 /// convs that skip im2col.
 public enum PackedGEMM {
     typealias Vector = SIMD16<Float>
-    static let mr = 12, nr = 32
+    public static let mr = 12, nr = 32
     /// A slice of B's panel, kc x nr floats (32 KiB), stays in L1 while A's tiles stream past it.
-    static let kc = 256
+    public static let kc = 256
     /// A block of A, mc x kc floats (96 KiB), stays in L2 while B's panels pass.
     static let mc = 96
 
@@ -92,7 +90,7 @@ public enum PackedGEMM {
     }
 
     /// C (m x n) (+)= alpha op(A) B with B packed, single-threaded. A is read in place (each tile
-    /// broadcasts element [i, p] from either layout: packing it cost 10-15 % of a step); only
+    /// broadcasts element [i, p] from either layout, so the copy of packing it is saved); only
     /// alpha != 1 and the partial tiles at the bottom edge pack A.
     ///
     /// `depth`: the only depth steps whose terms can be non-zero (A's columns outside it are
@@ -114,9 +112,9 @@ public enum PackedGEMM {
         defer { withExtendedLifetime(packedAStorage) {} }
         // A transposed in place (weight gradients): a narrow tail of B's columns after whole
         // panels is computed down C's columns instead (`columnTail`), A's contiguous rows as the
-        // vectors. (With no whole panel before it, as in the stems' 8-11 columns, the half
-        // kernel measured faster: its tiles are all there is, and the tail's scattered stores
-        // and partial row vectors cost more.)
+        // vectors. With no whole panel before it, as in the stems' 8-11 columns, the half
+        // kernel's tiles are all there is, and the tail's scattered stores and partial row
+        // vectors would cost more.
         let tailByColumns = transA && b.tail != nil && b.tailStart > 0 && n - b.tailStart <= maxColumnTail
         precondition(b.sliceDepth == kc, "PackedGEMM.multiply takes B packed in slices of kc")
         var add = accumulate
@@ -395,7 +393,7 @@ public enum PackedGEMM {
     /// One mr x nr tile: C (+)= A B, with A (mr x depth) at `panelA` (element [i, p] at
     /// i * aRow + p * aDepth: a packed panel or A in place) and B (depth x nr) the packed panel.
     @inline(__always)
-    static func kernel(_ depth: Int, _ panelA: UnsafePointer<Float>, _ aRow: Int, _ aDepth: Int,
+    public static func kernel(_ depth: Int, _ panelA: UnsafePointer<Float>, _ aRow: Int, _ aDepth: Int,
                        _ panelB: UnsafePointer<Float>,
                        _ c: UnsafeMutablePointer<Float>, _ ldc: Int, add: Bool) {
         // Accumulators: row i of the tile is (ci0, ci1), columns 0-15 and 16-31.
@@ -506,7 +504,7 @@ public enum PackedGEMM {
 
     // Implicit GEMM: A's rows read through pointers, in segments. A conv's im2col row is, per
     // (temporal, vertical) kernel tap, one contiguous run of kW*C input values; a tile of
-    // `indirectRows` output positions reads that many runs per tap, wherever they are (`implicitConvForward` in
+    // `indirectRows` output positions reads that many runs per tap, wherever they are (`implicitForward` in
     // Conv.swift), so no im2col row is ever written.
 
     /// C tile (rows x columns, at most indirectRows x nr) (+)= A B, where A's row i is the concatenation of
@@ -533,7 +531,7 @@ public enum PackedGEMM {
     /// The indirect microkernels, 8 x 32 and 8 x 16, the row pointers reloaded per segment.
     /// Rows of an indirect tile: 8, not `mr`, so that the row pointers stay in registers (with
     /// 12 the compiler reloaded all of them from the stack at every depth step).
-    static let indirectRows = 8
+    public static let indirectRows = 8
 
     /// Whether all `indirectRows` pointers of a segment point at `zeros`.
     @inline(__always)
@@ -542,7 +540,7 @@ public enum PackedGEMM {
             && r[4] == zeros && r[5] == zeros && r[6] == zeros && r[7] == zeros
     }
 
-    static func indirectWide(_ segments: Int, _ run: Int, _ rowPointers: UnsafePointer<UnsafePointer<Float>>, _ zeros: UnsafePointer<Float>,
+    public static func indirectWide(_ segments: Int, _ run: Int, _ rowPointers: UnsafePointer<UnsafePointer<Float>>, _ zeros: UnsafePointer<Float>,
                              _ panelB: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ add: Bool) {
         var c00 = Vector(), c01 = Vector(), c10 = Vector(), c11 = Vector(), c20 = Vector(), c21 = Vector()
         var c30 = Vector(), c31 = Vector(), c40 = Vector(), c41 = Vector(), c50 = Vector(), c51 = Vector()

@@ -62,20 +62,9 @@ public func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, 
     }
 }
 
-/// One single-threaded sgemm by the engine's backend (`Engine.gemm`).
+/// One single-threaded OpenBLAS sgemm, row-major.
 @inline(__always)
 func singleThreadSgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
-                       _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-                       _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
-    if Engine.gemm == .packed {
-        PackedGEMM.sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        return
-    }
-    openblasSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-}
-
-@inline(__always)
-func openblasSgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                    _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
                    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,

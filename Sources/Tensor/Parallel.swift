@@ -3,20 +3,67 @@ import Dispatch
 import Foundation
 import Synchronization
 
+/// How the engine runs, set once by whoever drives it (the command line, a test, a benchmark)
+/// and read by the kernels. Nothing in the engine reads the environment.
+public struct EngineOptions: Sendable, Equatable {
+    /// Threads of our loops and GEMM splits (OpenBLAS itself stays at one).
+    public var threads: Int
+    /// Whether convs may run on our packed GEMM (`ConvPath.blockedIm2col`, `.temporalBlocked`):
+    /// im2col block by block into an L2-sized buffer instead of one matrix handed to `sgemm`.
+    /// Our microkernels are 16 floats wide, so they pay only on a build compiled for an AVX-512
+    /// CPU (`-target-cpu native`, Package.swift); elsewhere OpenBLAS's kernels run every conv.
+    public var blockedConvs: Bool
+    /// Whether, with `blockedConvs`, the convs whose geometry suits them run as implicit GEMMs
+    /// (`ConvPath.implicitGEMM`, `.temporalImplicit`): input runs read in place through pointer
+    /// tables, no im2col block written.
+    public var implicitConvs: Bool
+
+    public init(threads: Int = EngineOptions.cores, blockedConvs: Bool = EngineOptions.packedGEMMPays,
+                implicitConvs: Bool = true) {
+        self.threads = max(1, threads); self.blockedConvs = blockedConvs; self.implicitConvs = implicitConvs
+    }
+
+    /// The cores online: the default thread count.
+    public static var cores: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+
+    /// Whether this build runs our packed GEMM at full width: compiled for its CPU, and that CPU has AVX-512.
+    public static let packedGEMMPays: Bool = {
+        #if MACLR_NATIVE
+        return Engine.cpuHasAVX512
+        #else
+        return false
+        #endif
+    }()
+
+    /// The plainest configuration: every conv on OpenBLAS, the whole-matrix and per-tap paths.
+    public static func reference(threads: Int = EngineOptions.cores) -> EngineOptions {
+        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false)
+    }
+}
+
 /// Who owns the threads: we do. OpenBLAS runs single-threaded, and `sgemm` splits a large
 /// product across our threads, so GEMMs and our own loops (`parallelFor`) share one pool and no
 /// OpenBLAS worker spins (sched_yield) beside our loops on a machine with few cores.
 public enum Engine {
-    nonisolated(unsafe) public private(set) static var threads: Int = {
-        openblas_set_num_threads(1)
-        if let s = ProcessInfo.processInfo.environment["MACLR_THREADS"], let n = Int(s), n > 0 { return n }
-        return ProcessInfo.processInfo.activeProcessorCount
-    }()
+    /// The options in force; the machine's cores and the fastest conv paths by default.
+    nonisolated(unsafe) public static var options = EngineOptions() {
+        didSet { openblas_set_num_threads(1) }
+    }
 
-    /// Sets the thread count of our loops and GEMM splits (OpenBLAS itself stays at one).
-    public static func setThreads(_ n: Int) {
-        threads = max(1, n)
-        openblas_set_num_threads(1)
+    /// Set once before the first product: OpenBLAS must not start threads of its own.
+    private static let singleThreadedBLAS: Void = openblas_set_num_threads(1)
+
+    public static var threads: Int { _ = singleThreadedBLAS; return options.threads }
+
+    /// Watches every conv kernel when set (`ConvObserver`): benchmarks time layers with it.
+    nonisolated(unsafe) public static var convObserver: ConvObserver?
+
+    /// Runs `body` under `options`, then restores the previous ones (tests compare paths this way).
+    public static func with<R>(_ options: EngineOptions, _ body: () throws -> R) rethrows -> R {
+        let saved = self.options
+        self.options = options
+        defer { self.options = saved }
+        return try body()
     }
 
     /// The OpenBLAS kernel family in use (e.g. "Haswell", "SkylakeX").
@@ -25,42 +72,9 @@ public enum Engine {
         return String(cString: p)
     }
 
-    /// Who runs `sgemm`: OpenBLAS or our packed GEMM (`PackedGEMM`).
-    public enum GEMMBackend: String, Sendable, CaseIterable { case openblas, packed }
-
-    /// OpenBLAS unless MACLR_GEMM=packed: ours matches it bare but not yet inside a training step
-    /// (`maclr bench engine --layers`).
-    nonisolated(unsafe) public static var gemm: GEMMBackend = {
-        ProcessInfo.processInfo.environment["MACLR_GEMM"].flatMap(GEMMBackend.init(rawValue:)) ?? .openblas
-    }()
-
-    /// Whether spatial and full 3-D convs with many output positions handle im2col block by
-    /// block, each block multiplied at once by our packed GEMM (`usesFusedIm2col`), instead of
-    /// one im2col matrix (up to 150 MB) written, read back and handed to `sgemm`. On when this
-    /// build was compiled for its CPU (`-target-cpu native`, Package.swift) and that CPU has
-    /// AVX-512, where it made R(2+1)D-18's step ~10 % and R3D-18's ~28 % faster
-    /// (`maclr bench engine`); MACLR_FUSED_CONV=0|1 chooses.
-    nonisolated(unsafe) public static var fusedConv: Bool = {
-        if let s = ProcessInfo.processInfo.environment["MACLR_FUSED_CONV"] { return s == "1" }
-        #if MACLR_NATIVE
-        return cpuHasAVX512
-        #else
-        return false
-        #endif
-    }()
-
-    /// Whether convs run as implicit GEMMs where that measured faster (`maclr bench conv`): the
-    /// input (or gy) read in place through tables of row pointers instead of im2col blocks, for
-    /// the forward and weight gradient of spatial convs (`usesImplicitForward`,
-    /// `usesImplicitWeightGrad`) and the input gradient of temporal ones. With `fusedConv`;
-    /// MACLR_IMPLICIT_CONV=0 turns it off.
-    nonisolated(unsafe) public static var implicitConv: Bool = {
-        ProcessInfo.processInfo.environment["MACLR_IMPLICIT_CONV"].map { $0 == "1" } ?? true
-    }()
-
     /// What runs the GEMMs, for benchmark headers: e.g. "OpenBLAS SkylakeX; blocked-im2col convs by ours".
     public static var gemmDescription: String {
-        (gemm == .packed ? "ours (packed)" : "OpenBLAS \(blasCore)") + (fusedConv ? "; blocked-im2col convs by ours" + (implicitConv ? ", implicit GEMM where faster" : "") : "")
+        "OpenBLAS \(blasCore)" + (options.blockedConvs ? "; blocked-im2col convs by ours" + (options.implicitConvs ? ", implicit GEMM where faster" : "") : "")
     }
 
     /// Reads the first "flags" line of /proc/cpuinfo with stdio: the file reports size 0, so
@@ -199,12 +213,9 @@ public final class WorkerPool: @unchecked Sendable {
     nonisolated(unsafe) private var region: (chunks: Int, body: (Int) -> Void)?
     /// Started workers; worker w runs chunk w (chunk 0 is the caller's).
     private var workers = 0
-    /// Time the calling thread spent waiting for workers still in their chunks, summed over
-    /// regions: what uneven chunks cost (`maclr bench engine --layers` prints it per step).
-    public private(set) var callerWaitNanoseconds: UInt64 = 0
 
     /// Runs `body(i)` for i in 0..<chunks, chunk 0 on the calling thread.
-    func run(_ chunks: Int, _ body: (Int) -> Void) {
+    public func run(_ chunks: Int, _ body: (Int) -> Void) {
         guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             for i in 0..<chunks { body(i) }
             return
@@ -217,13 +228,11 @@ public final class WorkerPool: @unchecked Sendable {
             generation.add(1, ordering: .sequentiallyConsistent)
             if parked.load(ordering: .sequentiallyConsistent) > 0 { parking.lock(); parking.broadcast(); parking.unlock() }
             body(0)
-            let waitStart = DispatchTime.now().uptimeNanoseconds
             var spins = 0
             while pending.load(ordering: .acquiring) > 0 {
                 spins += 1
                 if spins > 100_000 { sched_yield() }
             }
-            callerWaitNanoseconds += DispatchTime.now().uptimeNanoseconds - waitStart
             region = nil
         }
     }

@@ -29,7 +29,7 @@ public struct Evaluation {
     public static func features(encoder: (Tensor) -> Tensor, dataset: ShardDataset, split: String, sampling: ClipSampling,
                                 clipsPerVideo: Int, log: (String) -> Void = { _ in }) throws -> Features {
         let indices = try dataset.indices(split: split)
-        let sampler = ClipSampler(dataset: dataset, indices: indices, sampling: sampling, augmentation: .none, seed: 0, batchSize: 1, withFlow: false)
+        let sampler = ClipSampler(dataset: dataset, indices: indices, sampling: sampling, augmentation: .none, seed: 0, batchSize: 1, withMotion: false)
         var values: [Float] = [], labels: [Int] = [], names: [String] = []
         var dim = 0
         let start = Date()
@@ -111,12 +111,12 @@ public struct Evaluation {
     /// The whole evaluation of an encoder on a dataset with train / test splits.
     public static func run(encoder: (Tensor) -> Tensor, dataset: ShardDataset, recipe: Recipe, log: (String) -> Void) throws -> Report {
         let sampling = recipe.sampling
-        let clips = recipe.int("eval.clips_per_video")
-        let train = try features(encoder: encoder, dataset: dataset, split: recipe.string("eval.split_train"), sampling: sampling, clipsPerVideo: clips, log: log)
-        let test = try features(encoder: encoder, dataset: dataset, split: recipe.string("eval.split_test"), sampling: sampling, clipsPerVideo: clips, log: log)
+        let clips = recipe.eval.clipsPerVideo
+        let train = try features(encoder: encoder, dataset: dataset, split: recipe.eval.splitTrain, sampling: sampling, clipsPerVideo: clips, log: log)
+        let test = try features(encoder: encoder, dataset: dataset, split: recipe.eval.splitTest, sampling: sampling, clipsPerVideo: clips, log: log)
         let classes = max(dataset.manifest.classes.count, (train.labels + test.labels).max().map { $0 + 1 } ?? 1)
-        let (top1, top5) = linearProbe(train: train, test: test, classes: classes, l2: Float(recipe.double("eval.probe_l2")),
-                                       iterations: recipe.int("eval.probe_iterations"))
+        let (top1, top5) = linearProbe(train: train, test: test, classes: classes, l2: Float(recipe.eval.probeL2),
+                                       iterations: recipe.eval.probeIterations)
         let r = retrieval(train: train, test: test)
         return Report(top1: top1, top5: top5, recallAt1: r[0], recallAt5: r[1], recallAt10: r[2],
                       trainVideos: train.count, testVideos: test.count, classes: classes)
@@ -130,8 +130,8 @@ public struct Evaluation {
         var config = recipe.visualConfig
         config.classes = nil
         // a random init is the network pretraining starts from (MaCLRModel draws it the same way)
-        let net = VideoResNet(config, seed: UInt64(recipe.int("seed")))
-        net.initialize(recipe.weightInit, seed: UInt64(recipe.int("seed")))
+        let net = VideoResNet(config, seed: UInt64(recipe.seed))
+        net.initialize(recipe.model.`init`, seed: UInt64(recipe.seed))
         if let checkpoint {
             let url = try resolveCheckpoint(checkpoint)
             let (tensors, _) = try SafeTensors.read(url.appendingPathComponent("state.safetensors"))

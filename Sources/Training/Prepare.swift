@@ -1,6 +1,7 @@
 import DataHDF5
 import Dispatch
 import Foundation
+import SwiftCSV
 import Tensor
 import Video
 
@@ -44,12 +45,19 @@ public struct Preparation {
         guard fm.fileExists(atPath: source.path, isDirectory: &isDir) else { throw PrepareError("\(source.path): no such file or folder") }
         if !isDir.boolValue {
             guard let text = try? String(contentsOf: source, encoding: .utf8) else { throw PrepareError("\(source.path): cannot read as text") }
+            // RFC 4180: quoted fields may hold commas, quotes ("") and line breaks.
+            let table: CSV<Enumerated>
+            do { table = try CSV<Enumerated>(string: text, delimiter: .comma, loadColumns: false) } catch {
+                throw PrepareError("\(source.path): not a CSV of path,label[,split] (\(error))")
+            }
             var inputs: [Input] = []
             let base = source.deletingLastPathComponent()
-            for (n, raw) in text.split(whereSeparator: \.isNewline).enumerated() {
-                let fields = raw.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-                if n == 0 && fields.first?.lowercased() == "path" { continue }
-                guard let p = fields.first, !p.isEmpty else { throw PrepareError("\(source.path):\(n + 1): empty path") }
+            // The first line is a header only when it names the path column.
+            let lines = (table.header.first?.lowercased() == "path" ? [] : [table.header]) + table.rows
+            let firstLine = table.header.first?.lowercased() == "path" ? 2 : 1
+            for (n, raw) in lines.enumerated() where !(raw.count == 1 && raw[0].trimmingCharacters(in: .whitespaces).isEmpty) {
+                let fields = raw.map { $0.trimmingCharacters(in: .whitespaces) }
+                guard let p = fields.first, !p.isEmpty else { throw PrepareError("\(source.path):\(n + firstLine): empty path") }
                 let path = p.hasPrefix("/") ? p : base.appendingPathComponent(p).path
                 inputs.append(Input(path: path, label: fields.count > 1 && !fields[1].isEmpty ? fields[1] : nil,
                                     split: fields.count > 2 && !fields[2].isEmpty ? fields[2] : nil))

@@ -1,124 +1,267 @@
+import Backbones
+import DataHDF5
 import Foundation
+import Pathways
 import Yams
 
-/// A recipe error: names the file, the key and what is wrong (and the nearest valid key).
+/// A recipe error: names the file, the key, the value and what is valid (or the nearest valid key).
 public struct RecipeError: Error, CustomStringConvertible {
     public let description: String
     public init(_ d: String) { description = d }
 }
 
-/// The recipe schema: every key, its type, default and a one-line doc. `maclr recipe`
-/// prints this table.
+/// The recipe schema: every key, its type and valid values, default and a one-line doc.
+/// `maclr recipe` prints this table.
 public enum RecipeKey {
-    public enum Kind: Equatable { case int, double, probability, bool, string, optionalString, doubleRange, intList, choice([String]) }
+    public enum Kind: Equatable, Sendable {
+        /// An integer in `range`.
+        case int(ClosedRange<Int>)
+        /// A number at least `min` (more than `min` when `exclusive`) and at most `max`.
+        case number(min: Double, exclusive: Bool = false, max: Double = .infinity)
+        case bool, string, optionalString
+        /// [low, high] with low <= high, both within `within` (low above `within.lowerBound` when `exclusive`).
+        case span(within: ClosedRange<Double>, exclusive: Bool = false)
+        /// `count` integers, each in `range`.
+        case intList(count: Int, range: ClosedRange<Int>)
+        case choice([String])
 
-    public struct Spec {
-        public let key: String, kind: Kind, defaultValue: Any, doc: String
+        static let probability = Kind.number(min: 0, max: 1)
+        static func choices<E: CaseIterable & RawRepresentable>(_: E.Type) -> Kind where E.RawValue == String {
+            .choice(E.allCases.map(\.rawValue))
+        }
     }
 
+    public struct Spec {
+        public let key: String, kind: Kind, doc: String
+        let defaultValue: AnyHashable
+        init(_ key: String, _ kind: Kind, _ defaultValue: AnyHashable, _ doc: String) {
+            self.key = key; self.kind = kind; self.defaultValue = defaultValue; self.doc = doc
+        }
+        /// The default as the recipe prints it.
+        public var defaultText: String { Recipe.text(defaultValue) }
+        /// The valid values, as error messages and `maclr recipe` name them.
+        public var validText: String { kind.validText }
+    }
+
+    static let positive = Kind.int(1...Int.max)
+    static let stages = Kind.intList(count: 4, range: 1...16)
+
     public static let all: [Spec] = [
-        Spec(key: "seed", kind: .int, defaultValue: 0, doc: "seed of weights, sampling, augmentation and key shuffles"),
-        Spec(key: "data.dataset", kind: .string, defaultValue: "runs/quickstart/dataset", doc: "dataset folder made by maclr prepare"),
-        Spec(key: "data.split", kind: .optionalString, defaultValue: "train", doc: "split to pretrain on (null: every video)"),
-        Spec(key: "data.clip_frames", kind: .int, defaultValue: 8, doc: "frames per clip"),
-        Spec(key: "data.clip_stride", kind: .int, defaultValue: 2, doc: "take every n-th frame"),
-        Spec(key: "data.crop", kind: .int, defaultValue: 56, doc: "clips are cropped and resized to crop x crop"),
-        Spec(key: "data.positive_gap", kind: .doubleRange, defaultValue: [0.5, 10.0], doc: "seconds between a video's two clips [min, max]"),
-        Spec(key: "data.motion_input", kind: .choice(["flow", "magnitude", "motion_boundaries", "frame_difference"]), defaultValue: "flow",
-             doc: "what the Motion pathway sees"),
-        Spec(key: "data.augment", kind: .bool, defaultValue: true, doc: "random resized crop, flip, colour jitter, grayscale, blur"),
-        Spec(key: "data.flip", kind: .bool, defaultValue: true,
-             doc: "random horizontal flips (turn off when classes are left/right or clockwise/anticlockwise motion)"),
-        Spec(key: "data.crop_scale", kind: .doubleRange, defaultValue: [0.3, 1.0], doc: "random resized crop: area fraction [min, max] (CVRL: 0.3-1)"),
-        Spec(key: "data.color_jitter", kind: .probability, defaultValue: 0.8, doc: "probability of colour jitter (brightness, contrast, saturation 0.4, hue 0.1)"),
-        Spec(key: "data.grayscale", kind: .probability, defaultValue: 0.2, doc: "probability of turning a clip grey"),
-        Spec(key: "data.blur", kind: .probability, defaultValue: 0.5, doc: "probability of a Gaussian blur"),
-        Spec(key: "data.blur_sigma", kind: .doubleRange, defaultValue: [0.1, 2.0], doc: "blur sigma in pixels of the output clip [min, max]"),
-        Spec(key: "data.motion_temporal_sampling", kind: .bool, defaultValue: false, doc: "MCL: prefer clips with more motion"),
-        Spec(key: "data.motion_spatial_cropping", kind: .bool, defaultValue: false, doc: "MCL: crops must cover the moving region"),
-        Spec(key: "data.loader_workers", kind: .int, defaultValue: 2, doc: "background threads preparing batches"),
-        Spec(key: "model.arch", kind: .choice(["r2plus1d_18", "r3d_18"]), defaultValue: "r2plus1d_18", doc: "visual encoder (torchvision structure)"),
-        Spec(key: "model.width", kind: .double, defaultValue: 0.25, doc: "channel multiplier of the visual encoder (1 = torchvision)"),
-        Spec(key: "model.blocks", kind: .intList, defaultValue: [1, 1, 1, 1], doc: "residual blocks per stage of the visual encoder"),
-        Spec(key: "model.motion_pathway", kind: .choice(["frames", "video", "none"]), defaultValue: "frames",
-             doc: "Motion pathway: frame-wise 2-D ResNet-18, a 3-D ResNet, or none (visual-only)"),
-        Spec(key: "model.motion_width", kind: .double, defaultValue: 0.125, doc: "channel multiplier of the motion encoder (paper: 1/8)"),
-        Spec(key: "model.motion_blocks", kind: .intList, defaultValue: [1, 1, 1, 1], doc: "residual blocks per stage of the motion encoder"),
-        Spec(key: "model.init", kind: .choice(["torchvision", "pytorch"]), defaultValue: "torchvision",
-             doc: "weight init: torchvision's (Kaiming normal, fan_out) or PyTorch's layer default (uniform +-1/sqrt(fan_in))"),
-        Spec(key: "model.head_hidden", kind: .int, defaultValue: 512, doc: "hidden size of the projection heads (paper: 2048)"),
-        Spec(key: "model.embedding", kind: .int, defaultValue: 128, doc: "embedding size of the projection heads"),
-        Spec(key: "model.queue_size", kind: .int, defaultValue: 4096, doc: "negatives per modality (paper: 65536); 0: the batch's other keys (MoCo v3)"),
-        Spec(key: "model.momentum", kind: .double, defaultValue: 0.99, doc: "EMA of the key encoders (paper: 0.999)"),
-        Spec(key: "model.key_bn", kind: .choice(["shuffle", "eval"]), defaultValue: "shuffle",
-             doc: "key BN: shuffled sub-batches (single-process shuffle-BN) or running statistics"),
-        Spec(key: "loss.objective", kind: .choice(["maclr", "supervised"]), defaultValue: "maclr", doc: "contrastive pretraining, or labels (upper bound)"),
-        Spec(key: "loss.temperature", kind: .double, defaultValue: 0.1, doc: "InfoNCE temperature"),
-        Spec(key: "loss.cross_modal_weight", kind: .double, defaultValue: 1.0, doc: "w of L_v->m + L_m->v"),
-        Spec(key: "loss.motion_intra_weight", kind: .double, defaultValue: 0.0, doc: "weight of the motion intra-modal term L_m"),
-        Spec(key: "optim.optimizer", kind: .choice(["sgd", "adamw"]), defaultValue: "sgd", doc: "optimiser"),
-        Spec(key: "optim.lr", kind: .double, defaultValue: 0.05, doc: "peak learning rate"),
-        Spec(key: "optim.min_lr", kind: .double, defaultValue: 0.0, doc: "learning rate at the end of the cosine"),
-        Spec(key: "optim.momentum", kind: .double, defaultValue: 0.9, doc: "SGD momentum"),
-        Spec(key: "optim.nesterov", kind: .bool, defaultValue: false, doc: "Nesterov momentum"),
-        Spec(key: "optim.weight_decay", kind: .double, defaultValue: 1e-4, doc: "weight decay (BN and bias parameters exempt)"),
-        Spec(key: "optim.batch_size", kind: .int, defaultValue: 8, doc: "clip pairs per step (before accumulation)"),
-        Spec(key: "optim.accumulate", kind: .int, defaultValue: 1, doc: "micro-batches per optimiser step"),
-        Spec(key: "optim.steps", kind: .int, defaultValue: 400, doc: "optimiser steps"),
-        Spec(key: "optim.warmup_steps", kind: .int, defaultValue: 40, doc: "linear warm-up steps before the cosine"),
-        Spec(key: "train.output", kind: .string, defaultValue: "runs/quickstart/pretrain", doc: "run folder: checkpoints, metrics.jsonl"),
-        Spec(key: "train.checkpoint_every", kind: .int, defaultValue: 100, doc: "steps between checkpoints"),
-        Spec(key: "train.keep_checkpoints", kind: .int, defaultValue: 2, doc: "checkpoints kept (oldest removed)"),
-        Spec(key: "train.log_every", kind: .int, defaultValue: 10, doc: "steps between metrics lines"),
-        Spec(key: "eval.split_train", kind: .string, defaultValue: "train", doc: "split the probe trains on and retrieval searches"),
-        Spec(key: "eval.split_test", kind: .string, defaultValue: "test", doc: "split the probe and retrieval are scored on"),
-        Spec(key: "eval.clips_per_video", kind: .int, defaultValue: 4, doc: "clips averaged into a video's features"),
-        Spec(key: "eval.probe_l2", kind: .double, defaultValue: 1e-3, doc: "L2 weight of the linear probe"),
-        Spec(key: "eval.probe_iterations", kind: .int, defaultValue: 500, doc: "full-batch iterations of the linear probe"),
+        Spec("seed", .int(0...Int(UInt32.max)), 0, "seed of weights, sampling, augmentation and key shuffles"),
+        Spec("data.dataset", .string, "runs/quickstart/dataset", "dataset folder made by maclr prepare"),
+        Spec("data.split", .optionalString, "train", "split to pretrain on (null: every video)"),
+        Spec("data.clip_frames", .int(1...512), 8, "frames per clip"),
+        Spec("data.clip_stride", .int(1...64), 2, "take every n-th frame"),
+        Spec("data.crop", .int(16...1024), 56, "clips are cropped and resized to crop x crop"),
+        Spec("data.positive_gap", .span(within: 0...3600), [0.5, 10.0], "seconds between a video's two clips [min, max]"),
+        Spec("data.motion_input", .choices(MotionRepresentation.self), "flow", "what the Motion pathway sees"),
+        Spec("data.augment", .bool, true, "random resized crop, flip, colour jitter, grayscale, blur"),
+        Spec("data.flip", .bool, true, "random horizontal flips (turn off when classes are left/right or clockwise/anticlockwise motion)"),
+        Spec("data.crop_scale", .span(within: 0...1, exclusive: true), [0.3, 1.0], "random resized crop: area fraction [min, max] (CVRL: 0.3-1)"),
+        Spec("data.color_jitter", .probability, 0.8, "probability of colour jitter (brightness, contrast, saturation 0.4, hue 0.1)"),
+        Spec("data.grayscale", .probability, 0.2, "probability of turning a clip grey"),
+        Spec("data.blur", .probability, 0.5, "probability of a Gaussian blur"),
+        Spec("data.blur_sigma", .span(within: 0...100), [0.1, 2.0], "blur sigma in pixels of the output clip [min, max]"),
+        Spec("data.motion_temporal_sampling", .bool, false, "MCL: prefer clips with more motion"),
+        Spec("data.motion_spatial_cropping", .bool, false, "MCL: crops must cover the moving region"),
+        Spec("data.loader_workers", .int(1...64), 2, "background threads preparing batches"),
+        Spec("model.arch", .choices(VideoResNetKind.self), "r2plus1d_18", "visual encoder (torchvision structure)"),
+        Spec("model.width", .number(min: 0, exclusive: true, max: 8), 0.25, "channel multiplier of the visual encoder (1 = torchvision)"),
+        Spec("model.blocks", stages, [1, 1, 1, 1], "residual blocks per stage of the visual encoder"),
+        Spec("model.motion_pathway", .choices(MotionPathwayKind.self), "frames",
+             "Motion pathway: frame-wise 2-D ResNet-18, a 3-D ResNet, or none (visual-only)"),
+        Spec("model.motion_width", .number(min: 0, exclusive: true, max: 8), 0.125, "channel multiplier of the motion encoder (paper: 1/8)"),
+        Spec("model.motion_blocks", stages, [1, 1, 1, 1], "residual blocks per stage of the motion encoder"),
+        Spec("model.init", .choices(WeightInit.self), "torchvision",
+             "weight init: torchvision's (Kaiming normal, fan_out) or PyTorch's layer default (uniform +-1/sqrt(fan_in))"),
+        Spec("model.head_hidden", .int(1...65_536), 512, "hidden size of the projection heads (paper: 2048)"),
+        Spec("model.embedding", .int(1...65_536), 128, "embedding size of the projection heads"),
+        Spec("model.queue_size", .int(0...1 << 20), 4096, "negatives per modality (paper: 65536); 0: the batch's other keys (MoCo v3)"),
+        Spec("model.momentum", .number(min: 0, max: 1), 0.99, "EMA of the key encoders (paper: 0.999)"),
+        Spec("model.key_bn", .choices(KeyBatchNorm.self), "shuffle",
+             "key BN: shuffled sub-batches (single-process shuffle-BN) or running statistics"),
+        Spec("loss.objective", .choices(Objective.self), "maclr", "contrastive pretraining, or labels (upper bound)"),
+        Spec("loss.temperature", .number(min: 0, exclusive: true, max: 100), 0.1, "InfoNCE temperature"),
+        Spec("loss.cross_modal_weight", .number(min: 0, max: 1000), 1.0, "w of L_v->m + L_m->v"),
+        Spec("loss.motion_intra_weight", .number(min: 0, max: 1000), 0.0, "weight of the motion intra-modal term L_m"),
+        Spec("optim.optimizer", .choices(OptimizerKind.self), "sgd", "optimiser"),
+        Spec("optim.lr", .number(min: 0, exclusive: true), 0.05, "peak learning rate"),
+        Spec("optim.min_lr", .number(min: 0), 0.0, "learning rate at the end of the cosine (at most optim.lr)"),
+        Spec("optim.momentum", .number(min: 0, max: 1), 0.9, "SGD momentum"),
+        Spec("optim.nesterov", .bool, false, "Nesterov momentum"),
+        Spec("optim.weight_decay", .number(min: 0, max: 1), 1e-4, "weight decay (BN and bias parameters exempt)"),
+        Spec("optim.batch_size", .int(2...65_536), 8, "clip pairs per step (before accumulation)"),
+        Spec("optim.accumulate", .int(1...1024), 1, "micro-batches per optimiser step"),
+        Spec("optim.steps", positive, 400, "optimiser steps"),
+        Spec("optim.warmup_steps", .int(0...Int.max), 40, "linear warm-up steps before the cosine"),
+        Spec("train.output", .string, "runs/quickstart/pretrain", "run folder: checkpoints, metrics.jsonl, TensorBoard events"),
+        Spec("train.checkpoint_every", positive, 100, "steps between checkpoints"),
+        Spec("train.keep_checkpoints", positive, 2, "checkpoints kept (oldest removed)"),
+        Spec("train.log_every", positive, 10, "steps between metrics lines"),
+        Spec("eval.split_train", .string, "train", "split the probe trains on and retrieval searches"),
+        Spec("eval.split_test", .string, "test", "split the probe and retrieval are scored on"),
+        Spec("eval.clips_per_video", .int(1...64), 4, "clips averaged into a video's features"),
+        Spec("eval.probe_l2", .number(min: 0, max: 100), 1e-3, "L2 weight of the linear probe"),
+        Spec("eval.probe_iterations", positive, 500, "full-batch iterations of the linear probe"),
     ]
 
     static let byKey = Dictionary(uniqueKeysWithValues: all.map { ($0.key, $0) })
 }
 
-/// A recipe: the schema's defaults overlaid by a YAML file (and the files it `extends:`).
+extension RecipeKey.Kind {
+    var validText: String {
+        func number(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : "\(x)" }
+        switch self {
+        case .int(let r):
+            if r.upperBound == Int.max { return "an integer >= \(r.lowerBound)" }
+            return "an integer in \(r.lowerBound)...\(r.upperBound)"
+        case .number(let min, let exclusive, let max):
+            let low = exclusive ? "> \(number(min))" : ">= \(number(min))"
+            return max == .infinity ? "a number \(low)" : "a number \(low) and <= \(number(max))"
+        case .bool: return "true or false"
+        case .string: return "a non-empty string"
+        case .optionalString: return "a string or null"
+        case .span(let within, let exclusive):
+            let low = exclusive ? "(\(number(within.lowerBound))" : "[\(number(within.lowerBound))"
+            return "[min, max] with min <= max, both in \(low), \(number(within.upperBound))]"
+        case .intList(let count, let r): return "a list of \(count) integers in \(r.lowerBound)...\(r.upperBound)"
+        case .choice(let options): return "one of \(options.joined(separator: ", "))"
+        }
+    }
+}
+
+/// What the Motion pathway is: frame-wise 2-D ResNet, a 3-D ResNet, or none (visual-only).
+public enum MotionPathwayKind: String, Codable, Sendable, CaseIterable { case frames, video, none }
+/// Contrastive pretraining, or the supervised upper bound.
+public enum Objective: String, Codable, Sendable, CaseIterable { case maclr, supervised }
+public enum OptimizerKind: String, Codable, Sendable, CaseIterable { case sgd, adamw }
+
+/// [lower, upper], written as a two-element list in YAML.
+public struct Span: Codable, Equatable, Sendable {
+    public var lower: Double, upper: Double
+    public var range: ClosedRange<Double> { lower...upper }
+    public init(from decoder: Decoder) throws {
+        var c = try decoder.unkeyedContainer()
+        lower = try c.decode(Double.self); upper = try c.decode(Double.self)
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.unkeyedContainer()
+        try c.encode(lower); try c.encode(upper)
+    }
+}
+
+/// The recipe's sections, typed: decoded once from the validated keys.
+public struct DataSettings: Codable, Equatable, Sendable {
+    public var dataset: String
+    /// The split to pretrain on; empty for every video (`null` in YAML).
+    var split: String
+    public var splitName: String? { split.isEmpty ? nil : split }
+    public var clipFrames: Int, clipStride: Int, crop: Int
+    public var positiveGap: Span
+    public var motionInput: MotionRepresentation
+    public var augment: Bool, flip: Bool
+    public var cropScale: Span
+    public var colorJitter: Double, grayscale: Double, blur: Double
+    public var blurSigma: Span
+    public var motionTemporalSampling: Bool, motionSpatialCropping: Bool
+    public var loaderWorkers: Int
+}
+
+public struct ModelSettings: Codable, Equatable, Sendable {
+    public var arch: VideoResNetKind
+    public var width: Double, blocks: [Int]
+    public var motionPathway: MotionPathwayKind
+    public var motionWidth: Double, motionBlocks: [Int]
+    public var `init`: WeightInit
+    public var headHidden: Int, embedding: Int, queueSize: Int
+    public var momentum: Double
+    public var keyBn: KeyBatchNorm
+}
+
+public struct LossSettings: Codable, Equatable, Sendable {
+    public var objective: Objective
+    public var temperature: Double, crossModalWeight: Double, motionIntraWeight: Double
+}
+
+public struct OptimSettings: Codable, Equatable, Sendable {
+    public var optimizer: OptimizerKind
+    public var lr: Double, minLr: Double, momentum: Double
+    public var nesterov: Bool
+    public var weightDecay: Double
+    public var batchSize: Int, accumulate: Int, steps: Int, warmupSteps: Int
+}
+
+public struct TrainSettings: Codable, Equatable, Sendable {
+    public var output: String
+    public var checkpointEvery: Int, keepCheckpoints: Int, logEvery: Int
+}
+
+public struct EvalSettings: Codable, Equatable, Sendable {
+    public var splitTrain: String, splitTest: String
+    public var clipsPerVideo: Int
+    public var probeL2: Double
+    public var probeIterations: Int
+}
+
+/// A recipe: the schema's defaults overlaid by a YAML file (and the files it `extends:`) and
+/// `--set key=value` overrides, every value checked against its key's valid range, then
+/// decoded into one typed value per section.
 public struct Recipe: Equatable {
-    /// Every key's value, flattened ("optim.lr"), as JSON-compatible values.
+    /// Every key's validated value, flattened ("optim.lr"): what checkpoints store and compare.
     public private(set) var values: [String: AnyHashable]
     public let source: String
 
-    public init(values: [String: AnyHashable] = [:], source: String = "defaults") {
-        var v = Dictionary(uniqueKeysWithValues: RecipeKey.all.map { ($0.key, Recipe.hashable($0.defaultValue)) })
-        for (k, x) in values { v[k] = x }
+    public private(set) var seed: Int
+    public private(set) var data: DataSettings
+    public private(set) var model: ModelSettings
+    public private(set) var loss: LossSettings
+    public private(set) var optim: OptimSettings
+    public private(set) var train: TrainSettings
+    public private(set) var eval: EvalSettings
+
+    /// The defaults, overlaid by `values` (each checked as the file's would be).
+    public init(values: [String: Any] = [:], source: String = "defaults") throws {
+        var v = Dictionary(uniqueKeysWithValues: RecipeKey.all.map { ($0.key, $0.defaultValue) })
+        for (k, x) in values {
+            try Self.check(key: k, file: source)
+            v[k] = try Self.coerce(x, for: RecipeKey.byKey[k]!, file: source)
+        }
         self.values = v
         self.source = source
+        (seed, data, model, loss, optim, train, eval) = try Self.decode(v, source: source)
     }
 
-    static func hashable(_ x: Any) -> AnyHashable {
-        if let a = x as? [Double] { return AnyHashable(a) }
-        if let a = x as? [Int] { return AnyHashable(a) }
-        if let h = x as? AnyHashable { return h }
-        return AnyHashable("\(x)")
-    }
+    /// The defaults alone.
+    public static var defaults: Recipe { try! Recipe() }
 
     /// Loads a YAML recipe, resolving `extends:` (a path relative to the file) first.
     public static func load(_ path: String, overrides: [String] = []) throws -> Recipe {
         var visited: Set<String> = []
-        let flat = try loadFlat(path, visited: &visited)
-        var values: [String: AnyHashable] = [:]
-        for (k, v) in flat { values[k] = try coerce(v, for: RecipeKey.byKey[k]!, file: path) }
-        var recipe = Recipe(values: values, source: path)
+        var recipe = try Recipe(values: try loadFlat(path, visited: &visited), source: path)
         try recipe.apply(overrides: overrides)
         return recipe
     }
 
-    /// Applies command-line `key=value` overrides (the value read as YAML), checking each key and type.
+    /// Applies command-line `key=value` overrides (the value read as YAML), checking each key and value.
     public mutating func apply(overrides: [String]) throws {
+        var v = values
         for o in overrides {
-            guard let eq = o.firstIndex(of: "=") else { throw RecipeError("override '\(o)': expected key=value") }
+            guard let eq = o.firstIndex(of: "=") else { throw RecipeError("--set '\(o)': expected key=value") }
             let key = String(o[..<eq]), raw = String(o[o.index(after: eq)...])
-            try Self.check(key: key, file: "command line")
-            values[key] = try Self.coerce((try? Yams.load(yaml: raw)) ?? raw, for: RecipeKey.byKey[key]!, file: "command line")
+            try Self.check(key: key, file: "--set")
+            v[key] = try Self.coerce((try? Yams.load(yaml: raw)) ?? raw, for: RecipeKey.byKey[key]!, file: "--set")
         }
+        (seed, data, model, loss, optim, train, eval) = try Self.decode(v, source: overrides.isEmpty ? source : "--set")
+        values = v
+    }
+
+    /// Sets one key (checked like an override).
+    public mutating func set(_ key: String, _ value: Any) throws {
+        try Self.check(key: key, file: "--set")
+        var v = values
+        v[key] = try Self.coerce(value, for: RecipeKey.byKey[key]!, file: "--set")
+        (seed, data, model, loss, optim, train, eval) = try Self.decode(v, source: source)
+        values = v
     }
 
     static func loadFlat(_ path: String, visited: inout Set<String>) throws -> [String: Any] {
@@ -131,10 +274,13 @@ public struct Recipe: Equatable {
         var base: [String: Any] = [:]
         if let parent = dict["extends"] {
             guard let p = parent as? String else { throw RecipeError("\(path): extends must be a file path") }
-            base = try loadFlat(url.deletingLastPathComponent().appendingPathComponent(p).path, visited: &visited)
+            let parentPath = p.hasPrefix("/") ? p : url.deletingLastPathComponent().appendingPathComponent(p).path
+            base = try loadFlat(parentPath, visited: &visited)
         }
         for (k, v) in flatten(dict.filter { $0.key != "extends" }, prefix: "") {
             try check(key: k, file: path)
+            // checked here, so the error names the file that holds the value
+            _ = try coerce(v, for: RecipeKey.byKey[k]!, file: path)
             base[k] = v
         }
         return base
@@ -154,57 +300,76 @@ public struct Recipe: Equatable {
         throw RecipeError("\(file): unknown key '\(key)' (did you mean '\(nearest)'?)")
     }
 
+    /// The value as the recipe stores it, or an error naming the file, key, value and valid values.
     static func coerce(_ v: Any, for spec: RecipeKey.Spec, file: String) throws -> AnyHashable {
-        func wrong(_ expected: String) -> RecipeError {
-            RecipeError("\(file): key '\(spec.key)' must be \(expected), got '\(v)'")
-        }
+        let wrong = RecipeError("\(file): key '\(spec.key)' must be \(spec.validText), got '\(text(v))'")
+        // YAML 1.1 reads 1e-4 (no dot) as a string
+        func number(_ x: Any) -> Double? { (x as? Double) ?? (x as? Int).map(Double.init) ?? (x as? String).flatMap(Double.init) }
         switch spec.kind {
-        case .int:
-            if let i = v as? Int { return i }
-            throw wrong("an integer")
-        case .double, .probability:
-            // YAML 1.1 reads 1e-4 (no dot) as a string
-            let d = (v as? Double) ?? (v as? Int).map(Double.init) ?? (v as? String).flatMap(Double.init)
-            if spec.kind == .probability {
-                if let d, (0...1).contains(d) { return d }
-                throw wrong("a probability in [0, 1]")
-            }
-            if let d { return d }
-            throw wrong("a number")
+        case .int(let range):
+            if let i = v as? Int, range.contains(i) { return i }
+            if let d = v as? Double, d == d.rounded(), let i = Int(exactly: d), range.contains(i) { return i }
+        case .number(let min, let exclusive, let max):
+            if let d = number(v), d.isFinite, exclusive ? d > min : d >= min, d <= max { return d }
         case .bool:
             if let b = v as? Bool { return b }
-            throw wrong("true or false")
         case .string:
-            if let s = v as? String { return s }
-            throw wrong("a string")
+            if let s = v as? String, !s.isEmpty { return s }
         case .optionalString:
             if v is NSNull { return "" }
             if let s = v as? String { return s }
-            throw wrong("a string or null")
-        case .doubleRange:
-            if let a = v as? [Any], a.count == 2, let lo = (a[0] as? Double) ?? (a[0] as? Int).map(Double.init),
-               let hi = (a[1] as? Double) ?? (a[1] as? Int).map(Double.init), lo <= hi { return [lo, hi] }
-            throw wrong("[min, max]")
-        case .intList:
-            if let a = v as? [Int], !a.isEmpty { return a }
-            throw wrong("a list of integers")
+        case .span(let within, let exclusive):
+            if let a = v as? [Any], a.count == 2, let lo = number(a[0]), let hi = number(a[1]), lo <= hi,
+               exclusive ? lo > within.lowerBound : lo >= within.lowerBound, hi <= within.upperBound { return [lo, hi] }
+        case .intList(let count, let range):
+            if let a = v as? [Any], a.count == count {
+                let ints = a.compactMap { $0 as? Int }
+                if ints.count == count, ints.allSatisfy(range.contains) { return ints }
+            }
         case .choice(let options):
             if let s = v as? String, options.contains(s) { return s }
-            throw wrong("one of \(options.joined(separator: ", "))")
         }
+        throw wrong
     }
 
-    // Typed access
-    public func int(_ k: String) -> Int { values[k]!.base as! Int }
-    public func double(_ k: String) -> Double { values[k]!.base as! Double }
-    public func bool(_ k: String) -> Bool { values[k]!.base as! Bool }
-    public func string(_ k: String) -> String { values[k]!.base as! String }
-    public func optionalString(_ k: String) -> String? { let s = string(k); return s.isEmpty ? nil : s }
-    public func doubles(_ k: String) -> [Double] { values[k]!.base as! [Double] }
-    public func doubleRange(_ k: String) -> ClosedRange<Double> { let d = doubles(k); return d[0]...d[1] }
-    public func ints(_ k: String) -> [Int] { values[k]!.base as! [Int] }
+    /// The typed sections of validated `values`; checks that relate two keys.
+    static func decode(_ values: [String: AnyHashable], source: String) throws
+        -> (Int, DataSettings, ModelSettings, LossSettings, OptimSettings, TrainSettings, EvalSettings) {
+        var nested: [String: Any] = [:]
+        for (key, value) in values {
+            let parts = key.split(separator: ".").map(String.init)
+            if parts.count == 1 { nested[key] = value.base; continue }
+            var section = nested[parts[0]] as? [String: Any] ?? [:]
+            section[parts[1]] = value.base
+            nested[parts[0]] = section
+        }
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let json = try JSONSerialization.data(withJSONObject: nested)
+        struct Sections: Decodable {
+            var seed: Int
+            var data: DataSettings, model: ModelSettings, loss: LossSettings, optim: OptimSettings, train: TrainSettings, eval: EvalSettings
+        }
+        let s: Sections
+        do { s = try decoder.decode(Sections.self, from: json) } catch {
+            throw RecipeError("\(source): recipe does not decode (\(error))")
+        }
+        guard s.optim.minLr <= s.optim.lr else {
+            throw RecipeError("\(source): key 'optim.min_lr' must be at most optim.lr (\(text(s.optim.lr))), got '\(text(s.optim.minLr))'")
+        }
+        return (s.seed, s.data, s.model, s.loss, s.optim, s.train, s.eval)
+    }
 
-    public mutating func set(_ k: String, _ v: AnyHashable) { values[k] = v }
+    /// A value as a recipe shows it (YAML-like: lists in brackets, null for nothing).
+    static func text(_ value: Any) -> String {
+        let v = (value as? AnyHashable)?.base ?? value
+        switch v {
+        case is NSNull: return "null"
+        case let a as [Any]: return "[" + a.map(text).joined(separator: ", ") + "]"
+        case let d as Double: return d == d.rounded() && abs(d) < 1e15 ? String(format: "%.1f", d) : "\(d)"
+        default: return "\(v)"
+        }
+    }
 
     /// The resolved recipe as JSON (stored in checkpoints).
     public func json() throws -> Data {
@@ -212,14 +377,11 @@ public struct Recipe: Equatable {
     }
 
     public static func fromJSON(_ data: Data, source: String) throws -> Recipe {
-        guard let d = try JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw RecipeError("\(source): recipe is not a JSON object") }
-        var values: [String: AnyHashable] = [:]
-        for (k, v) in d {
-            try check(key: k, file: source)
-            values[k] = try coerce(v, for: RecipeKey.byKey[k]!, file: source)
-        }
-        return Recipe(values: values, source: source)
+        guard let d = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw RecipeError("\(source): recipe is not a JSON object") }
+        return try Recipe(values: d, source: source)
     }
+
+    public static func == (a: Recipe, b: Recipe) -> Bool { a.values == b.values }
 }
 
 /// Levenshtein distance, for "did you mean".

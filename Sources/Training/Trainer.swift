@@ -44,61 +44,57 @@ enum Learner {
 
 extension Recipe {
     public var visualConfig: VideoResNetConfig {
-        VideoResNetConfig(kind: VideoResNetKind(rawValue: string("model.arch"))!, width: double("model.width"), blocksPerStage: ints("model.blocks"))
+        VideoResNetConfig(kind: model.arch, width: model.width, blocksPerStage: model.blocks)
     }
-
-    public var weightInit: WeightInit { WeightInit(rawValue: string("model.init"))! }
-
-    var motionRepresentation: MotionRepresentation { MotionRepresentation(rawValue: string("data.motion_input"))! }
 
     /// The MaCLR model the recipe describes.
     public var modelConfig: MaCLRModel.Config {
         var c = MaCLRModel.Config()
         c.visual = visualConfig
-        let channels = motionRepresentation.channels
-        switch string("model.motion_pathway") {
-        case "frames": c.motion = .frames(FrameResNetConfig(width: double("model.motion_width"), blocksPerStage: ints("model.motion_blocks"), inputChannels: channels))
-        case "video": c.motion = .video(VideoResNetConfig(kind: visualConfig.kind, width: double("model.motion_width"),
-                                                          blocksPerStage: ints("model.motion_blocks"), inputChannels: channels))
-        default: c.motion = nil
+        let channels = data.motionInput.channels
+        switch model.motionPathway {
+        case .frames: c.motion = .frames(FrameResNetConfig(width: model.motionWidth, blocksPerStage: model.motionBlocks, inputChannels: channels))
+        case .video: c.motion = .video(VideoResNetConfig(kind: model.arch, width: model.motionWidth, blocksPerStage: model.motionBlocks,
+                                                         inputChannels: channels))
+        case .none: c.motion = nil
         }
-        c.weightInit = weightInit
-        c.headHidden = int("model.head_hidden"); c.embedding = int("model.embedding"); c.queueSize = int("model.queue_size")
-        c.momentum = Float(double("model.momentum"))
-        c.keyBatchNorm = KeyBatchNorm(rawValue: string("model.key_bn"))!
-        c.loss = MaCLRLoss(crossModalWeight: Float(double("loss.cross_modal_weight")), motionIntraWeight: Float(double("loss.motion_intra_weight")),
-                           temperature: Float(double("loss.temperature")))
+        c.weightInit = model.`init`
+        c.headHidden = model.headHidden; c.embedding = model.embedding; c.queueSize = model.queueSize
+        c.momentum = Float(model.momentum)
+        c.keyBatchNorm = model.keyBn
+        c.loss = MaCLRLoss(crossModalWeight: Float(loss.crossModalWeight), motionIntraWeight: Float(loss.motionIntraWeight),
+                           temperature: Float(loss.temperature))
         return c
     }
 
     public var sampling: ClipSampling {
         var s = ClipSampling()
-        s.frames = int("data.clip_frames"); s.stride = int("data.clip_stride"); s.height = int("data.crop"); s.width = int("data.crop")
-        s.positiveGap = doubleRange("data.positive_gap")
-        s.motion = motionRepresentation
+        s.frames = data.clipFrames; s.stride = data.clipStride; s.height = data.crop; s.width = data.crop
+        s.positiveGap = data.positiveGap.range
+        s.motion = data.motionInput
         return s
     }
 
     public var augmentation: Augmentation {
-        guard bool("data.augment") else { return .none }
+        guard data.augment else { return .none }
         var a = Augmentation()
-        if !bool("data.flip") { a.flipProbability = 0 }
-        a.cropScale = doubleRange("data.crop_scale")
-        a.jitterProbability = double("data.color_jitter")
-        a.grayscaleProbability = double("data.grayscale")
-        a.blurProbability = double("data.blur")
-        a.blurSigma = doubleRange("data.blur_sigma")
-        a.motionTemporalSampling = bool("data.motion_temporal_sampling")
-        a.motionSpatialCropping = bool("data.motion_spatial_cropping")
+        if !data.flip { a.flipProbability = 0 }
+        a.cropScale = data.cropScale.range
+        a.jitterProbability = data.colorJitter
+        a.grayscaleProbability = data.grayscale
+        a.blurProbability = data.blur
+        a.blurSigma = data.blurSigma.range
+        a.motionTemporalSampling = data.motionTemporalSampling
+        a.motionSpatialCropping = data.motionSpatialCropping
         return a
     }
 
     /// The recipe's optimiser over `params`, at the peak learning rate.
-    func makeOptimizer(_ params: [Parameter]) -> Optimizer {
-        let lr = Float(double("optim.lr")), decay = Float(double("optim.weight_decay"))
-        switch string("optim.optimizer") {
-        case "adamw": return AdamW(params, learningRate: lr, weightDecay: decay)
-        default: return SGD(params, learningRate: lr, momentum: Float(double("optim.momentum")), weightDecay: decay, nesterov: bool("optim.nesterov"))
+    public func makeOptimizer(_ params: [Parameter]) -> Optimizer {
+        let lr = Float(optim.lr), decay = Float(optim.weightDecay)
+        switch optim.optimizer {
+        case .adamw: return AdamW(params, learningRate: lr, weightDecay: decay)
+        case .sgd: return SGD(params, learningRate: lr, momentum: Float(optim.momentum), weightDecay: decay, nesterov: optim.nesterov)
         }
     }
 
@@ -126,31 +122,31 @@ public final class Trainer {
 
     public init(recipe: Recipe, fresh: Bool = false) throws {
         self.recipe = recipe
-        runFolder = URL(fileURLWithPath: recipe.string("train.output"))
-        dataset = try ShardDataset(folder: URL(fileURLWithPath: recipe.string("data.dataset")))
-        let supervised = recipe.string("loss.objective") == "supervised"
-        let contrastiveMotion = !supervised && recipe.string("model.motion_pathway") != "none"
-        if contrastiveMotion && recipe.motionRepresentation != .frameDifference && !dataset.hasFlow {
-            throw TrainingError("\(dataset.folder.path): has no flow, but the recipe's Motion pathway needs data.motion_input '\(recipe.string("data.motion_input"))' (prepare with flow, or use frame_difference)")
+        runFolder = URL(fileURLWithPath: recipe.train.output)
+        dataset = try ShardDataset(folder: URL(fileURLWithPath: recipe.data.dataset))
+        let supervised = recipe.loss.objective == .supervised
+        let contrastiveMotion = !supervised && recipe.model.motionPathway != .none
+        if contrastiveMotion && recipe.data.motionInput != .frameDifference && !dataset.hasFlow {
+            throw TrainingError("\(dataset.folder.path): has no flow, but the recipe's Motion pathway needs data.motion_input '\(recipe.data.motionInput.rawValue)' (prepare with flow, or use frame_difference)")
         }
-        let seed = UInt64(recipe.int("seed"))
-        let batch = recipe.int("optim.batch_size")
-        let indices = try dataset.indices(split: recipe.optionalString("data.split"))
+        let seed = UInt64(recipe.seed)
+        let batch = recipe.optim.batchSize
+        let indices = try dataset.indices(split: recipe.data.splitName)
         guard indices.count >= batch else {
-            throw TrainingError("\(dataset.folder.path): split '\(recipe.optionalString("data.split") ?? "all")' has \(indices.count) videos, fewer than optim.batch_size \(batch)")
+            throw TrainingError("\(dataset.folder.path): split '\(recipe.data.splitName ?? "all")' has \(indices.count) videos, fewer than optim.batch_size \(batch)")
         }
         sampler = ClipSampler(dataset: dataset, indices: indices, sampling: recipe.sampling, augmentation: recipe.augmentation,
-                              seed: seed, batchSize: batch, withFlow: contrastiveMotion)
+                              seed: seed, batchSize: batch, withMotion: contrastiveMotion)
         if supervised {
             var c = recipe.visualConfig
             c.classes = max(1, dataset.manifest.classes.count)
             let net = VideoResNet(c, seed: seed)
-            net.initialize(recipe.weightInit, seed: seed)
+            net.initialize(recipe.model.`init`, seed: seed)
             net.requireGradients()
             learner = .supervised(net)
         } else {
             learner = .contrastive(MaCLRModel(recipe.modelConfig, seed: seed))
-            let queue = recipe.int("model.queue_size")
+            let queue = recipe.model.queueSize
             if 2 * queue > indices.count {
                 // A queue longer than about half an epoch holds keys of the very videos whose
                 // positives are being matched: false negatives that push the loss up as it fills.
@@ -158,14 +154,16 @@ public final class Trainer {
             }
         }
         optimizer = recipe.makeOptimizer(learner.parameters)
-        let lr = Float(recipe.double("optim.lr"))
-        schedule = WarmupCosineSchedule(baseLR: lr, warmupSteps: recipe.int("optim.warmup_steps"), totalSteps: recipe.int("optim.steps"),
-                                        minLR: Float(recipe.double("optim.min_lr")))
+        schedule = WarmupCosineSchedule(baseLR: Float(recipe.optim.lr), warmupSteps: recipe.optim.warmupSteps, totalSteps: recipe.optim.steps,
+                                        minLR: Float(recipe.optim.minLr))
         rng = RandomGenerator(seed: seed &+ 77)
         try FileManager.default.createDirectory(at: checkpointsFolder, withIntermediateDirectories: true)
         if fresh {
             for c in try completeCheckpoints() { try FileManager.default.removeItem(at: c) }
             try? FileManager.default.removeItem(at: metricsURL)
+            for events in (try? FileManager.default.contentsOfDirectory(atPath: runFolder.path))?.filter({ $0.hasPrefix("events.out.tfevents.") }) ?? [] {
+                try? FileManager.default.removeItem(at: runFolder.appendingPathComponent(events))
+            }
         } else if let last = try completeCheckpoints().last {
             try load(checkpoint: last)
             resumedFrom = last
@@ -191,13 +189,14 @@ public final class Trainer {
     /// Runs until `optim.steps`, or `stopAfter` more steps (for tests and staged runs).
     @discardableResult
     public func run(stopAfter: Int? = nil, log: (String) -> Void) throws -> [StepMetrics] {
-        let total = recipe.int("optim.steps")
-        let accumulate = max(1, recipe.int("optim.accumulate"))
-        let loader = StreamingLoader(sampler: sampler, position: loaderPosition, workers: recipe.int("data.loader_workers"), depth: 4)
+        let total = recipe.optim.steps
+        let accumulate = recipe.optim.accumulate
+        let loader = StreamingLoader(sampler: sampler, position: loaderPosition, workers: recipe.data.loaderWorkers, depth: 4)
         defer { loader.stop() }
         for w in warnings { log(w + "\n") }
         if let r = resumedFrom { log("resuming from \(r.path) at step \(step)\n") }
         trimMetrics(after: step)
+        let events = try TensorBoardWriter(folder: runFolder)
         var history: [StepMetrics] = []
         let end = min(total, step + (stopAfter ?? total))
         let start = DispatchTime.now().uptimeNanoseconds
@@ -227,8 +226,11 @@ public final class Trainer {
             let left = elapsed / Double(step - firstStep) * Double(end - step)
             let terms = sums.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(separator: " ")
             log(String(format: "\rstep %d/%d  %@  lr %.4g  %.2f clips/s  %@ left   ", step, total, terms, m.lr, clipsPerSecond, formatDuration(left)))
-            if step % recipe.int("train.log_every") == 0 || step == end { try appendMetrics(m, elapsed: elapsed) }
-            if step % recipe.int("train.checkpoint_every") == 0 || step == total { try save() }
+            if step % recipe.train.logEvery == 0 || step == end {
+                try appendMetrics(m, elapsed: elapsed)
+                try events.add(scalars: sums.sorted { $0.key < $1.key } + [("lr", m.lr), ("clips_per_s", Float(clipsPerSecond))], step: step)
+            }
+            if step % recipe.train.checkpointEvery == 0 || step == total { try save() }
         }
         log("\n")
         if step == total { try exportEncoder() }
@@ -239,7 +241,7 @@ public final class Trainer {
     func lossOf(_ batch: ClipBatch) -> (Tensor, [String: Float]) {
         switch learner {
         case .contrastive(let m):
-            let terms = m.losses(rgbA: batch.rgbA, rgbB: batch.rgbB, motionA: batch.flowA, motionB: batch.flowB, rng: &rng)
+            let terms = m.losses(rgbA: batch.rgbA, rgbB: batch.rgbB, motionA: batch.motionA, motionB: batch.motionB, rng: &rng)
             return (terms.total, terms.values)
         case .supervised(let net):
             net.train()
@@ -311,7 +313,7 @@ public final class Trainer {
         try? fm.removeItem(at: final)
         try fm.moveItem(at: partial, to: final)
         let all = try completeCheckpoints()
-        for old in all.dropLast(max(1, recipe.int("train.keep_checkpoints"))) { try? fm.removeItem(at: old) }
+        for old in all.dropLast(recipe.train.keepCheckpoints) { try? fm.removeItem(at: old) }
     }
 
     func load(checkpoint: URL) throws {

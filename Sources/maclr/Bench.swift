@@ -1,7 +1,6 @@
 import ArgumentParser
-import Backbones
+import Benchmarks
 import Foundation
-import Tensor
 import Training
 
 struct Bench: ParsableCommand {
@@ -30,7 +29,7 @@ struct StepBench: ParsableCommand {
 
     @Argument(help: "Recipe YAML file.") var recipe = "Recipes/quickstart.yaml"
     @Option(name: .customLong("set"), help: "Override a key (repeatable).") var overrides: [String] = []
-    @Option(help: "Threads (ours; OpenBLAS runs single-threaded inside them).") var threads = 2
+    @OptionGroup var engine: EngineFlags
     @Option(help: "Timed iterations per round.") var iterations = 10
     @Option(help: "Rounds: PyTorch default, PyTorch tuned and ours take turns this many times, so that a shared machine's slow spells fall on all three; each figure is the median of all its timed steps.")
     var rounds = 3
@@ -40,17 +39,17 @@ struct StepBench: ParsableCommand {
     @OptionGroup var torch: TorchOptions
 
     func validate() throws {
-        guard threads > 0, iterations > 0, rounds > 0 else { throw ValidationError("--threads, --iterations and --rounds must be positive") }
+        guard iterations > 0, rounds > 0 else { throw ValidationError("--iterations and --rounds must be positive") }
     }
 
     func run() throws {
-        Engine.setThreads(threads)
+        engine.apply()
         let r = try Recipe.load(recipe, overrides: overrides)
         var bench = StepBenchmark(recipe: r)
         bench.iterations = iterations; bench.perLayer = layers
         let log = stderrLog
         var python: String?
-        if r.string("model.motion_pathway") != "frames" || r.string("loss.objective") != "maclr" || r.string("model.key_bn") != "shuffle" {
+        if !bench.mirrorable {
             log("(the PyTorch mirror builds a frame-wise Motion pathway, the MaCLR loss and shuffled key BN only: not run for this recipe)\n")
         } else if let found = torch.python(), FileManager.default.fileExists(atPath: torchScript) {
             python = found
@@ -77,9 +76,9 @@ struct StepBench: ParsableCommand {
             ourTimes += ours.stepTimes; ourRSS = ours.peakRSSGiB
         }
         let ourStep = median(ourTimes)
-        let batch = r.int("optim.batch_size")
+        let batch = r.optim.batchSize
         print(String(format: "\n%@: MaCLR step, batch %d, %d frames, %dx%d, %d threads (GEMMs: %@)", recipe, batch,
-                     r.int("data.clip_frames"), r.int("data.crop"), r.int("data.crop"), threads, Engine.gemmDescription))
+                     r.data.clipFrames, r.data.crop, r.data.crop, engine.threads, Runtime.gemmDescription))
         print("median of \(rounds) round(s) x \(iterations) timed steps each")
         print("| | step | clip pairs/s | peak RSS | ours faster by |")
         print("|---|---|---|---|---|")
@@ -97,41 +96,40 @@ struct EngineBench: ParsableCommand {
         commandName: "engine",
         abstract: "Forward and training-step time of a torchvision video ResNet, beside PyTorch's when it is installed.")
 
-    @Option(help: "Network: r2plus1d_18 or r3d_18.") var arch: String = "r2plus1d_18"
+    @Option(help: "Network.") var arch: Architecture = .r2plus1d18
     @Flag(help: "Two networks (RGB and 2-channel flow) with symmetric InfoNCE between them: the MaCLR-shaped step.")
     var twoPathways = false
     @Option(help: "Clips per batch.") var batch = 8
     @Option(help: "Frames per clip.") var frames = 8
     @Option(help: "Height and width.") var size = 64
-    @Option(help: "Threads (ours; OpenBLAS runs single-threaded inside them).") var threads = 2
+    @OptionGroup var engine: EngineFlags
     @Option(help: "Timed iterations (median reported).") var iterations = 7
     @Option(help: "Untimed warm-up iterations.") var warmup = 2
     @Flag(help: "Print time and GFLOP/s per conv shape and direction, beside a bare sgemm of the same shapes.") var layers = false
-    @Option(help: "A nominal fp32 FMA peak in GFLOP/s, printed beside the one measured in the run (2-core Zen 5 here: 540 when the issue was written).") var peak = 540.0
-    @Option(help: "The PyTorch reference script (default: ../shared/bench/torch_reference.py).") var torchScript: String?
+    @Option(help: "A nominal fp32 FMA peak in GFLOP/s to print the step's fraction of, beside the peak measured in the run.") var peak: Double?
+    @Option(help: "The PyTorch reference script.") var torchScript = "benchmarks/torch_reference.py"
     @OptionGroup var torch: TorchOptions
     @Option(help: "Write the figures to this JSON file.") var json: String?
 
     func validate() throws {
-        guard VideoResNetKind(rawValue: arch) != nil else {
-            throw ValidationError("--arch '\(arch)' is not one of \(VideoResNetKind.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        guard batch > 0, frames > 0, size >= 16, threads > 0, iterations > 0, warmup >= 0 else {
-            throw ValidationError("--batch, --frames, --threads and --iterations must be positive and --size at least 16")
+        guard batch > 0, frames > 0, size >= 16, iterations > 0, warmup >= 0 else {
+            throw ValidationError("--batch, --frames and --iterations must be positive and --size at least 16")
         }
     }
 
     func run() throws {
-        Engine.setThreads(threads)
+        engine.apply()
+        let threads = engine.threads
         var bench = EngineBenchmark()
-        bench.kind = VideoResNetKind(rawValue: arch)!
+        bench.kind = arch
         bench.twoPathways = twoPathways
         bench.batch = batch; bench.frames = frames; bench.size = size
         bench.iterations = iterations; bench.warmup = warmup; bench.perLayer = layers
         let log = stderrLog
         // PyTorch first: a child spawned after our peak would inherit our RSS high-water mark.
         var torchDefault: [String: Any]?, torchTuned: [String: Any]?
-        if let python = torch.python(), let script = resolveScript() {
+        if let python = torch.python(), FileManager.default.fileExists(atPath: torchScript) {
+            let script = torchScript
             log("PyTorch reference (\(python)), default:\n")
             torchDefault = runTorchReference(python: python, script: script, kind: bench.kind, twoPathways: twoPathways, batch: batch, frames: frames, size: size,
                                              threads: threads, channelsLast: false, tuned: false)
@@ -148,7 +146,7 @@ struct EngineBench: ParsableCommand {
         rows.append(("forward (train)", ours.forwardTrainSeconds, median(torchDefault, "fwd_train"), median(torchTuned, "fwd_train")))
         rows.append(("training step", ours.trainStepSeconds, median(torchDefault, "train_step"), median(torchTuned, "train_step")))
 
-        print(String(format: "\n%@%@, batch %d, %d frames, %dx%d, %d threads (GEMMs: %@)", arch, twoPathways ? " x2 (RGB + flow, InfoNCE)" : "", batch, frames, size, size, threads, Engine.gemmDescription))
+        print(String(format: "\n%@%@, batch %d, %d frames, %dx%d, %d threads (GEMMs: %@)", arch.rawValue, twoPathways ? " x2 (RGB + flow, InfoNCE)" : "", batch, frames, size, size, threads, Runtime.gemmDescription))
         print("| figure | ours | clips/s | GFLOP/s (excl. pad) | PyTorch default | ours / default | PyTorch tuned | ours / tuned |")
         print("|---|---|---|---|---|---|---|---|")
         for (name, s, d, t) in rows {
@@ -161,23 +159,19 @@ struct EngineBench: ParsableCommand {
               + ((torchDefault?["peak_rss_GiB"] as? Double).map { String(format: ", PyTorch default %.2f GiB", $0) } ?? "")
               + ((torchTuned?["peak_rss_GiB"] as? Double).map { String(format: ", tuned %.2f GiB", $0) } ?? ""))
         let achieved = ours.trainGFLOPsNoPad / ours.trainStepSeconds, measured = ours.machinePeak
-        print(String(format: "training step: %.1f GFLOP/s excl. pad = %.0f%% of the FMA peak measured in this run (%.0f GFLOP/s: an FMA-only loop on %d threads, before and after), %.0f%% of the nominal %.0f (--peak); %.0f%% of a bare OpenBLAS sgemm 1024^3 in this run (%.0f GFLOP/s)",
-                     achieved, 100 * achieved / measured.fmaGFLOPs, measured.fmaGFLOPs, threads, 100 * achieved / peak, peak,
+        print(String(format: "training step: %.1f GFLOP/s excl. pad = %.0f%% of the FMA peak measured in this run (%.0f GFLOP/s: an FMA-only loop on %d threads, before and after)%@; %.0f%% of a bare OpenBLAS sgemm 1024^3 in this run (%.0f GFLOP/s)",
+                     achieved, 100 * achieved / measured.fmaGFLOPs, measured.fmaGFLOPs, threads,
+                     peak.map { String(format: ", %.0f%% of the nominal %.0f (--peak)", 100 * achieved / $0, $0) } ?? "",
                      100 * achieved / measured.sgemmGFLOPs, measured.sgemmGFLOPs))
         print("(ours / PyTorch > 1 means we are faster)")
         if let json {
             var out: [String: Any] = ["ours": (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(ours))) ?? [:],
-                                      "arch": arch, "batch": batch, "frames": frames, "size": size, "threads": threads,
-                                      "blas_core": Engine.blasCore, "gemm": Engine.gemm.rawValue, "fused_conv": Engine.fusedConv]
+                                      "arch": arch.rawValue, "batch": batch, "frames": frames, "size": size, "threads": threads,
+                                      "gemm": Runtime.gemmDescription, "conv_paths": engine.convPaths.rawValue]
             if let torchDefault { out["torch_default"] = torchDefault }
             if let torchTuned { out["torch_tuned"] = torchTuned }
             try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: json))
         }
-    }
-
-    func resolveScript() -> String? {
-        let candidates = [torchScript, "../shared/bench/torch_reference.py", "shared/bench/torch_reference.py"].compactMap { $0 }
-        return candidates.first { FileManager.default.fileExists(atPath: $0) }
     }
 }
 
@@ -190,7 +184,7 @@ struct ConvBench: ParsableCommand {
     @Option(help: "Padding T,H,W.") var padding = "0,1,1"
     @Option(help: "Rounds (each path once per round; medians reported).") var rounds = 5
     @Option(help: "Calls per path and round.") var iterations = 5
-    @Option(help: "Threads.") var threads = 2
+    @OptionGroup var engine: EngineFlags
 
     /// `count` integers separated by commas, each at least `minimum`.
     func shape(_ text: String, _ count: Int, _ name: String, minimum: Int = 1) throws -> [Int] {
@@ -202,7 +196,7 @@ struct ConvBench: ParsableCommand {
     }
 
     func validate() throws {
-        guard rounds > 0, iterations > 0, threads > 0 else { throw ValidationError("--rounds, --iterations and --threads must be positive") }
+        guard rounds > 0, iterations > 0 else { throw ValidationError("--rounds and --iterations must be positive") }
         let (x, w) = (try shape(input, 5, "input"), try shape(weight, 5, "weight"))
         _ = try shape(stride, 3, "stride")
         let p = try shape(padding, 3, "padding", minimum: 0)
@@ -213,15 +207,17 @@ struct ConvBench: ParsableCommand {
     }
 
     func run() throws {
-        Engine.setThreads(threads)
+        engine.apply()
         let (x, w) = (try shape(input, 5, "input"), try shape(weight, 5, "weight"))
         var bench = ConvBenchmark(input: x, weight: w, stride: try shape(stride, 3, "stride"), padding: try shape(padding, 3, "padding", minimum: 0))
         bench.rounds = rounds; bench.iterations = iterations
         let rows = bench.run(log: stderrLog)
-        print("conv input \(x) weight \(w) stride \(stride) padding \(padding), \(threads) threads, median of \(rounds) rounds")
-        print("| path | direction | ms per call | GFLOP/s |")
-        print("|---|---|---|---|")
-        for r in rows { print(String(format: "| %@ | %@ | %.3f | %.1f |", r.path, r.direction, r.milliseconds, r.gflops)) }
+        print("conv input \(x) weight \(w) stride \(stride) padding \(padding), \(engine.threads) threads, median of \(rounds) rounds")
+        print("| engine | direction | path taken | ms per call | GFLOP/s |")
+        print("|---|---|---|---|---|")
+        for r in rows {
+            print(String(format: "| %@ | %@ | %@ | %.3f | %.1f |", r.configuration, r.direction.rawValue, r.path.rawValue, r.milliseconds, r.gflops))
+        }
     }
 }
 
@@ -253,7 +249,7 @@ struct FlowBench: ParsableCommand {
         abstract: "TV-L1 on frame pairs from a safetensors file (used by benchmarks/tvl1_vs_opencv.py).")
     @Argument(help: "safetensors with i0, i1: (N, H, W) grayscale 0...255.") var pairs: String
     @Argument(help: "Output safetensors with u, v: (N, H, W).") var output: String
-    @Option(help: "Threads (pairs in parallel).") var threads = 2
+    @Option(help: "Threads (pairs in parallel).") var threads = Runtime.cores
 
     func run() throws {
         let r = try benchmarkFlow(pairs: URL(fileURLWithPath: pairs), output: URL(fileURLWithPath: output), threads: threads, log: stderrLog)

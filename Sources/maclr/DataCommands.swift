@@ -1,9 +1,6 @@
 import ArgumentParser
 import Foundation
 import Training
-import Video
-
-let stderrLog: (String) -> Void = { FileHandle.standardError.write($0.data(using: .utf8)!) }
 
 struct Synth: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -29,8 +26,8 @@ struct Synth: ParsableCommand {
     @Option(help: "Container extension: mp4, avi, mkv, webm.") var container = "mp4"
 
     func validate() throws {
-        guard (2...SyntheticMotion.patterns.count).contains(classes) else {
-            throw ValidationError("--classes \(classes) must be 2...\(SyntheticMotion.patterns.count)")
+        guard (2...SyntheticVideos.patterns.count).contains(classes) else {
+            throw ValidationError("--classes \(classes) must be 2...\(SyntheticVideos.patterns.count)")
         }
         guard perClass > 0, frames > 1, size >= 16, size % 2 == 0, fps > 0 else {
             throw ValidationError("--per-class and --fps must be positive, --frames > 1, --size even and >= 16")
@@ -40,7 +37,7 @@ struct Synth: ParsableCommand {
     }
 
     func run() throws {
-        var synth = SyntheticMotion()
+        var synth = SyntheticVideos()
         synth.classes = classes; synth.frames = frames; synth.size = size; synth.fps = fps; synth.sceneBias = sceneBias; synth.speed = speed
         let start = Date()
         let items = try synth.generate(into: URL(fileURLWithPath: output), perClass: perClass, testFraction: testFraction, seed: seed,
@@ -98,12 +95,7 @@ struct Prepare: ParsableCommand {
         var p = Preparation()
         (p.width, p.height) = try frameSize()
         p.fps = fps; p.flow = flow; p.flowBound = flowBound; p.videosPerShard = videosPerShard; p.workers = workers
-        let source = URL(fileURLWithPath: input)
-        let inputs = try Preparation.discover(source)
-        // A classes.txt beside a CSV names its integer labels (maclr synth writes one).
-        let namesFile = source.deletingLastPathComponent().appendingPathComponent("classes.txt")
-        let names = (try? String(contentsOf: namesFile, encoding: .utf8))?.split(whereSeparator: \.isNewline).map(String.init) ?? []
-        let m = try p.run(inputs: inputs, output: URL(fileURLWithPath: output), classNames: names, log: stderrLog)
+        let m = try prepareDataset(input: input, output: output, settings: p, log: stderrLog)
         print("\(output): \(m.shards.count) shard(s), \(m.videoCount) videos, \(m.frameCount) frames, \(m.failed.count) failed")
         for f in m.failed { print("  failed: \(f.source): \(f.reason)") }
     }

@@ -1,7 +1,4 @@
 import ArgumentParser
-import Backbones
-import Foundation
-import Tensor
 import Training
 
 // OpenBLAS picks its kernels when it loads, before main: on a CPU with AVX-512 it would take the

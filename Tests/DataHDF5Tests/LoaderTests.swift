@@ -1,4 +1,4 @@
-import DataHDF5
+@testable import DataHDF5
 import Foundation
 import Tensor
 import Video
@@ -40,7 +40,7 @@ final class LoaderTests: XCTestCase {
     func sampler(_ ds: ShardDataset, _ aug: Augmentation = Augmentation(), seed: UInt64 = 1) -> ClipSampler {
         var s = ClipSampling(); s.frames = 4; s.stride = 2; s.height = 16; s.width = 16
         return ClipSampler(dataset: ds, indices: try! ds.indices(split: "train"), sampling: s, augmentation: aug, seed: seed,
-                           batchSize: 2, withFlow: true)
+                           batchSize: 2, withMotion: true)
     }
 
     /// De-normalise the red channel back to 0...255 (the frame index in these videos).
@@ -64,6 +64,29 @@ final class LoaderTests: XCTestCase {
         }
     }
 
+    /// Each step of a clip on its own: a 3-frame video read as a 4-frame clip repeats its last
+    /// frame; evaluation crops the central square unflipped; the RGB input is the frame
+    /// normalised; the flow input is rescaled by the resize and divided by the bound.
+    func testTheClipStepsOneByOne() throws {
+        let ds = try makeDataset(videos: 2, frames: 3, flowU: { _, _, _ in 5 })
+        let s = sampler(ds, .none)
+        let e = ds.entries[0]
+        let raw = try s.readClip(e, start: 0, withFlow: true)
+        XCTAssertEqual(raw.stride, 1, "a video too short for stride 2 is read at stride 1")
+        XCTAssertEqual((0..<4).map { raw.rgb[$0 * 32 * 32 * 3] }, [0, 1, 2, 2])
+        XCTAssertEqual(raw.flow.count, 4 * 32 * 32 * 2)
+        var rng = RandomGenerator(seed: 0)
+        let (box, flip) = s.chooseCrop(raw, motionFocused: false, rng: &rng)
+        XCTAssertEqual([box.x, box.y, box.width, box.height], [0, 0, 32, 32])
+        XCTAssertFalse(flip)
+        let rgb = Tensor(uninitialized: [4, 16, 16, 3]), motion = Tensor(uninitialized: [4, 16, 16, 2])
+        s.writeRGB(raw, box: box, flip: flip, rng: &rng, into: rgb.data)
+        for f in 0..<4 { XCTAssertEqual(red(rgb, f * 16 * 16 * 3), Float(min(f, 2)), accuracy: 0.01, "frame \(f)") }
+        try s.writeMotion(e, raw, box: box, flip: flip, into: motion.data)
+        XCTAssertEqual(motion.data[0], 2.5 / 20, accuracy: 0.01)
+        XCTAssertEqual(motion.data[1], 0, accuracy: 0.01)
+    }
+
     func testFlipNegatesUAndResizeScalesFlowWithTheSameGeometryAsRGB() throws {
         let ds = try makeDataset(flowU: { _, _, _ in 5 })           // constant 5 px to the right
         var a = Augmentation.none; a.enabled = true
@@ -73,9 +96,9 @@ final class LoaderTests: XCTestCase {
         a.flipProbability = 0
         let straight = try sampler(ds, a).batch(at: LoaderPosition())
         // 32 -> 16 pixels halves the displacement; in units of the 20 px bound: 2.5 / 20
-        XCTAssertEqual(straight.flowA!.data[0], 2.5 / 20, accuracy: 0.01)
-        XCTAssertEqual(flipped.flowA!.data[0], -2.5 / 20, accuracy: 0.01)
-        XCTAssertEqual(straight.flowA!.data[1], 0, accuracy: 0.01)
+        XCTAssertEqual(straight.motionA!.data[0], 2.5 / 20, accuracy: 0.01)
+        XCTAssertEqual(flipped.motionA!.data[0], -2.5 / 20, accuracy: 0.01)
+        XCTAssertEqual(straight.motionA!.data[1], 0, accuracy: 0.01)
         // RGB mirrored too: green (x ramp) at the left edge of the flipped clip is the right edge's
         let green = { (t: Tensor, x: Int) in (t.data[x * 3 + 1] * 0.22145 + 0.394666) * 255 }
         XCTAssertGreaterThan(green(flipped.rgbA, 0), 200)
@@ -96,7 +119,7 @@ final class LoaderTests: XCTestCase {
             for p in stride(from: 0, to: 256, by: 7) {
                 let x = green(batch.rgbA, i * clip + p) / 8
                 guard x > 4 else { continue }
-                ratios.append(batch.flowA!.data[(i * clip + p) * 2] / x)
+                ratios.append(batch.motionA!.data[(i * clip + p) * 2] / x)
             }
             XCTAssertGreaterThan(ratios.count, 10)
             let mean = ratios.reduce(0, +) / Float(ratios.count)
@@ -175,7 +198,7 @@ final class LoaderTests: XCTestCase {
         a.jitterProbability = 0; a.grayscaleProbability = 0; a.blurProbability = 0
         func first(_ kind: MotionRepresentation) throws -> Tensor {
             var s = sampler(ds, a); s.sampling.motion = kind
-            return try s.batch(at: LoaderPosition()).flowA!
+            return try s.batch(at: LoaderPosition()).motionA!
         }
         let magnitude = try first(.magnitude)
         XCTAssertEqual(magnitude.shape, [2, 4, 16, 16, 1])
@@ -197,6 +220,6 @@ final class LoaderTests: XCTestCase {
         var s = sampler(ds, a); s.sampling.positiveGap = 0...0.1
         let batch = try s.batch(at: LoaderPosition())
         XCTAssertEqual(batch.rgbA.shape, [2, 4, 16, 16, 3])
-        XCTAssertTrue(batch.flowA!.toArray().contains { abs($0) > 0.01 }, "the crop covers the moving square")
+        XCTAssertTrue(batch.motionA!.toArray().contains { abs($0) > 0.01 }, "the crop covers the moving square")
     }
 }

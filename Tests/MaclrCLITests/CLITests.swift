@@ -87,10 +87,11 @@ final class CLITests: XCTestCase {
 }
 
 /// Runs the built `maclr` with `args`; returns exit status, stdout and stderr.
-func runMaclr(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+func runMaclr(_ args: [String], in folder: URL? = nil) throws -> (status: Int32, out: String, err: String) {
     let p = Process()
     p.executableURL = CLITests.binary
     p.arguments = args
+    if let folder { p.currentDirectoryURL = folder }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out; p.standardError = err
     try p.run()

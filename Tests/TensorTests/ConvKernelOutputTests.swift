@@ -7,14 +7,12 @@ import XCTest
 /// memory and fail on reused memory.
 final class ConvKernelOutputTests: XCTestCase {
     func testEveryOutputElementIsWrittenWithDeadTemporalTaps() {
-        let saved = (Engine.fusedConv, Engine.implicitConv)
-        defer { (Engine.fusedConv, Engine.implicitConv) = saved }
         // (input, output channels): few rows (the whole-matrix path) with one and two frames,
         // then blocked and implicit paths with one and two frames; 3x3x3, padded by one.
         let cases: [([Int], Int)] = [([2, 1, 3, 3, 2], 3), ([1, 2, 3, 3, 2], 3), ([8, 1, 4, 4, 40], 16),
                                      ([4, 2, 8, 8, 33], 24), ([4, 2, 8, 8, 24], 32)]
         for (fused, implicit) in [(false, false), (true, false), (true, true)] {
-            (Engine.fusedConv, Engine.implicitConv) = (fused, implicit)
+            Engine.with(EngineOptions(blockedConvs: fused, implicitConvs: implicit)) {
             for (i, (shape, o)) in cases.enumerated() {
                 let g = ConvGeometry(input: shape, weight: [o, 3, 3, 3, shape[4]], stride: [1, 1, 1], padding: [1, 1, 1])
                 var rng = RandomGenerator(seed: UInt64(300 + i))
@@ -23,9 +21,9 @@ final class ConvKernelOutputTests: XCTestCase {
                 func run(_ fill: Float) -> [[Float]] {
                     let y = Tensor.zeros(g.outputShape), gx = Tensor.zeros(g.inputShape), gw = Tensor.zeros(g.weightShape)
                     for t in [y, gx, gw] { t.data.update(repeating: fill, count: t.count) }
-                    convForwardKernel(x.data, w.data, g, y.data)
-                    convInputGradKernel(gy.data, w.data, g, gx.data)
-                    convWeightGradKernel(x.data, gy.data, g, gw.data)
+                    runConvKernel(.forward, convPath(g, .forward), g, x.data, w.data, y.data)
+                    runConvKernel(.inputGrad, convPath(g, .inputGrad), g, gy.data, w.data, gx.data)
+                    runConvKernel(.weightGrad, convPath(g, .weightGrad), g, x.data, gy.data, gw.data)
                     return [y.toArray(), gx.toArray(), gw.toArray()]
                 }
                 let clean = run(0), poisoned = run(.nan)
@@ -33,6 +31,7 @@ final class ConvKernelOutputTests: XCTestCase {
                     XCTAssertFalse(poisoned[j].contains { $0.isNaN }, "fused \(fused) implicit \(implicit) case \(i): \(name) left unwritten")
                     XCTAssertTrue(poisoned[j] == clean[j], "fused \(fused) implicit \(implicit) case \(i): \(name) depends on the buffer's old contents")
                 }
+            }
             }
         }
     }

@@ -52,10 +52,11 @@ final class ForwardReferenceTests: XCTestCase {
     /// 3 threads) whose last row or column a floor-sized split would drop; products of 2^26
     /// multiply-adds or more, split into two blocks per thread (260 = 3 x 80 + 20).
     func testSplitSgemmMatchesDirectLoops() {
-        defer { Engine.setThreads(ProcessInfo.processInfo.activeProcessorCount) }
+        let saved = Engine.options
+        defer { Engine.options = saved }
         for (threads, m, n, k) in [(2, 300, 40, 200), (2, 40, 300, 200), (2, 65, 64, 600), (2, 64, 65, 600), (3, 97, 64, 400),
                                    (2, 260, 130, 2000), (2, 130, 260, 2000)] {
-            Engine.setThreads(threads)
+            Engine.options.threads = threads
             let large = m * n * k >= 1 << 26
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] where !large || ta == tb {
                 let a = randomTensor(ta ? [k, m] : [m, k], seed: 60), b = randomTensor(tb ? [n, k] : [k, n], seed: 61)
@@ -125,14 +126,14 @@ final class ForwardReferenceTests: XCTestCase {
         }
     }
 
-    /// The block-by-block im2col convs (`Engine.fusedConv`) and the implicit forward
-    /// (`Engine.implicitConv`) against the whole-matrix ones: output,
+    /// The block-by-block im2col convs (`EngineOptions.blockedConvs`) and the implicit ones
+    /// (`EngineOptions.implicitConvs`) against the whole-matrix ones: output,
     /// input gradient and weight gradient, with rows spanning several blocks and both threads,
     /// padding, strides, a 7x7 stem-like kernel, and a temporal conv. Both paths are checked whichever is the
     /// default on this CPU.
     func testFusedIm2colConvsMatchTheWholeMatrixOnes() {
-        let saved = (Engine.fusedConv, Engine.implicitConv)
-        defer { (Engine.fusedConv, Engine.implicitConv) = saved }
+        let saved = Engine.options
+        defer { Engine.options = saved }
         // (input, kernel, stride, padding, output channels): rows >= 8 x channels, so fused applies.
         let cases: [([Int], [Int], [Int], [Int], Int)] = [
             ([2, 3, 9, 9, 5], [3, 3, 3], [1, 1, 1], [1, 1, 1], 6),
@@ -169,7 +170,7 @@ final class ForwardReferenceTests: XCTestCase {
             var results: [[[Float]]] = []
             // whole im2col matrix, blocked im2col, implicit forward
             for (fused, implicit) in [(false, false), (true, false), (true, true)] {
-                (Engine.fusedConv, Engine.implicitConv) = (fused, implicit)
+                Engine.options = EngineOptions(threads: saved.threads, blockedConvs: fused, implicitConvs: implicit)
                 let x = randomTensor(shape, seed: UInt64(80 + i)), w = randomTensor([o] + k + [shape[4]], seed: UInt64(90 + i), std: 0.3)
                 x.requiresGrad = true; w.requiresGrad = true
                 let y = conv3d(x, w, stride: s, padding: p)
@@ -189,8 +190,8 @@ final class ForwardReferenceTests: XCTestCase {
     /// the weight gradients' and batch norm's partial sums are kept per grain, not per thread:
     /// the same inputs give bit-identical results run after run (the recipe-and-seed promise).
     func testClaimedReductionsAreBitIdenticalRunToRun() {
-        let saved = (Engine.fusedConv, Engine.implicitConv)
-        defer { (Engine.fusedConv, Engine.implicitConv) = saved }
+        let saved = Engine.options
+        defer { Engine.options = saved }
         let cases: [([Int], [Int], [Int], Int)] = [
             ([8, 4, 14, 14, 144], [3, 1, 1], [1, 0, 0], 64),  // fused temporal weight gradient
             ([8, 4, 14, 14, 64], [1, 3, 3], [0, 1, 1], 144),  // implicit (or blocked) spatial
@@ -198,7 +199,7 @@ final class ForwardReferenceTests: XCTestCase {
         ]
         for (i, (shape, k, p, o)) in cases.enumerated() {
             for implicit in [false, true] {
-                (Engine.fusedConv, Engine.implicitConv) = (true, implicit)
+                Engine.options = EngineOptions(threads: saved.threads, blockedConvs: true, implicitConvs: implicit)
                 var first: [[Float]]?
                 for run in 0..<4 {
                     let x = randomTensor(shape, seed: UInt64(200 + i)), w = randomTensor([o] + k + [shape[4]], seed: UInt64(210 + i), std: 0.3)

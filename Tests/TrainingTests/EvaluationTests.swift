@@ -39,7 +39,7 @@ final class EvaluationTests: XCTestCase {
     func testTheRandomInitFloorIsTheNetworkPretrainingStartsFrom() throws {
         var firsts: [Float] = []
         for scheme in ["torchvision", "pytorch"] {
-            let recipe = tinyRecipe(dataset: URL(fileURLWithPath: "/unused"), output: URL(fileURLWithPath: "/unused"), ["model.init": scheme, "seed": 4])
+            let recipe = try tinyRecipe(dataset: URL(fileURLWithPath: "/unused"), output: URL(fileURLWithPath: "/unused"), ["model.init": scheme, "seed": 4])
             let floor = try Evaluation.loadEncoder(checkpoint: nil, encoderFile: nil, recipe: recipe)
             let start = MaCLRModel(recipe.modelConfig, seed: 4).visual.encoder
             let a = floor.namedState(prefix: "e"), b = start.namedState(prefix: "e")
@@ -56,7 +56,7 @@ final class EvaluationTests: XCTestCase {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("eval-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         try makeTinyDataset(dir.appendingPathComponent("ds"))
-        let recipe = tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: dir.appendingPathComponent("run"))
+        let recipe = try tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: dir.appendingPathComponent("run"))
         try Trainer(recipe: recipe).run { _ in }
         let net = try Evaluation.loadEncoder(checkpoint: dir.appendingPathComponent("run").path, encoderFile: nil, recipe: recipe)
         let exported = try Evaluation.loadEncoder(checkpoint: nil, encoderFile: dir.appendingPathComponent("run/encoder.safetensors").path, recipe: recipe)

@@ -24,31 +24,31 @@ final class RecipeTests: XCTestCase {
             XCTAssertNoThrow(try Recipe.load(Self.recipes.appendingPathComponent("\(name).yaml").path), name)
         }
         let v = try Recipe.load(Self.recipes.appendingPathComponent("visual-only.yaml").path)
-        XCTAssertEqual(v.string("model.motion_pathway"), "none")
-        XCTAssertEqual(v.double("optim.lr"), 0.0003)             // from base.yaml
-        XCTAssertEqual(v.string("model.init"), "pytorch")
-        XCTAssertEqual(v.string("optim.optimizer"), "adamw")
-        XCTAssertEqual(v.doubles("data.blur_sigma"), [0.1, 0.5])
-        XCTAssertEqual(v.double("optim.weight_decay"), 1e-4)      // '1e-4' in YAML
-        XCTAssertEqual(v.doubles("data.positive_gap"), [0.5, 10])
+        XCTAssertEqual(v.model.motionPathway, .none)
+        XCTAssertEqual(v.optim.lr, 0.0003)             // from base.yaml
+        XCTAssertEqual(v.model.`init`, .pytorch)
+        XCTAssertEqual(v.optim.optimizer, .adamw)
+        XCTAssertEqual(v.data.blurSigma.range, 0.1...0.5)
+        XCTAssertEqual(v.optim.weightDecay, 1e-4)      // '1e-4' in YAML
+        XCTAssertEqual(v.data.positiveGap.range, 0.5...10)
         let paper = try Recipe.load(Self.recipes.appendingPathComponent("maclr-r2plus1d.yaml").path)
-        XCTAssertEqual(paper.int("model.queue_size"), 65536)
-        XCTAssertEqual(paper.double("model.momentum"), 0.999)
-        XCTAssertEqual(paper.string("model.init"), "torchvision")
-        XCTAssertEqual(paper.double("optim.min_lr"), 0)
-        XCTAssertTrue(paper.bool("data.augment"))
-        XCTAssertEqual(paper.string("optim.optimizer"), "sgd")
-        XCTAssertEqual(paper.double("optim.lr"), 0.1)
+        XCTAssertEqual(paper.model.queueSize, 65536)
+        XCTAssertEqual(paper.model.momentum, 0.999)
+        XCTAssertEqual(paper.model.`init`, .torchvision)
+        XCTAssertEqual(paper.optim.minLr, 0)
+        XCTAssertTrue(paper.data.augment)
+        XCTAssertEqual(paper.optim.optimizer, .sgd)
+        XCTAssertEqual(paper.optim.lr, 0.1)
     }
 
     func testProbabilityKeysAreCheckedAndOverridesNameTheirKey() throws {
         let path = try write("p.yaml", "data:\n  blur: 1.5\n")
         XCTAssertThrowsError(try Recipe.load(path)) {
-            XCTAssertEqual("\($0)", "\(path): key 'data.blur' must be a probability in [0, 1], got '1.5'")
+            XCTAssertEqual("\($0)", "\(path): key 'data.blur' must be a number >= 0 and <= 1, got '1.5'")
         }
         var r = try Recipe.load(try write("ok.yaml", "seed: 1\n"), overrides: ["data.grayscale=0", "data.crop_scale=[0.5, 1]"])
-        XCTAssertEqual(r.double("data.grayscale"), 0)
-        XCTAssertEqual(r.doubleRange("data.crop_scale"), 0.5...1.0)
+        XCTAssertEqual(r.data.grayscale, 0)
+        XCTAssertEqual(r.data.cropScale.range, 0.5...1.0)
         XCTAssertEqual(r.augmentation.grayscaleProbability, 0)
         XCTAssertEqual(r.augmentation.cropScale, 0.5...1.0)
         XCTAssertThrowsError(try r.apply(overrides: ["data.color_jiter=0.5"])) {
@@ -69,20 +69,64 @@ final class RecipeTests: XCTestCase {
 
     func testWrongTypeAndBadChoiceAreNamed() throws {
         let p1 = try write("type.yaml", "optim:\n  steps: many\n")
-        XCTAssertThrowsError(try Recipe.load(p1)) { XCTAssertEqual("\($0)", "\(p1): key 'optim.steps' must be an integer, got 'many'") }
+        XCTAssertThrowsError(try Recipe.load(p1)) { XCTAssertEqual("\($0)", "\(p1): key 'optim.steps' must be an integer >= 1, got 'many'") }
         let p2 = try write("choice.yaml", "model:\n  arch: r4d_18\n")
-        XCTAssertThrowsError(try Recipe.load(p2)) { XCTAssertEqual("\($0)", "\(p2): key 'model.arch' must be one of r2plus1d_18, r3d_18, got 'r4d_18'") }
+        XCTAssertThrowsError(try Recipe.load(p2)) { XCTAssertEqual("\($0)", "\(p2): key 'model.arch' must be one of r3d_18, r2plus1d_18, got 'r4d_18'") }
         let p3 = try write("loop.yaml", "extends: loop.yaml\n")
         XCTAssertThrowsError(try Recipe.load(p3)) { XCTAssertTrue("\($0)".contains("cycle"), "\($0)") }
     }
 
     func testOverridesAndJSONRoundTrip() throws {
         let r = try Recipe.load(Self.recipes.appendingPathComponent("quickstart.yaml").path, overrides: ["optim.steps=7", "seed=3"])
-        XCTAssertEqual(r.int("optim.steps"), 7); XCTAssertEqual(r.int("seed"), 3)
+        XCTAssertEqual(r.optim.steps, 7); XCTAssertEqual(r.seed, 3)
         XCTAssertThrowsError(try Recipe.load(Self.recipes.appendingPathComponent("quickstart.yaml").path, overrides: ["optim.stepz=7"]))
         let back = try Recipe.fromJSON(try r.json(), source: "checkpoint")
         XCTAssertEqual(back.values, r.values)
         XCTAssertEqual(RecipeKey.all.count, Set(RecipeKey.all.map(\.key)).count)
         XCTAssertTrue(RecipeKey.all.allSatisfy { !$0.doc.isEmpty })
+    }
+
+    /// One kind of fault per key kind: the error is one line naming the file (or --set), the
+    /// key, the value and what is valid.
+    func testEveryKindOfBadValueIsNamedWithItsValidRange() throws {
+        let cases: [(String, String)] = [
+            ("optim.batch_size=0", "--set: key 'optim.batch_size' must be an integer in 2...65536, got '0'"),
+            ("optim.lr=-1", "--set: key 'optim.lr' must be a number > 0, got '-1'"),
+            ("model.width=0", "--set: key 'model.width' must be a number > 0 and <= 8, got '0'"),
+            ("eval.clips_per_video=0", "--set: key 'eval.clips_per_video' must be an integer in 1...64, got '0'"),
+            ("data.clip_frames=1000", "--set: key 'data.clip_frames' must be an integer in 1...512, got '1000'"),
+            ("model.key_bn=sync", "--set: key 'model.key_bn' must be one of shuffle, eval, got 'sync'"),
+            ("optim.steps=ten", "--set: key 'optim.steps' must be an integer >= 1, got 'ten'"),
+            ("data.augment=3", "--set: key 'data.augment' must be true or false, got '3'"),
+            ("model.blocks=[1, 1, 1]", "--set: key 'model.blocks' must be a list of 4 integers in 1...16, got '[1, 1, 1]'"),
+            ("data.crop_scale=[0, 1]", "--set: key 'data.crop_scale' must be [min, max] with min <= max, both in (0, 1], got '[0, 1]'"),
+            ("data.positive_gap=[2, 1]", "--set: key 'data.positive_gap' must be [min, max] with min <= max, both in [0, 3600], got '[2, 1]'"),
+            ("optim.min_lr=0.5", "--set: key 'optim.min_lr' must be at most optim.lr (0.05), got '0.5'"),
+        ]
+        for (override, message) in cases {
+            XCTAssertThrowsError(try Recipe.load(try write("ok.yaml", "seed: 1\n"), overrides: [override]), override) {
+                XCTAssertEqual("\($0)", message)
+                XCTAssertFalse("\($0)".contains("\n"), "one line")
+            }
+        }
+        let path = try write("neg.yaml", "optim:\n  warmup_steps: -3\n")
+        XCTAssertThrowsError(try Recipe.load(path)) {
+            XCTAssertEqual("\($0)", "\(path): key 'optim.warmup_steps' must be an integer >= 0, got '-3'")
+        }
+    }
+
+    /// The typed sections hold every key's value: a change of any key shows in them.
+    func testTypedSectionsFollowTheKeys() throws {
+        var r = Recipe.defaults
+        try r.apply(overrides: ["data.split=null"])
+        XCTAssertNil(r.data.splitName)
+        try r.set("model.motion_pathway", "video")
+        XCTAssertEqual(r.model.motionPathway, .video)
+        try r.set("data.motion_input", "motion_boundaries")
+        XCTAssertEqual(r.data.motionInput, .motionBoundaries)
+        try r.set("loss.cross_modal_weight", 2)
+        XCTAssertEqual(r.loss.crossModalWeight, 2)
+        XCTAssertThrowsError(try r.set("optim.accumulate", 0))
+        XCTAssertEqual(r.optim.accumulate, 1, "a refused value leaves the recipe as it was")
     }
 }

@@ -1,7 +1,7 @@
 import DataHDF5
 import Foundation
 import Tensor
-import Training
+@testable import Training
 import Video
 import XCTest
 
@@ -37,8 +37,8 @@ func makeTinyDataset(_ folder: URL, videos: Int = 12, frames: Int = 24, size: In
 }
 
 /// A recipe for a network small enough to train in a test.
-func tinyRecipe(dataset: URL, output: URL, _ changes: [String: AnyHashable] = [:]) -> Recipe {
-    var r = Recipe()
+func tinyRecipe(dataset: URL, output: URL, _ changes: [String: AnyHashable] = [:]) throws -> Recipe {
+    var r = Recipe.defaults
     let values: [String: AnyHashable] = [
         "data.dataset": dataset.path, "data.clip_frames": 4, "data.clip_stride": 2, "data.crop": 32, "data.loader_workers": 2,
         "data.positive_gap": [0.25, 1.0],
@@ -46,7 +46,7 @@ func tinyRecipe(dataset: URL, output: URL, _ changes: [String: AnyHashable] = [:
         "optim.batch_size": 4, "optim.steps": 6, "optim.warmup_steps": 2, "optim.lr": 0.05,
         "train.output": output.path, "train.checkpoint_every": 3, "train.log_every": 1, "eval.clips_per_video": 2,
     ]
-    for (k, v) in values.merging(changes, uniquingKeysWith: { $1 }) { r.set(k, v) }
+    for (k, v) in values.merging(changes, uniquingKeysWith: { $1 }) { try r.set(k, v.base) }
     return r
 }
 
@@ -59,12 +59,12 @@ final class TrainerTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
     func testAKilledAndResumedRunGivesTheSameLosses() throws {
-        let whole = try Trainer(recipe: tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: dir.appendingPathComponent("whole")))
+        let whole = try Trainer(recipe: try tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: dir.appendingPathComponent("whole")))
         let reference = try whole.run { _ in }.map { $0.values }
         XCTAssertEqual(reference.count, 6)
         XCTAssertNotNil(reference[0]["loss_v2m"])
 
-        let recipe = tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: dir.appendingPathComponent("split"))
+        let recipe = try tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: dir.appendingPathComponent("split"))
         let first = try Trainer(recipe: recipe)
         _ = try first.run(stopAfter: 3) { _ in }            // as if killed right after the step-3 checkpoint
         let second = try Trainer(recipe: recipe)            // a new process: resumes from the run folder
@@ -79,22 +79,32 @@ final class TrainerTests: XCTestCase {
         let lines = try String(contentsOf: dir.appendingPathComponent("split/metrics.jsonl"), encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(lines.count, 6)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("split/encoder.safetensors").path))
+        // TensorBoard events beside metrics.jsonl hold the same losses, step by step
+        let folder = dir.appendingPathComponent("whole")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix("events.out.tfevents.") }
+        XCTAssertEqual(files.count, 1)
+        let events = try RunOutputTests.readEvents(folder.appendingPathComponent(files[0])).filter { $0.fileVersion == nil }
+        XCTAssertEqual(events.map(\.step), Array(1...6))
+        for (event, values) in zip(events, reference) {
+            for (k, v) in values { XCTAssertEqual(event.scalars[k], v, "step \(event.step) \(k)") }
+            XCTAssertNotNil(event.scalars["lr"])
+        }
     }
 
     /// A queue over half the training split holds other clips of a query's own video: warned, naming the key.
     func testAQueueLongerThanHalfTheTrainingVideosIsWarnedAbout() throws {
         let ds = dir.appendingPathComponent("ds")
-        let long = try Trainer(recipe: tinyRecipe(dataset: ds, output: dir.appendingPathComponent("q16"), ["model.queue_size": 16]))
+        let long = try Trainer(recipe: try tinyRecipe(dataset: ds, output: dir.appendingPathComponent("q16"), ["model.queue_size": 16]))
         XCTAssertEqual(long.warnings.count, 1)
         XCTAssertTrue(long.warnings[0].contains("model.queue_size 16 is more than half of the 9 training videos"), long.warnings[0])
         XCTAssertTrue(long.warnings[0].contains("use at most 4"), long.warnings[0])
-        let short = try Trainer(recipe: tinyRecipe(dataset: ds, output: dir.appendingPathComponent("q4"), ["model.queue_size": 4]))
+        let short = try Trainer(recipe: try tinyRecipe(dataset: ds, output: dir.appendingPathComponent("q4"), ["model.queue_size": 4]))
         XCTAssertEqual(short.warnings, [])
     }
 
     /// model.queue_size 0 (in-batch negatives) trains, checkpoints its empty queues and resumes.
     func testInBatchNegativesTrainCheckpointAndResume() throws {
-        let recipe = tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: dir.appendingPathComponent("inbatch"), ["model.queue_size": 0])
+        let recipe = try tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: dir.appendingPathComponent("inbatch"), ["model.queue_size": 0])
         let first = try Trainer(recipe: recipe)
         let losses = try first.run(stopAfter: 3) { _ in }.map { $0.values }
         // Four candidates per query and logits within +-1/temperature: each term is at most
@@ -107,7 +117,7 @@ final class TrainerTests: XCTestCase {
         let rest = try second.run { _ in }.map { $0.values }
         XCTAssertEqual(rest.count, 3)
         // The resumed steps give the losses of a run that was never stopped.
-        let whole = try Trainer(recipe: tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: dir.appendingPathComponent("inbatch-whole"),
+        let whole = try Trainer(recipe: try tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: dir.appendingPathComponent("inbatch-whole"),
                                                    ["model.queue_size": 0])).run { _ in }.map { $0.values }
         for (a, b) in zip(losses + rest, whole) {
             for (k, v) in b { XCTAssertEqual(a[k]!, v, accuracy: 1e-5 * max(1, abs(v)), "in-batch \(k)") }
@@ -116,15 +126,15 @@ final class TrainerTests: XCTestCase {
 
     func testResumingWithAnotherRecipeIsRefusedNamingTheKey() throws {
         let out = dir.appendingPathComponent("run")
-        _ = try Trainer(recipe: tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: out)).run(stopAfter: 3) { _ in }
-        XCTAssertThrowsError(try Trainer(recipe: tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: out, ["optim.lr": 0.1]))) {
+        _ = try Trainer(recipe: try tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: out)).run(stopAfter: 3) { _ in }
+        XCTAssertThrowsError(try Trainer(recipe: try tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: out, ["optim.lr": 0.1]))) {
             XCTAssertTrue("\($0)".contains("'optim.lr' was 0.05, now 0.1"), "\($0)")
         }
     }
 
     func testNonFiniteLossStopsAndKeepsTheLastGoodCheckpoint() throws {
         let out = dir.appendingPathComponent("nan")
-        let t = try Trainer(recipe: tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: out,
+        let t = try Trainer(recipe: try tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: out,
                                                ["optim.lr": 1e30, "optim.warmup_steps": 0, "train.checkpoint_every": 1]))
         XCTAssertThrowsError(try t.run { _ in }) { error in
             XCTAssertTrue("\(error)".contains("loss is not finite"), "\(error)")

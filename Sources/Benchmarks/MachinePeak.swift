@@ -1,11 +1,11 @@
 import Dispatch
+import Tensor
 
-/// What the machine can do right now, measured beside a benchmark. On this (virtual) machine the
-/// cores' clock follows the host's load: an FMA-only loop measured 540 GFLOP/s on two cores when
-/// the performance issue was written and 460-470 on other days, and a training step's time moves
-/// with it. A fraction of peak means something only against a peak measured in the same run.
+/// What the machine can do right now, measured beside a benchmark. On a virtual machine the
+/// cores' clock follows the host's load, and a training step's time moves with it: a fraction
+/// of peak means something only against a peak measured in the same run.
 public struct MachinePeak: Sendable, Codable {
-    /// fp32 GFLOP/s of register-only multiply-adds on every engine thread (`fmaLoop`).
+    /// fp32 GFLOP/s of register-only multiply-adds on every engine thread (`FMALoop`).
     public var fmaGFLOPs: Double
     /// GFLOP/s of a bare OpenBLAS sgemm of 1024 x 1024 x 1024, split across the engine's threads
     /// as `sgemm` splits a large product.
@@ -23,7 +23,7 @@ public struct MachinePeak: Sendable, Codable {
         func best(_ run: () -> Double) -> Double { (0..<repeats).map { _ in run() }.max() ?? 0 }
         let fma = best { measureFMA(seconds: seconds) }
         let shape = GEMMShape(transA: false, transB: false, m: 1024, n: 1024, k: 1024, lda: 1024, ldb: 1024, ldc: 1024)
-        let sgemm = shape.flops / timeBareGEMM(shape, backend: .openblas, repeats: 9) / 1e9
+        let sgemm = shape.flops / timeBareGEMM(shape, repeats: 9) / 1e9
         return MachinePeak(fmaGFLOPs: fma, sgemmGFLOPs: sgemm,
                            oneThreadFMAGFLOPs: best { measureFMA(seconds: seconds / 2, threads: 1) },
                            tileKernelGFLOPs: best { KernelProbe().gflops(seconds: seconds / 2, indirect: false) },
@@ -45,30 +45,53 @@ public struct MachinePeak: Sendable, Codable {
                fmaGFLOPs, oneThreadFMAGFLOPs, sgemmGFLOPs, tileKernelGFLOPs, indirectKernelGFLOPs)
     }
 
-    /// One run of `fmaLoop` on `threads` engine threads at once, about `seconds` long.
+    /// One run of the FMA-only loop on `threads` engine threads at once, about `seconds` long.
     static func measureFMA(seconds: Double, threads: Int = Engine.threads) -> Double {
+        let loop = FMALoop.forThisCPU
         // 64 floats (operands and result) per thread, so no two threads share a cache line.
-        let lines = Storage(zeros: threads * 64)
-        lines.pointer.update(repeating: 1, count: threads * 64)
+        let lines = UnsafeMutablePointer<Float>.allocate(capacity: threads * 64)
+        defer { lines.deallocate() }
+        lines.update(repeating: 1, count: threads * 64)
         let calibration = 1 << 20
         let start = DispatchTime.now().uptimeNanoseconds
-        fmaLoop(calibration, lines.pointer)
+        loop.run(calibration, lines)
         let perIteration = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(calibration)
         let iterations = Swift.max(calibration, Int(seconds / Swift.max(perIteration, 1e-12)))
         let regionStart = DispatchTime.now().uptimeNanoseconds
-        WorkerPool.shared.run(threads) { t in fmaLoop(iterations, lines.pointer + t * 64) }
+        WorkerPool.shared.run(threads) { t in loop.run(iterations, lines + t * 64) }
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - regionStart) / 1e9
-        return Double(threads) * Double(iterations) * Double(fmaLoopFLOPsPerIteration) / elapsed / 1e9
+        return Double(threads) * Double(iterations) * Double(loop.flopsPerIteration) / elapsed / 1e9
+    }
+}
+
+/// Register-only multiply-adds at the CPU's full vector width. The accumulators must fit the
+/// register file: 24 accumulators of 16 floats fill 24 of AVX-512's 32 zmm registers, but on an
+/// AVX2 CPU each is two ymm registers, 48 for 16, and the loop would measure its spills instead
+/// of the FMA units. So AVX2 runs 12 accumulators of 8 floats (still more independent chains
+/// than two FMA pipes of latency 4 need).
+enum FMALoop {
+    case wide16, wide8
+
+    static var forThisCPU: FMALoop { Engine.cpuHasAVX512 ? .wide16 : .wide8 }
+
+    var flopsPerIteration: Int {
+        switch self {
+        case .wide16: return 24 * 16 * 2
+        case .wide8: return 12 * 8 * 2
+        }
     }
 
-    /// 24 vector multiply-adds of 16 lanes per iteration.
-    static let fmaLoopFLOPsPerIteration = 24 * 16 * 2
+    /// `iterations` rounds of independent FMAs, the operands read from and the sum written to
+    /// `line` (64 floats) so the loop is neither folded away nor run at a narrower width.
+    func run(_ iterations: Int, _ line: UnsafeMutablePointer<Float>) {
+        switch self {
+        case .wide16: FMALoop.loop16(iterations, line)
+        case .wide8: FMALoop.loop8(iterations, line)
+        }
+    }
 
-    /// `iterations` x 24 independent FMAs on registers (24 accumulators: more than the two FMA
-    /// pipes' latency x width needs), the operands read from and the sum written to `line`
-    /// (64 floats) so the loop is neither folded away nor run at a narrower vector width.
     @inline(never)
-    static func fmaLoop(_ iterations: Int, _ line: UnsafeMutablePointer<Float>) {
+    static func loop16(_ iterations: Int, _ line: UnsafeMutablePointer<Float>) {
         typealias Vector = SIMD16<Float>
         let raw = UnsafeMutableRawPointer(line)
         let x = raw.loadUnaligned(as: Vector.self), y = raw.loadUnaligned(fromByteOffset: 64, as: Vector.self) * 0.5
@@ -87,6 +110,22 @@ public struct MachinePeak: Sendable, Codable {
         let c = (c0 + c1) + (c2 + c3) + (c4 + c5) + (c6 + c7) + (c8 + c9) + (ca + cb)
         let d = (d0 + d1) + (d2 + d3) + (d4 + d5) + (d6 + d7) + (d8 + d9) + (da + db)
         raw.storeBytes(of: c + d, toByteOffset: 128, as: Vector.self)
+    }
+
+    @inline(never)
+    static func loop8(_ iterations: Int, _ line: UnsafeMutablePointer<Float>) {
+        typealias Vector = SIMD8<Float>
+        let raw = UnsafeMutableRawPointer(line)
+        let x = raw.loadUnaligned(as: Vector.self), y = raw.loadUnaligned(fromByteOffset: 32, as: Vector.self) * 0.5
+        var c0 = Vector(), c1 = Vector(), c2 = Vector(), c3 = Vector(), c4 = Vector(), c5 = Vector()
+        var c6 = Vector(), c7 = Vector(), c8 = Vector(), c9 = Vector(), ca = Vector(), cb = Vector()
+        for _ in 0..<iterations {
+            c0.addProduct(x, y); c1.addProduct(x, y); c2.addProduct(x, y); c3.addProduct(x, y)
+            c4.addProduct(x, y); c5.addProduct(x, y); c6.addProduct(x, y); c7.addProduct(x, y)
+            c8.addProduct(x, y); c9.addProduct(x, y); ca.addProduct(x, y); cb.addProduct(x, y)
+        }
+        let c = (c0 + c1) + (c2 + c3) + (c4 + c5) + (c6 + c7) + (c8 + c9) + (ca + cb)
+        raw.storeBytes(of: c, toByteOffset: 128, as: Vector.self)
     }
 }
 

@@ -68,7 +68,7 @@ public struct DataBenchmark {
             let ds = try ShardDataset(folder: folder)
             for augmented in [false, true] {
                 let s = ClipSampler(dataset: ds, indices: try ds.indices(split: "train"), sampling: sampling,
-                                    augmentation: augmented ? Augmentation() : .none, seed: 1, batchSize: batchSize, withFlow: true)
+                                    augmentation: augmented ? Augmentation() : .none, seed: 1, batchSize: batchSize, withMotion: true)
                 let loader = StreamingLoader(sampler: s, workers: workers, depth: 4)
                 _ = try loader.next()
                 var peak = Self.rssGiB()
@@ -97,12 +97,12 @@ public struct DataBenchmark {
 public func benchmarkFlow(pairs: URL, output: URL, threads: Int, log: (String) -> Void) throws -> (seconds: Double, pairs: Int) {
     let (t, _) = try SafeTensors.read(pairs)
     guard let i0 = t["i0"], let i1 = t["i1"], i0.shape == i1.shape, i0.rank == 3 else {
-        throw PrepareError("\(pairs.path): needs tensors i0 and i1 of the same shape (N, H, W)")
+        throw BenchmarkError("\(pairs.path): needs tensors i0 and i1 of the same shape (N, H, W)")
     }
     let (n, h, w) = (i0.shape[0], i0.shape[1], i0.shape[2])
     let frames0 = (0..<n).map { k in GrayImage(width: w, height: h, pixels: Array(UnsafeBufferPointer(start: i0.data + k * h * w, count: h * w))) }
     let frames1 = (0..<n).map { k in GrayImage(width: w, height: h, pixels: Array(UnsafeBufferPointer(start: i1.data + k * h * w, count: h * w))) }
-    Engine.setThreads(threads)
+    Engine.options.threads = threads
     var flows = [FlowField](repeating: FlowField(width: w, height: h), count: n)
     let start = DispatchTime.now().uptimeNanoseconds
     flows.withUnsafeMutableBufferPointer { buf in
@@ -114,4 +114,10 @@ public func benchmarkFlow(pairs: URL, output: URL, threads: Int, log: (String) -
     try SafeTensors.write(["u": .float32(u), "v": .float32(v)], to: output)
     log(String(format: "TV-L1: %d pairs of %dx%d in %.2f s (%.1f pairs/s, %d threads)\n", n, w, h, seconds, Double(n) / seconds, threads))
     return (seconds, n)
+}
+
+/// A benchmark's input is not what it needs: names the file or value at fault.
+public struct BenchmarkError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Pathways
 import Tensor
+import Training
 
 /// `maclr bench step`: one pretraining step of a recipe's MaCLR model (query pathways, momentum
 /// keys in shuffled sub-batches, queues, loss, backward, optimiser, EMA, enqueue) on random clips
@@ -19,40 +20,52 @@ public struct StepBenchmark {
         public var peakRSSGiB: Double
     }
 
-    var batch: Int { recipe.int("optim.batch_size") }
+    var batch: Int { recipe.optim.batchSize }
 
     public func run(log: (String) -> Void) -> Result {
         let model = MaCLRModel(recipe.modelConfig, seed: 0)
         let optimizer = recipe.makeOptimizer(model.parameters())
-        let (t, crop) = (recipe.int("data.clip_frames"), recipe.int("data.crop"))
+        let (t, crop) = (recipe.data.clipFrames, recipe.data.crop)
         var rng = RandomGenerator(seed: 0)
         let rgb = (0..<2).map { _ in Tensor.randn([batch, t, crop, crop, 3], rng: &rng) }
         let motion = model.motion == nil ? nil
-            : (0..<2).map { _ in Tensor.randn([batch, t, crop, crop, recipe.motionRepresentation.channels], rng: &rng) }
-        let times = timedSeconds("maclr step", warmup: warmup, iterations: iterations, {
-            ConvStats.enabled = perLayer
+            : (0..<2).map { _ in Tensor.randn([batch, t, crop, crop, recipe.data.motionInput.channels], rng: &rng) }
+        let timer = ConvTimer()
+        timer.recording = false
+        func step() {
             optimizer.zeroGrad()
             let terms = model.losses(rgbA: rgb[0], rgbB: rgb[1], motionA: motion?[0], motionB: motion?[1], rng: &rng)
             terms.total.backward()
-            ConvStats.enabled = false
             optimizer.step()
             model.afterStep()
-        }, afterWarmup: { ConvStats.reset() }, log: log)
-        if perLayer { printConvLayers(log: log, steps: iterations, stepSeconds: median(times)) }
+        }
+        let times = timedSeconds("maclr step", warmup: warmup, iterations: iterations, {
+            if perLayer { timer.observing(step) } else { step() }
+        }, afterWarmup: { timer.reset(); timer.recording = true }, log: log)
+        if perLayer {
+            timer.recording = false
+            printConvLayers(timer, log: log, steps: iterations, stepSeconds: median(times))
+        }
         return Result(stepTimes: times, peakRSSGiB: peakRSSGiB())
+    }
+
+    /// Whether the PyTorch mirror builds this recipe's model: a frame-wise Motion pathway, the
+    /// MaCLR loss and shuffled key BN only.
+    public var mirrorable: Bool {
+        recipe.model.motionPathway == .frames && recipe.loss.objective == .maclr && recipe.model.keyBn == KeyBatchNorm.shuffledSubBatches
     }
 
     /// The arguments that make benchmarks/maclr_step_torch.py build the same model and step.
     public var mirrorArguments: [String] {
-        func list(_ key: String) -> [String] { recipe.ints(key).map(String.init) }
-        return ["--arch", recipe.string("model.arch"), "--width", "\(recipe.double("model.width"))"]
-            + ["--blocks"] + list("model.blocks")
-            + ["--motion-width", "\(recipe.double("model.motion_width"))", "--motion-blocks"] + list("model.motion_blocks")
-            + ["--motion-channels", "\(recipe.motionRepresentation.channels)",
-               "--hidden", "\(recipe.int("model.head_hidden"))", "--embedding", "\(recipe.int("model.embedding"))",
-               "--queue", "\(recipe.int("model.queue_size"))", "--momentum", "\(recipe.double("model.momentum"))",
-               "--batch", "\(batch)", "--frames", "\(recipe.int("data.clip_frames"))", "--crop", "\(recipe.int("data.crop"))",
-               "--optimizer", recipe.string("optim.optimizer"), "--threads", "\(Engine.threads)",
+        let m = recipe.model
+        return ["--arch", m.arch.rawValue, "--width", "\(m.width)"]
+            + ["--blocks"] + m.blocks.map(String.init)
+            + ["--motion-width", "\(m.motionWidth)", "--motion-blocks"] + m.motionBlocks.map(String.init)
+            + ["--motion-channels", "\(recipe.data.motionInput.channels)",
+               "--hidden", "\(m.headHidden)", "--embedding", "\(m.embedding)",
+               "--queue", "\(m.queueSize)", "--momentum", "\(m.momentum)",
+               "--batch", "\(batch)", "--frames", "\(recipe.data.clipFrames)", "--crop", "\(recipe.data.crop)",
+               "--optimizer", recipe.optim.optimizer.rawValue, "--threads", "\(Engine.threads)",
                "--warmup", "\(warmup)", "--iters", "\(iterations)"]
     }
 

@@ -4,7 +4,7 @@ import Losses
 import Tensor
 
 /// `maclr bench engine`: forward and training-step time of a torchvision video ResNet on random
-/// clips, with achieved GFLOP/s counted the way ../shared/bench/torch_reference.py counts them,
+/// clips, with achieved GFLOP/s counted the way benchmarks/torch_reference.py counts them,
 /// and the PyTorch figure beside it when a Python with torch is available. With `twoPathways`,
 /// the reference's `--mode twopath`: an RGB and a 2-channel flow network, symmetric in-batch
 /// InfoNCE between their outputs (the MaCLR-shaped step).
@@ -40,17 +40,16 @@ public struct EngineBenchmark {
         func forwardAll() -> [Tensor] { zip(models, inputs).map { $0($1) } }
 
         // FLOPs of one forward pass, counted from the conv geometries actually run.
-        ConvStats.reset(); ConvStats.enabled = true
+        let counter = ConvTimer()
         for m in models { m.eval() }
-        _ = noGrad { forwardAll() }
-        ConvStats.enabled = false
+        _ = counter.observing { noGrad { forwardAll() } }
         let linearMACs = models.count * batch * 512 * 128
         let firstConv = zip(models, inputs).map { m, x in
             ConvGeometry(input: x.shape, weight: m.parameters()[0].tensor.shape, stride: [1, 2, 2],
                          padding: kind == .r3d18 ? [1, 3, 3] : [0, 3, 3]).macs
         }
         let firstNominal = firstConv.reduce(0) { $0 + $1.nominal }, firstValid = firstConv.reduce(0) { $0 + $1.valid }
-        let fwd = Double(2 * (ConvStats.nominalMACs + linearMACs)), fwdNoPad = Double(2 * (ConvStats.validMACs + linearMACs))
+        let fwd = Double(2 * (counter.nominalMACs + linearMACs)), fwdNoPad = Double(2 * (counter.validMACs + linearMACs))
         let train = 3 * fwd - 2 * Double(firstNominal), trainNoPad = 3 * fwdNoPad - 2 * Double(firstValid)
         log(String(format: "[%@%@ B=%d T=%d HW=%d threads=%d GEMMs: %@] params=%.2fM fwd=%.2f GFLOP/batch (%.2f excl. pad), train~%.2f (%.2f)\n",
                    kind.rawValue, twoPathways ? " two pathways" : "", batch, frames, size, Engine.threads, Engine.gemmDescription,
@@ -62,28 +61,28 @@ public struct EngineBenchmark {
         for m in models { m.train(); m.requireGradients() }
         let forwardTrain = time("fwd (train, taped)", { _ = forwardAll() }, log: log)
         let sgd = SGD(models.flatMap { $0.parameters() }, learningRate: 0.01, momentum: 0.9, weightDecay: 1e-4)
+        let timer = ConvTimer()
+        timer.recording = false
         func trainStep() {
             sgd.zeroGrad()
-            ConvStats.enabled = perLayer
             let outputs = forwardAll()
             let loss = twoPathways
                 ? Contrastive.symmetricInBatch(outputs[0].l2Normalized(), outputs[1].l2Normalized(), temperature: 0.1)
                 : softmaxCrossEntropy(outputs[0], labels: labels)
             loss.backward()
-            ConvStats.enabled = false
             sgd.step()
         }
+        func timedStep() { if perLayer { timer.observing(trainStep) } else { trainStep() } }
         // Only timed steps count: the first step's fresh buffers page-fault, which no later step
         // repeats (they come from the pool).
-        let step = time("train step", trainStep, afterWarmup: { ConvStats.reset() }, log: log)
+        let step = time("train step", timedStep, afterWarmup: { timer.reset(); timer.recording = true }, log: log)
         if perLayer {
-            printConvLayers(log: log, steps: iterations, stepSeconds: step)
-            let before = BufferPool.shared.freshBytes, faultsBefore = minorPageFaults(), waitBefore = WorkerPool.shared.callerWaitNanoseconds
+            timer.recording = false
+            printConvLayers(timer, log: log, steps: iterations, stepSeconds: step)
+            let before = BufferPool.shared.freshBytes, faultsBefore = minorPageFaults()
             trainStep()
             log(String(format: "  fresh (not pooled) buffers: %.1f MiB per step, minor page faults: %d per step\n",
                        Double(BufferPool.shared.freshBytes - before) / Double(1 << 20), minorPageFaults() - faultsBefore))
-            log(String(format: "  calling thread waiting for the workers at the end of parallel regions: %.1f ms per step\n",
-                       Double(WorkerPool.shared.callerWaitNanoseconds - waitBefore) / 1e6))
         }
         let peakAfter = MachinePeak.measure()
         log("  machine peak after: \(peakAfter.summary)\n")
@@ -92,39 +91,6 @@ public struct EngineBenchmark {
                       trainGFLOPs: train / 1e9, trainGFLOPsNoPad: trainNoPad / 1e9,
                       peakRSSGiB: peakRSSGiB(), machinePeak: peakBefore.max(peakAfter))
     }
-}
-
-/// Time and GFLOP/s per conv shape and direction, slowest first: the whole kernel, the part
-/// inside sgemm (for blocked-im2col convs, the whole blocked loop, im2col included), and a
-/// bare sgemm of the same shapes by OpenBLAS and by ours timed here (BLAS/GEMM of 1 or more
-/// means the conv runs its GEMMs at least at OpenBLAS's speed; "other" is im2col, col2im and
-/// zeroing).
-public func printConvLayers(log: (String) -> Void, steps: Int, stepSeconds: Double) {
-    log("  per conv shape and direction, per training step (GEMMs: \(Engine.gemmDescription)):\n")
-    log(String(format: "    %-46@ %8@ %8@ %8@ %9@ %9@ %9@ %7@\n", "conv" as NSString, "total" as NSString, "GEMM" as NSString,
-               "other" as NSString, "GEMM GF/s" as NSString, "BLAS GF/s" as NSString, "ours GF/s" as NSString,
-               "BLAS/GEMM" as NSString))
-    // Bare timings of each shape by both backends: "ours" well above "GEMM" means the shape
-    // is fine and the conv's context (cold operands, cache conflicts) is what is slow.
-    var bareCache: [Engine.GEMMBackend: [GEMMShape: Double]] = [:]
-    func bareSeconds(_ e: ConvStats.Entry, _ backend: Engine.GEMMBackend) -> Double {
-        e.gemms.reduce(0.0) { sum, item in
-            if bareCache[backend, default: [:]][item.key] == nil { bareCache[backend, default: [:]][item.key] = timeBareGEMM(item.key, backend: backend) }
-            return sum + bareCache[backend]![item.key]! * Double(item.value)
-        }
-    }
-    var total = 0.0, gemm = 0.0, bare = 0.0
-    for (key, e) in ConvStats.entries.sorted(by: { $0.value.seconds > $1.value.seconds }) {
-        let gemmFlops = e.gemms.reduce(0.0) { $0 + $1.key.flops * Double($1.value) }
-        let blas = bareSeconds(e, .openblas), ours = bareSeconds(e, .packed)
-        let per = 1 / Double(steps)
-        total += e.seconds * per; gemm += e.gemmSeconds * per; bare += blas * per
-        log(String(format: "    %-46@ %6.1fms %6.1fms %6.1fms %9.1f %9.1f %9.1f %7.2f\n", key as NSString, e.seconds * per * 1e3,
-                   e.gemmSeconds * per * 1e3, (e.seconds - e.gemmSeconds) * per * 1e3,
-                   gemmFlops / e.gemmSeconds / 1e9, gemmFlops / blas / 1e9, gemmFlops / ours / 1e9, blas / e.gemmSeconds))
-    }
-    log(String(format: "  training step %.1f ms: convs %.1f ms (GEMM %.1f ms, a bare OpenBLAS sgemm of the same shapes %.1f ms; im2col/col2im/zeroing %.1f ms), everything else %.1f ms\n",
-               stepSeconds * 1e3, total * 1e3, gemm * 1e3, bare * 1e3, (total - gemm) * 1e3, (stepSeconds - total) * 1e3))
 }
 
 /// Median seconds of `body` over `iterations` runs after `warmup` untimed ones, each shown
@@ -147,9 +113,9 @@ func timedSeconds(_ label: String, warmup: Int, iterations: Int, _ body: () -> V
         let start = DispatchTime.now().uptimeNanoseconds
         body()
         times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        log(String(format: "\r  %@ %d/%d: %.1f ms", label, i + 1, iterations, times.last! * 1e3))
+        // one line per timed run: benchmarks/ab.sh reads them all
+        log(String(format: "  %@ %d/%d: %.1f ms\n", label, i + 1, iterations, times.last! * 1e3))
     }
-    log("\n")
     return times
 }
 
@@ -167,7 +133,7 @@ func minorPageFaults() -> Int {
     return usage.ru_minflt
 }
 
-/// Runs ../shared/bench/torch_reference.py with the same network and input, when a Python
+/// Runs benchmarks/torch_reference.py with the same network and input, when a Python
 /// with torch is available, and returns its JSON figures.
 public func runTorchReference(python: String, script: String, kind: VideoResNetKind, twoPathways: Bool = false,
                               batch: Int, frames: Int, size: Int, threads: Int, channelsLast: Bool, tuned: Bool) -> [String: Any]? {

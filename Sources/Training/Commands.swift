@@ -1,0 +1,138 @@
+import Backbones
+import DataHDF5
+import Foundation
+import Pathways
+import Tensor
+import Video
+
+// What the command line calls: each `maclr` subcommand parses its arguments and hands them to
+// one of these, so the CLI needs no module below Training.
+
+/// The visual encoder's network family, as `--arch` names it.
+public typealias Architecture = VideoResNetKind
+/// The synthetic motion videos of `maclr synth`.
+public typealias SyntheticVideos = SyntheticMotion
+
+/// How the engine runs in this process.
+public enum Runtime {
+    /// This machine's cores: the default thread count.
+    public static var cores: Int { EngineOptions.cores }
+
+    /// Which conv paths the engine may take: the fastest the routing picks (default), blocked
+    /// im2col without implicit GEMMs, or the reference (whole im2col matrix on OpenBLAS).
+    public enum ConvPaths: String, CaseIterable, Sendable { case fastest, blocked, reference }
+
+    public static func configure(threads: Int, convPaths: ConvPaths = .fastest) {
+        var options = EngineOptions(threads: threads)
+        switch convPaths {
+        case .fastest: break
+        case .blocked: options.implicitConvs = false
+        case .reference: options = .reference(threads: threads)
+        }
+        Engine.options = options
+    }
+
+    /// What runs the GEMMs, for benchmark headers.
+    public static var gemmDescription: String { Engine.gemmDescription }
+}
+
+/// `maclr pretrain`: trains a recipe (resuming its run folder) and, with `evaluate`, probes the
+/// final encoder. Returns the run folder, the step reached and the evaluation, if any.
+public func pretrain(_ recipe: Recipe, fresh: Bool, evaluate: Bool, log: @escaping (String) -> Void) throws
+    -> (runFolder: URL, step: Int, report: Evaluation.Report?) {
+    let trainer = try Trainer(recipe: recipe, fresh: fresh)
+    try trainer.run(log: log)
+    guard evaluate else { return (trainer.runFolder, trainer.step, nil) }
+    let net = try Evaluation.loadEncoder(checkpoint: trainer.runFolder.path, encoderFile: nil, recipe: recipe)
+    let dataset = try ShardDataset(folder: URL(fileURLWithPath: recipe.data.dataset))
+    let report = try Evaluation.run(encoder: { net.features($0) }, dataset: dataset, recipe: recipe, log: log)
+    try report.write(to: trainer.runFolder.appendingPathComponent("eval.json"))
+    return (trainer.runFolder, trainer.step, report)
+}
+
+/// The encoder a command works on: a run or checkpoint folder, an exported .safetensors, or the
+/// random init of a recipe (the floor), with the recipe's settings and dataset.
+public struct EncoderSelection {
+    public var checkpoint: String?, encoderFile: String?, recipePath: String?
+    public var overrides: [String] = []
+    public var dataset: String?
+
+    public init(checkpoint: String?, encoderFile: String?, recipePath: String?, overrides: [String], dataset: String?) {
+        self.checkpoint = checkpoint; self.encoderFile = encoderFile; self.recipePath = recipePath
+        self.overrides = overrides; self.dataset = dataset
+    }
+
+    func resolve() throws -> (Recipe, VideoResNet, ShardDataset) {
+        var r: Recipe
+        if let recipePath { r = try Recipe.load(recipePath) }
+        else if let checkpoint { r = try Evaluation.recipe(ofCheckpoint: checkpoint) }
+        else { r = Recipe.defaults }
+        try r.apply(overrides: overrides)
+        if let dataset { try r.set("data.dataset", dataset) }
+        let net = try Evaluation.loadEncoder(checkpoint: checkpoint, encoderFile: encoderFile, recipe: r)
+        let ds = try ShardDataset(folder: URL(fileURLWithPath: r.data.dataset))
+        return (r, net, ds)
+    }
+
+    /// `maclr eval`: linear probe and retrieval.
+    public func evaluate(log: (String) -> Void) throws -> Evaluation.Report {
+        let (r, net, ds) = try resolve()
+        return try Evaluation.run(encoder: { net.features($0) }, dataset: ds, recipe: r, log: log)
+    }
+
+    /// `maclr extract`: features of `split` to an HDF5 file; returns (videos, dimension).
+    public func extractFeatures(split: String, to output: String, log: (String) -> Void) throws -> (count: Int, dimension: Int) {
+        let (r, net, ds) = try resolve()
+        let f = try Evaluation.features(encoder: { net.features($0) }, dataset: ds, split: split, sampling: r.sampling,
+                                        clipsPerVideo: r.eval.clipsPerVideo, log: log)
+        try FeatureFile.write(path: output, features: f.values, dimension: f.dimension, names: f.names, labels: f.labels,
+                              attributes: ["split": split, "arch": r.model.arch.rawValue, "dataset": r.data.dataset])
+        return (f.count, f.dimension)
+    }
+}
+
+/// `maclr export`: a visual encoder to torchvision-compatible safetensors. Returns a summary line.
+public enum EncoderExport {
+    /// The trained encoder of a run or checkpoint folder.
+    public static func trained(checkpoint: String, to output: String) throws -> String {
+        let recipe = try Evaluation.recipe(ofCheckpoint: checkpoint)
+        let net = try Evaluation.loadEncoder(checkpoint: checkpoint, encoderFile: nil, recipe: recipe)
+        var meta = VisualEncoder.metadata(for: net.config)
+        meta["source"] = try Evaluation.resolveCheckpoint(checkpoint).path
+        try net.saveSafetensors(to: URL(fileURLWithPath: output), metadata: meta)
+        return "wrote \(output): \(net.config.kind.rawValue), width \(net.config.width), \(net.parameterCount) parameters"
+    }
+
+    /// The randomly initialised encoder of `seed` (the floor).
+    public static func randomInit(arch: Architecture, width: Double, seed: UInt64, to output: String) throws -> String {
+        let config = VideoResNetConfig(kind: arch, width: width)
+        let model = VideoResNet(config, seed: seed)
+        var meta = VisualEncoder.metadata(for: config)
+        meta["seed"] = "\(seed)"; meta["source"] = "maclr random init"
+        try model.saveSafetensors(to: URL(fileURLWithPath: output), metadata: meta)
+        return "wrote \(output): \(arch.rawValue), width \(width), \(model.parameterCount) parameters"
+    }
+}
+
+extension Evaluation.Report {
+    /// One line: probe and retrieval figures.
+    public var summary: String {
+        String(format: "linear probe: top-1 %.1f%%, top-5 %.1f%% | retrieval: R@1 %.1f%%, R@5 %.1f%%, R@10 %.1f%% (%d train / %d test videos, %d classes)",
+               100 * top1, 100 * top5, 100 * recallAt1, 100 * recallAt5, 100 * recallAt10, trainVideos, testVideos, classes)
+    }
+
+    public func write(to file: URL) throws {
+        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try enc.encode(self).write(to: file)
+    }
+}
+
+/// `maclr prepare` with its arguments: discovers the inputs (a classes.txt beside a CSV names
+/// its integer labels; `maclr synth` writes one) and runs the preparation.
+public func prepareDataset(input: String, output: String, settings: Preparation, log: @escaping (String) -> Void) throws -> DatasetManifest {
+    let source = URL(fileURLWithPath: input)
+    let inputs = try Preparation.discover(source)
+    let namesFile = source.deletingLastPathComponent().appendingPathComponent("classes.txt")
+    let names = (try? String(contentsOf: namesFile, encoding: .utf8))?.split(whereSeparator: \.isNewline).map(String.init) ?? []
+    return try settings.run(inputs: inputs, output: URL(fileURLWithPath: output), classNames: names, log: log)
+}

@@ -1,0 +1,30 @@
+import ArgumentParser
+import Foundation
+import Training
+
+/// Progress and diagnostics go to stderr; results to stdout.
+let stderrLog: @Sendable (String) -> Void = { ConsoleLog.standardError.write($0) }
+
+extension Architecture: ExpressibleByArgument {}
+extension Runtime.ConvPaths: ExpressibleByArgument {}
+
+/// How the engine runs: shared by every command that computes.
+struct EngineFlags: ParsableArguments {
+    @Option(help: "Threads of the engine (OpenBLAS runs single-threaded inside them).")
+    var threads: Int = Runtime.cores
+    @Option(help: .hidden) var convPaths: Runtime.ConvPaths = .fastest
+
+    func validate() throws {
+        guard threads > 0 else { throw ValidationError("--threads \(threads) must be at least 1") }
+    }
+
+    func apply() { Runtime.configure(threads: threads, convPaths: convPaths) }
+}
+
+/// A recipe file and `--set` overrides of its keys.
+struct RecipeOptions: ParsableArguments {
+    @Argument(help: "Recipe YAML file (`maclr recipe` lists every key).") var recipe: String
+    @Option(name: .customLong("set"), help: "Override a key, e.g. --set optim.steps=100 (repeatable).") var overrides: [String] = []
+
+    func load() throws -> Recipe { try Recipe.load(recipe, overrides: overrides) }
+}
