@@ -114,55 +114,59 @@ func col2imAddRows(_ cols: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<
 /// expanded into one im2col matrix, one `sgemm` over it, and col2im for the input gradient.
 /// The plainest conv of the engine and the reference the tests hold the other paths against.
 
+/// One chunk of samples of the whole-matrix paths: its samples, its first im2col row and row
+/// count, the columns its GEMM multiplies (`uniformLiveColumns`), and a buffer of rows x K.
+struct WholeMatrixChunk {
+    let samples: Range<Int>, firstRow: Int, rows: Int, live: Range<Int>
+    let buffer: UnsafeMutablePointer<Float>
+    var isFirst: Bool { samples.lowerBound == 0 }
+}
+
+/// Calls `body` for each chunk of samples whose im2col matrix fits the budget, in order, with
+/// one buffer for all of them.
+func forEachWholeMatrixChunk(_ g: ConvGeometry, _ body: (WholeMatrixChunk) -> Void) {
+    let per = samplesPerChunk(g)
+    let buffer = Storage(uninitialized: per * g.rowsPerSample * g.columns)
+    for n0 in stride(from: 0, to: g.n, by: per) {
+        let samples = n0..<min(g.n, n0 + per)
+        let first = n0 * g.rowsPerSample, rows = samples.count * g.rowsPerSample
+        body(WholeMatrixChunk(samples: samples, firstRow: first, rows: rows, live: uniformLiveColumns(g, rows: first..<(first + rows)),
+                              buffer: buffer.pointer))
+    }
+}
+
 /// y (rows x O) = cols (rows x K) W^T.
 func wholeMatrixForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
     let k = g.columns
-    let per = samplesPerChunk(g)
-    let buffer = Storage(uninitialized: per * g.rowsPerSample * k)
-    for n0 in stride(from: 0, to: g.n, by: per) {
-        let samples = n0..<min(g.n, n0 + per)
-        im2col(x, g, samples: samples, buffer.pointer)
-        let first = n0 * g.rowsPerSample, rows = samples.count * g.rowsPerSample
-        let live = uniformLiveColumns(g, rows: first..<(first + rows))
-        sgemm(false, true, rows, g.o, live.count, 1, buffer.pointer + live.lowerBound, k, wt + live.lowerBound, k, 0, y + first * g.o, g.o)
+    forEachWholeMatrixChunk(g) { c in
+        im2col(x, g, samples: c.samples, c.buffer)
+        sgemm(false, true, c.rows, g.o, c.live.count, 1, c.buffer + c.live.lowerBound, k, wt + c.live.lowerBound, k, 0, y + c.firstRow * g.o, g.o)
     }
 }
 
-/// gx = col2im(gy W).
+/// gx = col2im(gy W); col2im skips the columns of taps in the padding.
 func wholeMatrixInputGrad(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g: ConvGeometry, _ gx: UnsafeMutablePointer<Float>) {
     let k = g.columns
     gx.update(repeating: 0, count: g.n * g.t * g.h * g.w * g.c)
-    let per = samplesPerChunk(g)
-    let buffer = Storage(uninitialized: per * g.rowsPerSample * k)
-    for n0 in stride(from: 0, to: g.n, by: per) {
-        let samples = n0..<min(g.n, n0 + per)
-        let first = n0 * g.rowsPerSample, rows = samples.count * g.rowsPerSample
-        // col2im skips the columns of taps in the padding
-        let live = uniformLiveColumns(g, rows: first..<(first + rows))
-        sgemm(false, false, rows, live.count, g.o, 1, gy + first * g.o, g.o, wt + live.lowerBound, k, 0, buffer.pointer + live.lowerBound, k)
-        col2imAdd(buffer.pointer, g, samples: samples, gx)
+    forEachWholeMatrixChunk(g) { c in
+        sgemm(false, false, c.rows, c.live.count, g.o, 1, gy + c.firstRow * g.o, g.o, wt + c.live.lowerBound, k, 0, c.buffer + c.live.lowerBound, k)
+        col2imAdd(c.buffer, g, samples: c.samples, gx)
     }
 }
 
-/// gW (O x K) = gy^T cols.
+/// gW (O x K) = gy^T cols; the columns of gW outside the live ones are zero (the GEMM writes the others).
 func wholeMatrixWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
     let k = g.columns
-    let per = samplesPerChunk(g)
-    let buffer = Storage(uninitialized: per * g.rowsPerSample * k)
-    for n0 in stride(from: 0, to: g.n, by: per) {
-        let samples = n0..<min(g.n, n0 + per)
-        im2col(x, g, samples: samples, buffer.pointer)
-        let first = n0 * g.rowsPerSample, rows = samples.count * g.rowsPerSample
-        // the columns of gW outside `live` stay zero (the GEMM writes the others)
-        let live = uniformLiveColumns(g, rows: first..<(first + rows))
-        if n0 == 0 && live.count < k {
+    forEachWholeMatrixChunk(g) { c in
+        im2col(x, g, samples: c.samples, c.buffer)
+        if c.isFirst && c.live.count < k {
             for i in 0..<g.o {
                 let row = gw + i * k
-                row.update(repeating: 0, count: live.lowerBound)
-                (row + live.upperBound).update(repeating: 0, count: k - live.upperBound)
+                row.update(repeating: 0, count: c.live.lowerBound)
+                (row + c.live.upperBound).update(repeating: 0, count: k - c.live.upperBound)
             }
         }
-        sgemm(true, false, g.o, live.count, rows, 1, gy + first * g.o, g.o, buffer.pointer + live.lowerBound, k, n0 == 0 ? 0 : 1,
-              gw + live.lowerBound, k)
+        sgemm(true, false, g.o, c.live.count, c.rows, 1, gy + c.firstRow * g.o, g.o, c.buffer + c.live.lowerBound, k, c.isFirst ? 0 : 1,
+              gw + c.live.lowerBound, k)
     }
 }
