@@ -77,8 +77,8 @@ public final class ConvTimer: ConvObserver {
 /// at least at the speed of the plain GEMM, im2col and all).
 public func printConvLayers(_ timer: ConvTimer, log: (String) -> Void, steps: Int, stepSeconds: Double) {
     log("  per conv shape, direction and path, per training step (GEMMs: \(Engine.gemmDescription)):\n")
-    log(String(format: "    %-44@ %-16@ %8@ %9@ %10@ %11@\n", "conv" as NSString, "path" as NSString, "ms" as NSString,
-               "GFLOP/s" as NSString, "bare GF/s" as NSString, "bare / conv" as NSString))
+    func column(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count + 1), withPad: " ", startingAt: 0) }
+    log("    " + column("conv", 46) + column("path", 18) + "      ms   GFLOP/s  bare GF/s bare / conv\n")
     var total = 0.0, bareTotal = 0.0
     var bareCache: [GEMMShape: Double] = [:]
     for (key, e) in timer.entries.sorted(by: { $0.value.seconds > $1.value.seconds }) {
@@ -87,9 +87,9 @@ public func printConvLayers(_ timer: ConvTimer, log: (String) -> Void, steps: In
         bareCache[shape] = bare
         let perStep = e.seconds / Double(steps), barePerStep = bare * Double(e.calls) / Double(steps)
         total += perStep; bareTotal += barePerStep
-        log(String(format: "    %-44@ %-16@ %8.1f %9.1f %10.1f %11.2f\n", "\(key.direction.rawValue) \(key.geometry)" as NSString,
-                   key.path.rawValue as NSString, perStep * 1e3, shape.flops * Double(e.calls) / e.seconds / 1e9,
-                   shape.flops / bare / 1e9, barePerStep / perStep))
+        log("    " + column("\(key.direction.rawValue) \(key.geometry)", 46) + column(key.path.rawValue, 18)
+            + String(format: "%8.1f %9.1f %10.1f %11.2f\n", perStep * 1e3, shape.flops * Double(e.calls) / e.seconds / 1e9,
+                     shape.flops / bare / 1e9, barePerStep / perStep))
     }
     log(String(format: "  training step %.1f ms: convs %.1f ms (a bare OpenBLAS sgemm of the same products %.1f ms), everything else %.1f ms\n",
                stepSeconds * 1e3, total * 1e3, bareTotal * 1e3, (stepSeconds - total) * 1e3))

@@ -70,7 +70,7 @@ public struct ConvGeometry: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        "\(c)->\(o) k\(kernel.map(String.init).joined(separator: "x")) s\(stride.map(String.init).joined(separator: "x")) in \(t)x\(h)x\(w)"
+        "\(c)->\(o) k\(kernel.map(String.init).joined(separator: "x")) s\(stride.map(String.init).joined(separator: "x")) in \(n)x\(t)x\(h)x\(w)"
     }
 }
 
