@@ -1,4 +1,5 @@
 import DataHDF5
+import Dispatch
 import Foundation
 import Tensor
 import Video
@@ -56,7 +57,45 @@ public struct DataBenchmark {
         return Double(resident) * Double(sysconf(Int32(_SC_PAGESIZE))) / Double(1 << 30)
     }
 
-    public func run(scratch: URL, log: (String) -> Void) throws -> [Row] {
+    /// One clip read as the loader reads it: RGB and flow of `frames` frames at `stride`.
+    public struct ClipRead: Codable { public var shard: String, video: Int, start: Int, row: Int, frames: Int, stride: Int }
+
+    /// Clips/s of raw clip reads (RGB + flow, no augmentation) on one thread, for each way of
+    /// reading frames at a stride, over the same `count` random clips; and the clips themselves,
+    /// so another reader (h5py) can time the same ones.
+    public func accessPatterns(_ ds: ShardDataset, count: Int) throws -> (rates: [(ShardReader.ReadPattern, Double)], clips: [ClipRead]) {
+        var rng = RandomGenerator(seed: 9)
+        let span = (sampling.frames - 1) * sampling.stride + 1
+        let clips = (0..<count).map { _ -> ClipRead in
+            let e = ds.entries[Int(rng.next() % UInt64(ds.entries.count))]
+            let start = Int(rng.next() % UInt64(max(1, e.length - span + 1)))
+            return ClipRead(shard: ds.manifest.shards[e.shard].file, video: e.video, start: start,
+                            row: ds.shards[e.shard].videos[e.video].start + start, frames: sampling.frames, stride: sampling.stride)
+        }
+        var rates: [(ShardReader.ReadPattern, Double)] = []
+        for pattern in ShardReader.ReadPattern.allCases {
+            for r in ds.shards { r.readPattern = pattern }
+            let begin = DispatchTime.now().uptimeNanoseconds
+            for c in clips {
+                let r = ds.shards[ds.manifest.shards.firstIndex { $0.file == c.shard }!]
+                _ = try r.readRGB(video: c.video, first: c.start, count: c.frames, step: c.stride)
+                _ = try r.readFlow(video: c.video, first: c.start, count: c.frames, step: c.stride)
+            }
+            rates.append((pattern, Double(count) / (Double(DispatchTime.now().uptimeNanoseconds - begin) / 1e9)))
+        }
+        for r in ds.shards { r.readPattern = .contiguous }
+        return (rates, clips)
+    }
+
+    public struct Result {
+        public var rows: [Row] = []
+        /// Raw clip reads per second on one thread, ours by pattern, and h5py's when it ran.
+        public var patterns: [(name: String, ours: Double, h5py: Double?)] = []
+    }
+
+    /// Runs everything; `python` (with h5py) times the same clip reads with `script`.
+    public func run(scratch: URL, python: String? = nil, script: String = "benchmarks/h5py_clips.py", log: (String) -> Void) throws -> Result {
+        var result = Result()
         var rows: [Row] = []
         for videos in [videosSmall, videosLarge] {
             let folder = scratch.appendingPathComponent("bench-data-\(videos)")
@@ -66,6 +105,19 @@ public struct DataBenchmark {
                 $0 + ((try? FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent($1).path)[.size] as? Int) ?? 0)
             }
             let ds = try ShardDataset(folder: folder)
+            if videos == videosSmall {
+                let (rates, clips) = try accessPatterns(ds, count: 200)
+                var h5py: [String: Double] = [:]
+                if let python {
+                    let list = scratch.appendingPathComponent("bench-data-clips-\(getpid()).json")
+                    try JSONEncoder().encode(clips).write(to: list)
+                    defer { try? FileManager.default.removeItem(at: list) }
+                    let figures = runPythonBenchmark(python: python, arguments: [script, folder.path, list.path], tuned: false)
+                    for (k, v) in figures ?? [:] { if let rate = v as? Double { h5py[k] = rate } }
+                    if figures == nil { log("(h5py did not run: \(python) \(script))\n") }
+                }
+                result.patterns = rates.map { (name: $0.0.rawValue, ours: $0.1, h5py: h5py[$0.0.rawValue]) }
+            }
             for augmented in [false, true] {
                 let s = ClipSampler(dataset: ds, indices: try ds.indices(split: "train"), sampling: sampling,
                                     augmentation: augmented ? Augmentation() : .none, seed: 1, batchSize: batchSize, withMotion: true)
@@ -88,7 +140,8 @@ public struct DataBenchmark {
             }
             try? FileManager.default.removeItem(at: folder)
         }
-        return rows
+        result.rows = rows
+        return result
     }
 }
 

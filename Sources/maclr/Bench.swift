@@ -223,22 +223,41 @@ struct ConvBench: ParsableCommand {
 
 struct DataBench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "data",
-        abstract: "Loader throughput (clip pairs/s, with and without augmentation) and peak memory at two dataset sizes.")
+        abstract: "Loader throughput (clip pairs/s, with and without augmentation) and peak memory at two dataset sizes; raw clip reads beside h5py's.")
     @Option(help: "Videos in the smaller dataset (the larger has 4x).") var videos = 40
     @Option(help: "Frames per video.") var frames = 64
     @Option(help: "Frame size of the shards.") var size = 112
     @Option(help: "Batches timed per configuration.") var batches = 30
     @Option(help: "Loader threads.") var workers = 2
     @Option(help: "Scratch folder for the generated datasets.") var scratch = NSTemporaryDirectory()
+    @Option(help: "The h5py reader of the same clips.") var h5pyScript = "benchmarks/h5py_clips.py"
+    @Option(help: "Python with h5py (default: $MACLR_TORCH_PYTHON, /opt/torchref/bin/python, python3).") var python: String?
+    @Flag(help: "Skip h5py.") var noH5py = false
+
+    func validate() throws {
+        guard videos > 0, frames >= 16, size >= 16, batches > 0, workers > 0 else {
+            throw ValidationError("--videos, --batches and --workers must be positive, --frames and --size at least 16")
+        }
+    }
 
     func run() throws {
         var b = DataBenchmark()
         b.videosSmall = videos; b.videosLarge = 4 * videos; b.framesPerVideo = frames; b.size = size; b.batches = batches; b.workers = workers
-        let rows = try b.run(scratch: URL(fileURLWithPath: scratch), log: stderrLog)
-        print("\nclips: \(b.sampling.frames) frames (stride \(b.sampling.stride)) cropped to \(b.sampling.width)x\(b.sampling.height), batch \(b.batchSize) pairs, RGB + flow, \(workers) loader threads")
+        let candidates = [python, ProcessInfo.processInfo.environment["MACLR_TORCH_PYTHON"], "/opt/torchref/bin/python", "/usr/bin/python3"]
+        let found = noH5py || !FileManager.default.fileExists(atPath: h5pyScript) ? nil
+            : candidates.compactMap { $0 }.first { FileManager.default.isExecutableFile(atPath: $0) }
+        let result = try b.run(scratch: URL(fileURLWithPath: scratch), python: found, script: h5pyScript, log: stderrLog)
+        print("\nraw clip reads, RGB + flow, \(b.sampling.frames) frames at stride \(b.sampling.stride) from \(size)x\(size) shards, one thread:")
+        print("| read | maclr clips/s | h5py clips/s | maclr / h5py |")
+        print("|---|---|---|---|")
+        for p in result.patterns {
+            let h = p.h5py.map { String(format: "%.0f", $0) } ?? "-", ratio = p.h5py.map { String(format: "%.2f", p.ours / $0) } ?? "-"
+            print(String(format: "| %@ | %.0f | %@ | %@ |", p.name, p.ours, h, ratio))
+        }
+        print("\nloader: clips of \(b.sampling.frames) frames (stride \(b.sampling.stride)) cropped to \(b.sampling.width)x\(b.sampling.height), batch \(b.batchSize) pairs, RGB + flow, \(workers) loader threads")
         print("| videos | dataset on disk | augmentation | clip pairs/s | peak RSS |")
         print("|---|---|---|---|---|")
-        for r in rows {
+        for r in result.rows {
             print(String(format: "| %d | %.2f GiB | %@ | %.1f | %.3f GiB |", r.videos, r.datasetGiB, r.augmented ? "on" : "off", r.pairsPerSecond, r.peakRSSGiB))
         }
     }

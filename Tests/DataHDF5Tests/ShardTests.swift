@@ -20,6 +20,47 @@ final class ShardTests: XCTestCase {
         return PreparedVideo(name: "v\(id)", source: "/videos/clip \(id).mp4", label: id % 3, frames: frames, height: 6, width: 8, rgb: rgb, flow: flow)
     }
 
+    /// Frames at a stride read as one contiguous span and subsampled in memory (the loader's
+    /// way) equal HDF5's strided selection and the written frames, byte for byte: strides 1 to 4,
+    /// clips touching a video's first and last frames, a video shorter than most clips, and a
+    /// clip that ends on the shard's last frame.
+    func testContiguousAndStridedReadsGiveTheSameBytes() throws {
+        let path = dir.appendingPathComponent("shard-00000.h5").path
+        let w = try ShardWriter(path: path, attributes: Self.attributes)
+        let videos = [Self.video(1, frames: 40), Self.video(2, frames: 5), Self.video(3, frames: 17)]
+        for v in videos { try w.append(v) }
+        try w.finish()
+        let r = try ShardReader(path: path)
+        let rgbFrame = 6 * 8 * 3, flowFrame = 6 * 8 * 2
+        var compared = 0
+        for (index, v) in videos.enumerated() {
+            for step in 1...4 {
+                for count in 1...8 where (count - 1) * step < v.frames {
+                    let last = v.frames - 1 - (count - 1) * step
+                    for first in Set([0, last, last / 2]) {
+                        var reads: [[[UInt8]]] = []
+                        for pattern in ShardReader.ReadPattern.allCases {
+                            r.readPattern = pattern
+                            reads.append([try r.readRGB(video: index, first: first, count: count, step: step),
+                                          try r.readFlow(video: index, first: first, count: count, step: step)])
+                        }
+                        var expectedRGB: [UInt8] = [], expectedFlow: [UInt8] = []
+                        for k in 0..<count {
+                            let f = first + k * step
+                            expectedRGB += v.rgb[(f * rgbFrame)..<((f + 1) * rgbFrame)]
+                            expectedFlow += v.flow![(f * flowFrame)..<((f + 1) * flowFrame)]
+                        }
+                        let expected = [expectedRGB, expectedFlow]
+                        XCTAssertEqual(reads[0], expected, "contiguous: video \(index) first \(first) count \(count) step \(step)")
+                        XCTAssertEqual(reads[1], expected, "strided: video \(index) first \(first) count \(count) step \(step)")
+                        compared += 1
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(compared, 100)
+    }
+
     func testWriteThenReadByHyperslab() throws {
         let path = dir.appendingPathComponent("shard-00000.h5").path
         let w = try ShardWriter(path: path, attributes: Self.attributes)
