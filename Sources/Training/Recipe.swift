@@ -64,7 +64,7 @@ public enum RecipeKey {
         Spec("data.blur_sigma", .span(within: 0...100), [0.1, 2.0], "blur sigma in pixels of the output clip [min, max]"),
         Spec("data.motion_temporal_sampling", .bool, false, "MCL: prefer clips with more motion"),
         Spec("data.motion_spatial_cropping", .bool, false, "MCL: crops must cover the moving region"),
-        Spec("data.loader_workers", .int(1...64), 2, "background threads preparing batches"),
+        Spec("data.loader_workers", .int(0...64), 0, "background threads preparing batches (0: a quarter of the cores, at least 2)"),
         Spec("model.arch", .choices(VideoResNetKind.self), "r2plus1d_18", "visual encoder (torchvision structure)"),
         Spec("model.width", .number(min: 0, exclusive: true, max: 8), 0.25, "channel multiplier of the visual encoder (1 = torchvision)"),
         Spec("model.blocks", stages, [1, 1, 1, 1], "residual blocks per stage of the visual encoder"),

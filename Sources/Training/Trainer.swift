@@ -75,6 +75,9 @@ extension Recipe {
         return s
     }
 
+    /// Loader threads: `data.loader_workers`, or with 0 a quarter of the cores, at least 2.
+    public var loaderThreads: Int { data.loaderWorkers > 0 ? data.loaderWorkers : max(2, EngineOptions.cores / 4) }
+
     public var augmentation: Augmentation {
         guard data.augment else { return .none }
         var a = Augmentation()
@@ -98,8 +101,10 @@ extension Recipe {
         }
     }
 
-    /// Keys whose change does not change what a run computes (where it writes, how often it logs).
-    static let bookkeepingKeys = Set(["train.output", "train.checkpoint_every", "train.keep_checkpoints", "train.log_every"]
+    /// Keys whose change does not change what a run computes (where it writes, how often it logs,
+    /// how many threads load: batches are a function of seed, epoch and batch).
+    static let bookkeepingKeys = Set(["train.output", "train.checkpoint_every", "train.keep_checkpoints", "train.log_every",
+                                      "data.loader_workers"]
         + RecipeKey.all.map(\.key).filter { $0.hasPrefix("eval.") })
 }
 
@@ -184,14 +189,21 @@ public final class Trainer {
 
     // MARK: - training
 
-    public struct StepMetrics: Codable { public var step: Int; public var values: [String: Float]; public var lr: Float; public var clipsPerSecond: Double }
+    public struct StepMetrics: Codable {
+        public var step: Int; public var values: [String: Float]; public var lr: Float; public var clipsPerSecond: Double
+        /// The share of this run's time so far that the step waited for the loader.
+        public var dataWait: Double
+    }
+
+    /// A data-wait share above this is warned about: the step is starved.
+    static let dataWaitWarning = 0.05
 
     /// Runs until `optim.steps`, or `stopAfter` more steps (for tests and staged runs).
     @discardableResult
     public func run(stopAfter: Int? = nil, log: (String) -> Void) throws -> [StepMetrics] {
         let total = recipe.optim.steps
         let accumulate = recipe.optim.accumulate
-        let loader = StreamingLoader(sampler: sampler, position: loaderPosition, workers: recipe.data.loaderWorkers, depth: 4)
+        let loader = StreamingLoader(sampler: sampler, position: loaderPosition, workers: recipe.loaderThreads, depth: 4)
         defer { loader.stop() }
         for w in warnings { log(w + "\n") }
         if let r = resumedFrom { log("resuming from \(r.path) at step \(step)\n") }
@@ -201,12 +213,15 @@ public final class Trainer {
         let end = min(total, step + (stopAfter ?? total))
         let start = DispatchTime.now().uptimeNanoseconds
         let firstStep = step
+        var waited: UInt64 = 0, warnedAboutData = false
         while step < end {
             optimizer.learningRate = schedule.learningRate(at: step)
             optimizer.zeroGrad()
             var sums: [String: Float] = [:]
             for _ in 0..<accumulate {
+                let asked = DispatchTime.now().uptimeNanoseconds
                 let batch = try loader.next()
+                waited += DispatchTime.now().uptimeNanoseconds - asked
                 let (loss, values) = lossOf(batch)
                 guard values.values.allSatisfy({ $0.isFinite }) else {
                     let last = try completeCheckpoints().last?.path ?? "none"
@@ -221,14 +236,23 @@ public final class Trainer {
             loaderPosition = loader.position
             let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             let clipsPerSecond = Double((step - firstStep) * accumulate * sampler.batchSize) / max(elapsed, 1e-9)
-            let m = StepMetrics(step: step, values: sums, lr: optimizer.learningRate, clipsPerSecond: clipsPerSecond)
+            let dataWait = Double(waited) / 1e9 / max(elapsed, 1e-9)
+            let m = StepMetrics(step: step, values: sums, lr: optimizer.learningRate, clipsPerSecond: clipsPerSecond, dataWait: dataWait)
             history.append(m)
             let left = elapsed / Double(step - firstStep) * Double(end - step)
             let terms = sums.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(separator: " ")
-            log(String(format: "\rstep %d/%d  %@  lr %.4g  %.2f clips/s  %@ left   ", step, total, terms, m.lr, clipsPerSecond, formatDuration(left)))
+            log(String(format: "\rstep %d/%d  %@  lr %.4g  %.2f clips/s  data wait %.0f%%  %@ left   ", step, total, terms, m.lr, clipsPerSecond,
+                       100 * dataWait, formatDuration(left)))
+            // after a warm-up, so the loader's first batches do not count
+            if !warnedAboutData && step - firstStep >= 20 && dataWait > Self.dataWaitWarning {
+                warnedAboutData = true
+                log(String(format: "\nwarning: the step waited for data %.0f%% of the time; more loader threads (data.loader_workers, now %d) may feed it\n",
+                           100 * dataWait, recipe.loaderThreads))
+            }
             if step % recipe.train.logEvery == 0 || step == end {
                 try appendMetrics(m, elapsed: elapsed)
-                try events.add(scalars: sums.sorted { $0.key < $1.key } + [("lr", m.lr), ("clips_per_s", Float(clipsPerSecond))], step: step)
+                try events.add(scalars: sums.sorted { $0.key < $1.key } + [("lr", m.lr), ("clips_per_s", Float(clipsPerSecond)),
+                                                                          ("data_wait", Float(dataWait))], step: step)
             }
             if step % recipe.train.checkpointEvery == 0 || step == total { try save() }
         }
@@ -251,7 +275,7 @@ public final class Trainer {
     }
 
     func appendMetrics(_ m: StepMetrics, elapsed: Double) throws {
-        var line: [String: Any] = ["step": m.step, "lr": Double(m.lr), "clips_per_s": m.clipsPerSecond, "elapsed_s": elapsed]
+        var line: [String: Any] = ["step": m.step, "lr": Double(m.lr), "clips_per_s": m.clipsPerSecond, "elapsed_s": elapsed, "data_wait": m.dataWait]
         for (k, v) in m.values { line[k] = Double(v) }
         var data = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
         data.append(0x0A)

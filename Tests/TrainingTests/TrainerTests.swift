@@ -78,6 +78,12 @@ final class TrainerTests: XCTestCase {
         // metrics.jsonl holds each step once
         let lines = try String(contentsOf: dir.appendingPathComponent("split/metrics.jsonl"), encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(lines.count, 6)
+        // every line says how much of the run the step waited for data, a share in [0, 1]
+        for line in lines {
+            let d = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let wait = try XCTUnwrap(d["data_wait"] as? Double)
+            XCTAssertTrue((0...1).contains(wait), "\(wait)")
+        }
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("split/encoder.safetensors").path))
         // TensorBoard events beside metrics.jsonl hold the same losses, step by step
         let folder = dir.appendingPathComponent("whole")
