@@ -13,7 +13,18 @@ public struct DataBenchmark {
     public var sampling = ClipSampling()
     public init() { sampling.frames = 8; sampling.stride = 2; sampling.height = 96; sampling.width = 96 }
 
-    public struct Row { public var videos: Int; public var datasetGiB: Double; public var augmented: Bool; public var pairsPerSecond: Double; public var peakRSSGiB: Double }
+    public struct Row {
+        public var videos: Int; public var datasetGiB: Double; public var augmented: Bool; public var pairsPerSecond: Double; public var peakRSSGiB: Double
+        /// CPU time (all threads) per batch while the loader ran: on few cores, taken from the step.
+        public var cpuMillisecondsPerBatch: Double
+    }
+
+    /// This process's user + system CPU seconds so far, all threads.
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
 
     /// Writes a dataset of random frames and flow (content does not matter for throughput).
     func makeDataset(_ folder: URL, videos: Int) throws {
@@ -124,7 +135,7 @@ public struct DataBenchmark {
                 let loader = StreamingLoader(sampler: s, workers: workers, depth: 4)
                 _ = try loader.next()
                 var peak = Self.rssGiB()
-                let start = DispatchTime.now().uptimeNanoseconds
+                let start = DispatchTime.now().uptimeNanoseconds, cpuStart = Self.cpuSeconds()
                 for i in 0..<batches {
                     _ = try loader.next()
                     peak = max(peak, Self.rssGiB())
@@ -132,10 +143,11 @@ public struct DataBenchmark {
                     log(String(format: "\r  %d videos, augmentation %@: batch %d/%d, %.1f clip pairs/s, %.0fs left   ", videos, augmented ? "on " : "off",
                                i + 1, batches, Double((i + 1) * batchSize) / el, el / Double(i + 1) * Double(batches - i - 1)))
                 }
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, cpu = Self.cpuSeconds() - cpuStart
                 loader.stop()
-                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                 rows.append(Row(videos: videos, datasetGiB: Double(bytes) / Double(1 << 30), augmented: augmented,
-                                pairsPerSecond: Double(batches * batchSize) / seconds, peakRSSGiB: peak))
+                                pairsPerSecond: Double(batches * batchSize) / seconds, peakRSSGiB: peak,
+                                cpuMillisecondsPerBatch: cpu / Double(batches) * 1e3))
                 log("\n")
             }
             try? FileManager.default.removeItem(at: folder)

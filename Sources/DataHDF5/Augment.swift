@@ -77,25 +77,40 @@ enum Augmenter {
 
     /// Bilinear resample of (T, H, W, C) uint8 frames inside `box` to (T, outH, outW, C) floats,
     /// optionally mirrored left-right.
+    @inline(__always)
     static func cropResize(_ src: [UInt8], frames t: Int, height h: Int, width w: Int, channels c: Int,
                            box: CropBox, outHeight oh: Int, outWidth ow: Int, flip: Bool, into out: UnsafeMutablePointer<Float>,
                            transform: (Int, Float) -> Float) {
         let sx = box.width / Double(ow), sy = box.height / Double(oh)
+        // The bilinear taps and weights of each output column and row, computed once per clip.
+        var columns = [(x0: Int, x1: Int, wx: Float)](), rows = [(y0: Int, y1: Int, wy: Float)]()
+        columns.reserveCapacity(ow); rows.reserveCapacity(oh)
+        for x in 0..<ow {
+            let xx = flip ? ow - 1 - x : x
+            let fx = min(max(box.x + (Double(xx) + 0.5) * sx - 0.5, 0), Double(w - 1))
+            let x0 = Int(fx)
+            columns.append((x0 * c, min(x0 + 1, w - 1) * c, Float(fx - Double(x0))))
+        }
+        for y in 0..<oh {
+            let fy = min(max(box.y + (Double(y) + 0.5) * sy - 0.5, 0), Double(h - 1))
+            let y0 = Int(fy)
+            rows.append((y0 * w * c, min(y0 + 1, h - 1) * w * c, Float(fy - Double(y0))))
+        }
         src.withUnsafeBufferPointer { sp in
-            for f in 0..<t {
-                let base = f * h * w * c
-                for y in 0..<oh {
-                    let fy = min(max(box.y + (Double(y) + 0.5) * sy - 0.5, 0), Double(h - 1))
-                    let y0 = Int(fy), y1 = min(y0 + 1, h - 1), wy = Float(fy - Double(y0))
-                    for x in 0..<ow {
-                        let xx = flip ? ow - 1 - x : x
-                        let fx = min(max(box.x + (Double(xx) + 0.5) * sx - 0.5, 0), Double(w - 1))
-                        let x0 = Int(fx), x1 = min(x0 + 1, w - 1), wx = Float(fx - Double(x0))
-                        let o = ((f * oh + y) * ow + x) * c
-                        for ch in 0..<c {
-                            let a = Float(sp[base + (y0 * w + x0) * c + ch]), b = Float(sp[base + (y0 * w + x1) * c + ch])
-                            let d = Float(sp[base + (y1 * w + x0) * c + ch]), e = Float(sp[base + (y1 * w + x1) * c + ch])
-                            out[o + ch] = transform(ch, (a * (1 - wx) + b * wx) * (1 - wy) + (d * (1 - wx) + e * wx) * wy)
+            columns.withUnsafeBufferPointer { cols in
+                for f in 0..<t {
+                    let frame = sp.baseAddress! + f * h * w * c
+                    for (y, row) in rows.enumerated() {
+                        let top = frame + row.y0, bottom = frame + row.y1, wy = row.wy
+                        var o = out + (f * oh + y) * ow * c
+                        for col in cols {
+                            let wx = col.wx
+                            for ch in 0..<c {
+                                let a = Float(top[col.x0 + ch]), b = Float(top[col.x1 + ch])
+                                let d = Float(bottom[col.x0 + ch]), e = Float(bottom[col.x1 + ch])
+                                o[ch] = transform(ch, (a * (1 - wx) + b * wx) * (1 - wy) + (d * (1 - wx) + e * wx) * wy)
+                            }
+                            o += c
                         }
                     }
                 }

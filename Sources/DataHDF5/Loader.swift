@@ -276,10 +276,17 @@ public struct ClipSampler: Sendable {
     /// normalised with the Kinetics mean and std.
     func writeRGB(_ raw: RawClip, box: CropBox, flip: Bool, rng: inout RandomGenerator, into rgb: UnsafeMutablePointer<Float>) {
         let t = sampling.frames, oh = sampling.height, ow = sampling.width
+        let (mean, std) = (Self.mean, Self.std)
+        guard augmentation.enabled else {
+            // the same two roundings as below, in one pass
+            Augmenter.cropResize(raw.rgb, frames: t, height: raw.height, width: raw.width, channels: 3, box: box, outHeight: oh, outWidth: ow,
+                                 flip: flip, into: rgb) { c, v in (v / 255 - mean[c]) / std[c] }
+            return
+        }
         Augmenter.cropResize(raw.rgb, frames: t, height: raw.height, width: raw.width, channels: 3, box: box, outHeight: oh, outWidth: ow,
                              flip: flip, into: rgb) { _, v in v / 255 }
-        if augmentation.enabled { Augmenter.photometric(rgb, frames: t, height: oh, width: ow, augmentation, rng: &rng) }
-        for i in 0..<(t * oh * ow) { for c in 0..<3 { rgb[i * 3 + c] = (rgb[i * 3 + c] - Self.mean[c]) / Self.std[c] } }
+        Augmenter.photometric(rgb, frames: t, height: oh, width: ow, augmentation, rng: &rng)
+        for i in 0..<(t * oh * ow) { for c in 0..<3 { rgb[i * 3 + c] = (rgb[i * 3 + c] - mean[c]) / std[c] } }
     }
 
     /// Step 4: the motion input of `sampling.motion`: the flow cropped like the frames and

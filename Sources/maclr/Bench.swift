@@ -227,6 +227,7 @@ struct DataBench: ParsableCommand {
     @Option(help: "Videos in the smaller dataset (the larger has 4x).") var videos = 40
     @Option(help: "Frames per video.") var frames = 64
     @Option(help: "Frame size of the shards.") var size = 112
+    @Option(help: "Clips are cropped and resized to crop x crop.") var crop = 96
     @Option(help: "Batches timed per configuration.") var batches = 30
     @Option(help: "Loader threads.") var workers = 2
     @Option(help: "Scratch folder for the generated datasets.") var scratch = NSTemporaryDirectory()
@@ -235,14 +236,15 @@ struct DataBench: ParsableCommand {
     @Flag(help: "Skip h5py.") var noH5py = false
 
     func validate() throws {
-        guard videos > 0, frames >= 16, size >= 16, batches > 0, workers > 0 else {
-            throw ValidationError("--videos, --batches and --workers must be positive, --frames and --size at least 16")
+        guard videos > 0, frames >= 16, size >= 16, batches > 0, workers > 0, (8...size).contains(crop) else {
+            throw ValidationError("--videos, --batches and --workers must be positive, --frames and --size at least 16, --crop 8...--size")
         }
     }
 
     func run() throws {
         var b = DataBenchmark()
         b.videosSmall = videos; b.videosLarge = 4 * videos; b.framesPerVideo = frames; b.size = size; b.batches = batches; b.workers = workers
+        b.sampling.height = crop; b.sampling.width = crop
         let candidates = [python, ProcessInfo.processInfo.environment["MACLR_TORCH_PYTHON"], "/opt/torchref/bin/python", "/usr/bin/python3"]
         let found = noH5py || !FileManager.default.fileExists(atPath: h5pyScript) ? nil
             : candidates.compactMap { $0 }.first { FileManager.default.isExecutableFile(atPath: $0) }
@@ -255,10 +257,11 @@ struct DataBench: ParsableCommand {
             print(String(format: "| %@ | %.0f | %@ | %@ |", p.name, p.ours, h, ratio))
         }
         print("\nloader: clips of \(b.sampling.frames) frames (stride \(b.sampling.stride)) cropped to \(b.sampling.width)x\(b.sampling.height), batch \(b.batchSize) pairs, RGB + flow, \(workers) loader threads")
-        print("| videos | dataset on disk | augmentation | clip pairs/s | peak RSS |")
-        print("|---|---|---|---|---|")
+        print("| videos | dataset on disk | augmentation | clip pairs/s | loader CPU per batch | peak RSS |")
+        print("|---|---|---|---|---|---|")
         for r in result.rows {
-            print(String(format: "| %d | %.2f GiB | %@ | %.1f | %.3f GiB |", r.videos, r.datasetGiB, r.augmented ? "on" : "off", r.pairsPerSecond, r.peakRSSGiB))
+            print(String(format: "| %d | %.2f GiB | %@ | %.1f | %.1f ms | %.3f GiB |", r.videos, r.datasetGiB, r.augmented ? "on" : "off",
+                         r.pairsPerSecond, r.cpuMillisecondsPerBatch, r.peakRSSGiB))
         }
     }
 }
