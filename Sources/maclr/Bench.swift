@@ -15,11 +15,13 @@ struct TorchOptions: ParsableArguments {
     var torchPython: String?
     @Flag(help: "Skip the PyTorch reference.") var noTorch = false
 
-    func python() -> String? {
-        guard !noTorch else { return nil }
-        let candidates = [torchPython, ProcessInfo.processInfo.environment["MACLR_TORCH_PYTHON"], "/opt/torchref/bin/python"].compactMap { $0 }
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
+    func python() -> String? { noTorch ? nil : findPython(torchPython) }
+}
+
+/// The first executable of: `explicit`, $MACLR_TORCH_PYTHON, /opt/torchref/bin/python, then `fallbacks`.
+func findPython(_ explicit: String?, fallbacks: [String] = []) -> String? {
+    let candidates = [explicit, ProcessInfo.processInfo.environment["MACLR_TORCH_PYTHON"], "/opt/torchref/bin/python"] + fallbacks
+    return candidates.compactMap { $0 }.first { FileManager.default.isExecutableFile(atPath: $0) }
 }
 
 struct StepBench: ParsableCommand {
@@ -245,9 +247,7 @@ struct DataBench: ParsableCommand {
         var b = DataBenchmark()
         b.videosSmall = videos; b.videosLarge = 4 * videos; b.framesPerVideo = frames; b.size = size; b.batches = batches; b.workers = workers
         b.sampling.height = crop; b.sampling.width = crop
-        let candidates = [python, ProcessInfo.processInfo.environment["MACLR_TORCH_PYTHON"], "/opt/torchref/bin/python", "/usr/bin/python3"]
-        let found = noH5py || !FileManager.default.fileExists(atPath: h5pyScript) ? nil
-            : candidates.compactMap { $0 }.first { FileManager.default.isExecutableFile(atPath: $0) }
+        let found = noH5py || !FileManager.default.fileExists(atPath: h5pyScript) ? nil : findPython(python, fallbacks: ["/usr/bin/python3"])
         let result = try b.run(scratch: URL(fileURLWithPath: scratch), python: found, script: h5pyScript, log: stderrLog)
         print("\nraw clip reads, RGB + flow, \(b.sampling.frames) frames at stride \(b.sampling.stride) from \(size)x\(size) shards, one thread:")
         print("| read | maclr clips/s | h5py clips/s | maclr / h5py |")
