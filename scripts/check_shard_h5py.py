@@ -40,6 +40,11 @@ def main(folder):
                 flow = f["flow"]
                 if flow.dtype != np.uint8 or flow.shape != rgb.shape[:3] + (2,):
                     fail(f"{path}: /flow {flow.dtype} {flow.shape} does not match /rgb {rgb.shape}")
+                # version 2: one motion score per frame (mean motion-boundary magnitude, pixels)
+                if int(a["version"]) >= 2:
+                    motion = f["motion"]
+                    if motion.dtype != np.float32 or motion.shape != (rgb.shape[0],) or not np.all(motion[...] >= 0):
+                        fail(f"{path}: /motion {motion.dtype} {motion.shape}, expected float32 ({rgb.shape[0]},) of scores >= 0")
             v = f["videos"]
             names, sources = v["name"][...], v["source"][...]
             start, length, label = v["start"][...], v["length"][...], v["label"][...]

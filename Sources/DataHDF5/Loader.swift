@@ -204,13 +204,10 @@ public struct ClipSampler: Sendable {
     }
 
     /// The clip window's mean motion-boundary magnitude (MCL's ranking of candidate starts; the
-    /// caller keeps `start` such that the window fits the video).
+    /// caller keeps `start` such that the window fits the video): from the scores the shard
+    /// stores per frame, so ranking candidates reads no flow.
     func motionScore(_ e: ShardDataset.Entry, start: Int) throws -> Float {
-        let r = dataset.shards[e.shard]
-        let q = try r.readFlow(video: e.video, first: start, count: sampling.frames, step: sampling.stride)
-        let m = Self.meanBoundaries(quantized: q, frames: sampling.frames, height: r.attributes.height, width: r.attributes.width,
-                                    bound: Float(r.attributes.flowBound))
-        return m.reduce(0, +) / Float(m.count)
+        try dataset.shards[e.shard].motionScore(video: e.video, first: start, count: sampling.frames, step: sampling.stride)
     }
 
     /// One clip of a video, from the shard to the network's input, in four steps: read the

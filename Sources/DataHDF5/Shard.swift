@@ -5,9 +5,27 @@ import Video
 /// The shard format (DESIGN.md): one HDF5 file holding every frame of its videos.
 public enum ShardFormat {
     public static let name = "maclr-shard"
-    public static let version = 1
+    /// 2 adds /motion (per-frame motion scores); version 1 shards still load, their scores
+    /// computed from the flow when sampling needs them.
+    public static let version = 2
+    public static let readableVersions = 1...2
     /// Rows per HDF5 chunk of /rgb and /flow: about one clip, so a clip read touches few chunks.
     public static let chunkFrames = 16
+
+    /// Each frame's motion score, (F): the spatial mean of the motion-boundary magnitude of its
+    /// quantised flow (F, H, W, 2), in pixels. A clip window's score (MCL's ranking of clips by
+    /// motion) is the mean of its frames' scores.
+    public static func frameMotion(quantizedFlow q: [UInt8], frames: Int, height h: Int, width w: Int, bound: Float) -> [Float] {
+        let n = h * w
+        return (0..<frames).map { f in
+            var field = FlowField(width: w, height: h)
+            for i in 0..<n {
+                field.u[i] = Motion.dequantize(q[(f * n + i) * 2], bound: bound)
+                field.v[i] = Motion.dequantize(q[(f * n + i) * 2 + 1], bound: bound)
+            }
+            return Motion.motionBoundaries(field).reduce(0, +) / Float(n)
+        }
+    }
 }
 
 /// One video ready to be written: frames (F, H, W, 3) and optional flow (F, H, W, 2), quantised.
@@ -53,6 +71,10 @@ public final class ShardWriter {
     private var rgb: H5Dataset?, flow: H5Dataset?
     private var videos: [ShardVideo] = []
     private var rows = 0
+    /// Every frame's motion score so far (with flow), written at `finish()`.
+    private var motion: [Float] = []
+    /// The format version written: the current one; tests write version 1 to check it still loads.
+    var formatVersion = ShardFormat.version
 
     public init(path: String, attributes: ShardAttributes) throws {
         self.path = path
@@ -84,6 +106,8 @@ public final class ShardWriter {
                 throw HDF5Error("\(path): video \(v.name) has no flow of \(v.frames) frames")
             }
             try vf.withUnsafeBytes { try flow.append($0.baseAddress!, rows: v.frames, memoryType: maclr_H5T_NATIVE_UINT8()) }
+            motion += ShardFormat.frameMotion(quantizedFlow: vf, frames: v.frames, height: v.height, width: v.width,
+                                              bound: Float(attributes.flowBound))
         }
         videos.append(ShardVideo(name: v.name, source: v.source, start: rows, length: v.frames, label: v.label))
         rows += v.frames
@@ -98,8 +122,9 @@ public final class ShardWriter {
         try f.write("/videos/start", type: maclr_H5T_NATIVE_INT64(), values: videos.map { Int64($0.start) })
         try f.write("/videos/length", type: maclr_H5T_NATIVE_INT32(), values: videos.map { Int32($0.length) })
         try f.write("/videos/label", type: maclr_H5T_NATIVE_INT32(), values: videos.map { Int32($0.label) })
+        if flow != nil && rows > 0 && formatVersion >= 2 { try f.write("/motion", type: maclr_H5T_NATIVE_FLOAT(), values: motion) }
         try f.setAttribute("format", ShardFormat.name)
-        try f.setAttribute("version", ShardFormat.version)
+        try f.setAttribute("version", formatVersion)
         try f.setAttribute("height", attributes.height)
         try f.setAttribute("width", attributes.width)
         try f.setAttribute("fps", attributes.fps)
@@ -139,8 +164,8 @@ public final class ShardReader {
         let format = try file.stringAttribute("format")
         guard format == ShardFormat.name else { throw HDF5Error("\(path): format '\(format)' is not \(ShardFormat.name)") }
         version = Int(try file.numberAttribute("version"))
-        guard version == ShardFormat.version else {
-            throw HDF5Error("\(path): shard version \(version), this maclr reads version \(ShardFormat.version)")
+        guard ShardFormat.readableVersions.contains(version) else {
+            throw HDF5Error("\(path): shard version \(version), this maclr reads versions \(ShardFormat.readableVersions.lowerBound) to \(ShardFormat.readableVersions.upperBound)")
         }
         attributes = ShardAttributes(height: Int(try file.numberAttribute("height")), width: Int(try file.numberAttribute("width")),
                                      fps: try file.numberAttribute("fps"), flowAlgorithm: try file.stringAttribute("flow_algorithm"),
@@ -158,6 +183,28 @@ public final class ShardReader {
         videos = (0..<names.count).map {
             ShardVideo(name: names[$0], source: sources[$0], start: Int(starts[$0]), length: Int(lengths[$0]), label: Int(labels[$0]))
         }
+        frameMotion = file.exists("/motion") ? try file.open("/motion").readAll(Float.self, memoryType: maclr_H5T_NATIVE_FLOAT()) : nil
+        if let m = frameMotion, m.count != rgb.shape[0] {
+            throw HDF5Error("\(path): /motion has \(m.count) scores for \(rgb.shape[0]) frames")
+        }
+    }
+
+    /// Every frame's motion score (`ShardFormat.frameMotion`), from version 2 on; nil before.
+    public private(set) var frameMotion: [Float]?
+
+    /// The mean motion score of `count` frames of video `index` from `first`, every `step`-th,
+    /// from the stored scores, or computed from the flow for a version 1 shard.
+    public func motionScore(video index: Int, first: Int, count: Int, step: Int) throws -> Float {
+        let v = videos[index]
+        guard first >= 0, count > 0, first + (count - 1) * step < v.length else {
+            throw HDF5Error("\(path): frames \(first)+\(count)x\(step) outside video \(v.name) of \(v.length) frames")
+        }
+        if let frameMotion {
+            return (0..<count).reduce(0) { $0 + frameMotion[v.start + first + $1 * step] } / Float(count)
+        }
+        let flow = try readFlow(video: index, first: first, count: count, step: step)
+        return ShardFormat.frameMotion(quantizedFlow: flow, frames: count, height: attributes.height, width: attributes.width,
+                                       bound: Float(attributes.flowBound)).reduce(0, +) / Float(count)
     }
 
     public var rgbShape: [Int] { rgb.shape }

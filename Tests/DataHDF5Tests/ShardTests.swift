@@ -1,4 +1,5 @@
-import DataHDF5
+@testable import DataHDF5
+import Video
 import Foundation
 import XCTest
 
@@ -59,6 +60,53 @@ final class ShardTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(compared, 100)
+    }
+
+    /// The motion scores a version 2 shard stores per frame give each clip window the score
+    /// computed from its flow (the mean over frames of the mean motion-boundary map); a version 1
+    /// shard (no /motion) still loads and scores windows from its flow, equally.
+    func testStoredMotionScoresEqualTheOnesComputedFromTheFlow() throws {
+        var scores: [[Float]] = []
+        for version in [2, 1] {
+            let path = dir.appendingPathComponent("v\(version).h5").path
+            let w = try ShardWriter(path: path, attributes: Self.attributes)
+            w.formatVersion = version
+            let videos = [Self.video(1, frames: 30), Self.video(2, frames: 12)]
+            for v in videos { try w.append(v) }
+            try w.finish()
+            let r = try ShardReader(path: path)
+            XCTAssertEqual(r.version, version)
+            XCTAssertEqual(r.frameMotion == nil, version == 1)
+            var these: [Float] = []
+            for (index, v) in videos.enumerated() {
+                for (count, step) in [(4, 2), (8, 1), (3, 4)] {
+                    for first in stride(from: 0, through: v.frames - 1 - (count - 1) * step, by: 3) {
+                        let flow = try r.readFlow(video: index, first: first, count: count, step: step)
+                        let map = ClipSampler.meanBoundaries(quantized: flow, frames: count, height: 6, width: 8, bound: 20)
+                        let fromFlow = map.reduce(0, +) / Float(map.count)
+                        let stored = try r.motionScore(video: index, first: first, count: count, step: step)
+                        XCTAssertEqual(stored, fromFlow, accuracy: 1e-5 * max(1, fromFlow), "v\(version) video \(index) \(first)+\(count)x\(step)")
+                        these.append(stored)
+                    }
+                }
+            }
+            XCTAssertTrue(these.contains { $0 > 0.1 }, "the test flow moves")
+            scores.append(these)
+        }
+        XCTAssertEqual(scores[0].count, scores[1].count)
+        for (a, b) in zip(scores[0], scores[1]) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, a)) }
+    }
+
+    /// A shard of a version this maclr does not know is refused, naming the versions it reads.
+    func testAnUnknownShardVersionIsRefusedByName() throws {
+        let path = dir.appendingPathComponent("v9.h5").path
+        let w = try ShardWriter(path: path, attributes: Self.attributes)
+        w.formatVersion = 9
+        try w.append(Self.video(1, frames: 3))
+        try w.finish()
+        XCTAssertThrowsError(try ShardReader(path: path)) {
+            XCTAssertEqual("\($0)", "\(path): shard version 9, this maclr reads versions 1 to 2")
+        }
     }
 
     func testWriteThenReadByHyperslab() throws {

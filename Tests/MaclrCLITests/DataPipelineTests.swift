@@ -108,7 +108,7 @@ final class DataPipelineTests: XCTestCase {
                 H5Aclose(a)
             }
         }
-        XCTAssertTrue(wrongVersion.contains("shard version 99, this maclr reads version 1"), wrongVersion)
+        XCTAssertTrue(wrongVersion.contains("shard version 99, this maclr reads versions 1 to 2"), wrongVersion)
 
         let mismatch = try damaged("mismatch") { path in
             tamper(path) { f in
