@@ -82,8 +82,9 @@ enum Augmenter {
                            box: CropBox, outHeight oh: Int, outWidth ow: Int, flip: Bool, into out: UnsafeMutablePointer<Float>,
                            transform: (Int, Float) -> Float) {
         let sx = box.width / Double(ow), sy = box.height / Double(oh)
-        // The bilinear taps and weights of each output column and row, computed once per clip.
-        var columns = [(x0: Int, x1: Int, wx: Float)](), rows = [(y0: Int, y1: Int, wy: Float)]()
+        // Each output column's and row's two bilinear taps (element offsets into a frame: a pixel
+        // at x is x * c, a row at y is y * w * c) and weight, computed once per clip.
+        var columns = [(left: Int, right: Int, wx: Float)](), rows = [(top: Int, bottom: Int, wy: Float)]()
         columns.reserveCapacity(ow); rows.reserveCapacity(oh)
         for x in 0..<ow {
             let xx = flip ? ow - 1 - x : x
@@ -101,13 +102,13 @@ enum Augmenter {
                 for f in 0..<t {
                     let frame = sp.baseAddress! + f * h * w * c
                     for (y, row) in rows.enumerated() {
-                        let top = frame + row.y0, bottom = frame + row.y1, wy = row.wy
+                        let top = frame + row.top, bottom = frame + row.bottom, wy = row.wy
                         var o = out + (f * oh + y) * ow * c
                         for col in cols {
                             let wx = col.wx
                             for ch in 0..<c {
-                                let a = Float(top[col.x0 + ch]), b = Float(top[col.x1 + ch])
-                                let d = Float(bottom[col.x0 + ch]), e = Float(bottom[col.x1 + ch])
+                                let a = Float(top[col.left + ch]), b = Float(top[col.right + ch])
+                                let d = Float(bottom[col.left + ch]), e = Float(bottom[col.right + ch])
                                 o[ch] = transform(ch, (a * (1 - wx) + b * wx) * (1 - wy) + (d * (1 - wx) + e * wx) * wy)
                             }
                             o += c
