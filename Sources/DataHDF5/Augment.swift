@@ -154,12 +154,48 @@ enum Augmenter {
         }
         if Double(rng.uniform()) < a.blurProbability {
             let sigma = Float(a.blurSigma.lowerBound + (a.blurSigma.upperBound - a.blurSigma.lowerBound) * Double(rng.uniform()))
-            for f in 0..<t { for ch in 0..<3 {
-                var plane = GrayImage(width: w, height: h)
-                for i in 0..<(h * w) { plane.pixels[i] = x[(f * h * w + i) * 3 + ch] }
-                let blurred = Blur.gaussian(plane, sigma: sigma)
-                for i in 0..<(h * w) { x[(f * h * w + i) * 3 + ch] = blurred.pixels[i] }
-            }}
+            gaussianBlur(x, frames: t, height: h, width: w, sigma: sigma)
+        }
+    }
+
+    /// Gaussian blur of (T, H, W, 3) values in place, frame by frame: rows then columns, taps to
+    /// 3 sigma, edges clamped; the three channels at once, each summed in the order of
+    /// `Blur.gaussian`'s single-plane blur (so the same values).
+    static func gaussianBlur(_ x: UnsafeMutablePointer<Float>, frames t: Int, height h: Int, width w: Int, sigma: Float) {
+        guard sigma > 0 else { return }
+        let radius = max(1, Int((3 * sigma).rounded(.up)))
+        var kernel = (-radius...radius).map { Foundation.exp(-Float($0 * $0) / (2 * sigma * sigma)) }
+        let total = kernel.reduce(0, +)
+        kernel = kernel.map { $0 / total }
+        let frame = h * w * 3
+        let rowsBlurred = UnsafeMutablePointer<Float>.allocate(capacity: frame)
+        defer { rowsBlurred.deallocate() }
+        kernel.withUnsafeBufferPointer { k in
+            for f in 0..<t {
+                let pixels = x + f * frame
+                for y in 0..<h {
+                    let row = pixels + y * w * 3, out = rowsBlurred + y * w * 3
+                    for px in 0..<w {
+                        var s0: Float = 0, s1: Float = 0, s2: Float = 0
+                        for i in 0..<k.count {
+                            let q = row + min(max(px + i - radius, 0), w - 1) * 3
+                            s0 += k[i] * q[0]; s1 += k[i] * q[1]; s2 += k[i] * q[2]
+                        }
+                        out[px * 3] = s0; out[px * 3 + 1] = s1; out[px * 3 + 2] = s2
+                    }
+                }
+                for y in 0..<h {
+                    for px in 0..<w {
+                        var s0: Float = 0, s1: Float = 0, s2: Float = 0
+                        for i in 0..<k.count {
+                            let q = rowsBlurred + (min(max(y + i - radius, 0), h - 1) * w + px) * 3
+                            s0 += k[i] * q[0]; s1 += k[i] * q[1]; s2 += k[i] * q[2]
+                        }
+                        let o = pixels + (y * w + px) * 3
+                        o[0] = s0; o[1] = s1; o[2] = s2
+                    }
+                }
+            }
         }
     }
 }

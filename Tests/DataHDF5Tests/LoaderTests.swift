@@ -223,3 +223,24 @@ final class LoaderTests: XCTestCase {
         XCTAssertTrue(batch.motionA!.toArray().contains { abs($0) > 0.01 }, "the crop covers the moving square")
     }
 }
+
+/// The loader's interleaved blur gives, channel by channel, the values of the single-plane
+/// Gaussian blur it replaced, bit for bit.
+final class BlurTests: XCTestCase {
+    func testInterleavedBlurEqualsThePlaneBlur() {
+        var rng = RandomGenerator(seed: 4)
+        let (t, h, w) = (2, 9, 13)
+        let values = (0..<(t * h * w * 3)).map { _ in rng.uniform() }
+        for sigma: Float in [0.3, 1.0, 2.5] {
+            var x = values
+            x.withUnsafeMutableBufferPointer { Augmenter.gaussianBlur($0.baseAddress!, frames: t, height: h, width: w, sigma: sigma) }
+            for f in 0..<t {
+                for c in 0..<3 {
+                    let plane = GrayImage(width: w, height: h, pixels: (0..<(h * w)).map { values[(f * h * w + $0) * 3 + c] })
+                    let expected = Blur.gaussian(plane, sigma: sigma).pixels
+                    XCTAssertEqual((0..<(h * w)).map { x[(f * h * w + $0) * 3 + c] }, expected, "sigma \(sigma) frame \(f) channel \(c)")
+                }
+            }
+        }
+    }
+}
