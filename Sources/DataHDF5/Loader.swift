@@ -128,12 +128,15 @@ public struct ClipSampler: Sendable {
         let mc = sampling.motion.channels
         let motionA = withMotion ? Tensor(uninitialized: [batchSize, t, h, w, mc]) : nil
         let motionB = withMotion ? Tensor(uninitialized: [batchSize, t, h, w, mc]) : nil
+        let buffers = ClipBuffers()
         for (i, entryIndex) in picks.enumerated() {
             var rng = RandomGenerator(seed: seed ^ (UInt64(p.epoch) << 40) ^ (UInt64(p.batch) << 16) ^ UInt64(i) &* 0x2545_F491_4F6C_DD1D)
             let e = dataset.entries[entryIndex]
             let (s1, s2) = try pairStarts(e, rng: &rng)
-            try clip(e, start: s1, rng: &rng, rgb: rgbA.data + i * t * h * w * 3, motion: motionA.map { $0.data + i * t * h * w * mc })
-            try clip(e, start: s2, rng: &rng, rgb: rgbB.data + i * t * h * w * 3, motion: motionB.map { $0.data + i * t * h * w * mc })
+            try clip(e, start: s1, rng: &rng, rgb: rgbA.data + i * t * h * w * 3, motion: motionA.map { $0.data + i * t * h * w * mc },
+                     buffers: buffers)
+            try clip(e, start: s2, rng: &rng, rgb: rgbB.data + i * t * h * w * 3, motion: motionB.map { $0.data + i * t * h * w * mc },
+                     buffers: buffers)
         }
         return ClipBatch(rgbA: rgbA, rgbB: rgbB, motionA: motionA, motionB: motionB, labels: picks.map { dataset.entries[$0].label }, videos: picks)
     }
@@ -148,9 +151,10 @@ public struct ClipSampler: Sendable {
         var plain = self
         plain.augmentation = .none
         var rng = RandomGenerator(seed: 0)
+        let buffers = ClipBuffers()
         for k in 0..<count {
             let start = count > 1 ? Int((Double(last) * Double(k) / Double(count - 1)).rounded()) : last / 2
-            try plain.clip(e, start: start, rng: &rng, rgb: out.data + k * t * h * w * 3, motion: nil)
+            try plain.clip(e, start: start, rng: &rng, rgb: out.data + k * t * h * w * 3, motion: nil, buffers: buffers)
         }
         return out
     }
@@ -214,33 +218,39 @@ public struct ClipSampler: Sendable {
     /// frames (`readClip`), choose the crop (`chooseCrop`), write the RGB input (`writeRGB`),
     /// and write the motion input (`writeMotion`). rgb: (T, H, W, 3), motion: (T, H, W, C) of
     /// `sampling.motion`, both at the sampling's size.
+    /// `buffers` is memory reused from clip to clip (one per batch being made).
     func clip(_ e: ShardDataset.Entry, start: Int, rng: inout RandomGenerator, rgb: UnsafeMutablePointer<Float>,
-              motion: UnsafeMutablePointer<Float>?) throws {
+              motion: UnsafeMutablePointer<Float>?, buffers: ClipBuffers) throws {
         let motionCrop = augmentation.enabled && augmentation.motionSpatialCropping && dataset.hasFlow
         let flowInput = motion != nil && sampling.motion != .frameDifference
-        let raw = try readClip(e, start: start, withFlow: flowInput || motionCrop)
+        let raw = try readClip(e, start: start, withFlow: flowInput || motionCrop, into: buffers)
         let (box, flip) = chooseCrop(raw, motionFocused: motionCrop, rng: &rng)
         writeRGB(raw, box: box, flip: flip, rng: &rng, into: rgb)
         if let motion { try writeMotion(e, raw, box: box, flip: flip, into: motion) }
     }
 
     /// A clip's frames as the shard stores them: rgb (T, H, W, 3) and, when read, quantised flow
-    /// (T, H, W, 2), at the shard's size. A video shorter than the clip repeats its last frame.
-    struct RawClip {
-        var rgb: [UInt8], flow: [UInt8]
-        let start: Int, stride: Int, frames: Int, height: Int, width: Int, flowBound: Float
+    /// (T, H, W, 2), at the shard's size (a video shorter than the clip repeats its last frame);
+    /// with the memory the next clip reuses: the span read before subsampling, and the flow input.
+    final class ClipBuffers {
+        var rgb: [UInt8] = [], flow: [UInt8] = [], span: [UInt8] = []
+        var flowInput: [Float] = []
+        var start = 0, stride = 1, frames = 0, height = 0, width = 0, flowBound: Float = 20
+        init() {}
     }
 
     /// Step 1: the clip's T frames from `start` at the sampling's stride (a smaller one for
     /// videos too short for it), RGB and, with `withFlow`, flow: one hyperslab read each.
-    func readClip(_ e: ShardDataset.Entry, start: Int, withFlow: Bool) throws -> RawClip {
+    func readClip(_ e: ShardDataset.Entry, start: Int, withFlow: Bool, into clip: ClipBuffers = ClipBuffers()) throws -> ClipBuffers {
         let r = dataset.shards[e.shard], sh = r.attributes.height, sw = r.attributes.width
         let t = sampling.frames
         let stride = e.length >= (t - 1) * sampling.stride + 1 ? sampling.stride : max(1, (e.length - 1) / max(t - 1, 1))
         let available = min(t, (e.length - 1 - start) / stride + 1)
-        var clip = RawClip(rgb: try r.readRGB(video: e.video, first: start, count: available, step: stride),
-                           flow: withFlow ? try r.readFlow(video: e.video, first: start, count: available, step: stride) : [],
-                           start: start, stride: stride, frames: t, height: sh, width: sw, flowBound: Float(r.attributes.flowBound))
+        try r.readRGB(video: e.video, first: start, count: available, step: stride, into: &clip.rgb, span: &clip.span)
+        if withFlow { try r.readFlow(video: e.video, first: start, count: available, step: stride, into: &clip.flow, span: &clip.span) }
+        else { clip.flow.removeAll(keepingCapacity: true) }
+        (clip.start, clip.stride, clip.frames, clip.height, clip.width) = (start, stride, t, sh, sw)
+        clip.flowBound = Float(r.attributes.flowBound)
         let rgbFrame = sh * sw * 3, flowFrame = sh * sw * 2
         for _ in available..<t {
             clip.rgb += clip.rgb[(available - 1) * rgbFrame..<available * rgbFrame]
@@ -252,7 +262,7 @@ public struct ClipSampler: Sendable {
     /// Step 2: the crop box in the shard's frame and whether to flip. Training: a random resized
     /// crop (with `motionFocused`, MCL's: one that covers the moving region) and a random flip;
     /// evaluation: the central square.
-    func chooseCrop(_ raw: RawClip, motionFocused: Bool, rng: inout RandomGenerator) -> (box: CropBox, flip: Bool) {
+    func chooseCrop(_ raw: ClipBuffers, motionFocused: Bool, rng: inout RandomGenerator) -> (box: CropBox, flip: Bool) {
         let a = augmentation, sh = raw.height, sw = raw.width
         guard a.enabled else {
             let s = Double(min(sw, sh))
@@ -271,7 +281,7 @@ public struct ClipSampler: Sendable {
 
     /// Step 3: the RGB input: cropped and resized to 0...1, photometric augmentation, then
     /// normalised with the Kinetics mean and std.
-    func writeRGB(_ raw: RawClip, box: CropBox, flip: Bool, rng: inout RandomGenerator, into rgb: UnsafeMutablePointer<Float>) {
+    func writeRGB(_ raw: ClipBuffers, box: CropBox, flip: Bool, rng: inout RandomGenerator, into rgb: UnsafeMutablePointer<Float>) {
         let t = sampling.frames, oh = sampling.height, ow = sampling.width
         let (mean, std) = (Self.mean, Self.std)
         guard augmentation.enabled else {
@@ -290,7 +300,7 @@ public struct ClipSampler: Sendable {
     /// rescaled (resizing scales u and v, a flip negates u; in units of the flow bound), then
     /// turned into the representation; or, for frame difference, the RGB of the frames one step
     /// later minus the clip's own, cropped alike.
-    func writeMotion(_ e: ShardDataset.Entry, _ raw: RawClip, box: CropBox, flip: Bool, into motion: UnsafeMutablePointer<Float>) throws {
+    func writeMotion(_ e: ShardDataset.Entry, _ raw: ClipBuffers, box: CropBox, flip: Bool, into motion: UnsafeMutablePointer<Float>) throws {
         let t = sampling.frames, oh = sampling.height, ow = sampling.width, sh = raw.height, sw = raw.width
         if sampling.motion == .frameDifference {
             let r = dataset.shards[e.shard]
@@ -308,16 +318,17 @@ public struct ClipSampler: Sendable {
             for i in 0..<(t * oh * ow * 3) { motion[i] = next[i] - motion[i] }
             return
         }
-        let flow = UnsafeMutablePointer<Float>.allocate(capacity: t * oh * ow * 2)
-        defer { flow.deallocate() }
         let bound = raw.flowBound
         let su = Float(Double(ow) / box.width) * (flip ? -1 : 1) / bound, sv = Float(Double(oh) / box.height) / bound
-        Augmenter.cropResize(raw.flow, frames: t, height: sh, width: sw, channels: 2, box: box, outHeight: oh, outWidth: ow,
-                             flip: flip, into: flow) { c, q in
-            let pixels = q * (2 * bound) / 255 - bound
-            return pixels * (c == 0 ? su : sv)
+        raw.flowInput.resize(to: t * oh * ow * 2)
+        raw.flowInput.withUnsafeMutableBufferPointer { flow in
+            Augmenter.cropResize(raw.flow, frames: t, height: sh, width: sw, channels: 2, box: box, outHeight: oh, outWidth: ow,
+                                 flip: flip, into: flow.baseAddress!) { c, q in
+                let pixels = q * (2 * bound) / 255 - bound
+                return pixels * (c == 0 ? su : sv)
+            }
+            derive(sampling.motion, flow: flow.baseAddress!, frames: t, height: oh, width: ow, into: motion)
         }
-        derive(sampling.motion, flow: flow, frames: t, height: oh, width: ow, into: motion)
     }
 
     /// Flow (T, H, W, 2) -> the requested representation in `out`.

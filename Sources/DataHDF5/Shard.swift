@@ -213,40 +213,58 @@ public final class ShardReader {
 
     /// `count` frames of video `index` from frame `first`, every `step`-th: (count, H, W, 3).
     public func readRGB(video index: Int, first: Int, count: Int, step: Int = 1) throws -> [UInt8] {
-        try readFrames(rgb, channels: 3, video: index, first: first, count: count, step: step)
+        var out: [UInt8] = [], span: [UInt8] = []
+        try readFrames(rgb, channels: 3, video: index, first: first, count: count, step: step, into: &out, span: &span)
+        return out
+    }
+
+    /// The same into `out`, reusing its memory and `span`'s (the loader's buffers: a clip's
+    /// frames then allocate nothing once the buffers have grown to a clip).
+    public func readRGB(video index: Int, first: Int, count: Int, step: Int, into out: inout [UInt8], span: inout [UInt8]) throws {
+        try readFrames(rgb, channels: 3, video: index, first: first, count: count, step: step, into: &out, span: &span)
     }
 
     /// The same frames' quantised flow: (count, H, W, 2).
     public func readFlow(video index: Int, first: Int, count: Int, step: Int = 1) throws -> [UInt8] {
+        var out: [UInt8] = [], span: [UInt8] = []
+        try readFlow(video: index, first: first, count: count, step: step, into: &out, span: &span)
+        return out
+    }
+
+    /// The same into `out`, reusing its memory and `span`'s.
+    public func readFlow(video index: Int, first: Int, count: Int, step: Int, into out: inout [UInt8], span: inout [UInt8]) throws {
         guard let flow else { throw HDF5Error("\(path): shard has no flow") }
-        return try readFrames(flow, channels: 2, video: index, first: first, count: count, step: step)
+        try readFrames(flow, channels: 2, video: index, first: first, count: count, step: step, into: &out, span: &span)
     }
 
     /// `count` frames of a per-frame dataset from `first`, every `step`-th, bounded by the
     /// video's frames. With a step, the frames between are read too and dropped in memory: HDF5
     /// serves one contiguous hyperslab of whole chunks far faster than a strided selection of
     /// the same frames (`maclr bench data` measures both).
-    private func readFrames(_ dataset: H5Dataset, channels: Int, video index: Int, first: Int, count: Int, step: Int) throws -> [UInt8] {
+    private func readFrames(_ dataset: H5Dataset, channels: Int, video index: Int, first: Int, count: Int, step: Int,
+                            into out: inout [UInt8], span: inout [UInt8]) throws {
         let v = videos[index]
         guard first >= 0, count > 0, step > 0, first + (count - 1) * step < v.length else {
             throw HDF5Error("\(path): frames \(first)+\(count)x\(step) outside video \(v.name) of \(v.length) frames")
         }
         let frameBytes = attributes.height * attributes.width * channels
-        var out = [UInt8](repeating: 0, count: count * frameBytes)
+        out.resize(to: count * frameBytes)
         if step == 1 || readPattern == .stridedSelection {
             try out.withUnsafeMutableBytes {
                 try dataset.readRows(start: v.start + first, count: count, step: step, memoryType: maclr_H5T_NATIVE_UINT8(), into: $0.baseAddress!)
             }
-            return out
+            return
         }
-        let span = (count - 1) * step + 1
-        let contiguous = UnsafeMutableRawPointer.allocate(byteCount: span * frameBytes, alignment: 64)
-        defer { contiguous.deallocate() }
-        try dataset.readRows(start: v.start + first, count: span, memoryType: maclr_H5T_NATIVE_UINT8(), into: contiguous)
+        let frames = (count - 1) * step + 1
+        span.resize(to: frames * frameBytes)
+        try span.withUnsafeMutableBytes {
+            try dataset.readRows(start: v.start + first, count: frames, memoryType: maclr_H5T_NATIVE_UINT8(), into: $0.baseAddress!)
+        }
         out.withUnsafeMutableBytes { o in
-            for i in 0..<count { (o.baseAddress! + i * frameBytes).copyMemory(from: contiguous + i * step * frameBytes, byteCount: frameBytes) }
+            span.withUnsafeBytes { s in
+                for i in 0..<count { (o.baseAddress! + i * frameBytes).copyMemory(from: s.baseAddress! + i * step * frameBytes, byteCount: frameBytes) }
+            }
         }
-        return out
     }
 }
 
@@ -265,5 +283,12 @@ public enum FeatureFile {
         }
         if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
         try FileManager.default.moveItem(atPath: tmp, toPath: path)
+    }
+}
+
+extension Array where Element: Numeric {
+    /// Sets the count to `n`, keeping the memory (new elements are zero, existing ones kept).
+    mutating func resize(to n: Int) {
+        if count > n { removeLast(count - n) } else if count < n { append(contentsOf: repeatElement(0, count: n - count)) }
     }
 }
