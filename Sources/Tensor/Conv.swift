@@ -100,16 +100,6 @@ func runConvKernel(_ direction: ConvDirection, _ path: ConvPath, _ g: ConvGeomet
     }
 }
 
-/// Whether `path` has a kernel for `direction` (`runConvKernel`).
-public func convPathExists(_ path: ConvPath, _ direction: ConvDirection) -> Bool {
-    switch path {
-    case .pointwise, .wholeMatrix, .blockedIm2col, .temporalPerTap: return true
-    case .implicitGEMM: return direction != .inputGrad
-    case .temporalBlocked: return direction != .inputGrad
-    case .temporalImplicit: return direction == .inputGrad
-    }
-}
-
 /// Watches every conv kernel the engine runs (a benchmark's per-layer timer): `run` must be
 /// called exactly once.
 public protocol ConvObserver: AnyObject {

@@ -30,7 +30,7 @@ public final class ConsoleLog: @unchecked Sendable {
         guard text.hasPrefix("\r") else {
             // a newline ends a progress line: its last state is written once
             if text.hasPrefix("\n"), let line = pending { sink(line + "\n"); pending = nil; lastPlainLine = now() }
-            let rest = text.hasPrefix("\n") && !text.isEmpty ? String(text.dropFirst()) : text
+            let rest = text.hasPrefix("\n") ? String(text.dropFirst()) : text
             if !rest.isEmpty { sink(rest) }
             return
         }
