@@ -87,6 +87,7 @@ public struct DataBenchmark {
         var rates: [(ShardReader.ReadPattern, Double)] = []
         // the loader's way: into buffers reused from clip to clip
         var rgb: [UInt8] = [], flow: [UInt8] = [], spanBuffer: [UInt8] = []
+        let loaderPattern = ds.shards.first?.readPattern ?? .directChunk
         for pattern in ShardReader.ReadPattern.allCases {
             for r in ds.shards { r.readPattern = pattern }
             let begin = DispatchTime.now().uptimeNanoseconds
@@ -96,14 +97,15 @@ public struct DataBenchmark {
             }
             rates.append((pattern, Double(count) / (Double(DispatchTime.now().uptimeNanoseconds - begin) / 1e9)))
         }
-        for r in ds.shards { r.readPattern = .contiguous }
+        for r in ds.shards { r.readPattern = loaderPattern }
         return (rates, clips)
     }
 
     public struct Result {
         public var rows: [Row] = []
-        /// Raw clip reads per second on one thread, ours by pattern, and h5py's when it ran.
-        public var patterns: [(name: String, ours: Double, h5py: Double?)] = []
+        /// Raw clip reads per second on one thread, ours by pattern, and h5py's when it ran (h5py
+        /// also times settings we have no pattern for: those rows have no figure of ours).
+        public var patterns: [(name: String, ours: Double?, h5py: Double?)] = []
     }
 
     /// Runs everything; `python` (with h5py) times the same clip reads with `script`.
@@ -130,6 +132,8 @@ public struct DataBenchmark {
                     if figures == nil { log("(h5py did not run: \(python) \(script))\n") }
                 }
                 result.patterns = rates.map { (name: $0.0.rawValue, ours: $0.1, h5py: h5py[$0.0.rawValue]) }
+                let ours = Set(rates.map { $0.0.rawValue })
+                result.patterns += h5py.keys.filter { !ours.contains($0) }.sorted().map { (name: $0, ours: nil, h5py: h5py[$0]) }
             }
             for augmented in [false, true] {
                 let s = ClipSampler(dataset: ds, indices: try ds.indices(split: "train"), sampling: sampling,

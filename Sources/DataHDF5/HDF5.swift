@@ -247,6 +247,49 @@ final class H5Dataset {
         }
     }
 
+    /// Rows per chunk when the dataset is chunked along its first axis and stores its chunks
+    /// unfiltered (so a chunk's raw bytes are its rows); nil otherwise.
+    lazy var rawChunkRows: Int? = HDF5.locked {
+        let props = H5Dget_create_plist(id)
+        defer { H5Pclose(props) }
+        guard H5Pget_layout(props) == H5D_CHUNKED, H5Pget_nfilters(props) == 0 else { return nil }
+        let rank = Int(H5Pget_chunk(props, 0, nil))
+        guard rank > 0 else { return nil }
+        var dims = [hsize_t](repeating: 0, count: rank)
+        H5Pget_chunk(props, Int32(rank), &dims)
+        // Only chunks that hold whole rows: then a row's bytes are contiguous inside its chunk.
+        return Array(dims.dropFirst()) == shape.dropFirst().map { hsize_t($0) } ? Int(dims[0]) : nil
+    }
+
+    /// Reads `count` rows from `start`, every `step`-th, by reading each chunk they touch whole
+    /// (H5Dread_chunk: the stored bytes, no datatype conversion) into `chunk` and copying the
+    /// wanted rows out of it; the HDF5 lock is held only around each chunk's read. Needs
+    /// `rawChunkRows`.
+    func readRowsByChunk(start: Int, count: Int, step: Int, rowBytes: Int, chunk: inout [UInt8], into out: UnsafeMutableRawPointer) throws {
+        guard let rows = rawChunkRows else { throw HDF5Error("\(file): \(name) is not stored in unfiltered chunks of whole rows") }
+        let dims = shape
+        guard start >= 0, count > 0, step > 0, start + (count - 1) * step < dims[0] else {
+            throw HDF5Error("\(file): rows \(start)..<\(start + count * step) step \(step) outside \(name) of \(dims[0]) rows")
+        }
+        chunk.resize(to: rows * rowBytes)
+        var i = 0
+        while i < count {
+            let chunkStart = (start + i * step) / rows * rows
+            var offset = [hsize_t](repeating: 0, count: dims.count); offset[0] = hsize_t(chunkStart)
+            var filters: UInt32 = 0
+            let status = chunk.withUnsafeMutableBytes { buf in
+                HDF5.locked { H5Dread_chunk(id, maclr_H5P_DEFAULT(), &offset, &filters, buf.baseAddress) }
+            }
+            guard status >= 0 else { throw HDF5Error("\(file): cannot read the chunk at row \(chunkStart) of \(name) (truncated?)") }
+            chunk.withUnsafeBytes { c in
+                while i < count, start + i * step < chunkStart + rows {
+                    (out + i * rowBytes).copyMemory(from: c.baseAddress! + (start + i * step - chunkStart) * rowBytes, byteCount: rowBytes)
+                    i += 1
+                }
+            }
+        }
+    }
+
     /// The whole dataset as values of `T` (1-D numeric tables).
     func readAll<T: Numeric>(_ type: T.Type, memoryType: hid_t) throws -> [T] {
         let n = shape.reduce(1, *)

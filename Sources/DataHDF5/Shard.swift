@@ -148,12 +148,15 @@ public final class ShardReader {
     let file: H5File
     let rgb: H5Dataset
     let flow: H5Dataset?
-    /// How frames at a stride are read (the same bytes either way).
-    public var readPattern: ReadPattern = .contiguous
+    /// How frames are read (the same bytes every way; `maclr bench data` times each).
+    public var readPattern: ReadPattern = .directChunk
 
     public enum ReadPattern: String, CaseIterable, Sendable {
         /// The whole span of frames as one hyperslab, every step-th kept in memory.
         case contiguous
+        /// Each chunk the frames touch read whole as stored (H5Dread_chunk), the frames copied
+        /// out of it; for shards whose chunks are unfiltered, else read as `contiguous`.
+        case directChunk
         /// A strided hyperslab selection: HDF5 picks the frames.
         case stridedSelection
     }
@@ -239,8 +242,8 @@ public final class ShardReader {
 
     /// `count` frames of a per-frame dataset from `first`, every `step`-th, bounded by the
     /// video's frames. With a step, the frames between are read too and dropped in memory: HDF5
-    /// serves one contiguous hyperslab of whole chunks far faster than a strided selection of
-    /// the same frames (`maclr bench data` measures both).
+    /// serves whole chunks (directly, or as one contiguous hyperslab) far faster than a strided
+    /// selection of the same frames (`maclr bench data` measures each way).
     private func readFrames(_ dataset: H5Dataset, channels: Int, video index: Int, first: Int, count: Int, step: Int,
                             into out: inout [UInt8], span: inout [UInt8]) throws {
         let v = videos[index]
@@ -249,6 +252,13 @@ public final class ShardReader {
         }
         let frameBytes = attributes.height * attributes.width * channels
         out.resize(to: count * frameBytes)
+        if readPattern == .directChunk, dataset.rawChunkRows != nil {
+            // `span` serves as the chunk buffer
+            try out.withUnsafeMutableBytes {
+                try dataset.readRowsByChunk(start: v.start + first, count: count, step: step, rowBytes: frameBytes, chunk: &span, into: $0.baseAddress!)
+            }
+            return
+        }
         if step == 1 || readPattern == .stridedSelection {
             try out.withUnsafeMutableBytes {
                 try dataset.readRows(start: v.start + first, count: count, step: step, memoryType: maclr_H5T_NATIVE_UINT8(), into: $0.baseAddress!)

@@ -253,8 +253,9 @@ struct DataBench: ParsableCommand {
         print("| read | maclr clips/s | h5py clips/s | maclr / h5py |")
         print("|---|---|---|---|")
         for p in result.patterns {
-            let h = p.h5py.map { String(format: "%.0f", $0) } ?? "-", ratio = p.h5py.map { String(format: "%.2f", p.ours / $0) } ?? "-"
-            print(String(format: "| %@ | %.0f | %@ | %@ |", p.name, p.ours, h, ratio))
+            func figure(_ x: Double?) -> String { x.map { String(format: "%.0f", $0) } ?? "-" }
+            let ratio = p.ours.flatMap { o in p.h5py.map { String(format: "%.2f", o / $0) } } ?? "-"
+            print("| \(p.name) | \(figure(p.ours)) | \(figure(p.h5py)) | \(ratio) |")
         }
         print("\nloader: clips of \(b.sampling.frames) frames (stride \(b.sampling.stride)) cropped to \(b.sampling.width)x\(b.sampling.height), batch \(b.batchSize) pairs, RGB + flow, \(workers) loader threads")
         print("| videos | dataset on disk | augmentation | clip pairs/s | loader CPU per batch | peak RSS |")
