@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Imports run one way, down (DESIGN.md): maclr -> Benchmarks -> Training -> {Pathways, Losses,
-// DataHDF5, Video} -> Backbones -> Tensor -> CBLAS.
+// DataHDF5, Video} -> Backbones -> Tensor -> CBLAS; Training -> CCairo for its report plots.
 
 // The kernel modules are optimised even in debug builds (tests stay fast; preconditions stay on)
 // and compiled for the CPU that builds them: without it Swift targets baseline x86-64 (SSE2, no
@@ -30,6 +30,8 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5",
                        providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CCairo", path: "Sources/CCairo", pkgConfig: "cairo",
+                       providers: [.apt(["libcairo2-dev"])]),
         .systemLibrary(name: "CFFmpeg", path: "Sources/CFFmpeg", pkgConfig: "libavformat",
                        providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev"])]),
 
@@ -39,7 +41,7 @@ let package = Package(
         .target(name: "Pathways", dependencies: ["Backbones", "Losses", "Tensor"]),
         .target(name: "Video", dependencies: ["CFFmpeg", "Tensor"], swiftSettings: kernelFlags),
         .target(name: "DataHDF5", dependencies: ["CHDF5", "Video", "Tensor"], swiftSettings: kernelFlags),
-        .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video", "DataHDF5", "Losses", "Pathways",
+        .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video", "DataHDF5", "Losses", "Pathways", "CCairo",
                                                   .product(name: "Yams", package: "Yams"),
                                                   .product(name: "SwiftCSV", package: "SwiftCSV")]),
         // Throughput figures beside PyTorch and h5py: timing lives here, never in the engine.

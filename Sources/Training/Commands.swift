@@ -115,10 +115,11 @@ public enum EncoderExport {
 }
 
 extension Evaluation.Report {
-    /// One line: probe and retrieval figures.
+    /// One line: probe, retrieval and kNN figures.
     public var summary: String {
-        String(format: "linear probe: top-1 %.1f%%, top-5 %.1f%% | retrieval: R@1 %.1f%%, R@5 %.1f%%, R@10 %.1f%% (%d train / %d test videos, %d classes)",
-               100 * top1, 100 * top5, 100 * recallAt1, 100 * recallAt5, 100 * recallAt10, trainVideos, testVideos, classes)
+        String(format: "linear probe: top-1 %.1f%%, top-5 %.1f%% | retrieval: R@1 %.1f%%, R@5 %.1f%%, R@10 %.1f%% | kNN: top-1 %@ (%d train / %d test videos, %d classes)",
+               100 * top1, 100 * top5, 100 * recallAt1, 100 * recallAt5, 100 * recallAt10,
+               knnTop1.map { String(format: "%.1f%%", 100 * $0) } ?? "-", trainVideos, testVideos, classes)
     }
 
     public func write(to file: URL) throws {

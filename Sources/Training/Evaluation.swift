@@ -5,8 +5,8 @@ import Pathways
 import Tensor
 
 /// `maclr eval`: frozen visual encoder features (several clips per video, averaged), then a
-/// linear probe (multinomial logistic regression with L2, trained to convergence) and
-/// retrieval (test queries against the train gallery by cosine).
+/// linear probe (multinomial logistic regression with L2, trained to convergence), retrieval
+/// (test queries against the train gallery by cosine) and a weighted kNN classifier.
 public struct Evaluation {
     public struct Features {
         public var values: [Float]      // (V, d)
@@ -23,12 +23,14 @@ public struct Evaluation {
         public var top1: Double, top5: Double
         public var recallAt1: Double, recallAt5: Double, recallAt10: Double
         public var trainVideos: Int, testVideos: Int, classes: Int
+        /// Weighted kNN top-1 (nil in reports written before maclr had it).
+        public var knnTop1: Double?
     }
 
-    /// Features of every video in `split`, `clipsPerVideo` clips each, averaged.
+    /// Features of every video in `split` (or its first `limit`), `clipsPerVideo` clips each, averaged.
     public static func features(encoder: (Tensor) -> Tensor, dataset: ShardDataset, split: String, sampling: ClipSampling,
-                                clipsPerVideo: Int, log: (String) -> Void = { _ in }) throws -> Features {
-        let indices = try dataset.indices(split: split)
+                                clipsPerVideo: Int, limit: Int? = nil, log: (String) -> Void = { _ in }) throws -> Features {
+        let indices = Array(try dataset.indices(split: split).prefix(limit ?? Int.max))
         let sampler = ClipSampler(dataset: dataset, indices: indices, sampling: sampling, augmentation: .none, seed: 0, batchSize: 1, withMotion: false)
         var values: [Float] = [], labels: [Int] = [], names: [String] = []
         var dim = 0
@@ -108,6 +110,30 @@ public struct Evaluation {
         return hits.map { Double($0) / Double(max(test.count, 1)) }
     }
 
+    /// Top-1 of the weighted kNN classifier solo-learn and SlowFast report (after InstDisc): each
+    /// test video's `k` most cosine-similar train videos vote for their class with weight
+    /// exp(similarity / temperature); ties go to the lower class index.
+    public static func knn(train: Features, test: Features, classes: Int, k: Int, temperature: Double) -> Double {
+        let d = train.dimension
+        func unit(_ f: Features, _ i: Int) -> [Float] {
+            let v = Array(f.values[(i * d)..<((i + 1) * d)])
+            let n = max(v.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
+            return v.map { $0 / n }
+        }
+        let gallery = (0..<train.count).map { unit(train, $0) }
+        var correct = 0
+        for i in 0..<test.count {
+            let q = unit(test, i)
+            let sims = gallery.map { g in Double(zip(g, q).reduce(0) { $0 + $1.0 * $1.1 }) }
+            var votes = [Double](repeating: 0, count: classes)
+            for j in sims.indices.sorted(by: { sims[$0] > sims[$1] }).prefix(k) where (0..<classes).contains(train.labels[j]) {
+                votes[train.labels[j]] += exp(sims[j] / temperature)
+            }
+            if let best = votes.indices.max(by: { votes[$0] < votes[$1] || (votes[$0] == votes[$1] && $0 > $1) }), best == test.labels[i] { correct += 1 }
+        }
+        return Double(correct) / Double(max(test.count, 1))
+    }
+
     /// The whole evaluation of an encoder on a dataset with train / test splits.
     public static func run(encoder: (Tensor) -> Tensor, dataset: ShardDataset, recipe: Recipe, log: (String) -> Void) throws -> Report {
         let sampling = recipe.sampling
@@ -118,8 +144,9 @@ public struct Evaluation {
         let (top1, top5) = linearProbe(train: train, test: test, classes: classes, l2: Float(recipe.eval.probeL2),
                                        iterations: recipe.eval.probeIterations)
         let r = retrieval(train: train, test: test)
+        let knnTop1 = knn(train: train, test: test, classes: classes, k: recipe.eval.knnK, temperature: recipe.eval.knnTemperature)
         return Report(top1: top1, top5: top5, recallAt1: r[0], recallAt5: r[1], recallAt10: r[2],
-                      trainVideos: train.count, testVideos: test.count, classes: classes)
+                      trainVideos: train.count, testVideos: test.count, classes: classes, knnTop1: knnTop1)
     }
 
     /// The encoder to evaluate: a run folder or checkpoint, an exported .safetensors, or a random init.

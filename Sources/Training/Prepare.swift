@@ -257,7 +257,7 @@ func commonFolder(_ paths: [String]) -> String {
     return "/" + parts.joined(separator: "/")
 }
 
-func formatDuration(_ s: Double) -> String {
+public func formatDuration(_ s: Double) -> String {
     guard s.isFinite else { return "?" }
     let t = Int(s.rounded())
     return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)

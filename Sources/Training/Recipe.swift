@@ -103,6 +103,8 @@ public enum RecipeKey {
         Spec("eval.clips_per_video", .int(1...64), 4, "clips averaged into a video's features"),
         Spec("eval.probe_l2", .number(min: 0, max: 100), 1e-3, "L2 weight of the linear probe"),
         Spec("eval.probe_iterations", positive, 500, "full-batch iterations of the linear probe"),
+        Spec("eval.knn_k", .int(1...100_000), 20, "neighbours of the kNN classifier (solo-learn, SlowFast: 20)"),
+        Spec("eval.knn_temperature", .number(min: 0, exclusive: true, max: 100), 0.07, "kNN votes weigh exp(cosine / temperature)"),
     ]
 
     static let byKey = Dictionary(uniqueKeysWithValues: all.map { ($0.key, $0) })
@@ -201,6 +203,7 @@ public struct EvalSettings: Codable, Equatable, Sendable {
     public var clipsPerVideo: Int
     public var probeL2: Double
     public var probeIterations: Int
+    public var knnK: Int, knnTemperature: Double
 }
 
 /// A recipe: the schema's defaults overlaid by a YAML file (and the files it `extends:`) and

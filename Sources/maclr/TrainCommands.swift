@@ -11,7 +11,7 @@ struct Pretrain: ParsableCommand {
             """)
     @OptionGroup var recipe: RecipeOptions
     @Flag(help: "Start over: delete the run folder's checkpoints and metrics.") var fresh = false
-    @Flag(help: "Evaluate the final encoder (linear probe, retrieval) when training ends.") var eval = false
+    @Flag(help: "Evaluate the final encoder (linear probe, retrieval, kNN) when training ends.") var eval = false
     @OptionGroup var engine: EngineFlags
 
     func run() throws {
@@ -44,7 +44,7 @@ struct EncoderOptions: ParsableArguments {
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Linear probe (top-1, top-5) and retrieval (R@1/5/10) of a frozen visual encoder on a labelled dataset.")
+        abstract: "Linear probe (top-1, top-5), retrieval (R@1/5/10) and weighted kNN (top-1) of a frozen visual encoder on a labelled dataset.")
     @OptionGroup var source: EncoderOptions
     @Option(help: "Write the figures to this JSON file.") var json: String?
     @OptionGroup var engine: EngineFlags
@@ -113,5 +113,73 @@ struct RecipeCommand: ParsableCommand {
         for spec in RecipeKey.all {
             print(padded(spec.key, 30) + " " + padded(spec.defaultText, 26) + " " + spec.doc + " (" + spec.validText + ")")
         }
+    }
+}
+
+/// `--shard i/N`: this process takes every N-th run from the i-th.
+struct ShardSpec: ExpressibleByArgument {
+    let index: Int, count: Int
+    init?(argument: String) {
+        let parts = argument.split(separator: "/")
+        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, (1...n).contains(i) else { return nil }
+        index = i; count = n
+    }
+}
+
+struct Ablate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a sweep of recipe variants x seeds (pretrain, then evaluate), resumable and splittable, and report it.",
+        discussion: """
+            Each run gets its own folder under the sweep's output (runs/VARIANT/seed-N). Complete \
+            runs are skipped, interrupted ones resume from their checkpoints, a failed run is \
+            listed with its error while the others go on (the exit status is then 1). After every \
+            finished run results.csv, results.json, results.md, PNG plots and report.html are \
+            rewritten from every complete run. --shard i/N splits a sweep over processes or \
+            machines sharing the output folder (a Slurm array: --shard $((SLURM_ARRAY_TASK_ID+1))/N).
+            """)
+    @Argument(help: "Sweep YAML file (see Recipes/ablations/).") var sweep: String
+    @Option(name: .customLong("set"), help: "Override a recipe key in every variant (repeatable).") var overrides: [String] = []
+    @Option(help: "Run every N-th run from the i-th (i/N).") var shard: ShardSpec?
+    @Flag(help: "List the runs with their estimated cost (a few timed steps of each variant), run nothing.") var dryRun = false
+    @Flag(help: "Only gather the complete runs into the reports.") var report = false
+    @OptionGroup var engine: EngineFlags
+
+    func validate() throws {
+        guard !(dryRun && report) else { throw ValidationError("give --dry-run or --report, not both") }
+    }
+
+    func run() throws {
+        engine.apply()
+        let loaded = try Sweep.load(sweep, overrides: overrides)
+        let ablation = try Ablation(sweep: loaded, shard: shard?.index ?? 1, of: shard?.count ?? 1)
+        if report {
+            let counts = try AblationReport.write(loaded)
+            print("\(loaded.output.path)/results.md: \(counts.complete) runs complete, \(counts.failed) failed, \(counts.pending) pending")
+            return
+        }
+        if dryRun {
+            print("\(loaded.name): \(ablation.runs.count) runs in this shard, estimated from 3 timed steps per variant on its data:")
+            var estimates: [String: Result<Ablation.Estimate, Error>] = [:]
+            var total = 0.0
+            for run in ablation.runs {
+                if estimates[run.variant.name] == nil {
+                    estimates[run.variant.name] = Result { try Ablation.estimate(run) }
+                }
+                let state = FileManager.default.fileExists(atPath: run.folder.appendingPathComponent("result.json").path) ? " (complete)" : ""
+                switch estimates[run.variant.name]! {
+                case .success(let e):
+                    if state.isEmpty { total += e.total }
+                    print(String(format: "  %@%@: %d steps x %.2f s + eval %.0f s = %@", run.id, state, e.steps, e.secondsPerStep, e.evalSeconds,
+                                 formatDuration(e.total)))
+                case .failure(let error): print("  \(run.id): cannot estimate: \(error)")
+                }
+            }
+            print("total for the runs not complete: about \(formatDuration(total))")
+            return
+        }
+        let outcome = try ablation.run(log: stderrLog)
+        print("\(loaded.output.path)/results.md: \(outcome.completed.count) runs completed, \(outcome.skipped.count) already complete, \(outcome.busy.count) held by another process, \(outcome.failed.count) failed")
+        for f in outcome.failed { print("failed: \(f.run): \(f.error)") }
+        if !outcome.failed.isEmpty { throw ExitCode(1) }
     }
 }

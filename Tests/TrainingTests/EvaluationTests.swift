@@ -36,6 +36,20 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(r[2], 1.0, accuracy: 1e-9)
     }
 
+    /// Weighted kNN by hand: the k most cosine-similar train videos vote exp(cos / T) for their
+    /// class. A class-1 query near +y has neighbours [0,1] (cos 0.995, class 1), [0.6,0.8] (0.856,
+    /// class 1), [0.8,0.6] (0.677, class 0), then two class-0 ones near +x.
+    func testKNNVotesByHand() {
+        let train = features([[1, 0], [0.98, 0.2], [0.8, 0.6], [0, 1], [0.6, 0.8]], [0, 0, 0, 1, 1])
+        let test = features([[0.1, 1], [1, 0.05]], [1, 0])
+        XCTAssertEqual(Evaluation.knn(train: train, test: test, classes: 2, k: 1, temperature: 0.07), 1.0)
+        XCTAssertEqual(Evaluation.knn(train: train, test: test, classes: 2, k: 3, temperature: 0.07), 1.0)
+        // all five vote: with T = 0.07 the two near class-1 votes outweigh three farther class-0
+        // ones; with T = 100 the weights are nearly equal and three votes beat two
+        XCTAssertEqual(Evaluation.knn(train: train, test: test, classes: 2, k: 5, temperature: 0.07), 1.0)
+        XCTAssertEqual(Evaluation.knn(train: train, test: test, classes: 2, k: 5, temperature: 100), 0.5)
+    }
+
     func testTheRandomInitFloorIsTheNetworkPretrainingStartsFrom() throws {
         var firsts: [Float] = []
         for scheme in ["torchvision", "pytorch"] {
