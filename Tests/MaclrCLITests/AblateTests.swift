@@ -1,0 +1,205 @@
+import Foundation
+import XCTest
+
+/// `maclr ablate` end to end on a tiny sweep (two variants x two seeds, seconds each): the tables
+/// hold the runs' own figures, a rerun skips, a SIGKILLed sweep resumes to the same table, a
+/// failing variant is listed while the others complete, and two shards in two processes on one
+/// folder give the same table as one process.
+final class AblateTests: XCTestCase {
+    static let repository = ReadmeAndRecipeTests.repository
+    nonisolated(unsafe) static var dataset: URL?
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("ablate-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+    override class func tearDown() {
+        if let d = dataset { try? FileManager.default.removeItem(at: d.deletingLastPathComponent()) }
+        dataset = nil
+    }
+
+    /// One small prepared dataset (4 classes x 4 videos, with flow) shared by the tests.
+    func tinyDataset() throws -> URL {
+        if let d = Self.dataset { return d }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("ablate-data-\(getpid())")
+        let r1 = try runMaclr(["synth", root.appendingPathComponent("videos").path, "--classes", "4", "--per-class", "4", "--frames", "16", "--size", "32"])
+        XCTAssertEqual(r1.status, 0, r1.err)
+        let r2 = try runMaclr(["prepare", root.appendingPathComponent("videos/labels.csv").path, root.appendingPathComponent("dataset").path,
+                               "--size", "32x32", "--flow-bound", "4"])
+        XCTAssertEqual(r2.status, 0, r2.err)
+        Self.dataset = root.appendingPathComponent("dataset")
+        return Self.dataset!
+    }
+
+    /// A sweep file in the scratch folder; its runs are a few steps of a tiny model.
+    func sweepFile(_ name: String, variants: String, seeds: String = "[0, 1]") throws -> URL {
+        let text = """
+            recipe: \(Self.repository.appendingPathComponent("Recipes/base.yaml").path)
+            output: \(dir.appendingPathComponent(name).path)
+            seeds: \(seeds)
+            eval: [probe, retrieval, knn]
+            set:
+              data.dataset: \(try tinyDataset().path)
+              data.crop: 16
+              data.clip_frames: 4
+              optim.batch_size: 4
+              optim.steps: 6
+              optim.warmup_steps: 2
+              train.checkpoint_every: 2
+              train.log_every: 1
+              model.head_hidden: 16
+              eval.probe_iterations: 20
+              eval.clips_per_video: 1
+            variants:
+            \(variants)
+            """
+        let url = dir.appendingPathComponent("\(name).yaml")
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url
+    }
+
+    static let twoVariants = """
+          - name: visual-only
+            set: {model.motion_pathway: none}
+          - name: maclr
+            set: {loss.cross_modal_weight: 1.0}
+        """
+
+    func ablate(_ sweep: URL, _ extra: [String] = []) throws -> (status: Int32, out: String, err: String) {
+        try runMaclr(["ablate", sweep.path, "--threads", "1"] + extra)
+    }
+
+    /// The table rows of results.md and results.csv without the run times: what must agree
+    /// between two sweeps of the same runs.
+    func tables(_ output: URL) throws -> (markdown: [String], csv: [String]) {
+        let md = try String(contentsOf: output.appendingPathComponent("results.md"), encoding: .utf8)
+        let csv = try String(contentsOf: output.appendingPathComponent("results.csv"), encoding: .utf8)
+        let header = csv.split(separator: "\n").first!.split(separator: ",").map(String.init)
+        let seconds = header.firstIndex(of: "seconds")!
+        return (md.split(separator: "\n").filter { $0.hasPrefix("|") }.map(String.init),
+                csv.split(separator: "\n").map { line in
+                    var fields = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                    fields.remove(at: seconds)
+                    return fields.joined(separator: ",")
+                })
+    }
+
+    func json(_ url: URL) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: try Data(contentsOf: url)) as! [String: Any]
+    }
+
+    func testTheTableHoldsTheRunsOwnFiguresAndARerunSkipsEveryRun() throws {
+        let sweep = try sweepFile("sweep", variants: Self.twoVariants)
+        let out = dir.appendingPathComponent("sweep")
+        let first = try ablate(sweep)
+        XCTAssertEqual(first.status, 0, first.err)
+        XCTAssertTrue(first.out.contains("4 runs completed"), first.out)
+
+        let results = try json(out.appendingPathComponent("results.json"))
+        let runs = results["runs"] as! [[String: Any]]
+        XCTAssertEqual(runs.count, 4)
+        var probeByVariant: [String: [Double]] = [:]
+        for run in runs {
+            let variant = run["variant"] as! String, seed = run["seed"] as! Int
+            let folder = out.appendingPathComponent("runs/\(variant)/seed-\(seed)")
+            let metrics = run["metrics"] as! [String: Double]
+            let eval = try json(folder.appendingPathComponent("eval.json"))
+            XCTAssertEqual(metrics["probe_top1"], eval["top1"] as? Double, "\(variant) \(seed)")
+            XCTAssertEqual(metrics["retrieval_r1"], eval["recallAt1"] as? Double, "\(variant) \(seed)")
+            XCTAssertEqual(metrics["knn_top1"], eval["knnTop1"] as? Double, "\(variant) \(seed)")
+            let lastLine = try String(contentsOf: folder.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").last!
+            let last = try JSONSerialization.jsonObject(with: Data(lastLine.utf8)) as! [String: Any]
+            XCTAssertEqual(last["step"] as? Int, 6)
+            XCTAssertEqual(metrics["final_loss"], last["loss"] as? Double, "\(variant) \(seed)")
+            // each run trained its own recipe: the variant's keys and the seed
+            let recipe = try json(folder.appendingPathComponent("checkpoints/step-0000006/recipe.json"))
+            XCTAssertEqual(recipe["seed"] as? Int, seed)
+            XCTAssertEqual(recipe["model.motion_pathway"] as? String, variant == "visual-only" ? "none" : "frames")
+            probeByVariant[variant, default: []].append(metrics["probe_top1"]!)
+        }
+        // the markdown row: mean ± half the range of the runs' probe, in %
+        let md = try String(contentsOf: out.appendingPathComponent("results.md"), encoding: .utf8)
+        for (variant, values) in probeByVariant {
+            let cell = String(format: "%.1f ± %.1f", 100 * values.reduce(0, +) / 2, 100 * (values.max()! - values.min()!) / 2)
+            let row = md.split(separator: "\n").first { $0.hasPrefix("| \(variant) |") }
+            XCTAssertNotNil(row, md)
+            XCTAssertTrue(row!.contains(cell), "\(row!) lacks \(cell)")
+        }
+        for file in ["results.csv", "report.html", "plot-probe_top1.png", "plot-knn_top1.png", "loss-curves.png"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(file).path), file)
+        }
+        let png = try Data(contentsOf: out.appendingPathComponent("loss-curves.png"))
+        XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47], "a PNG")
+
+        let resultFile = out.appendingPathComponent("runs/maclr/seed-1/result.json")
+        let before = try FileManager.default.attributesOfItem(atPath: resultFile.path)[.modificationDate] as! Date
+        let again = try ablate(sweep)
+        XCTAssertEqual(again.status, 0, again.err)
+        XCTAssertTrue(again.out.contains("0 runs completed, 4 already complete"), again.out)
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: resultFile.path)[.modificationDate] as? Date, before)
+    }
+
+    func testAFailingVariantIsListedWhileTheOthersComplete() throws {
+        let sweep = try sweepFile("failing", variants: Self.twoVariants + """
+
+              - name: missing-data
+                set: {data.dataset: /nonexistent/dataset}
+            """, seeds: "[0]")
+        let r = try ablate(sweep)
+        XCTAssertEqual(r.status, 1, "a failed run makes the exit status non-zero")
+        XCTAssertTrue(r.out.contains("2 runs completed"), r.out)
+        XCTAssertTrue(r.out.contains("failed: missing-data/seed-0: /nonexistent/dataset"), r.out)
+        XCTAssertFalse(r.err.contains("Fatal error"), r.err)
+        let md = try String(contentsOf: dir.appendingPathComponent("failing/results.md"), encoding: .utf8)
+        XCTAssertTrue(md.contains("- `missing-data/seed-0`: /nonexistent/dataset"), md)
+        XCTAssertTrue(md.contains("2 runs complete, 1 failed"), md)
+    }
+
+    func testAKilledSweepResumesAndShardsInTwoProcessesGiveTheSameTable() throws {
+        let whole = try sweepFile("whole", variants: Self.twoVariants)
+        XCTAssertEqual(try ablate(whole).status, 0)
+        let expected = try tables(dir.appendingPathComponent("whole"))
+
+        // SIGKILL once the first run has a checkpoint and before it is complete
+        let killed = try sweepFile("killed", variants: Self.twoVariants)
+        let p = Process()
+        p.executableURL = CLITests.binary
+        p.arguments = ["ablate", killed.path, "--threads", "1"]
+        p.standardError = FileHandle.nullDevice; p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let firstRun = dir.appendingPathComponent("killed/runs/visual-only/seed-0")
+        let deadline = Date().addingTimeInterval(120)
+        while p.isRunning && Date() < deadline
+                && !FileManager.default.fileExists(atPath: firstRun.appendingPathComponent("checkpoints/step-0000002/meta.json").path) {
+            usleep(2_000)
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .uncaughtSignal)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: firstRun.appendingPathComponent("result.json").path), "killed before the run completed")
+        let resumed = try ablate(killed)
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+        XCTAssertTrue(resumed.err.contains("resuming from"), "the interrupted run resumed from its checkpoint")
+        XCTAssertEqual(try tables(dir.appendingPathComponent("killed")).markdown, expected.markdown)
+        XCTAssertEqual(try tables(dir.appendingPathComponent("killed")).csv, expected.csv)
+
+        // two shards at once on one folder, then --report
+        let sharded = try sweepFile("sharded", variants: Self.twoVariants)
+        let shards = (1...2).map { i -> Process in
+            let s = Process()
+            s.executableURL = CLITests.binary
+            s.arguments = ["ablate", sharded.path, "--threads", "1", "--shard", "\(i)/2"]
+            s.standardError = FileHandle.nullDevice; s.standardOutput = FileHandle.nullDevice
+            return s
+        }
+        for s in shards { try s.run() }
+        for s in shards { s.waitUntilExit(); XCTAssertEqual(s.terminationStatus, 0) }
+        let report = try ablate(sharded, ["--report"])
+        XCTAssertEqual(report.status, 0, report.err)
+        XCTAssertTrue(report.out.contains("4 runs complete, 0 failed, 0 pending"), report.out)
+        XCTAssertEqual(try tables(dir.appendingPathComponent("sharded")).markdown, expected.markdown)
+        XCTAssertEqual(try tables(dir.appendingPathComponent("sharded")).csv, expected.csv)
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import Training
+import XCTest
+
+/// Sweep files: expansion of grids and variants into full recipes, and every kind of mistake
+/// named before anything runs.
+final class SweepTests: XCTestCase {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("sweep-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func write(_ body: String) throws -> String {
+        let url = dir.appendingPathComponent("s.yaml")
+        try ("recipe: \(Self.repository.appendingPathComponent("Recipes/base.yaml").path)\noutput: \(dir.path)/out\n" + body)
+            .write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    func testAGridExpandsToEveryCombinationTimesEverySeed() throws {
+        let s = try Sweep.load(try write("""
+            seeds: [3, 4]
+            set: {optim.steps: 50}
+            grid:
+              loss.temperature: [0.05, 0.2]
+              model.queue_size: [0, 128, 256]
+            """), overrides: ["optim.batch_size=4"])
+        XCTAssertEqual(s.variants.count, 6)
+        XCTAssertEqual(s.runs.count, 12)
+        XCTAssertEqual(s.variedKeys, ["loss.temperature", "model.queue_size"])
+        XCTAssertEqual(s.variants[1].name, "temperature=0.05,queue_size=128")
+        let run = s.runs[3]
+        XCTAssertEqual(run.id, "temperature=0.05,queue_size=128/seed-4")
+        XCTAssertEqual(run.recipe.seed, 4)
+        XCTAssertEqual(run.recipe.loss.temperature, 0.05)
+        XCTAssertEqual(run.recipe.model.queueSize, 128)
+        XCTAssertEqual(run.recipe.optim.steps, 50, "the sweep's shared set")
+        XCTAssertEqual(run.recipe.optim.batchSize, 4, "--set on the command line")
+        XCTAssertEqual(run.recipe.train.output, "\(dir.path)/out/runs/temperature=0.05,queue_size=128/seed-4")
+        XCTAssertEqual(s.metrics.map(\.rawValue), ["probe_top1", "retrieval_r1", "knn_top1", "final_loss"])
+    }
+
+    func testMistakesAreNamedBeforeAnythingRuns() throws {
+        let cases: [(String, String)] = [
+            ("seed: [0]\n", "unknown sweep key 'seed' (did you mean 'seeds'?)"),
+            ("grid: {loss.temprature: [0.1]}\n", "unknown key 'loss.temprature' (did you mean 'loss.temperature'?)"),
+            ("variants:\n  - name: a\n    set: {optim.lr: -1}\n", "(variant 'a'): key 'optim.lr' must be a number > 0"),
+            ("variants:\n  - name: a\n    sett: {optim.lr: 1}\n", "unknown key of variant 'a' 'sett' (did you mean 'set'?)"),
+            ("variants:\n  - name: a\n  - name: a\n", "two variants are named 'a'"),
+            ("variants:\n  - name: a/b\n", "must not contain '/'"),
+            ("grid: {optim.lr: [0.1]}\nvariants:\n  - name: a\n", "give 'grid' or 'variants', not both"),
+            ("seeds: [1, 1]\n", "key 'seeds' must be a list of distinct integers"),
+            ("eval: [probe, linear]\n", "key 'eval' must list some of probe, retrieval, knn, got 'linear'"),
+            ("grid: {loss.temperature: []}\n", "grid key 'loss.temperature' must have a list of values"),
+        ]
+        for (body, message) in cases {
+            XCTAssertThrowsError(try Sweep.load(try write(body)), body) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(body): \(error)")
+                XCTAssertFalse("\(error)".contains("\n"), "one line")
+            }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out").path), "nothing written")
+    }
+
+    func testTheShippedSweepsLoad() throws {
+        let folder = Self.repository.appendingPathComponent("Recipes/ablations")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".yaml") }
+        XCTAssertGreaterThanOrEqual(files.count, 7)
+        for f in files {
+            let s = try Sweep.load(folder.appendingPathComponent(f).path)
+            XCTAssertEqual(s.seeds, [0, 1, 2], f)
+            XCTAssertGreaterThan(s.variants.count, 1, f)
+        }
+    }
+}
