@@ -93,13 +93,13 @@ public enum AblationReport {
         return String(format: m.isFraction ? "%.1f ± %.1f" : "%.3f ± %.3f", mean * scale, spread * scale)
     }
 
-    /// The variant with the best mean of each metric.
-    static func best(_ summaries: [VariantSummary], _ m: Sweep.Metric) -> String? {
+    /// The best mean of each metric (nil with fewer than two variants to compare).
+    static func best(_ summaries: [VariantSummary], _ m: Sweep.Metric) -> Double? {
         // a loss differs in its terms from variant to variant: not ranked
         guard m != .finalLoss else { return nil }
-        let having = summaries.filter { $0.mean[m.rawValue] != nil }
-        let ranked = having.sorted { ($0.mean[m.rawValue]! > $1.mean[m.rawValue]!) == m.higherIsBetter }
-        return having.count > 1 ? ranked.first?.variant : nil
+        let means = summaries.compactMap { $0.mean[m.rawValue] }
+        guard means.count > 1 else { return nil }
+        return m.higherIsBetter ? means.max() : means.min()
     }
 
     /// The table's rows: variant, varied keys, seeds done, then each metric's cell (nil: no data).
@@ -110,7 +110,8 @@ public enum AblationReport {
             var row: [(text: String, bold: Bool)] = [(s.variant, false)]
             row += sweep.variedKeys.map { (s.overrides[$0] ?? "-", false) }
             row.append(("\(s.seedsComplete)/\(sweep.seeds.count)", false))
-            for (m, b) in zip(sweep.metrics, bests) { row.append((cell(s, m) ?? "-", b == s.variant)) }
+            // ties are all bold
+            for (m, b) in zip(sweep.metrics, bests) { row.append((cell(s, m) ?? "-", b != nil && s.mean[m.rawValue] == b)) }
             return row
         }
         return (header, rows)
@@ -118,7 +119,7 @@ public enum AblationReport {
 
     static func caption(_ sweep: Sweep, _ records: [RunRecord]) -> String {
         let complete = records.filter { $0.status == "complete" }.count, failed = records.filter { $0.status == "failed" }.count
-        return "\(sweep.variants.count) variants x \(sweep.seeds.count) seeds (\(sweep.seeds.map(String.init).joined(separator: ", "))): \(complete) runs complete, \(failed) failed, \(records.count - complete - failed) pending. Mean ± half the range over the seeds complete; the best mean of each column in bold."
+        return "\(sweep.variants.count) variants x \(sweep.seeds.count) seeds (\(sweep.seeds.map(String.init).joined(separator: ", "))): \(complete) runs complete, \(failed) failed, \(records.count - complete - failed) pending. Mean ± half the range over the seeds complete; the best mean of each column in bold (ties all bold)."
     }
 
     static func markdown(_ sweep: Sweep, _ records: [RunRecord], _ summaries: [VariantSummary]) -> String {
