@@ -91,8 +91,8 @@ public struct Evaluation {
         return (Double(top1) / Double(max(test.count, 1)), Double(top5) / Double(max(test.count, 1)))
     }
 
-    /// R@k: the fraction of test videos whose k nearest train videos (cosine) include one of the same class.
-    public static func retrieval(train: Features, test: Features, ks: [Int] = [1, 5, 10]) -> [Double] {
+    /// Cosine similarity of every test video to every train video: [test][train].
+    static func cosineSimilarities(train: Features, test: Features) -> [[Float]] {
         let d = train.dimension
         func unit(_ f: Features, _ i: Int) -> [Float] {
             let v = Array(f.values[(i * d)..<((i + 1) * d)])
@@ -100,10 +100,18 @@ public struct Evaluation {
             return v.map { $0 / n }
         }
         let gallery = (0..<train.count).map { unit(train, $0) }
+        return (0..<test.count).map { i in
+            let q = unit(test, i)
+            return gallery.map { g in zip(g, q).reduce(0) { $0 + $1.0 * $1.1 } }
+        }
+    }
+
+    /// R@k: the fraction of test videos whose k nearest train videos (cosine) include one of the same class.
+    public static func retrieval(train: Features, test: Features, ks: [Int] = [1, 5, 10]) -> [Double] {
+        let similarities = cosineSimilarities(train: train, test: test)
         var hits = [Int](repeating: 0, count: ks.count)
         for i in 0..<test.count {
-            let q = unit(test, i)
-            let sims = gallery.map { g in zip(g, q).reduce(0) { $0 + $1.0 * $1.1 } }
+            let sims = similarities[i]
             let ranked = sims.indices.sorted { sims[$0] > sims[$1] }
             for (j, k) in ks.enumerated() where ranked.prefix(k).contains(where: { train.labels[$0] == test.labels[i] }) { hits[j] += 1 }
         }
@@ -114,17 +122,10 @@ public struct Evaluation {
     /// test video's `k` most cosine-similar train videos vote for their class with weight
     /// exp(similarity / temperature); ties go to the lower class index.
     public static func knn(train: Features, test: Features, classes: Int, k: Int, temperature: Double) -> Double {
-        let d = train.dimension
-        func unit(_ f: Features, _ i: Int) -> [Float] {
-            let v = Array(f.values[(i * d)..<((i + 1) * d)])
-            let n = max(v.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
-            return v.map { $0 / n }
-        }
-        let gallery = (0..<train.count).map { unit(train, $0) }
+        let similarities = cosineSimilarities(train: train, test: test)
         var correct = 0
         for i in 0..<test.count {
-            let q = unit(test, i)
-            let sims = gallery.map { g in Double(zip(g, q).reduce(0) { $0 + $1.0 * $1.1 }) }
+            let sims = similarities[i].map(Double.init)
             var votes = [Double](repeating: 0, count: classes)
             for j in sims.indices.sorted(by: { sims[$0] > sims[$1] }).prefix(k) where (0..<classes).contains(train.labels[j]) {
                 votes[train.labels[j]] += exp(sims[j] / temperature)
