@@ -2,9 +2,10 @@ import Foundation
 import Tensor
 
 /// Labelled synthetic videos whose class is decided by motion alone: several foreground objects
-/// of random shape, colour and texture move by the class's pattern over a textured background
-/// that drifts on its own. Appearance is drawn independently of the class, except in the
-/// scene-bias setting, where the training split's backgrounds carry a class-specific hue.
+/// of random shape, colour and texture move by the class's pattern over a background that moves
+/// on its own: drifting gratings, or windows of real videos (camera motion and all).
+/// Appearance is drawn independently of the class, except with scene bias, where some or all
+/// of the training split's backgrounds carry a class-specific hue.
 public struct SyntheticMotion: Sendable {
     /// The motion patterns, one per class, in order.
     public static let patterns = ["right", "left", "up", "down", "rotate_cw", "rotate_ccw", "zoom_in", "zoom_out",
@@ -23,10 +24,62 @@ public struct SyntheticMotion: Sendable {
     /// per frame were not learnable at the quickstart's budget, neither by our supervised recipe
     /// nor by a PyTorch mirror of it (benchmarks/torch_mirror.py).
     public var speed: Float = 1
-    /// Backgrounds correlate with the class in the training split only.
-    public var sceneBias = false
+    /// The fraction of each class's training videos whose background carries the class's hue
+    /// (scene bias): 0 none, 1 all; test videos never do.
+    public var sceneBiasFraction: Double = 0
+    /// Every training background carries its class's hue.
+    public var sceneBias: Bool {
+        get { sceneBiasFraction >= 1 }
+        set { sceneBiasFraction = newValue ? 1 : 0 }
+    }
+    /// Real footage behind the objects, each clip (F, size, size, 3) as `loadBackgrounds` makes
+    /// them: a video's background is a window of one of them. Empty: drifting gratings.
+    public var backgrounds: [DecodedVideo] = []
 
     public init() {}
+
+    /// Whether the video of `seed` in the given split has a class-hued background. Drawn from
+    /// its own generator, so the rest of the video is the same with or without scene bias.
+    public func hasBiasedBackground(seed: UInt64, train: Bool) -> Bool {
+        guard train, sceneBiasFraction > 0 else { return false }
+        var coin = RandomGenerator(seed: seed ^ 0x5CE4E_B1A5)
+        return Double(coin.uniform()) < sceneBiasFraction
+    }
+
+    /// Background clips for `backgrounds` from every video file under `folder` (searched
+    /// recursively): each resized so its shorter side is `size`, centre-cropped to size x size,
+    /// resampled to `fps`, at most `maxFrames` frames. Files that do not decode are skipped and
+    /// named in the warnings.
+    public static func loadBackgrounds(folder: URL, size: Int, fps: Int, maxFrames: Int = 320) throws -> (clips: [DecodedVideo], warnings: [String]) {
+        let fm = FileManager.default
+        guard let walker = fm.enumerator(at: folder, includingPropertiesForKeys: [.isRegularFileKey]) else {
+            throw VideoError("\(folder.path): cannot list background videos")
+        }
+        let extensions: Set<String> = ["mp4", "avi", "mkv", "webm", "mov", "mpg", "mpeg", "m4v", "ogv"]
+        let files = walker.compactMap { $0 as? URL }.filter { extensions.contains($0.pathExtension.lowercased()) }.sorted { $0.path < $1.path }
+        var clips: [DecodedVideo] = [], warnings: [String] = []
+        for file in files {
+            do {
+                let decoded = try VideoReader(path: file.path).decodeAll(size: .shortSide(size), fps: Double(fps), maxFrames: maxFrames)
+                guard decoded.frameCount >= 2 else { warnings.append("\(file.path): fewer than 2 frames, not used as a background"); continue }
+                clips.append(centreCrop(decoded, size: size))
+            } catch {
+                warnings.append("\(error), not used as a background")
+            }
+        }
+        guard !clips.isEmpty else { throw VideoError("\(folder.path): no decodable video files to use as backgrounds") }
+        return (clips, warnings)
+    }
+
+    static func centreCrop(_ v: DecodedVideo, size: Int) -> DecodedVideo {
+        let x0 = (v.width - size) / 2, y0 = (v.height - size) / 2
+        var pixels = [UInt8](repeating: 0, count: v.frameCount * size * size * 3)
+        for t in 0..<v.frameCount { for y in 0..<size {
+            let src = ((t * v.height + y0 + y) * v.width + x0) * 3, dst = (t * size + y) * size * 3
+            for i in 0..<(size * 3) { pixels[dst + i] = v.pixels[src + i] }
+        }}
+        return DecodedVideo(pixels: pixels, frameCount: v.frameCount, height: size, width: size, fps: v.fps, warnings: v.warnings)
+    }
 
     enum Shape: CaseIterable { case disc, square, triangle, cross }
     enum Texture: CaseIterable { case solid, stripes, checker }
@@ -55,10 +108,16 @@ public struct SyntheticMotion: Sendable {
         // Background: a drifting sum of two gratings with random colours; its hue is random, or
         // decided by the class in the scene-bias training split.
         var bgA = colour(), bgB = colour()
-        if sceneBias && train {
-            let hue = Float(label) / Float(classes)
+        let biased = hasBiasedBackground(seed: seed, train: train)
+        let hue = Float(label) / Float(classes)
+        if biased && backgrounds.isEmpty {
             bgA = hueColour(hue, brightness: 150); bgB = hueColour(hue, brightness: 70)
         }
+        // a window of one real background clip (its own generator: the objects stay the same)
+        var footageRNG = RandomGenerator(seed: seed ^ 0xBAC6_0F00)
+        let footage = backgrounds.isEmpty ? nil : backgrounds[Int(footageRNG.next() % UInt64(backgrounds.count))]
+        let footageStart = footage.map { Int(footageRNG.next() % UInt64(max(1, $0.frameCount - frames + 1))) } ?? 0
+        let tint = hueColour(hue, brightness: 150)
         let k1 = (0.15 + 0.25 * rng.uniform(), 0.15 + 0.25 * rng.uniform()), k2 = (0.1 + 0.3 * rng.uniform(), -0.1 - 0.2 * rng.uniform())
         let drift = (backgroundDrift * (rng.uniform() * 2 - 1), backgroundDrift * (rng.uniform() * 2 - 1))
         let pattern = Self.patterns[label % Self.patterns.count]
@@ -97,9 +156,17 @@ public struct SyntheticMotion: Sendable {
                 scene[i] = o
             }
             for y in 0..<size { for x in 0..<size {
-                let bx = Float(x) + drift.0 * Float(t), by = Float(y) + drift.1 * Float(t)
-                let g = 0.5 + 0.25 * Foundation.sin(k1.0 * bx + k1.1 * by) + 0.25 * Foundation.sin(k2.0 * bx + k2.1 * by)
-                var c = (bgA.0 * g + bgB.0 * (1 - g), bgA.1 * g + bgB.1 * (1 - g), bgA.2 * g + bgB.2 * (1 - g))
+                var c: (Float, Float, Float)
+                if let footage {
+                    // a clip shorter than the video plays again from its start
+                    let q = (((footageStart + t) % footage.frameCount * size + y) * size + x) * 3
+                    c = (Float(footage.pixels[q]), Float(footage.pixels[q + 1]), Float(footage.pixels[q + 2]))
+                    if biased { c = ((c.0 + tint.0) / 2, (c.1 + tint.1) / 2, (c.2 + tint.2) / 2) }
+                } else {
+                    let bx = Float(x) + drift.0 * Float(t), by = Float(y) + drift.1 * Float(t)
+                    let g = 0.5 + 0.25 * Foundation.sin(k1.0 * bx + k1.1 * by) + 0.25 * Foundation.sin(k2.0 * bx + k2.1 * by)
+                    c = (bgA.0 * g + bgB.0 * (1 - g), bgA.1 * g + bgB.1 * (1 - g), bgA.2 * g + bgB.2 * (1 - g))
+                }
                 for o in scene {
                     if let oc = shade(o, Float(x), Float(y)) { c = oc }
                 }

@@ -11,6 +11,11 @@ public struct DecodedVideo: Sendable {
     /// Problems that did not stop decoding (a damaged packet, a truncated end).
     public var warnings: [String]
 
+    public init(pixels: [UInt8], frameCount: Int, height: Int, width: Int, fps: Double, warnings: [String] = []) {
+        precondition(pixels.count == frameCount * height * width * 3, "pixels must be (frameCount, height, width, 3)")
+        self.pixels = pixels; self.frameCount = frameCount; self.height = height; self.width = width; self.fps = fps; self.warnings = warnings
+    }
+
     /// One frame's pixels (H, W, 3).
     public func frame(_ i: Int) -> ArraySlice<UInt8> {
         let n = height * width * 3

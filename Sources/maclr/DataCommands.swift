@@ -8,7 +8,7 @@ struct Synth: ParsableCommand {
         discussion: """
             Objects of random shape, colour and texture move by their class's pattern (translation in \
             four directions, rotation either way, zoom in and out, oscillation) over textured \
-            backgrounds that drift on their own. Writes OUTPUT/videos/<class>/*.mp4, OUTPUT/labels.csv \
+            backgrounds that drift on their own, or over windows of real videos (--backgrounds). Writes OUTPUT/videos/<class>/*.mp4, OUTPUT/labels.csv \
             (path,label,split) and OUTPUT/classes.txt.
             """)
 
@@ -19,7 +19,11 @@ struct Synth: ParsableCommand {
     @Option(help: "Frame width and height in pixels (even).") var size = 64
     @Option(help: "Frames per second.") var fps = 16
     @Option(help: "Fraction of each class in the test split.") var testFraction = 0.25
-    @Flag(help: "Backgrounds correlate with the class in the training split only (scene bias).") var sceneBias = false
+    @Flag(help: "Backgrounds correlate with the class in the training split only (scene bias): --scene-bias-fraction 1.") var sceneBias = false
+    @Option(help: "The fraction (0...1) of each class's training videos whose background carries the class's hue (partial scene bias).")
+    var sceneBiasFraction: Double?
+    @Option(help: "A folder of real videos (searched recursively) whose frames play behind the objects instead of the drifting gratings.")
+    var backgrounds: String?
     @Option(help: "Multiplies the objects' speed.") var speed: Float = 1
     @Option(help: "Seed.") var seed: UInt64 = 0
     @Option(help: "Video codec (default by container: libx264 for .mp4).") var codec: String?
@@ -34,11 +38,22 @@ struct Synth: ParsableCommand {
         }
         guard speed > 0 else { throw ValidationError("--speed \(speed) must be positive") }
         guard (0..<1).contains(testFraction) else { throw ValidationError("--test-fraction \(testFraction) must be in [0, 1)") }
+        if let f = sceneBiasFraction {
+            guard (0...1).contains(f) else { throw ValidationError("--scene-bias-fraction \(f) must be in [0, 1]") }
+            guard !sceneBias else { throw ValidationError("give --scene-bias or --scene-bias-fraction, not both") }
+        }
     }
 
     func run() throws {
         var synth = SyntheticVideos()
-        synth.classes = classes; synth.frames = frames; synth.size = size; synth.fps = fps; synth.sceneBias = sceneBias; synth.speed = speed
+        synth.classes = classes; synth.frames = frames; synth.size = size; synth.fps = fps; synth.speed = speed
+        synth.sceneBiasFraction = sceneBiasFraction ?? (sceneBias ? 1 : 0)
+        if let backgrounds {
+            let loaded = try SyntheticVideos.loadBackgrounds(folder: URL(fileURLWithPath: backgrounds), size: size, fps: fps)
+            for w in loaded.warnings { stderrLog("warning: \(w)\n") }
+            synth.backgrounds = loaded.clips
+            stderrLog("backgrounds: \(loaded.clips.count) videos from \(backgrounds)\n")
+        }
         let start = Date()
         let items = try synth.generate(into: URL(fileURLWithPath: output), perClass: perClass, testFraction: testFraction, seed: seed,
                                        codec: codec, ext: container) { done, total in

@@ -57,3 +57,66 @@ final class SyntheticMotionTests: XCTestCase {
         XCTAssertNotEqual(g.render(label: 2, seed: 7, train: true), g.render(label: 2, seed: 8, train: true))
     }
 }
+
+/// Scene bias in part, and real footage behind the objects.
+final class SyntheticBackgroundTests: XCTestCase {
+    func testPartialSceneBiasHuesAboutThatFractionOfTrainingVideosAndNoTestVideo() {
+        var g = SyntheticMotion()
+        g.sceneBiasFraction = 0.8
+        let biased = (0..<400).filter { g.hasBiasedBackground(seed: UInt64($0), train: true) }.count
+        XCTAssertEqual(Double(biased) / 400, 0.8, accuracy: 0.06)
+        XCTAssertFalse((0..<400).contains { g.hasBiasedBackground(seed: UInt64($0), train: false) })
+        g.sceneBias = true
+        XCTAssertTrue((0..<400).allSatisfy { g.hasBiasedBackground(seed: UInt64($0), train: true) })
+        // the same video with and without its hue: the objects are the same, the background not
+        g.size = 32; g.frames = 3; g.objectsPerVideo = 0
+        let seed = (0..<50).map(UInt64.init).first { g.hasBiasedBackground(seed: $0, train: true) }!
+        var plain = g; plain.sceneBiasFraction = 0
+        XCTAssertNotEqual(g.render(label: 1, seed: seed, train: true), plain.render(label: 1, seed: seed, train: true))
+        XCTAssertEqual(g.render(label: 1, seed: seed, train: false), plain.render(label: 1, seed: seed, train: false))
+    }
+
+    /// With no objects, a video is a window of consecutive frames of one background clip
+    /// (looping when the clip is shorter than the video).
+    func testAVideoIsAWindowOfItsBackgroundClip() {
+        let n = 16, clipFrames = 5
+        // frame t: every pixel (t, x, y) so any frame and position is identifiable
+        var pixels = [UInt8](repeating: 0, count: clipFrames * n * n * 3)
+        for t in 0..<clipFrames { for y in 0..<n { for x in 0..<n {
+            let p = ((t * n + y) * n + x) * 3
+            pixels[p] = UInt8(40 * t); pixels[p + 1] = UInt8(x * 8); pixels[p + 2] = UInt8(y * 8)
+        }}}
+        var g = SyntheticMotion()
+        g.size = n; g.frames = 8; g.objectsPerVideo = 0
+        g.backgrounds = [DecodedVideo(pixels: pixels, frameCount: clipFrames, height: n, width: n, fps: 16)]
+        let video = g.render(label: 0, seed: 3, train: true)
+        let frame = n * n * 3
+        let start = (0..<clipFrames).first { Array(video[0..<frame]) == Array(pixels[($0 * frame)..<(($0 + 1) * frame)]) }
+        XCTAssertNotNil(start, "frame 0 is a frame of the clip")
+        for t in 0..<8 {
+            let k = (start! + t) % clipFrames
+            XCTAssertEqual(Array(video[(t * frame)..<((t + 1) * frame)]), Array(pixels[(k * frame)..<((k + 1) * frame)]), "frame \(t)")
+        }
+    }
+
+    func testBackgroundsLoadFromAFolderCroppedAndResampledSkippingWhatDoesNotDecode() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("backgrounds-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("sub"), withIntermediateDirectories: true)
+        let w = 64, h = 48
+        let writer = try VideoWriter(path: dir.appendingPathComponent("sub/pan.mp4").path, width: w, height: h, fps: 8)
+        for t in 0..<16 {
+            let frame = (0..<(w * h * 3)).map { UInt8(truncatingIfNeeded: ($0 / 3 % w) * 4 + t * 8) }
+            try frame.withUnsafeBufferPointer { try writer.append(rgb: $0.baseAddress!) }
+        }
+        try writer.finish()
+        try Data("not a video".utf8).write(to: dir.appendingPathComponent("broken.mp4"))
+        let loaded = try SyntheticMotion.loadBackgrounds(folder: dir, size: 32, fps: 16)
+        XCTAssertEqual(loaded.clips.count, 1)
+        XCTAssertEqual(loaded.clips[0].width, 32); XCTAssertEqual(loaded.clips[0].height, 32)
+        XCTAssertEqual(loaded.clips[0].frameCount, 32, "2 s at 8 fps resampled to 16 fps")
+        XCTAssertEqual(loaded.warnings.count, 1)
+        XCTAssertTrue(loaded.warnings[0].contains("broken.mp4"), loaded.warnings[0])
+        XCTAssertThrowsError(try SyntheticMotion.loadBackgrounds(folder: dir.appendingPathComponent("sub/none"), size: 32, fps: 16))
+    }
+}
