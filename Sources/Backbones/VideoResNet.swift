@@ -25,6 +25,13 @@ public struct VideoResNetConfig: Codable, Equatable, Sendable {
     /// round-half-up, the same rule as scripts/make_parity_fixture.py
     func scaled(_ channels: Int) -> Int { max(1, Int((Double(channels) * width + 0.5).rounded(.down))) }
     public var stagePlanes: [Int] { [64, 128, 256, 512].map(scaled) }
+
+    /// The convs whose output `VideoResNet.features(_:capturing:)` can return, by torchvision's
+    /// module names: "layerS.B.convK" is the K-th conv of block B of stage S, before its BN (for
+    /// R(2+1)D the whole (2+1)D conv).
+    public var capturableLayers: [String] {
+        blocksPerStage.enumerated().flatMap { s, n in (0..<n).flatMap { b in ["layer\(s + 1).\(b).conv1", "layer\(s + 1).\(b).conv2"] } }
+    }
     public var featureDimension: Int { stagePlanes[3] }
 }
 
@@ -81,10 +88,14 @@ final class VideoBasicBlock: Module {
         return c
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor {
-        let out = bn2(forwardConv2(bn1(forwardConv1(x), relu: true)))
+    func callAsFunction(_ x: Tensor) -> Tensor { forward(x, capture: nil).output }
+
+    /// The block's output and, with `capture` 1 or 2, the output of conv1 or conv2 (before its BN).
+    func forward(_ x: Tensor, capture: Int?) -> (output: Tensor, captured: Tensor?) {
+        let c1 = forwardConv1(x)
+        let c2 = forwardConv2(bn1(c1, relu: true))
         let shortcut = downsample.map { $0.1($0.0(x)) } ?? x
-        return addReLU(out, shortcut)
+        return (addReLU(bn2(c2), shortcut), capture == 1 ? c1 : (capture == 2 ? c2 : nil))
     }
 }
 
@@ -142,5 +153,31 @@ public final class VideoResNet: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let f = features(x)
         return fc.map { $0(f) } ?? f
+    }
+
+    /// `config.capturableLayers`.
+    public var capturableLayers: [String] { config.capturableLayers }
+
+    /// The last block's second conv: MCL's layer for its alignment loss.
+    public var lastConvLayer: String { capturableLayers.last! }
+
+    /// Features, and the output of `layer` (one of `capturableLayers`): (N, T', H', W', C').
+    public func features(_ x: Tensor, capturing layer: String) -> (features: Tensor, activation: Tensor) {
+        guard let index = capturableLayers.firstIndex(of: layer) else {
+            preconditionFailure("\(layer) is not one of \(capturableLayers)")
+        }
+        // two convs per block, blocks counted across stages
+        var block = index / 2, stage = 0
+        while block >= stages[stage].count { block -= stages[stage].count; stage += 1 }
+        var h = stemForward(x)
+        var captured: Tensor?
+        for (i, blocks) in stages.enumerated() {
+            for (j, b) in blocks.enumerated() {
+                let r = b.forward(h, capture: (i == stage && j == block) ? index % 2 + 1 : nil)
+                h = r.output
+                if let c = r.captured { captured = c }
+            }
+        }
+        return (h.globalAveragePool(), captured!)
     }
 }

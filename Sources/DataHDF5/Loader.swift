@@ -79,6 +79,9 @@ public struct ClipSampling: Codable, Equatable, Sendable {
 public struct ClipBatch: @unchecked Sendable {
     public var rgbA: Tensor, rgbB: Tensor
     public var motionA: Tensor?, motionB: Tensor?
+    /// MCL's alignment target: the motion-boundary magnitude of clip A's flow, cropped and
+    /// flipped as its frames (N, T, H, W); nil unless the sampler makes it.
+    public var alignmentTarget: Tensor?
     public var labels: [Int]
     public var videos: [Int]
 }
@@ -100,6 +103,8 @@ public struct ClipSampler: Sendable {
     public var batchSize: Int
     /// Whether batches carry the Motion pathway's input.
     public var withMotion: Bool
+    /// Whether batches carry clip A's motion boundaries (MCL's alignment loss; needs flow).
+    public var withAlignmentTarget = false
 
     static let mean: [Float] = [0.43216, 0.394666, 0.37645], std: [Float] = [0.22803, 0.22145, 0.216989]
 
@@ -128,17 +133,19 @@ public struct ClipSampler: Sendable {
         let mc = sampling.motion.channels
         let motionA = withMotion ? Tensor(uninitialized: [batchSize, t, h, w, mc]) : nil
         let motionB = withMotion ? Tensor(uninitialized: [batchSize, t, h, w, mc]) : nil
+        let target = withAlignmentTarget && dataset.hasFlow ? Tensor(uninitialized: [batchSize, t, h, w]) : nil
         let buffers = ClipBuffers()
         for (i, entryIndex) in picks.enumerated() {
             var rng = RandomGenerator(seed: seed ^ (UInt64(p.epoch) << 40) ^ (UInt64(p.batch) << 16) ^ UInt64(i) &* 0x2545_F491_4F6C_DD1D)
             let e = dataset.entries[entryIndex]
             let (s1, s2) = try pairStarts(e, rng: &rng)
             try clip(e, start: s1, rng: &rng, rgb: rgbA.data + i * t * h * w * 3, motion: motionA.map { $0.data + i * t * h * w * mc },
-                     buffers: buffers)
+                     boundaries: target.map { $0.data + i * t * h * w }, buffers: buffers)
             try clip(e, start: s2, rng: &rng, rgb: rgbB.data + i * t * h * w * 3, motion: motionB.map { $0.data + i * t * h * w * mc },
                      buffers: buffers)
         }
-        return ClipBatch(rgbA: rgbA, rgbB: rgbB, motionA: motionA, motionB: motionB, labels: picks.map { dataset.entries[$0].label }, videos: picks)
+        return ClipBatch(rgbA: rgbA, rgbB: rgbB, motionA: motionA, motionB: motionB, alignmentTarget: target,
+                         labels: picks.map { dataset.entries[$0].label }, videos: picks)
     }
 
     /// `count` evenly spaced clips of entry `index` without augmentation (central crop), for
@@ -219,14 +226,23 @@ public struct ClipSampler: Sendable {
     /// and write the motion input (`writeMotion`). rgb: (T, H, W, 3), motion: (T, H, W, C) of
     /// `sampling.motion`, both at the sampling's size.
     /// `buffers` is memory reused from clip to clip (one per batch being made).
+    /// With `boundaries`, also the motion-boundary map of the clip's flow (T, H, W), cropped alike.
     func clip(_ e: ShardDataset.Entry, start: Int, rng: inout RandomGenerator, rgb: UnsafeMutablePointer<Float>,
-              motion: UnsafeMutablePointer<Float>?, buffers: ClipBuffers) throws {
+              motion: UnsafeMutablePointer<Float>?, boundaries: UnsafeMutablePointer<Float>? = nil, buffers: ClipBuffers) throws {
         let motionCrop = augmentation.enabled && augmentation.motionSpatialCropping && dataset.hasFlow
         let flowInput = motion != nil && sampling.motion != .frameDifference
-        let raw = try readClip(e, start: start, withFlow: flowInput || motionCrop, into: buffers)
+        let raw = try readClip(e, start: start, withFlow: flowInput || motionCrop || boundaries != nil, into: buffers)
         let (box, flip) = chooseCrop(raw, motionFocused: motionCrop, rng: &rng)
         writeRGB(raw, box: box, flip: flip, rng: &rng, into: rgb)
         if let motion { try writeMotion(e, raw, box: box, flip: flip, into: motion) }
+        if let boundaries {
+            // writeMotion has cropped the flow when the motion input comes from it
+            if !flowInput { cropFlow(raw, box: box, flip: flip) }
+            raw.flowInput.withUnsafeMutableBufferPointer { flow in
+                derive(.motionBoundaries, flow: flow.baseAddress!, frames: sampling.frames, height: sampling.height, width: sampling.width,
+                       into: boundaries)
+            }
+        }
     }
 
     /// A clip's frames as the shard stores them: rgb (T, H, W, 3) and, when read, quantised flow
@@ -318,16 +334,25 @@ public struct ClipSampler: Sendable {
             for i in 0..<(t * oh * ow * 3) { motion[i] = next[i] - motion[i] }
             return
         }
+        cropFlow(raw, box: box, flip: flip)
+        raw.flowInput.withUnsafeMutableBufferPointer { flow in
+            derive(sampling.motion, flow: flow.baseAddress!, frames: t, height: oh, width: ow, into: motion)
+        }
+    }
+
+    /// The clip's flow cropped like its frames and rescaled (resizing scales u and v, a flip
+    /// negates u; in units of the flow bound) into `raw.flowInput`: (T, H, W, 2) at the sampling's size.
+    func cropFlow(_ raw: ClipBuffers, box: CropBox, flip: Bool) {
+        let t = sampling.frames, oh = sampling.height, ow = sampling.width
         let bound = raw.flowBound
         let su = Float(Double(ow) / box.width) * (flip ? -1 : 1) / bound, sv = Float(Double(oh) / box.height) / bound
         raw.flowInput.resize(to: t * oh * ow * 2)
         raw.flowInput.withUnsafeMutableBufferPointer { flow in
-            Augmenter.cropResize(raw.flow, frames: t, height: sh, width: sw, channels: 2, box: box, outHeight: oh, outWidth: ow,
+            Augmenter.cropResize(raw.flow, frames: t, height: raw.height, width: raw.width, channels: 2, box: box, outHeight: oh, outWidth: ow,
                                  flip: flip, into: flow.baseAddress!) { c, q in
                 let pixels = q * (2 * bound) / 255 - bound
                 return pixels * (c == 0 ? su : sv)
             }
-            derive(sampling.motion, flow: flow.baseAddress!, frames: t, height: oh, width: ow, into: motion)
         }
     }
 

@@ -54,11 +54,14 @@ public struct MaCLRLoss: Codable, Equatable, Sendable {
         public var visualToMotion: Tensor?
         public var motionToVisual: Tensor?
         public var motion: Tensor?
+        /// MCL's motion alignment terms, when the loss has them (already weighted into `total`).
+        public var alignment: MotionAlignment.Terms?
         public var total: Tensor
 
         /// Named scalar values, for logs and metrics.
         public var values: [String: Float] {
             var v: [String: Float] = ["loss": total.item(), "loss_v": visual.item()]
+            if let a = alignment { v.merge(a.values) { $1 } }
             if let t = visualToMotion { v["loss_v2m"] = t.item() }
             if let t = motionToVisual { v["loss_m2v"] = t.item() }
             if let t = motion { v["loss_m"] = t.item() }
@@ -72,7 +75,7 @@ public struct MaCLRLoss: Codable, Equatable, Sendable {
                                motionQuery: Tensor? = nil, motionKey: Tensor? = nil, motionQueue: Tensor? = nil) -> Terms {
         let lv = Contrastive.infoNCE(query: visualQuery, positiveKey: visualKey, queue: visualQueue, temperature: temperature)
         guard let mq = motionQuery, let mk = motionKey, let mQueue = motionQueue else {
-            return Terms(visual: lv, visualToMotion: nil, motionToVisual: nil, motion: nil, total: lv)
+            return Terms(visual: lv, visualToMotion: nil, motionToVisual: nil, motion: nil, alignment: nil, total: lv)
         }
         // v->m: visual query, motion key, negatives from the key modality's (motion) queue; m->v symmetric.
         let lvm = Contrastive.infoNCE(query: visualQuery, positiveKey: mk, queue: mQueue, temperature: temperature)
@@ -84,6 +87,6 @@ public struct MaCLRLoss: Codable, Equatable, Sendable {
             total = total + m * motionIntraWeight
             lm = m
         }
-        return Terms(visual: lv, visualToMotion: lvm, motionToVisual: lmv, motion: lm, total: total)
+        return Terms(visual: lv, visualToMotion: lvm, motionToVisual: lmv, motion: lm, alignment: nil, total: total)
     }
 }

@@ -17,7 +17,16 @@ public final class MaCLRModel {
         public var keyBatchNorm: KeyBatchNorm = .shuffledSubBatches
         public var keySubBatches = 2
         public var loss = MaCLRLoss()
+        /// MCL's motion alignment loss on the visual query, at a conv of the visual encoder.
+        public var alignment: Alignment?
         public init() {}
+    }
+
+    public struct Alignment: Codable, Equatable, Sendable {
+        public var loss = MotionAlignment()
+        /// One of the visual encoder's `capturableLayers`; nil: its last conv (MCL's choice).
+        public var layer: String?
+        public init(loss: MotionAlignment = MotionAlignment(), layer: String? = nil) { self.loss = loss; self.layer = layer }
     }
 
     public let config: Config
@@ -78,20 +87,45 @@ public final class MaCLRModel {
         }
     }
 
-    /// Loss terms for a batch of pairs: queries on clip A, keys on clip B.
-    public func losses(rgbA: Tensor, rgbB: Tensor, motionA: Tensor?, motionB: Tensor?, rng: inout RandomGenerator) -> MaCLRLoss.Terms {
+    /// Loss terms for a batch of pairs: queries on clip A, keys on clip B. With `alignmentTarget`
+    /// (clip A's motion boundaries, (N, T, H, W)) and a positive `alignmentWeight`, MCL's motion
+    /// alignment loss on the visual query is added, weighted.
+    public func losses(rgbA: Tensor, rgbB: Tensor, motionA: Tensor?, motionB: Tensor?, alignmentTarget: Tensor? = nil,
+                       alignmentWeight: Float = 0, rng: inout RandomGenerator) -> MaCLRLoss.Terms {
         visual.train(); motion?.train()
-        let vq = visual(rgbA)
+        let aligned = config.alignment != nil && alignmentTarget != nil && alignmentWeight > 0
+        let (vq, activation): (Tensor, Tensor?) = aligned
+            ? { let r = visual.embedding(rgbA, capturing: config.alignment!.layer); return (r.embedding, r.activation) }()
+            : (visual(rgbA), nil)
         let vk = keys(visualKey, rgbB, rng: &rng)
+        var terms: MaCLRLoss.Terms
         if let motion, let motionKey, let motionQueue, let ma = motionA, let mb = motionB {
             let mq = motion(ma)
             let mk = keys(motionKey, mb, rng: &rng)
             pendingKeys.append((vk, mk))
-            return config.loss(visualQuery: vq, visualKey: vk, visualQueue: visualQueue.keys,
-                               motionQuery: mq, motionKey: mk, motionQueue: motionQueue.keys)
+            terms = config.loss(visualQuery: vq, visualKey: vk, visualQueue: visualQueue.keys,
+                                motionQuery: mq, motionKey: mk, motionQueue: motionQueue.keys)
+        } else {
+            pendingKeys.append((vk, nil))
+            terms = config.loss(visualQuery: vq, visualKey: vk, visualQueue: visualQueue.keys)
         }
-        pendingKeys.append((vk, nil))
-        return config.loss(visualQuery: vq, visualKey: vk, visualQueue: visualQueue.keys)
+        if let activation, let alignment = config.alignment, let alignmentTarget {
+            let mal = Self.alignmentTerms(alignment.loss, query: vq, key: vk, activation: activation, boundaries: alignmentTarget)
+            terms.alignment = mal
+            terms.total = terms.total + mal.total * alignmentWeight
+        }
+        return terms
+    }
+
+    /// MCL's alignment terms: G, the gradient of the positive logits (q . k summed over the
+    /// batch; k has no gradient) with respect to `activation`, taken with a graph so the loss
+    /// differentiates through it; the saliency P of G; the target M of `boundaries` at P's size.
+    public static func alignmentTerms(_ loss: MotionAlignment, query q: Tensor, key k: Tensor, activation a: Tensor,
+                                      boundaries: Tensor) -> MotionAlignment.Terms {
+        let positive = (q * k.detached()).sum()
+        let g = gradients(of: positive, wrt: [a], createGraph: true)[0] ?? Tensor.zeros(a.shape)
+        let p = loss.saliency(gradient: g, activation: a)
+        return loss(saliency: p, target: MotionAlignment.target(boundaries: boundaries, to: p.shape))
     }
 
     /// Keys of the micro-batches since the last optimiser step, enqueued after it.

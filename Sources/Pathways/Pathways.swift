@@ -58,6 +58,14 @@ public final class Pathway: Module {
     public func features(_ x: Tensor) -> Tensor { encode(x) }
     /// Projected, normalised embedding (N, out): what the losses use.
     public func callAsFunction(_ x: Tensor) -> Tensor { head(encode(x)) }
+
+    /// The embedding and the output of `layer` of a video encoder (`VideoResNet.capturableLayers`;
+    /// nil: its last conv), for MCL's alignment loss.
+    public func embedding(_ x: Tensor, capturing layer: String?) -> (embedding: Tensor, activation: Tensor) {
+        guard let net = encoder as? VideoResNet else { preconditionFailure("only a video ResNet's convs can be captured") }
+        let (f, a) = net.features(x, capturing: layer ?? net.lastConvLayer)
+        return (head(f), a)
+    }
 }
 
 extension Module {

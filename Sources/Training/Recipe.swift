@@ -1,6 +1,7 @@
 import Backbones
 import DataHDF5
 import Foundation
+import Losses
 import Pathways
 import Yams
 
@@ -84,6 +85,14 @@ public enum RecipeKey {
         Spec("loss.temperature", .number(min: 0, exclusive: true, max: 100), 0.1, "InfoNCE temperature"),
         Spec("loss.cross_modal_weight", .number(min: 0, max: 1000), 1.0, "w of L_v->m + L_m->v"),
         Spec("loss.motion_intra_weight", .number(min: 0, max: 1000), 0.0, "weight of the motion intra-modal term L_m"),
+        Spec("loss.alignment_weight", .number(min: 0, max: 1000), 0.0, "MCL's motion alignment loss after the warm-up (MCL: 1; 0: off)"),
+        Spec("loss.alignment_warmup_weight", .number(min: 0, max: 1000), 2.0, "its weight during optim.warmup_steps (MCL: 2)"),
+        Spec("loss.alignment_layer", .string, "last", "the visual encoder's conv it aligns, as torchvision names it (layer4.0.conv2), or last"),
+        Spec("loss.alignment_weighting", .choices(MotionAlignment.Weighting.self), "gradient",
+             "Grad-CAM channel weights times the gradient (MCL's code) or the activation (Grad-CAM)"),
+        Spec("loss.alignment_spatiotemporal", .number(min: 0, max: 1000), 1.0, "weight of the alignment's spatio-temporal term"),
+        Spec("loss.alignment_temporal", .number(min: 0, max: 1000), 1.0, "weight of the alignment's temporal term"),
+        Spec("loss.alignment_spatial", .number(min: 0, max: 1000), 1.0, "weight of the alignment's spatial term"),
         Spec("optim.optimizer", .choices(OptimizerKind.self), "sgd", "optimiser"),
         Spec("optim.lr", .number(min: 0, exclusive: true), 0.05, "peak learning rate"),
         Spec("optim.min_lr", .number(min: 0), 0.0, "learning rate at the end of the cosine (at most optim.lr)"),
@@ -183,6 +192,12 @@ public struct ModelSettings: Codable, Equatable, Sendable {
 public struct LossSettings: Codable, Equatable, Sendable {
     public var objective: Objective
     public var temperature: Double, crossModalWeight: Double, motionIntraWeight: Double
+    public var alignmentWeight: Double, alignmentWarmupWeight: Double
+    public var alignmentLayer: String
+    public var alignmentWeighting: MotionAlignment.Weighting
+    public var alignmentSpatiotemporal: Double, alignmentTemporal: Double, alignmentSpatial: Double
+    /// Whether MCL's alignment loss is on at some step.
+    public var alignment: Bool { alignmentWeight > 0 }
 }
 
 public struct OptimSettings: Codable, Equatable, Sendable {
@@ -356,6 +371,10 @@ public struct Recipe: Equatable {
         let s: Sections
         do { s = try decoder.decode(Sections.self, from: json) } catch {
             throw RecipeError("\(source): recipe does not decode (\(error))")
+        }
+        let layers = VideoResNetConfig(kind: s.model.arch, blocksPerStage: s.model.blocks).capturableLayers
+        guard s.loss.alignmentLayer == "last" || layers.contains(s.loss.alignmentLayer) else {
+            throw RecipeError("\(source): key 'loss.alignment_layer' must be last or one of \(layers.joined(separator: ", ")), got '\(s.loss.alignmentLayer)'")
         }
         guard s.optim.minLr <= s.optim.lr else {
             throw RecipeError("\(source): key 'optim.min_lr' must be at most optim.lr (\(text(s.optim.lr))), got '\(text(s.optim.minLr))'")

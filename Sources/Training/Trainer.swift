@@ -64,6 +64,12 @@ extension Recipe {
         c.keyBatchNorm = model.keyBn
         c.loss = MaCLRLoss(crossModalWeight: Float(loss.crossModalWeight), motionIntraWeight: Float(loss.motionIntraWeight),
                            temperature: Float(loss.temperature))
+        if loss.alignment {
+            c.alignment = MaCLRModel.Alignment(
+                loss: MotionAlignment(weighting: loss.alignmentWeighting, spatiotemporalWeight: Float(loss.alignmentSpatiotemporal),
+                                      temporalWeight: Float(loss.alignmentTemporal), spatialWeight: Float(loss.alignmentSpatial)),
+                layer: loss.alignmentLayer == "last" ? nil : loss.alignmentLayer)
+        }
         return c
     }
 
@@ -131,6 +137,10 @@ public final class Trainer {
         dataset = try ShardDataset(folder: URL(fileURLWithPath: recipe.data.dataset))
         let supervised = recipe.loss.objective == .supervised
         let contrastiveMotion = !supervised && recipe.model.motionPathway != .none
+        let aligned = !supervised && recipe.loss.alignment
+        if aligned && !dataset.hasFlow {
+            throw TrainingError("\(dataset.folder.path): has no flow, but loss.alignment_weight \(recipe.loss.alignmentWeight) needs it (MCL's alignment target is the flow's motion boundaries)")
+        }
         if contrastiveMotion && recipe.data.motionInput != .frameDifference && !dataset.hasFlow {
             throw TrainingError("\(dataset.folder.path): has no flow, but the recipe's Motion pathway needs data.motion_input '\(recipe.data.motionInput.rawValue)' (prepare with flow, or use frame_difference)")
         }
@@ -140,8 +150,10 @@ public final class Trainer {
         guard indices.count >= batch else {
             throw TrainingError("\(dataset.folder.path): split '\(recipe.data.splitName ?? "all")' has \(indices.count) videos, fewer than optim.batch_size \(batch)")
         }
-        sampler = ClipSampler(dataset: dataset, indices: indices, sampling: recipe.sampling, augmentation: recipe.augmentation,
-                              seed: seed, batchSize: batch, withMotion: contrastiveMotion)
+        var sampler = ClipSampler(dataset: dataset, indices: indices, sampling: recipe.sampling, augmentation: recipe.augmentation,
+                                  seed: seed, batchSize: batch, withMotion: contrastiveMotion)
+        sampler.withAlignmentTarget = aligned
+        self.sampler = sampler
         if supervised {
             var c = recipe.visualConfig
             c.classes = max(1, dataset.manifest.classes.count)
@@ -265,7 +277,10 @@ public final class Trainer {
     func lossOf(_ batch: ClipBatch) -> (Tensor, [String: Float]) {
         switch learner {
         case .contrastive(let m):
-            let terms = m.losses(rgbA: batch.rgbA, rgbB: batch.rgbB, motionA: batch.motionA, motionB: batch.motionB, rng: &rng)
+            // MCL's weight: larger while the learning rate warms up
+            let alignmentWeight = Float(step < recipe.optim.warmupSteps ? recipe.loss.alignmentWarmupWeight : recipe.loss.alignmentWeight)
+            let terms = m.losses(rgbA: batch.rgbA, rgbB: batch.rgbB, motionA: batch.motionA, motionB: batch.motionB,
+                                 alignmentTarget: batch.alignmentTarget, alignmentWeight: recipe.loss.alignment ? alignmentWeight : 0, rng: &rng)
             return (terms.total, terms.values)
         case .supervised(let net):
             net.train()

@@ -244,3 +244,25 @@ final class BlurTests: XCTestCase {
         }
     }
 }
+
+extension LoaderTests {
+    /// MCL's alignment target is clip A's motion-boundary map, cropped and flipped as its
+    /// frames: equal to the Motion pathway's input when that input is motion boundaries, with
+    /// augmentation on (random crops and flips), and present without a Motion pathway.
+    func testTheAlignmentTargetIsClipAsMotionBoundaries() throws {
+        let ds = try makeDataset(flowU: { f, x, y in Float((x * 3 + y * 5 + f) % 11) / 3 })
+        var s = sampler(ds)
+        s.sampling.motion = .motionBoundaries
+        s.withAlignmentTarget = true
+        let withMotion = try s.batch(at: LoaderPosition(epoch: 0, batch: 0))
+        XCTAssertEqual(withMotion.alignmentTarget?.shape, [withMotion.rgbA.shape[0], s.sampling.frames, s.sampling.height, s.sampling.width])
+        XCTAssertEqual(withMotion.alignmentTarget?.toArray(), withMotion.motionA?.toArray())
+        XCTAssertTrue(withMotion.alignmentTarget!.toArray().contains { $0 > 0 })
+        var visualOnly = s
+        visualOnly.withMotion = false
+        let alone = try visualOnly.batch(at: LoaderPosition(epoch: 0, batch: 0))
+        XCTAssertNil(alone.motionA)
+        XCTAssertEqual(alone.alignmentTarget?.toArray(), withMotion.alignmentTarget?.toArray(), "the same target with or without a Motion pathway")
+        XCTAssertEqual(alone.rgbA.toArray(), withMotion.rgbA.toArray())
+    }
+}

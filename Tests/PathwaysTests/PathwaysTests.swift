@@ -139,3 +139,51 @@ final class ConvPathAgreementTests: XCTestCase {
         }
     }
 }
+
+/// MCL's alignment loss through a whole (tiny) visual pathway: double backward end to end.
+final class AlignmentGradientTests: XCTestCase {
+    /// The derivative of L_MAL along a random direction in the projection head's output layer,
+    /// from the engine's double backward (G = dS/dA runs back through the head, pooling, the
+    /// block's BN and residual ReLU to the conv's output), against central differences of the
+    /// loss. Only weights past the last ReLU are moved: moving any other weight flips ReLU masks
+    /// inside G, which makes the loss jump, so no finite difference could check it; those
+    /// weights' gradients are checked to exist and be finite.
+    func testTheAlignmentLossGradientMatchesFiniteDifferences() {
+        let config = VideoResNetConfig(kind: .r3d18, width: 0.0625, blocksPerStage: [1, 1, 1, 1])
+        let pathway = Pathway(visual: config, hidden: 8, output: 4, seed: 3)
+        pathway.requireGradients()
+        pathway.train()
+        var rng = RandomGenerator(seed: 9)
+        let x = Tensor.randn([4, 4, 32, 32, 3], rng: &rng)
+        let key = Tensor.randn([4, 4], rng: &rng).l2Normalized()
+        let boundaries = Tensor.uniform([4, 4, 32, 32], low: 0, high: 1, rng: &rng)
+        let loss = MotionAlignment(weighting: .gradient)
+        func value() -> Tensor {
+            let (q, a) = pathway.embedding(x, capturing: nil)
+            return MaCLRModel.alignmentTerms(loss, query: q, key: key, activation: a, boundaries: boundaries).total
+        }
+        let all = pathway.parameters()
+        let grads = gradients(of: value(), wrt: all.map(\.tensor))
+        for (p, g) in zip(all, grads) where !p.name.hasPrefix("head.2") {
+            XCTAssertTrue(g?.toArray().allSatisfy(\.isFinite) ?? true, p.name)
+        }
+        XCTAssertTrue(zip(all, grads).contains { $0.0.name.hasPrefix("encoder.layer4") && ($0.1?.toArray().contains { $0 != 0 } ?? false) },
+                      "the encoder's weights get a gradient through G")
+        let moved = zip(all, grads).filter { $0.0.name.hasPrefix("head.2") }
+        XCTAssertEqual(moved.count, 2, "the head's output layer: weight and bias")
+        let directions = moved.map { Tensor.uniform($0.0.tensor.shape, low: -1, high: 1, rng: &rng) }
+        let analytic = zip(moved, directions).reduce(Float(0)) { sum, pair in
+            sum + zip(pair.0.1!.toArray(), pair.1.toArray()).reduce(0) { $0 + $1.0 * $1.1 }
+        }
+        XCTAssertNotEqual(analytic, 0)
+        func shifted(_ step: Float) -> Float {
+            let saved = moved.map { $0.0.tensor.toArray() }
+            defer { for (m, s) in zip(moved, saved) { m.0.tensor.assign(s) } }
+            for (m, d) in zip(moved, directions) { m.0.tensor.assign(zip(m.0.tensor.toArray(), d.toArray()).map { $0 + step * $1 }) }
+            return GradMode.with(true) { value().item() }
+        }
+        let eps: Float = 1e-3
+        let numeric = (shifted(eps) - shifted(-eps)) / (2 * eps)
+        XCTAssertEqual(analytic, numeric, accuracy: 2e-2 * max(abs(numeric), 1e-2), "analytic \(analytic), numeric \(numeric)")
+    }
+}
