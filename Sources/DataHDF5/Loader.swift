@@ -166,6 +166,21 @@ public struct ClipSampler: Sendable {
         return out
     }
 
+    /// The clip of entry `index` from `start` without augmentation, and its flow's
+    /// motion-boundary map when the dataset has flow: (1, T, H, W, 3) and (1, T, H, W).
+    public func plainClip(entry index: Int, start: Int) throws -> (rgb: Tensor, boundaries: Tensor?) {
+        let e = dataset.entries[index]
+        let t = sampling.frames, h = sampling.height, w = sampling.width
+        var plain = self
+        plain.augmentation = .none
+        var rng = RandomGenerator(seed: 0)
+        let rgb = Tensor(uninitialized: [1, t, h, w, 3])
+        let boundaries = dataset.hasFlow ? Tensor(uninitialized: [1, t, h, w]) : nil
+        try plain.clip(e, start: min(max(0, start), max(0, e.length - 1)), rng: &rng, rgb: rgb.data, motion: nil,
+                       boundaries: boundaries?.data, buffers: ClipBuffers())
+        return (rgb, boundaries)
+    }
+
     /// Start frames of two clips of the same video, their gap drawn uniformly from
     /// `positiveGap` seconds intersected with what the video allows (a gap drawn from the whole
     /// range and then clamped would be the video's longest almost always, so every pair would be

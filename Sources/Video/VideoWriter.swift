@@ -23,6 +23,8 @@ public final class VideoWriter {
         switch ext {
         case "webm": return "libvpx-vp9"
         case "avi": return "mpeg4"
+        case "png": return "png"
+        case "gif": return "gif"
         default: return h264
         }
     }
@@ -51,7 +53,14 @@ public final class VideoWriter {
         cc.pointee.gop_size = 12
         // No B-frames: decode order equals display order, so MP4's edit list cannot cut the last frame.
         cc.pointee.max_b_frames = 0
-        cc.pointee.pix_fmt = name == "mjpeg" ? AV_PIX_FMT_YUVJ420P : (name == "ffv1" ? AV_PIX_FMT_YUV444P : AV_PIX_FMT_YUV420P)
+        switch name {
+        case "mjpeg": cc.pointee.pix_fmt = AV_PIX_FMT_YUVJ420P
+        case "ffv1": cc.pointee.pix_fmt = AV_PIX_FMT_YUV444P
+        // a single .png image (FFmpeg's image2 muxer) and an animated .gif (3-3-2 colours, dithered)
+        case "png": cc.pointee.pix_fmt = AV_PIX_FMT_RGB24
+        case "gif": cc.pointee.pix_fmt = AV_PIX_FMT_RGB8
+        default: cc.pointee.pix_fmt = AV_PIX_FMT_YUV420P
+        }
         cc.pointee.thread_count = 1
         switch name {
         case "libx264":

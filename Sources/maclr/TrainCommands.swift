@@ -183,3 +183,33 @@ struct Ablate: ParsableCommand {
         if !outcome.failed.isEmpty { throw ExitCode(1) }
     }
 }
+
+struct SaliencyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "saliency",
+        abstract: "Draw where a visual encoder looks (MCL's saliency map) over a video's frames, beside its flow's motion boundaries.",
+        discussion: """
+            The map is the gradient of the cosine between the features of the video's first and \
+            last clips with respect to a conv's output (--layer, default the last), Grad-CAM \
+            weighted and ReLU'd. Writes OUTPUT/frame-NNN.png (map left, motion boundaries right, \
+            over the first clip's frames) and OUTPUT/saliency.gif.
+            """)
+    @OptionGroup var source: EncoderOptions
+    @Option(help: "The dataset entry (video name, as `maclr inspect` lists them) to draw.") var video: String
+    @Option(help: "Output folder.") var output: String
+    @Option(help: "The conv, by torchvision's name (e.g. layer4.0.conv2); default the last.") var layer: String?
+    @Option(help: "Pixels per clip pixel in the pictures.") var scale = 4
+    @OptionGroup var engine: EngineFlags
+
+    func validate() throws {
+        guard (1...16).contains(scale) else { throw ValidationError("--scale \(scale) must be 1...16") }
+    }
+
+    func run() throws {
+        engine.apply()
+        var pictures = SaliencyPictures(selection: source.selection, video: video, output: URL(fileURLWithPath: output), layer: layer)
+        pictures.scale = scale
+        let result = try pictures.write()
+        print("wrote \(result.files.count - 1) PNG frames and \(result.files.last!.path); \(String(format: "%.0f", 100 * result.massOnMotion)) % of the map's mass lies where the motion boundaries are above their mean")
+    }
+}

@@ -7,7 +7,6 @@ import XCTest
 /// folder give the same table as one process.
 final class AblateTests: XCTestCase {
     static let repository = ReadmeAndRecipeTests.repository
-    nonisolated(unsafe) static var dataset: URL?
     var dir: URL!
 
     override func setUpWithError() throws {
@@ -15,23 +14,9 @@ final class AblateTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     }
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-    override class func tearDown() {
-        if let d = dataset { try? FileManager.default.removeItem(at: d.deletingLastPathComponent()) }
-        dataset = nil
-    }
+    override class func tearDown() { TinyDataset.remove() }
 
-    /// One small prepared dataset (4 classes x 4 videos, with flow) shared by the tests.
-    func tinyDataset() throws -> URL {
-        if let d = Self.dataset { return d }
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("ablate-data-\(getpid())")
-        let r1 = try runMaclr(["synth", root.appendingPathComponent("videos").path, "--classes", "4", "--per-class", "4", "--frames", "16", "--size", "32"])
-        XCTAssertEqual(r1.status, 0, r1.err)
-        let r2 = try runMaclr(["prepare", root.appendingPathComponent("videos/labels.csv").path, root.appendingPathComponent("dataset").path,
-                               "--size", "32x32", "--flow-bound", "4"])
-        XCTAssertEqual(r2.status, 0, r2.err)
-        Self.dataset = root.appendingPathComponent("dataset")
-        return Self.dataset!
-    }
+    func tinyDataset() throws -> URL { try TinyDataset.url() }
 
     /// A sweep file in the scratch folder; its runs are a few steps of a tiny model.
     func sweepFile(_ name: String, variants: String, seeds: String = "[0, 1]") throws -> URL {
@@ -201,5 +186,58 @@ final class AblateTests: XCTestCase {
         XCTAssertTrue(report.out.contains("4 runs complete, 0 failed, 0 pending"), report.out)
         XCTAssertEqual(try tables(dir.appendingPathComponent("sharded")).markdown, expected.markdown)
         XCTAssertEqual(try tables(dir.appendingPathComponent("sharded")).csv, expected.csv)
+    }
+}
+
+/// One small prepared dataset (4 classes x 4 videos of 16 frames, 32x32, with flow), made once
+/// and shared by the tests that train on it.
+enum TinyDataset {
+    nonisolated(unsafe) static var made: URL?
+
+    static func url() throws -> URL {
+        if let d = made { return d }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tiny-data-\(getpid())")
+        let r1 = try runMaclr(["synth", root.appendingPathComponent("videos").path, "--classes", "4", "--per-class", "4", "--frames", "16", "--size", "32"])
+        XCTAssertEqual(r1.status, 0, r1.err)
+        let r2 = try runMaclr(["prepare", root.appendingPathComponent("videos/labels.csv").path, root.appendingPathComponent("dataset").path,
+                               "--size", "32x32", "--flow-bound", "4"])
+        XCTAssertEqual(r2.status, 0, r2.err)
+        made = root.appendingPathComponent("dataset")
+        return made!
+    }
+
+    static func remove() {
+        if let d = made { try? FileManager.default.removeItem(at: d.deletingLastPathComponent()) }
+        made = nil
+    }
+}
+
+/// `maclr saliency` on a briefly trained run: PNG frames and a GIF, and an unknown video named.
+final class SaliencyCLITests: XCTestCase {
+    override class func tearDown() { TinyDataset.remove() }
+
+    func testSaliencyPicturesOfATrainedRun() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("saliency-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = try TinyDataset.url()
+        let train = try runMaclr(["pretrain", ReadmeAndRecipeTests.repository.appendingPathComponent("Recipes/mcl.yaml").path,
+                                  "--set", "data.dataset=\(data.path)", "--set", "train.output=\(dir.appendingPathComponent("run").path)",
+                                  "--set", "optim.steps=2", "--set", "optim.warmup_steps=1", "--set", "optim.batch_size=4", "--set", "data.crop=16",
+                                  "--set", "data.clip_frames=4", "--set", "model.queue_size=8", "--set", "model.head_hidden=16", "--threads", "1"])
+        XCTAssertEqual(train.status, 0, train.err)
+        XCTAssertTrue(train.err.contains("mal_st"), "the MCL recipe trains with the alignment loss: \(train.err.suffix(400))")
+        let out = dir.appendingPathComponent("pictures")
+        let r = try runMaclr(["saliency", "--checkpoint", dir.appendingPathComponent("run").path, "--video", "right/right_0000",
+                              "--output", out.path, "--scale", "2", "--threads", "1"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.contains("wrote 4 PNG frames"), r.out)
+        for name in ["frame-000.png", "frame-003.png", "saliency.gif"] {
+            let bytes = try Data(contentsOf: out.appendingPathComponent(name))
+            XCTAssertEqual(Array(bytes.prefix(3)), name.hasSuffix(".png") ? [0x89, 0x50, 0x4E] : [0x47, 0x49, 0x46], name)
+        }
+        let bad = try runMaclr(["saliency", "--checkpoint", dir.appendingPathComponent("run").path, "--video", "nope", "--output", out.path])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.err.contains("no video named 'nope'"), bad.err)
+        XCTAssertFalse(bad.err.contains("Fatal"), bad.err)
     }
 }

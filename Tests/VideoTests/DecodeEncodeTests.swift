@@ -143,3 +143,29 @@ final class DecodeEncodeTests: XCTestCase {
         }
     }
 }
+
+/// Pictures through FFmpeg's own encoders: a PNG is lossless, a GIF keeps its frames.
+final class PictureOutputTests: XCTestCase {
+    func testAPNGReadsBackExactlyAndAGIFKeepsItsFrames() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pictures-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let w = 24, h = 16
+        let frame = (0..<(w * h * 3)).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        let png = dir.appendingPathComponent("a.png").path
+        let writer = try VideoWriter(path: png, width: w, height: h, fps: 1)
+        try writer.append(rgb: frame)
+        try writer.finish()
+        let back = try VideoReader(path: png).decodeAll()
+        XCTAssertEqual(back.frameCount, 1)
+        XCTAssertEqual(back.pixels, frame, "PNG is lossless")
+
+        let gif = dir.appendingPathComponent("a.gif").path
+        let animated = try VideoWriter(path: gif, width: w, height: h, fps: 4)
+        for k in 0..<3 { try animated.append(rgb: frame.map { $0 &+ UInt8(k * 60) }) }
+        try animated.finish()
+        let frames = try VideoReader(path: gif).decodeAll()
+        XCTAssertEqual(frames.frameCount, 3)
+        XCTAssertEqual(frames.width, w); XCTAssertEqual(frames.height, h)
+    }
+}
