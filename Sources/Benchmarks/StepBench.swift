@@ -30,11 +30,14 @@ public struct StepBenchmark {
         let rgb = (0..<2).map { _ in Tensor.randn([batch, t, crop, crop, 3], rng: &rng) }
         let motion = model.motion == nil ? nil
             : (0..<2).map { _ in Tensor.randn([batch, t, crop, crop, recipe.data.motionInput.channels], rng: &rng) }
+        // MCL's alignment target (motion boundaries of clip A) when the recipe has the loss
+        let target = recipe.loss.alignment ? Tensor.uniform([batch, t, crop, crop], low: 0, high: 1, rng: &rng) : nil
         let timer = ConvTimer()
         timer.recording = false
         func step() {
             optimizer.zeroGrad()
-            let terms = model.losses(rgbA: rgb[0], rgbB: rgb[1], motionA: motion?[0], motionB: motion?[1], rng: &rng)
+            let terms = model.losses(rgbA: rgb[0], rgbB: rgb[1], motionA: motion?[0], motionB: motion?[1], alignmentTarget: target,
+                                     alignmentWeight: Float(recipe.loss.alignmentWeight), rng: &rng)
             terms.total.backward()
             optimizer.step()
             model.afterStep()
@@ -53,6 +56,7 @@ public struct StepBenchmark {
     /// MaCLR loss and shuffled key BN only.
     public var mirrorable: Bool {
         recipe.model.motionPathway == .frames && recipe.loss.objective == .maclr && recipe.model.keyBn == KeyBatchNorm.shuffledSubBatches
+            && !recipe.loss.alignment
     }
 
     /// The arguments that make benchmarks/maclr_step_torch.py build the same model and step.

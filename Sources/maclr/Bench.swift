@@ -63,6 +63,16 @@ struct StepBench: ParsableCommand {
         var mirrored: [(name: String, times: [Double], rss: Double?, failed: Bool)] =
             python == nil ? [] : [("PyTorch default", [], nil, false), ("PyTorch tuned", [], nil, false)]
         var ourTimes: [Double] = [], ourRSS = 0.0
+        // with MCL's alignment loss, the same step without it in the same rounds (first, so its
+        // peak RSS is its own): the cost of the double backward
+        var plain: StepBenchmark?
+        if r.loss.alignment {
+            var withoutAlignment = r
+            try withoutAlignment.set("loss.alignment_weight", 0)
+            plain = StepBenchmark(recipe: withoutAlignment)
+            plain!.iterations = iterations
+        }
+        var plainTimes: [Double] = [], plainRSS = 0.0
         for round in 0..<rounds {
             if rounds > 1 { log("round \(round + 1)/\(rounds)\n") }
             // PyTorch first: a child spawned after our peak would inherit our RSS high-water mark.
@@ -73,6 +83,11 @@ struct StepBench: ParsableCommand {
                 }
                 mirrored[m].times += times
                 if round == 0 { mirrored[m].rss = figures?["peak_rss_GiB"] as? Double }
+            }
+            if let plain {
+                let p = plain.run(log: log)
+                plainTimes += p.stepTimes
+                if round == 0 { plainRSS = p.peakRSSGiB }
             }
             let ours = bench.run(log: log)
             ourTimes += ours.stepTimes; ourRSS = ours.peakRSSGiB
@@ -85,6 +100,11 @@ struct StepBench: ParsableCommand {
         print("| | step | clip pairs/s | peak RSS | ours faster by |")
         print("|---|---|---|---|---|")
         print(String(format: "| maclr | %.1f ms | %.2f | %.2f GiB | |", ourStep * 1e3, Double(batch) / ourStep, ourRSS))
+        if !plainTimes.isEmpty {
+            let p = median(plainTimes)
+            print(String(format: "| maclr without the alignment loss | %.1f ms | %.2f | %.2f GiB | |", p * 1e3, Double(batch) / p, plainRSS))
+            print(String(format: "the alignment loss (double backward) costs %.2fx the step's time and %.2fx its peak RSS", ourStep / p, ourRSS / max(plainRSS, 1e-9)))
+        }
         for m in mirrored {
             guard !m.failed, !m.times.isEmpty else { print("| \(m.name) | failed | | | |"); continue }
             let s = median(m.times)
