@@ -25,6 +25,8 @@ struct Synth: ParsableCommand {
     @Option(help: "A folder of real videos (searched recursively) whose frames play behind the objects instead of the drifting gratings.")
     var backgrounds: String?
     @Option(help: "Multiplies the objects' speed.") var speed: Float = 1
+    @Option(help: "Moving objects per video (1...8).") var objects = 3
+    @Option(help: "The background's own drift, at most this many pixels per frame (0: still).") var backgroundDrift: Float = 0.3
     @Option(help: "Seed.") var seed: UInt64 = 0
     @Option(help: "Video codec (default by container: libx264 for .mp4).") var codec: String?
     @Option(help: "Container extension: mp4, avi, mkv, webm.") var container = "mp4"
@@ -37,6 +39,8 @@ struct Synth: ParsableCommand {
             throw ValidationError("--per-class and --fps must be positive, --frames > 1, --size even and >= 16")
         }
         guard speed > 0 else { throw ValidationError("--speed \(speed) must be positive") }
+        guard (1...8).contains(objects) else { throw ValidationError("--objects \(objects) must be 1...8") }
+        guard (0...4).contains(backgroundDrift) else { throw ValidationError("--background-drift \(backgroundDrift) must be 0...4") }
         guard (0..<1).contains(testFraction) else { throw ValidationError("--test-fraction \(testFraction) must be in [0, 1)") }
         if let f = sceneBiasFraction {
             guard (0...1).contains(f) else { throw ValidationError("--scene-bias-fraction \(f) must be in [0, 1]") }
@@ -47,6 +51,7 @@ struct Synth: ParsableCommand {
     func run() throws {
         var synth = SyntheticVideos()
         synth.classes = classes; synth.frames = frames; synth.size = size; synth.fps = fps; synth.speed = speed
+        synth.objectsPerVideo = objects; synth.backgroundDrift = backgroundDrift
         synth.sceneBiasFraction = sceneBiasFraction ?? (sceneBias ? 1 : 0)
         if let backgrounds {
             let loaded = try SyntheticVideos.loadBackgrounds(folder: URL(fileURLWithPath: backgrounds), size: size, fps: fps)
