@@ -9,6 +9,12 @@ averaged over frames, + head; momentum copies of both, keys in shuffled sub-batc
 queue per modality; loss L_v + L_v->m + L_m->v (InfoNCE, temperature 0.1); backward; the
 optimiser; EMA of the keys; enqueue.
 
+  --no-motion: the visual pathway alone (L_v)
+  --alignment: MCL's motion alignment loss on the visual query, as Sources/Losses/
+               MotionAlignment.swift: G = d(q . k)/dA (create_graph) at the last block's conv2
+               output, P = ReLU(sum_C mean_HW(G) G), a random target pooled to P's size, the
+               spatio-temporal, temporal and spatial 1 - cosine terms; double backward
+
   --tuned: channels_last(_3d) memory format (run it with
            GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184, as
            `maclr bench step` does, so malloc keeps its buffers)
@@ -67,6 +73,8 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--tuned", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--no-motion", action="store_true")
+    ap.add_argument("--alignment", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -81,12 +89,16 @@ def main():
     for p in list(visual_key.parameters()) + list(motion_key.parameters()):
         p.requires_grad = False
     queues = [F.normalize(torch.randn(a.queue, a.embedding), dim=1) for _ in range(2)]
-    params = list(visual.parameters()) + list(motion.parameters())
+    params = list(visual.parameters()) + ([] if a.no_motion else list(motion.parameters()))
     opt = (torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4) if a.optimizer == "adamw"
            else torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4))
     B, T, S = a.batch, a.frames, a.crop
     rgb = [torch.randn(B, 3, T, S, S).contiguous(memory_format=fmt3d) for _ in range(2)]
     flow = [torch.randn(B, a.motion_channels, T, S, S).contiguous(memory_format=fmt3d) for _ in range(2)]
+    boundaries = torch.rand(B, T, S, S)
+    captured = []
+    if a.alignment:  # the last block's conv2 output, before its BN
+        getattr(visual, "layer4")[-1].conv2[0].register_forward_hook(lambda module, inputs, output: captured.append(output))
 
     def keys(net, x):
         with torch.no_grad():
@@ -97,10 +109,27 @@ def main():
             return F.normalize(k[torch.argsort(order)], dim=1)
 
     def step():
+        captured.clear()
         qv = F.normalize(visual(rgb[0]), dim=1)
-        qm = F.normalize(motion(flow[0]), dim=1)
-        kv, km = keys(visual_key, rgb[1]), keys(motion_key, flow[1])
-        loss = info_nce(qv, kv, queues[0], 0.1) + info_nce(qv, km, queues[1], 0.1) + info_nce(qm, kv, queues[0], 0.1)
+        kv = keys(visual_key, rgb[1])
+        loss = info_nce(qv, kv, queues[0], 0.1)
+        if not a.no_motion:
+            qm = F.normalize(motion(flow[0]), dim=1)
+            km = keys(motion_key, flow[1])
+            loss = loss + info_nce(qv, km, queues[1], 0.1) + info_nce(qm, kv, queues[0], 0.1)
+        if a.alignment:
+            act = captured[0]                                               # (B, C, T', H', W')
+            g = torch.autograd.grad((qv * kv).sum(), act, create_graph=True)[0]
+            p = F.relu((g.mean((3, 4), keepdim=True) * g).sum(1))             # (B, T', H', W')
+            m = F.adaptive_avg_pool3d(boundaries[:, None], p.shape[1:])[:, 0]
+            def cosine(x, y):
+                return (F.normalize(x.flatten(1), dim=1) * F.normalize(y.flatten(1), dim=1)).sum(1)
+            n, t = p.shape[:2]
+            per_step = cosine(p.reshape(n * t, -1), m.reshape(n * t, -1)).reshape(n, t)
+            st = ((1 - per_step) * torch.softmax(m.sum((2, 3)), 1)).sum(1).mean()
+            temporal = (1 - cosine(p.sum((2, 3)), m.sum((2, 3)))).mean()
+            spatial = (1 - cosine(p.mean(1), m.mean(1))).mean()
+            loss = loss + st + temporal + spatial
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -110,7 +139,8 @@ def main():
                     pk.mul_(a.momentum).add_(pq, alpha=1 - a.momentum)
             if a.queue:
                 queues[0] = torch.cat([kv, queues[0][:-B]])
-                queues[1] = torch.cat([km, queues[1][:-B]])
+                if not a.no_motion:
+                    queues[1] = torch.cat([km, queues[1][:-B]])
         return loss.item()
 
     visual.train(); motion.train(); visual_key.train(); motion_key.train()
@@ -122,7 +152,7 @@ def main():
             times.append(time.perf_counter() - start)
     med = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
-    print(f"  PyTorch MaCLR step ({'tuned' if a.tuned else 'default'}): median {med * 1e3:.1f} ms, "
+    print(f"  PyTorch {'MCL' if a.alignment else 'MaCLR'} step ({'tuned' if a.tuned else 'default'}): median {med * 1e3:.1f} ms, "
           f"{B / med:.2f} clip pairs/s, peak RSS {rss:.2f} GiB", flush=True)
     if a.json:
         with open(a.json, "w") as f:

@@ -52,11 +52,16 @@ public struct StepBenchmark {
         return Result(stepTimes: times, peakRSSGiB: peakRSSGiB())
     }
 
-    /// Whether the PyTorch mirror builds this recipe's model: a frame-wise Motion pathway, the
-    /// MaCLR loss and shuffled key BN only.
+    /// Whether the PyTorch mirror builds this recipe's model: a frame-wise Motion pathway or
+    /// none, the MaCLR loss with the default weights (and MCL's alignment loss with its default
+    /// layer and weighting), shuffled key BN.
     public var mirrorable: Bool {
-        recipe.model.motionPathway == .frames && recipe.loss.objective == .maclr && recipe.model.keyBn == KeyBatchNorm.shuffledSubBatches
-            && !recipe.loss.alignment
+        let l = recipe.loss
+        return [.frames, .none].contains(recipe.model.motionPathway) && l.objective == .maclr
+            && recipe.model.keyBn == KeyBatchNorm.shuffledSubBatches
+            && l.crossModalWeight == 1 && l.motionIntraWeight == 0 && l.temperature == 0.1
+            && (!l.alignment || (l.alignmentLayer == "last" && l.alignmentWeighting == .gradient && l.alignmentWeight == 1
+                                 && [l.alignmentSpatiotemporal, l.alignmentTemporal, l.alignmentSpatial] == [1, 1, 1]))
     }
 
     /// The arguments that make benchmarks/maclr_step_torch.py build the same model and step.
@@ -71,6 +76,8 @@ public struct StepBenchmark {
                "--batch", "\(batch)", "--frames", "\(recipe.data.clipFrames)", "--crop", "\(recipe.data.crop)",
                "--optimizer", recipe.optim.optimizer.rawValue, "--threads", "\(Engine.threads)",
                "--warmup", "\(warmup)", "--iters", "\(iterations)"]
+            + (recipe.model.motionPathway == .none ? ["--no-motion"] : [])
+            + (recipe.loss.alignment ? ["--alignment"] : [])
     }
 
     /// Runs the PyTorch mirror (default, or tuned: channels-last and a malloc that keeps its

@@ -52,7 +52,7 @@ struct StepBench: ParsableCommand {
         let log = stderrLog
         var python: String?
         if !bench.mirrorable {
-            log("(the PyTorch mirror builds a frame-wise Motion pathway, the MaCLR loss and shuffled key BN only: not run for this recipe)\n")
+            log("(the PyTorch mirror builds a frame-wise Motion pathway or none, the MaCLR loss at its default weights, MCL's alignment loss at its defaults and shuffled key BN only: not run for this recipe)\n")
         } else if let found = torch.python(), FileManager.default.fileExists(atPath: torchScript) {
             python = found
         } else if !torch.noTorch {
@@ -103,12 +103,15 @@ struct StepBench: ParsableCommand {
         if !plainTimes.isEmpty {
             let p = median(plainTimes)
             print(String(format: "| maclr without the alignment loss | %.1f ms | %.2f | %.2f GiB | |", p * 1e3, Double(batch) / p, plainRSS))
-            print(String(format: "the alignment loss (double backward) costs %.2fx the step's time and %.2fx its peak RSS", ourStep / p, ourRSS / max(plainRSS, 1e-9)))
         }
         for m in mirrored {
             guard !m.failed, !m.times.isEmpty else { print("| \(m.name) | failed | | | |"); continue }
             let s = median(m.times)
             print(String(format: "| %@ | %.1f ms | %.2f | %.2f GiB | %.2fx |", m.name, s * 1e3, Double(batch) / s, m.rss ?? 0, s / ourStep))
+        }
+        if !plainTimes.isEmpty {
+            let p = median(plainTimes)
+            print(String(format: "the alignment loss (double backward) costs %.2fx the step's time and %.2fx its peak RSS", ourStep / p, ourRSS / max(plainRSS, 1e-9)))
         }
     }
 }
