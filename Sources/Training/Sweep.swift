@@ -76,7 +76,7 @@ public struct Sweep {
     public let variants: [Variant]
     /// The keys some variant sets: the tables' columns.
     public let variedKeys: [String]
-    /// Every variant x seed, variants outer.
+    /// Every variant x seed, seeds outer.
     public let runs: [Run]
 
     static let topLevelKeys = ["name", "recipe", "output", "seeds", "eval", "set", "grid", "variants"]
@@ -156,8 +156,9 @@ public struct Sweep {
 
         let output = URL(fileURLWithPath: outputText)
         var runs: [Run] = []
-        for variant in variants {
-            for seed in seeds {
+        // seeds outer: a sweep stopped part-way has every variant at its first seeds
+        for seed in seeds {
+            for variant in variants {
                 let folder = output.appendingPathComponent("runs").appendingPathComponent(variant.name).appendingPathComponent("seed-\(seed)")
                 var recipe = base
                 let label = "\(path) (variant '\(variant.name)')"

@@ -33,7 +33,8 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(s.runs.count, 12)
         XCTAssertEqual(s.variedKeys, ["loss.temperature", "model.queue_size"])
         XCTAssertEqual(s.variants[1].name, "temperature=0.05,queue_size=128")
-        let run = s.runs[3]
+        XCTAssertEqual(s.runs.map(\.seed), [3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4], "seeds outer")
+        let run = s.runs[7]
         XCTAssertEqual(run.id, "temperature=0.05,queue_size=128/seed-4")
         XCTAssertEqual(run.recipe.seed, 4)
         XCTAssertEqual(run.recipe.loss.temperature, 0.05)
