@@ -102,16 +102,16 @@ public enum AblationReport {
         return m.higherIsBetter ? means.max() : means.min()
     }
 
-    /// The table's rows: variant, varied keys, seeds done, then each metric's cell (nil: no data).
+    /// The table's rows: variant, seeds done, each metric's cell, then the varied keys (last, so
+    /// a sweep of many keys keeps its figures in view).
     static func rows(_ sweep: Sweep, _ summaries: [VariantSummary]) -> (header: [String], rows: [[(text: String, bold: Bool)]]) {
-        let header = ["variant"] + sweep.variedKeys + ["seeds"] + sweep.metrics.map(\.title)
+        let header = ["variant", "seeds"] + sweep.metrics.map(\.title) + sweep.variedKeys
         let bests = sweep.metrics.map { best(summaries, $0) }
         let rows = summaries.map { s -> [(text: String, bold: Bool)] in
-            var row: [(text: String, bold: Bool)] = [(s.variant, false)]
-            row += sweep.variedKeys.map { (s.overrides[$0] ?? "-", false) }
-            row.append(("\(s.seedsComplete)/\(sweep.seeds.count)", false))
+            var row: [(text: String, bold: Bool)] = [(s.variant, false), ("\(s.seedsComplete)/\(sweep.seeds.count)", false)]
             // ties are all bold
             for (m, b) in zip(sweep.metrics, bests) { row.append((cell(s, m) ?? "-", b != nil && s.mean[m.rawValue] == b)) }
+            row += sweep.variedKeys.map { (s.overrides[$0] ?? "-", false) }
             return row
         }
         return (header, rows)
@@ -146,7 +146,7 @@ public enum AblationReport {
             <style>
             body { font-family: sans-serif; margin: 24px; color: #222; }
             table { border-collapse: collapse; margin: 12px 0; }
-            th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
+            th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; white-space: nowrap; }
             th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
             .failed { color: #b00; } img { margin: 8px 8px 0 0; border: 1px solid #ddd; }
             </style></head><body>
