@@ -145,9 +145,21 @@ public final class VideoResNet: Module {
     public func features(_ x: Tensor) -> Tensor {
         precondition(x.rank == 5 && x.shape[4] == config.inputChannels,
                      "\(config.kind.rawValue) expects (N, T, H, W, \(config.inputChannels)), got \(x.shape)")
+        return forward(x, capture: nil).features
+    }
+
+    /// The stem and stages; with `capture` (stage, block, conv 1 or 2), also that conv's output.
+    private func forward(_ x: Tensor, capture: (stage: Int, block: Int, conv: Int)?) -> (features: Tensor, captured: Tensor?) {
         var h = stemForward(x)
-        for blocks in stages { for b in blocks { h = b(h) } }
-        return h.globalAveragePool()
+        var captured: Tensor?
+        for (i, blocks) in stages.enumerated() {
+            for (j, b) in blocks.enumerated() {
+                let r = b.forward(h, capture: capture.flatMap { $0.stage == i && $0.block == j ? $0.conv : nil })
+                h = r.output
+                if let c = r.captured { captured = c }
+            }
+        }
+        return (h.globalAveragePool(), captured)
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
@@ -169,15 +181,7 @@ public final class VideoResNet: Module {
         // two convs per block, blocks counted across stages
         var block = index / 2, stage = 0
         while block >= stages[stage].count { block -= stages[stage].count; stage += 1 }
-        var h = stemForward(x)
-        var captured: Tensor?
-        for (i, blocks) in stages.enumerated() {
-            for (j, b) in blocks.enumerated() {
-                let r = b.forward(h, capture: (i == stage && j == block) ? index % 2 + 1 : nil)
-                h = r.output
-                if let c = r.captured { captured = c }
-            }
-        }
-        return (h.globalAveragePool(), captured!)
+        let r = forward(x, capture: (stage, block, index % 2 + 1))
+        return (r.features, r.captured!)
     }
 }

@@ -193,7 +193,10 @@ final class H5Dataset {
     let name: String
     let file: String
 
-    init(id: hid_t, name: String, file: String) { self.id = id; self.name = name; self.file = file }
+    init(id: hid_t, name: String, file: String) {
+        self.id = id; self.name = name; self.file = file
+        rawChunkRows = Self.rawChunkRows(id)
+    }
     deinit { HDF5.locked { _ = H5Dclose(id) } }
 
     var shape: [Int] {
@@ -248,17 +251,26 @@ final class H5Dataset {
     }
 
     /// Rows per chunk when the dataset is chunked along its first axis and stores its chunks
-    /// unfiltered (so a chunk's raw bytes are its rows); nil otherwise.
-    lazy var rawChunkRows: Int? = HDF5.locked {
-        let props = H5Dget_create_plist(id)
-        defer { H5Pclose(props) }
-        guard H5Pget_layout(props) == H5D_CHUNKED, H5Pget_nfilters(props) == 0 else { return nil }
-        let rank = Int(H5Pget_chunk(props, 0, nil))
-        guard rank > 0 else { return nil }
-        var dims = [hsize_t](repeating: 0, count: rank)
-        H5Pget_chunk(props, Int32(rank), &dims)
-        // Only chunks that hold whole rows: then a row's bytes are contiguous inside its chunk.
-        return Array(dims.dropFirst()) == shape.dropFirst().map { hsize_t($0) } ? Int(dims[0]) : nil
+    /// unfiltered (so a chunk's raw bytes are its rows); nil otherwise. Set at open: the
+    /// loader's threads share a dataset.
+    let rawChunkRows: Int?
+
+    static func rawChunkRows(_ id: hid_t) -> Int? {
+        HDF5.locked {
+            let props = H5Dget_create_plist(id)
+            defer { H5Pclose(props) }
+            guard H5Pget_layout(props) == H5D_CHUNKED, H5Pget_nfilters(props) == 0 else { return nil }
+            let rank = Int(H5Pget_chunk(props, 0, nil))
+            guard rank > 0 else { return nil }
+            var dims = [hsize_t](repeating: 0, count: rank)
+            H5Pget_chunk(props, Int32(rank), &dims)
+            let space = H5Dget_space(id)
+            defer { H5Sclose(space) }
+            var shape = [hsize_t](repeating: 0, count: rank)
+            H5Sget_simple_extent_dims(space, &shape, nil)
+            // Only chunks that hold whole rows: then a row's bytes are contiguous inside its chunk.
+            return Array(dims.dropFirst()) == Array(shape.dropFirst()) ? Int(dims[0]) : nil
+        }
     }
 
     /// Reads `count` rows from `start`, every `step`-th, by reading each chunk they touch whole

@@ -106,7 +106,8 @@ public struct ClipSampler: Sendable {
     /// Whether batches carry clip A's motion boundaries (MCL's alignment loss; needs flow).
     public var withAlignmentTarget = false
 
-    static let mean: [Float] = [0.43216, 0.394666, 0.37645], std: [Float] = [0.22803, 0.22145, 0.216989]
+    /// The Kinetics mean and std every RGB input is normalised with.
+    public static let mean: [Float] = [0.43216, 0.394666, 0.37645], std: [Float] = [0.22803, 0.22145, 0.216989]
 
     public init(dataset: ShardDataset, indices: [Int], sampling: ClipSampling, augmentation: Augmentation, seed: UInt64,
                 batchSize: Int, withMotion: Bool) {

@@ -130,7 +130,7 @@ struct RunFiles {
         if let k = report.knnTop1 { metrics[Sweep.Metric.knnTop1.rawValue] = k }
         if let loss = finalLoss() { metrics[Sweep.Metric.finalLoss.rawValue] = loss }
         let r = Result(variant: run.variant.name, seed: run.seed,
-                       overrides: Dictionary(run.variant.overrides.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 }),
+                       overrides: run.variant.overrideValues,
                        metrics: metrics, seconds: seconds)
         try writeAtomically(try JSONEncoder.sorted.encode(r), to: result)
     }

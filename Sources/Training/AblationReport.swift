@@ -46,7 +46,7 @@ public enum AblationReport {
                 mean[m.rawValue] = values.reduce(0, +) / Double(values.count)
                 spread[m.rawValue] = (values.max()! - values.min()!) / 2
             }
-            return VariantSummary(variant: v.name, overrides: Dictionary(v.overrides.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 }),
+            return VariantSummary(variant: v.name, overrides: v.overrideValues,
                                   seedsComplete: done.count, mean: mean, spread: spread)
         }
     }
@@ -74,7 +74,7 @@ public enum AblationReport {
     }
 
     static func csv(_ sweep: Sweep, _ records: [RunRecord]) -> String {
-        let overrides = Dictionary(sweep.variants.map { ($0.name, Dictionary($0.overrides.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })) },
+        let overrides = Dictionary(sweep.variants.map { ($0.name, $0.overrideValues) },
                                    uniquingKeysWith: { $1 })
         var lines = [(["variant", "seed", "status"] + sweep.variedKeys + sweep.metrics.map(\.rawValue) + ["seconds", "error"]).joined(separator: ",")]
         for r in records {

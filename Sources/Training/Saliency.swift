@@ -106,7 +106,7 @@ public struct SaliencyPictures {
     func draw(rgb: Tensor, saliency p: [Float], boundaries m: [Float], frames t: Int, height h: Int, width w: Int) throws -> [URL] {
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         let pMax = max(p.max() ?? 0, 1e-12), mMax = max(m.max() ?? 0, 1e-12)
-        let mean: [Float] = [0.43216, 0.394666, 0.37645], std: [Float] = [0.22803, 0.22145, 0.216989]
+        let (mean, std) = (ClipSampler.mean, ClipSampler.std)
         let s = scale, gap = 2 * s
         let width = 2 * w * s + gap, height = h * s
         var pictures: [[UInt8]] = []

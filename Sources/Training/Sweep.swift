@@ -56,6 +56,8 @@ public struct Sweep {
         public var name: String
         /// The variant's own overrides, in the order written (grid keys in the grid's order).
         public var overrides: [(key: String, value: String)]
+        /// The same by key.
+        public var overrideValues: [String: String] { Dictionary(overrides.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 }) }
     }
 
     /// One variant at one seed: its full recipe and its folder.
