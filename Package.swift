@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "Tensor"], exclude: ["Fixtures"]),
         .testTarget(name: "VideoTests", dependencies: ["Video"]),
         .testTarget(name: "LossesTests", dependencies: ["Losses", "Tensor"]),
-        .testTarget(name: "PathwaysTests", dependencies: ["Pathways", "Backbones", "Losses", "Tensor"]),
+        .testTarget(name: "PathwaysTests", dependencies: ["Pathways", "Backbones", "Losses", "Tensor"], exclude: ["Fixtures"]),
         .testTarget(name: "DataHDF5Tests", dependencies: ["DataHDF5", "Video", "Tensor"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Pathways", "Backbones", "DataHDF5", "Tensor"], exclude: []),
         .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks", "Tensor"]),

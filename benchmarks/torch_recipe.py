@@ -20,6 +20,7 @@ import time
 
 import h5py
 import numpy as np
+import safetensors.torch
 import torch
 import torch.nn as nn
 
@@ -208,11 +209,90 @@ def evaluate(net, videos, clips, r):
     return {"top1": top1, "recallAt1": r1, "knnTop1": correct / len(yte)}
 
 
+class MirrorModel:
+    """maclr's MaCLRModel and trainer step: query pathways with heads, momentum keys with
+    shuffled key BN, ring-buffer queues (or in-batch negatives), the loss terms, the optimiser."""
+
+    def __init__(self, r, classes):
+        self.r = r
+        self.supervised = r["loss.objective"] == "supervised"
+        arch, blocks = r["model.arch"], tuple(r["model.blocks"])
+        self.visual = VideoResNet(arch, r["model.width"], 3, classes if self.supervised else 1, blocks=blocks)
+        if not self.supervised:
+            head(self.visual, r)
+        self.nets = [self.visual]
+        self.motion = None
+        if not self.supervised and r["model.motion_pathway"] == "frames":
+            self.motion = head(FrameResNet(r["model.motion_width"], 2, 1, blocks=tuple(r["model.motion_blocks"])), r)
+            self.nets.append(self.motion)
+        if r["model.init"] == "torchvision":
+            for net in self.nets:
+                torchvision_init(net)
+        self.keys = [frozen_copy(n) for n in self.nets] if not self.supervised else []
+        size = r["model.queue_size"]
+        self.queues = [nn.functional.normalize(torch.randn(size, r["model.embedding"]), dim=1) for _ in self.nets] if size and not self.supervised else None
+        self.pointer = 0
+        self.opt = optimiser([(n, p) for net in self.nets for n, p in net.named_parameters()], r)
+
+    def terms(self, ra, rb, fa, fb, ys, rng):
+        """The loss terms of a batch of pairs, by maclr's metric names; keys drawn in maclr's
+        order (visual, then motion), each shuffle from rng.permutation."""
+        r, t = self.r, self.r["loss.temperature"]
+        for net in self.nets:
+            net.train()
+        if self.supervised:
+            return {"loss": nn.functional.cross_entropy(self.visual(ra), ys)}
+        vq = nn.functional.normalize(self.visual(ra), dim=1)
+        vk = shuffled_keys(self.keys[0], rb, rng)
+        q0 = self.queues[0] if self.queues else None
+        out = {"loss_v": info_nce(vq, vk, q0, t)}
+        self.new_keys = [vk]
+        if self.motion is not None:
+            mq = nn.functional.normalize(self.motion(fa), dim=1)
+            mk = shuffled_keys(self.keys[1], fb, rng)
+            q1 = self.queues[1] if self.queues else None
+            self.new_keys.append(mk)
+            out["loss_v2m"], out["loss_m2v"] = info_nce(vq, mk, q1, t), info_nce(mq, vk, q0, t)
+            w, wm = r["loss.cross_modal_weight"], r["loss.motion_intra_weight"]
+            total = out["loss_v"] + w * (out["loss_v2m"] + out["loss_m2v"])
+            if wm > 0:
+                out["loss_m"] = info_nce(mq, mk, q1, t)
+                total = total + wm * out["loss_m"]
+            out["loss"] = total
+        else:
+            out["loss"] = out["loss_v"]
+        return out
+
+    def step(self, ra, rb, fa, fb, ys, lr, rng, before_update=None):
+        """One optimiser step; returns the terms as floats. before_update(terms) sees the
+        gradients before the optimiser moves the weights."""
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        terms = self.terms(ra, rb, fa, fb, ys, rng)
+        self.opt.zero_grad()
+        terms["loss"].backward()
+        if before_update:
+            before_update(terms)
+        self.opt.step()
+        if not self.supervised:
+            for key, net in zip(self.keys, self.nets):
+                momentum_update(key, net, self.r["model.momentum"])
+            if self.queues:  # a ring buffer, oldest rows overwritten first, as maclr's
+                size, n = len(self.queues[0]), len(self.new_keys[0])
+                rows = (self.pointer + torch.arange(n)) % size
+                for queue, k in zip(self.queues, self.new_keys):
+                    queue[rows] = k.detach()
+                self.pointer = (self.pointer + n) % size
+        return {k: v.item() for k, v in terms.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("recipe", help="a resolved recipe: maclr recipe FILE [--set ...] > recipe.json")
     ap.add_argument("--dataset", help="default: the recipe's data.dataset")
     ap.add_argument("--json", help="write the evaluation here")
+    ap.add_argument("--save-encoder", help="write the trained visual encoder here (safetensors, maclr export's layout)")
+    ap.add_argument("--evaluate-encoder", help="skip training: evaluate this encoder (maclr export's safetensors)")
     a = ap.parse_args()
     r = json.load(open(a.recipe))
     refuse_unmirrored(r)
@@ -224,33 +304,17 @@ def main():
     with h5py.File(os.path.join(dataset, manifest["shards"][0]["file"]), "r") as f:
         fps = float(f.attrs["fps"])  # maclr reads each shard's; prepare writes one rate for all
     supervised = r["loss.objective"] == "supervised"
-    with_motion = not supervised and r["model.motion_pathway"] == "frames"
-    videos = load_videos(dataset, with_flow=with_motion)
+    videos = load_videos(dataset, with_flow=not supervised and r["model.motion_pathway"] == "frames")
     train_set = [v for v in videos if not v[0]]
     clips = Clips(r, fps)
-    arch = r["model.arch"]
-    blocks = tuple(r["model.blocks"])
     classes = 1 + max(v[2] for v in videos)
-    visual = VideoResNet(arch, r["model.width"], 3, classes if supervised else 1, blocks=blocks)
-    if not supervised:
-        visual = head(visual, r)
-    nets = [visual]
-    if with_motion:
-        motion = head(FrameResNet(r["model.motion_width"], 2, 1, blocks=tuple(r["model.motion_blocks"])), r)
-        nets.append(motion)
-    if r["model.init"] == "torchvision":
-        for net in nets:
-            torchvision_init(net)
-    keys = [frozen_copy(n) for n in nets] if not supervised else []
-    queue = r["model.queue_size"]
-    queues = [nn.functional.normalize(torch.randn(queue, r["model.embedding"]), dim=1) for _ in nets] if queue and not supervised else None
-    opt = optimiser([(n, p) for net in nets for n, p in net.named_parameters()], r)
-    batch, temperature = r["optim.batch_size"], r["loss.temperature"]
+    model = MirrorModel(r, classes)
+    visual = model.visual
+    batch = r["optim.batch_size"]
     order, cursor = rng.permutation(len(train_set)), 0
     start_time = time.time()
-    for step in range(r["optim.steps"]):
-        for g in opt.param_groups:
-            g["lr"] = learning_rate(r, step)
+    steps = 0 if a.evaluate_encoder else r["optim.steps"]
+    for step in range(steps):
         if cursor + batch > len(order):
             order, cursor = rng.permutation(len(train_set)), 0
         picks, cursor = order[cursor:cursor + batch], cursor + batch
@@ -263,39 +327,18 @@ def main():
             ra.append(x); fa.append(f); ys.append(label)
             x, f = clips.clip(frames, flow, sb, rng)
             rb.append(x); fb.append(f)
-        ra, rb = torch.from_numpy(np.stack(ra)), torch.from_numpy(np.stack(rb))
-        for net in nets:
-            net.train()
-        if supervised:
-            loss = nn.functional.cross_entropy(visual(ra), torch.tensor(ys))
-            terms = [loss]
-        else:
-            vq = nn.functional.normalize(visual(ra), dim=1)
-            vk = shuffled_keys(keys[0], rb, rng)
-            q0 = queues[0] if queues else None
-            terms = [info_nce(vq, vk, q0, temperature)]
-            if with_motion:
-                fa, fb = torch.from_numpy(np.stack(fa)), torch.from_numpy(np.stack(fb))
-                mq = nn.functional.normalize(motion(fa), dim=1)
-                mk = shuffled_keys(keys[1], fb, rng)
-                q1 = queues[1] if queues else None
-                w, wm = r["loss.cross_modal_weight"], r["loss.motion_intra_weight"]
-                terms += [w * info_nce(vq, mk, q1, temperature), w * info_nce(mq, vk, q0, temperature)]
-                if wm > 0:
-                    terms.append(wm * info_nce(mq, mk, q1, temperature))
-            loss = sum(terms)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if not supervised:
-            for key, net in zip(keys, nets):
-                momentum_update(key, net, r["model.momentum"])
-            if queues:
-                new = [vk] + ([mk] if with_motion else [])
-                queues = [torch.cat([k.detach(), q[:-len(k)]]) for k, q in zip(new, queues)]
+        stacked = [torch.from_numpy(np.stack(v)) if v[0] is not None else None for v in (ra, rb, fa, fb)]
+        terms = model.step(*stacked, torch.tensor(ys), learning_rate(r, step), rng)
         if (step + 1) % r["train.log_every"] == 0:
-            print(f"step {step + 1}/{r['optim.steps']} loss {loss.item():.4f} ({time.time() - start_time:.0f}s)", flush=True)
+            print(f"step {step + 1}/{r['optim.steps']} loss {terms['loss']:.4f} ({time.time() - start_time:.0f}s)", flush=True)
     visual.fc = nn.Identity()
+    if a.evaluate_encoder:
+        missing, unexpected = visual.load_state_dict(safetensors.torch.load_file(a.evaluate_encoder), strict=False)
+        if missing or unexpected:
+            sys.exit(f"torch_recipe.py: {a.evaluate_encoder} does not fit the recipe's encoder: missing {missing}, unexpected {unexpected}")
+    if a.save_encoder:
+        meta = {"arch": r["model.arch"], "blocks": ",".join(map(str, r["model.blocks"])), "input_channels": "3", "width": str(r["model.width"]), "format": "pt"}
+        safetensors.torch.save_file({k: v.contiguous() for k, v in visual.state_dict().items()}, a.save_encoder, metadata=meta)
     report = evaluate(visual, videos, clips, r)
     print(f"linear probe: top-1 {100 * report['top1']:.1f}% | retrieval: R@1 {100 * report['recallAt1']:.1f}% | kNN: top-1 {100 * report['knnTop1']:.1f}%")
     if a.json:
