@@ -45,6 +45,13 @@ final class H5File {
 
     deinit { HDF5.locked { _ = H5Fclose(id) } }
 
+    /// Hands everything HDF5 buffers for this file to the system, so a full disk is an error
+    /// here rather than lost silently when the file closes.
+    func flush() throws {
+        let status = HDF5.locked { H5Fflush(id, H5F_SCOPE_GLOBAL) }
+        guard status >= 0 else { throw HDF5Error("\(path): cannot write (\(String(cString: strerror(errno))))") }
+    }
+
     /// Creation properties without modification times: HDF5 stamps objects with the time by
     /// default, which would make two preparations of the same videos differ byte for byte.
     static func untimedProperties(_ kind: hid_t) -> hid_t {

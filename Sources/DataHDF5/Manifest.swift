@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// `manifest.json` of a dataset folder: what the shards hold and how they were made.
 public struct DatasetManifest: Codable, Equatable, Sendable {
@@ -74,15 +75,13 @@ public struct DatasetManifest: Codable, Equatable, Sendable {
         }
     }
 
-    /// Written to a temporary name and renamed: readers never see half a manifest.
+    /// Written to a temporary name, synced and renamed: readers never see half a manifest, nor a
+    /// crash a manifest without its contents.
     public func save(to folder: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let url = folder.appendingPathComponent("manifest.json")
-        let tmp = folder.appendingPathComponent(".manifest.json.partial")
-        try encoder.encode(self).write(to: tmp)
-        if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
-        try FileManager.default.moveItem(at: tmp, to: url)
+        try DurableFiles.write(try encoder.encode(self), to: url)
     }
 }
 
@@ -94,9 +93,7 @@ public func fileChecksum(_ path: String) throws -> String {
     while true {
         let block = handle.readData(ofLength: 4 << 20)
         if block.isEmpty { break }
-        block.withUnsafeBytes { raw in
-            for b in raw.bindMemory(to: UInt8.self) { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
-        }
+        hash = block.withUnsafeBytes { fnv1a64($0, continuing: hash) }
     }
     return String(format: "%016llx", hash)
 }

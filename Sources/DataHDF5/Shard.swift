@@ -1,5 +1,6 @@
 import CHDF5
 import Foundation
+import Tensor
 import Video
 
 /// The shard format (DESIGN.md): one HDF5 file holding every frame of its videos.
@@ -130,12 +131,11 @@ public final class ShardWriter {
         try f.setAttribute("fps", attributes.fps)
         try f.setAttribute("flow_algorithm", attributes.flowAlgorithm)
         try f.setAttribute("flow_bound", attributes.flowBound)
+        try f.flush()
         // Close every handle (datasets first: HDF5 keeps a file open while objects in it are),
-        // then rename: the final name only ever points at a complete, closed file.
+        // then sync and rename: the final name only ever points at a complete, closed file.
         rgb = nil; flow = nil; file = nil
-        let fm = FileManager.default
-        if fm.fileExists(atPath: path) { try fm.removeItem(atPath: path) }
-        try fm.moveItem(atPath: temporaryPath, toPath: path)
+        try DurableFiles.commit(URL(fileURLWithPath: temporaryPath), to: URL(fileURLWithPath: path))
     }
 }
 
@@ -290,9 +290,9 @@ public enum FeatureFile {
             try f.writeStrings("/names", names)
             try f.write("/labels", type: maclr_H5T_NATIVE_INT32(), values: labels.map { Int32($0) })
             for (k, v) in attributes { try f.setAttribute(k, v) }
+            try f.flush()
         }
-        if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-        try FileManager.default.moveItem(atPath: tmp, toPath: path)
+        try DurableFiles.commit(URL(fileURLWithPath: tmp), to: URL(fileURLWithPath: path))
     }
 }
 

@@ -15,11 +15,25 @@ public enum SafeTensors {
         case int64(shape: [Int], values: [Int64])
     }
 
+    /// Metadata key of the per-tensor checksums: "name=fnv1a64hex" joined by ";". PyTorch and
+    /// other readers ignore it; `read` verifies it when present.
+    public static let checksumKey = "maclr.fnv1a64"
+
+    static func checksum(_ raw: UnsafeRawBufferPointer) -> String { String(format: "%016llx", fnv1a64(raw)) }
+
+    /// Writes durably (synced, renamed, folder synced), with each tensor's checksum in the metadata.
     public static func write(_ entries: [String: Entry], metadata: [String: String] = [:], to url: URL) throws {
         var header: [String: Any] = [:]
-        if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         let names = entries.keys.sorted()
+        var sums: [String] = []
+        for name in names {
+            switch entries[name]! {
+            case .float32(let t): sums.append("\(name)=" + checksum(UnsafeRawBufferPointer(start: t.data, count: 4 * t.count)))
+            case .int64(_, let values): sums.append("\(name)=" + values.withUnsafeBytes { checksum($0) })
+            }
+        }
+        header["__metadata__"] = metadata.merging([checksumKey: sums.joined(separator: ";")]) { $1 }
         for name in names {
             switch entries[name]! {
             case .float32(let t):
@@ -45,11 +59,9 @@ public enum SafeTensors {
                 values.withUnsafeBufferPointer { out.append($0) }
             }
         }
-        // Written whole to a temporary name, then renamed: a crash never leaves a half file.
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        try out.write(to: tmp)
-        if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
-        try FileManager.default.moveItem(at: tmp, to: url)
+        // Written whole to a temporary name, synced, then renamed: neither a crash nor a full disk
+        // leaves a half file under the real name.
+        try DurableFiles.write(out, to: url)
     }
 
     /// Reads every tensor as Float32, with the file's metadata.
@@ -59,23 +71,34 @@ public enum SafeTensors {
             throw FormatError(description: "\(file): cannot read file")
         }
         guard data.count >= 8 else { throw FormatError(description: "\(file): too short for a safetensors header") }
-        let headerLength = data.prefix(8).withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
-        guard headerLength > 0, 8 + headerLength <= data.count else {
-            throw FormatError(description: "\(file): header length \(headerLength) does not fit a \(data.count)-byte file (truncated?)")
+        let declared = data.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard declared > 0, declared <= UInt64(data.count - 8) else {
+            throw FormatError(description: "\(file): header length \(declared) does not fit a \(data.count)-byte file (truncated?)")
         }
+        let headerLength = Int(declared)
         guard let header = try? JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + headerLength))) as? [String: Any] else {
             throw FormatError(description: "\(file): header is not a JSON object")
         }
         let base = 8 + headerLength
         var tensors: [String: Tensor] = [:]
         var metadata: [String: String] = [:]
-        for (name, value) in header {
-            if name == "__metadata__" { metadata = value as? [String: String] ?? [:]; continue }
+        if let m = header["__metadata__"] {
+            guard let strings = m as? [String: String] else { throw FormatError(description: "\(file): __metadata__ is not a map of strings") }
+            metadata = strings
+        }
+        var expectedSums: [String: String] = [:]
+        if let listed = metadata[checksumKey] {
+            for item in listed.split(separator: ";") {
+                let parts = item.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2 else { throw FormatError(description: "\(file): malformed checksum entry '\(item.prefix(80))'") }
+                expectedSums[String(parts[0])] = String(parts[1])
+            }
+        }
+        for (name, value) in header where name != "__metadata__" {
             guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
                   let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
                 throw FormatError(description: "\(file): malformed entry '\(name)'")
             }
-            let n = shape.reduce(1, *)
             let width: Int
             switch dtype {
             case "F32", "I32": width = 4
@@ -83,8 +106,18 @@ public enum SafeTensors {
             case "F16", "BF16": width = 2
             default: throw FormatError(description: "\(file): tensor '\(name)' has unsupported dtype \(dtype)")
             }
-            guard offsets[1] - offsets[0] == n * width, base + offsets[1] <= data.count, offsets[0] >= 0 else {
+            var n = 1, overflow = shape.contains { $0 < 0 }
+            for d in shape where !overflow { (n, overflow) = n.multipliedReportingOverflow(by: d) }
+            let bytes = overflow ? (0, true) : n.multipliedReportingOverflow(by: width)
+            guard !overflow, !bytes.1, offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] - offsets[0] == bytes.0,
+                  offsets[1] <= data.count - base else {
                 throw FormatError(description: "\(file): tensor '\(name)' data \(offsets) does not match shape \(shape) \(dtype) (truncated?)")
+            }
+            if let expected = expectedSums.removeValue(forKey: name) {
+                let actual = data.withUnsafeBytes { checksum(UnsafeRawBufferPointer(rebasing: $0[(base + offsets[0])..<(base + offsets[1])])) }
+                guard actual == expected else {
+                    throw FormatError(description: "\(file): tensor '\(name)' fails its checksum (stored \(expected), read \(actual)): the file is corrupt")
+                }
             }
             let t = Tensor(uninitialized: shape)
             data.withUnsafeBytes { raw in
@@ -101,6 +134,9 @@ public enum SafeTensors {
                 }
             }
             tensors[name] = t
+        }
+        if let missing = expectedSums.keys.sorted().first {
+            throw FormatError(description: "\(file): tensor '\(missing)' is listed in the checksums but not in the header: the file is corrupt")
         }
         return (tensors, metadata)
     }

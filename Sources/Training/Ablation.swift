@@ -46,11 +46,13 @@ public struct Ablation {
             let runStart = Date()
             do {
                 try RunFiles(run.folder).clearFailure()
-                let result = try pretrain(run.recipe, fresh: false, evaluate: true) { text in lock.heartbeat(); log(text) }
+                let result = try pretrain(run.recipe, fresh: false, evaluate: true, holding: lock) { text in log(text) }
                 guard let report = result.report else { throw TrainingError("\(run.id): no evaluation") }
                 try RunFiles(run.folder).writeResult(run: run, report: report, seconds: Date().timeIntervalSince(runStart))
                 outcome.completed.append(run.id)
                 log("\(tag): \(report.summary)\n")
+            } catch let interrupted as Interrupted {
+                throw interrupted
             } catch {
                 let line = "\(error)".split(separator: "\n").first.map(String.init) ?? "\(error)"
                 try? RunFiles(run.folder).writeFailure(line)
@@ -163,13 +165,7 @@ struct RunFiles {
 /// Writes `data` beside `url` under a temporary name, then renames it into place: a reader (or
 /// another process writing the same report) sees the old file or the new one, never half of one.
 func writeAtomically(_ data: Data, to url: URL) throws {
-    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).\(UUID().uuidString).tmp")
-    try data.write(to: tmp)
-    guard rename(tmp.path, url.path) == 0 else {
-        let reason = String(cString: strerror(errno))
-        try? FileManager.default.removeItem(at: tmp)
-        throw TrainingError("\(url.path): cannot write (\(reason))")
-    }
+    do { try DurableFiles.write(data, to: url) } catch { throw TrainingError("\(error)") }
 }
 
 extension JSONEncoder {
@@ -217,7 +213,8 @@ final class RunLock: @unchecked Sendable {
         guard let text = try? String(contentsOf: url, encoding: .utf8) else { return false }
         let parts = text.split(whereSeparator: \.isWhitespace)
         if parts.count == 2, String(parts[0]) == host, let pid = Int32(parts[1]), pid != getpid() {
-            if kill(pid, 0) != 0 && errno == ESRCH { return true }
+            // on this host the process itself answers; a live one keeps its lock however quiet it is
+            return kill(pid, 0) != 0 && errno == ESRCH
         }
         let modified = (try? FileManager.default.attributesOfItem(atPath: url.path)[.modificationDate] as? Date) ?? Date()
         return Date().timeIntervalSince(modified) > staleAfter
@@ -231,4 +228,9 @@ final class RunLock: @unchecked Sendable {
     }
 
     func release() { try? FileManager.default.removeItem(at: url) }
+
+    /// Who holds the lock of `folder`: "host pid", as written.
+    static func holder(_ folder: URL) -> String {
+        ((try? String(contentsOf: RunFiles(folder).lock, encoding: .utf8)) ?? "unknown").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
 }

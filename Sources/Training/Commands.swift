@@ -40,6 +40,23 @@ public enum Runtime {
 /// final encoder. Returns the run folder, the step reached and the evaluation, if any.
 public func pretrain(_ recipe: Recipe, fresh: Bool, evaluate: Bool, log: @escaping (String) -> Void) throws
     -> (runFolder: URL, step: Int, report: Evaluation.Report?) {
+    try pretrain(recipe, fresh: fresh, evaluate: evaluate, holding: nil, log: log)
+}
+
+/// With `held`, the caller already holds the run folder's lock; otherwise it is taken here, and
+/// a folder another live process trains in is refused.
+func pretrain(_ recipe: Recipe, fresh: Bool, evaluate: Bool, holding held: RunLock?, log: @escaping (String) -> Void) throws
+    -> (runFolder: URL, step: Int, report: Evaluation.Report?) {
+    let folder = URL(fileURLWithPath: recipe.train.output)
+    let lock: RunLock
+    if let held { lock = held } else {
+        guard let taken = try RunLock.acquire(folder) else {
+            throw TrainingError("\(folder.path): another maclr process (\(RunLock.holder(folder))) is training in this run folder; wait for it to end, or use another train.output")
+        }
+        lock = taken
+    }
+    defer { if held == nil { lock.release() } }
+    let log = { (text: String) in lock.heartbeat(); log(text) }
     let trainer = try Trainer(recipe: recipe, fresh: fresh)
     try trainer.run(log: log)
     guard evaluate else { return (trainer.runFolder, trainer.step, nil) }

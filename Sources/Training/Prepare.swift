@@ -175,7 +175,11 @@ public struct Preparation {
             var finishedInShard = 0
             parallelDynamic(range.count, threads: workers) { k in
                     let i = range.lowerBound + k
-                    let r = Result { try prepareVideo(inputs[i], name: names[i], label: labels[i]) }
+                    // after SIGTERM or SIGINT the shard's remaining videos are not started: it is redone on the rerun
+                    let r = Result { () throws -> (PreparedVideo, [String], Double) in
+                        try StopRequests.shared.check("")
+                        return try prepareVideo(inputs[i], name: names[i], label: labels[i])
+                    }
                     lock.lock()
                     results[k] = r
                     finishedInShard += 1
@@ -188,6 +192,8 @@ public struct Preparation {
                                rate, Double(doneFrames) / max(elapsed, 1e-9), formatDuration(left)))
                     lock.unlock()
             }
+            let finishedShards = state.finished.count
+            try StopRequests.shared.check("\(finishedShards) of \(shardCount) shards complete in \(output.path), shard \(shard) left to be redone; rerun the same command to continue")
             doneVideos += range.count
             var failed: [DatasetManifest.FailedVideo] = []
             var good: [PreparedVideo] = []
@@ -218,10 +224,8 @@ public struct Preparation {
             state.finished[shard] = .some(entry)
             state.failed[shard] = failed
             let encoder = JSONEncoder(); encoder.outputFormatting = [.sortedKeys]
-            let tmp = output.appendingPathComponent(".prepare-state.json.partial")
-            try encoder.encode(state).write(to: tmp)
-            if fm.fileExists(atPath: stateURL.path) { try fm.removeItem(at: stateURL) }
-            try fm.moveItem(at: tmp, to: stateURL)
+            try DurableFiles.write(try encoder.encode(state), to: stateURL)
+            try StopRequests.shared.check("\(state.finished.count) of \(shardCount) shards complete in \(output.path); rerun the same command to continue")
         }
         log("\n")
 

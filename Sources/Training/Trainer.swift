@@ -181,11 +181,26 @@ public final class Trainer {
             for events in (try? FileManager.default.contentsOfDirectory(atPath: runFolder.path))?.filter({ $0.hasPrefix("events.out.tfevents.") }) ?? [] {
                 try? FileManager.default.removeItem(at: runFolder.appendingPathComponent(events))
             }
-        } else if let last = try completeCheckpoints().last {
-            try load(checkpoint: last)
-            resumedFrom = last
+        } else {
+            // newest first; one that fails verification is named and the one before it used
+            for checkpoint in try completeCheckpoints().reversed() {
+                do {
+                    try load(checkpoint: checkpoint)
+                    resumedFrom = checkpoint
+                    break
+                } catch let corrupt as CorruptCheckpoint {
+                    warnings.append("warning: \(corrupt); trying the checkpoint before it")
+                    skippedCheckpoints.append(checkpoint)
+                }
+            }
+            if resumedFrom == nil, let newest = skippedCheckpoints.first {
+                throw TrainingError("\(checkpointsFolder.path): no checkpoint verifies (the newest, \(newest.lastPathComponent), and \(skippedCheckpoints.count - 1) before it are corrupt); move them away to start over, or use --fresh")
+            }
         }
     }
+
+    /// Checkpoints that failed verification when the run started, newest first.
+    public private(set) var skippedCheckpoints: [URL] = []
 
     var checkpointsFolder: URL { runFolder.appendingPathComponent("checkpoints") }
     var metricsURL: URL { runFolder.appendingPathComponent("metrics.jsonl") }
@@ -267,6 +282,11 @@ public final class Trainer {
                                                                           ("data_wait", Float(dataWait))], step: step)
             }
             if step % recipe.train.checkpointEvery == 0 || step == total { try save() }
+            if step < end, StopRequests.shared.requested != nil {
+                if step % recipe.train.checkpointEvery != 0 { try save() }
+                log("\n")
+                try StopRequests.shared.check("checkpoint written at step \(step) of \(total) in \(checkpointsFolder.path); rerun the same command to continue")
+            }
         }
         log("\n")
         if step == total { try exportEncoder() }
@@ -320,6 +340,14 @@ public final class Trainer {
         var queuePointers: [String: Int]
         var batchesTracked: [String: Int]
         var recipeSource: String
+        /// FNV-1a 64 of recipe.json (nil in checkpoints written before checksums).
+        var recipeChecksum: String?
+    }
+
+    /// A checkpoint whose files do not verify: named, and the run falls back to the one before.
+    struct CorruptCheckpoint: Error, CustomStringConvertible {
+        let checkpoint: URL, reason: String
+        var description: String { "checkpoint \(checkpoint.path) is corrupt (\(reason))" }
     }
 
     /// Writes `checkpoints/step-NNNNNNN` through a `.partial` folder renamed when complete, then
@@ -342,26 +370,45 @@ public final class Trainer {
             if let q = m.motionQueue { tensors["queue.motion"] = .float32(q.keys); pointers["motion"] = q.pointer }
         }
         for (k, t) in optimizer.stateTensors() { tensors["optimizer.\(k)"] = .float32(t) }
-        try SafeTensors.write(tensors, to: partial.appendingPathComponent("state.safetensors"))
-        try recipe.json().write(to: partial.appendingPathComponent("recipe.json"))
-        let meta = Meta(step: step, rng: rng, loader: loaderPosition, queuePointers: pointers, batchesTracked: tracked, recipeSource: recipe.source)
-        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        // meta.json last: a folder without it is not a checkpoint
-        try enc.encode(meta).write(to: partial.appendingPathComponent("meta.json"))
-        let final = checkpointsFolder.appendingPathComponent(name)
-        try? fm.removeItem(at: final)
-        try fm.moveItem(at: partial, to: final)
+        do {
+            // the tensors carry their own checksums; meta.json holds the recipe's
+            try SafeTensors.write(tensors, to: partial.appendingPathComponent("state.safetensors"))
+            let recipeJSON = try recipe.json()
+            try DurableFiles.writeWhole(recipeJSON, to: partial.appendingPathComponent("recipe.json"))
+            let meta = Meta(step: step, rng: rng, loader: loaderPosition, queuePointers: pointers, batchesTracked: tracked, recipeSource: recipe.source,
+                            recipeChecksum: recipeJSON.withUnsafeBytes { String(format: "%016llx", fnv1a64($0)) })
+            // meta.json last: a folder without it is not a checkpoint
+            try DurableFiles.writeWhole(try JSONEncoder.sorted.encode(meta), to: partial.appendingPathComponent("meta.json"))
+            try DurableFiles.commit(partial, to: checkpointsFolder.appendingPathComponent(name))
+        } catch {
+            try? fm.removeItem(at: partial)
+            throw TrainingError("step \(step): cannot write checkpoint \(name) (\(error)); the checkpoints before it are intact")
+        }
         let all = try completeCheckpoints()
         for old in all.dropLast(recipe.train.keepCheckpoints) { try? fm.removeItem(at: old) }
     }
 
+    /// Verifies every file of `checkpoint` before anything is changed (CorruptCheckpoint if one
+    /// fails), refuses a checkpoint of another recipe, then restores the run's whole state.
     func load(checkpoint: URL) throws {
-        let saved = try Recipe.fromJSON(try Data(contentsOf: checkpoint.appendingPathComponent("recipe.json")), source: checkpoint.path)
+        func corrupt(_ reason: String) -> CorruptCheckpoint { CorruptCheckpoint(checkpoint: checkpoint, reason: reason) }
+        let meta: Meta, recipeData: Data, tensors: [String: Tensor]
+        do {
+            meta = try JSONDecoder().decode(Meta.self, from: try Data(contentsOf: checkpoint.appendingPathComponent("meta.json")))
+            recipeData = try Data(contentsOf: checkpoint.appendingPathComponent("recipe.json"))
+        } catch {
+            throw corrupt("meta.json or recipe.json unreadable: \(error)")
+        }
+        if let expected = meta.recipeChecksum {
+            let actual = recipeData.withUnsafeBytes { String(format: "%016llx", fnv1a64($0)) }
+            guard actual == expected else { throw corrupt("recipe.json fails its checksum") }
+        }
+        let saved: Recipe
+        do { saved = try Recipe.fromJSON(recipeData, source: checkpoint.path) } catch { throw corrupt("\(error)") }
         for key in RecipeKey.all.map(\.key) where !Recipe.bookkeepingKeys.contains(key) && saved.values[key] != recipe.values[key] {
             throw TrainingError("\(runFolder.path): holds a run of another recipe ('\(key)' was \(saved.values[key]!.base), now \(recipe.values[key]!.base)); use another train.output or --fresh")
         }
-        let meta = try JSONDecoder().decode(Meta.self, from: try Data(contentsOf: checkpoint.appendingPathComponent("meta.json")))
-        let (tensors, _) = try SafeTensors.read(checkpoint.appendingPathComponent("state.safetensors"))
+        do { tensors = try SafeTensors.read(checkpoint.appendingPathComponent("state.safetensors")).tensors } catch { throw corrupt("\(error)") }
         for (prefix, module) in learner.modules {
             try module.loadNamedState(tensors, prefix: prefix, source: checkpoint.path)
             for (n, m) in module.namedModules() { if let bn = m as? BatchNorm { bn.numBatchesTracked = meta.batchesTracked["\(prefix).\(n)"] ?? 0 } }

@@ -115,9 +115,11 @@ struct Prepare: ParsableCommand {
         var p = Preparation()
         (p.width, p.height) = try frameSize()
         p.fps = fps; p.flow = flow; p.flowBound = flowBound; p.videosPerShard = videosPerShard; p.workers = workers
-        let m = try prepareDataset(input: input, output: output, settings: p, log: stderrLog)
-        print("\(output): \(m.shards.count) shard(s), \(m.videoCount) videos, \(m.frameCount) frames, \(m.failed.count) failed")
-        for f in m.failed { print("  failed: \(f.source): \(f.reason)") }
+        try stoppingCleanlyOnSignals {
+            let m = try prepareDataset(input: input, output: output, settings: p, log: stderrLog)
+            print("\(output): \(m.shards.count) shard(s), \(m.videoCount) videos, \(m.frameCount) frames, \(m.failed.count) failed")
+            for f in m.failed { print("  failed: \(f.source): \(f.reason)") }
+        }
     }
 }
 

@@ -28,3 +28,15 @@ struct RecipeOptions: ParsableArguments {
 
     func load() throws -> Recipe { try Recipe.load(recipe, overrides: overrides) }
 }
+
+/// Runs long work that stops cleanly on SIGTERM or SIGINT: the work saves what it has and throws
+/// `Interrupted`, reported here in one line with exit status 128 + signal (143, 130).
+func stoppingCleanlyOnSignals(_ work: () throws -> Void) throws {
+    StopRequests.shared.install()
+    do {
+        try work()
+    } catch let interrupted as Interrupted {
+        ConsoleLog.standardError.write("maclr: \(interrupted)\n")
+        throw ExitCode(interrupted.exitStatus)
+    }
+}

@@ -16,9 +16,11 @@ struct Pretrain: ParsableCommand {
 
     func run() throws {
         engine.apply()
-        let result = try pretrain(try recipe.load(), fresh: fresh, evaluate: eval, log: stderrLog)
-        print("\(result.runFolder.path): step \(result.step), encoder in \(result.runFolder.path)/encoder.safetensors")
-        if let report = result.report { print(report.summary) }
+        try stoppingCleanlyOnSignals {
+            let result = try pretrain(try recipe.load(), fresh: fresh, evaluate: eval, log: stderrLog)
+            print("\(result.runFolder.path): step \(result.step), encoder in \(result.runFolder.path)/encoder.safetensors")
+            if let report = result.report { print(report.summary) }
+        }
     }
 }
 
@@ -177,7 +179,9 @@ struct Ablate: ParsableCommand {
             print("total for the runs not complete: about \(formatDuration(total))")
             return
         }
-        let outcome = try ablation.run(log: stderrLog)
+        var ran: Ablation.Outcome?
+        try stoppingCleanlyOnSignals { ran = try ablation.run(log: stderrLog) }
+        guard let outcome = ran else { return }
         print("\(loaded.output.path)/results.md: \(outcome.completed.count) runs completed, \(outcome.skipped.count) already complete, \(outcome.busy.count) held by another process, \(outcome.failed.count) failed")
         for f in outcome.failed { print("failed: \(f.run): \(f.error)") }
         if !outcome.failed.isEmpty { throw ExitCode(1) }

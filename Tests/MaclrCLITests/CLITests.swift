@@ -87,10 +87,16 @@ final class CLITests: XCTestCase {
 }
 
 /// Runs the built `maclr` with `args`; returns exit status, stdout and stderr.
-func runMaclr(_ args: [String], in folder: URL? = nil) throws -> (status: Int32, out: String, err: String) {
+/// Runs maclr to its end; with `fileSizeLimitKiB`, under `ulimit -f` (a full disk, as the writer sees it).
+func runMaclr(_ args: [String], in folder: URL? = nil, fileSizeLimitKiB: Int? = nil) throws -> (status: Int32, out: String, err: String) {
     let p = Process()
-    p.executableURL = CLITests.binary
-    p.arguments = args
+    if let limit = fileSizeLimitKiB {
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = ["-c", "ulimit -f \(limit) && exec \"$0\" \"$@\"", CLITests.binary.path] + args
+    } else {
+        p.executableURL = CLITests.binary
+        p.arguments = args
+    }
     if let folder { p.currentDirectoryURL = folder }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out; p.standardError = err

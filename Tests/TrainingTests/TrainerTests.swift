@@ -130,6 +130,43 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// The newest checkpoint truncated, or one byte of its tensor data flipped: the resume names
+    /// it, falls back to the checkpoint before it, and ends with an uninterrupted run's losses.
+    func testACorruptNewestCheckpointFallsBackToThePreviousOne() throws {
+        let ds = dir.appendingPathComponent("ds")
+        let every: [String: AnyHashable] = ["train.checkpoint_every": 2]
+        let reference = try Trainer(recipe: try tinyRecipe(dataset: ds, output: dir.appendingPathComponent("whole"), every)).run { _ in }.map { $0.values }
+        for damage in ["truncated", "flipped"] {
+            let recipe = try tinyRecipe(dataset: ds, output: dir.appendingPathComponent(damage), every)
+            _ = try Trainer(recipe: recipe).run(stopAfter: 4) { _ in }
+            let state = dir.appendingPathComponent("\(damage)/checkpoints/step-0000004/state.safetensors")
+            var bytes = try Data(contentsOf: state)
+            if damage == "truncated" { bytes = bytes.prefix(bytes.count / 2) } else { bytes[bytes.count - 101] ^= 0x10 }
+            try bytes.write(to: state)
+            let resumed = try Trainer(recipe: recipe)
+            XCTAssertEqual(resumed.step, 2, damage)
+            XCTAssertEqual(resumed.resumedFrom?.lastPathComponent, "step-0000002", damage)
+            let named = resumed.warnings.filter { $0.contains("is corrupt") }
+            XCTAssertEqual(named.count, 1, damage)
+            XCTAssertTrue(named.first?.contains("step-0000004 is corrupt") ?? false, "\(named)")
+            XCTAssertTrue(named.first?.contains(damage == "truncated" ? "truncated" : "fails its checksum") ?? false, "\(named)")
+            let rest = try resumed.run { _ in }.map { $0.values }
+            XCTAssertEqual(rest.count, 4)
+            for (a, b) in zip(rest, reference.suffix(4)) {
+                for (k, v) in b { XCTAssertEqual(a[k]!, v, accuracy: 1e-5 * max(1, abs(v)), "\(damage): resumed \(k)") }
+            }
+        }
+        // every checkpoint corrupt: one clear error naming the folder
+        let recipe = try tinyRecipe(dataset: ds, output: dir.appendingPathComponent("all"), every)
+        _ = try Trainer(recipe: recipe).run(stopAfter: 4) { _ in }
+        for step in ["step-0000002", "step-0000004"] {
+            try Data("{".utf8).write(to: dir.appendingPathComponent("all/checkpoints/\(step)/meta.json"))
+        }
+        XCTAssertThrowsError(try Trainer(recipe: recipe)) {
+            XCTAssertTrue("\($0)".contains("no checkpoint verifies"), "\($0)")
+        }
+    }
+
     func testResumingWithAnotherRecipeIsRefusedNamingTheKey() throws {
         let out = dir.appendingPathComponent("run")
         _ = try Trainer(recipe: try tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: out)).run(stopAfter: 3) { _ in }
