@@ -1,5 +1,6 @@
 import DataHDF5
 import Foundation
+import Tensor
 
 /// `maclr inspect`: validates a dataset folder (manifest, schema version, shapes, counts, rgb/flow
 /// alignment, labels, checksums) and summarises it. Every fault is reported, each naming the file.
@@ -79,6 +80,56 @@ public struct DatasetInspection {
         if !manifest.failed.isEmpty {
             summary.append("failed videos (\(manifest.failed.count), skipped):")
             summary += manifest.failed.map { "  \($0.source): \($0.reason)" }
+        }
+    }
+}
+
+/// `maclr inspect` on what training writes: an encoder or other .safetensors file (every tensor
+/// read, its checksum verified when recorded), a checkpoint folder (meta, recipe and state
+/// verified), or a run folder (each of its checkpoints, and its encoder).
+public struct ArtifactInspection {
+    public var faults: [String] = []
+    public var summary: [String] = []
+
+    /// nil when `url` is none of those (then it is a dataset folder).
+    public init?(_ url: URL) {
+        let fm = FileManager.default
+        if url.pathExtension == "safetensors" {
+            inspectTensors(url)
+        } else if fm.fileExists(atPath: url.appendingPathComponent("meta.json").path) {
+            inspectCheckpoint(url)
+        } else if fm.fileExists(atPath: url.appendingPathComponent("checkpoints").path) {
+            let folder = url.appendingPathComponent("checkpoints")
+            let names = ((try? fm.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasPrefix("step-") }.sorted()
+            summary.append("\(url.path): run folder, \(names.count) checkpoint(s)")
+            for name in names { inspectCheckpoint(folder.appendingPathComponent(name)) }
+            let encoder = url.appendingPathComponent("encoder.safetensors")
+            if fm.fileExists(atPath: encoder.path) { inspectTensors(encoder) }
+        } else {
+            return nil
+        }
+    }
+
+    mutating func inspectTensors(_ url: URL) {
+        do {
+            let (tensors, meta) = try SafeTensors.read(url)
+            let values = tensors.values.reduce(0) { $0 + $1.count }
+            let described = meta.filter { $0.key != SafeTensors.checksumKey }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            let verified = meta[SafeTensors.checksumKey] != nil ? "checksums verified" : "no checksums recorded"
+            summary.append("\(url.path): \(tensors.count) tensors, \(values) values, \(verified)"
+                           + (described.isEmpty ? "" : "; " + described.joined(separator: ", ")))
+        } catch {
+            faults.append("\(error)")
+        }
+    }
+
+    mutating func inspectCheckpoint(_ url: URL) {
+        do {
+            let (meta, recipe, tensors) = try Trainer.readCheckpoint(url)
+            let verified = meta.recipeChecksum != nil ? "verified" : "written before checksums, not verified"
+            summary.append("\(url.path): checkpoint at step \(meta.step) of \(recipe.optim.steps), \(tensors.count) tensors, \(verified)")
+        } catch {
+            faults.append("\(error)")
         }
     }
 }

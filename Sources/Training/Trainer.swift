@@ -388,11 +388,10 @@ public final class Trainer {
         for old in all.dropLast(recipe.train.keepCheckpoints) { try? fm.removeItem(at: old) }
     }
 
-    /// Verifies every file of `checkpoint` before anything is changed (CorruptCheckpoint if one
-    /// fails), refuses a checkpoint of another recipe, then restores the run's whole state.
-    func load(checkpoint: URL) throws {
+    /// Reads and verifies every file of `checkpoint` (CorruptCheckpoint if one fails).
+    static func readCheckpoint(_ checkpoint: URL) throws -> (meta: Meta, recipe: Recipe, tensors: [String: Tensor]) {
         func corrupt(_ reason: String) -> CorruptCheckpoint { CorruptCheckpoint(checkpoint: checkpoint, reason: reason) }
-        let meta: Meta, recipeData: Data, tensors: [String: Tensor]
+        let meta: Meta, recipeData: Data
         do {
             meta = try JSONDecoder().decode(Meta.self, from: try Data(contentsOf: checkpoint.appendingPathComponent("meta.json")))
             recipeData = try Data(contentsOf: checkpoint.appendingPathComponent("recipe.json"))
@@ -403,12 +402,21 @@ public final class Trainer {
             let actual = recipeData.withUnsafeBytes { String(format: "%016llx", fnv1a64($0)) }
             guard actual == expected else { throw corrupt("recipe.json fails its checksum") }
         }
-        let saved: Recipe
-        do { saved = try Recipe.fromJSON(recipeData, source: checkpoint.path) } catch { throw corrupt("\(error)") }
+        do {
+            let recipe = try Recipe.fromJSON(recipeData, source: checkpoint.path)
+            return (meta, recipe, try SafeTensors.read(checkpoint.appendingPathComponent("state.safetensors")).tensors)
+        } catch {
+            throw corrupt("\(error)")
+        }
+    }
+
+    /// Verifies `checkpoint` before anything is changed, refuses a checkpoint of another recipe,
+    /// then restores the run's whole state.
+    func load(checkpoint: URL) throws {
+        let (meta, saved, tensors) = try Self.readCheckpoint(checkpoint)
         for key in RecipeKey.all.map(\.key) where !Recipe.bookkeepingKeys.contains(key) && saved.values[key] != recipe.values[key] {
             throw TrainingError("\(runFolder.path): holds a run of another recipe ('\(key)' was \(saved.values[key]!.base), now \(recipe.values[key]!.base)); use another train.output or --fresh")
         }
-        do { tensors = try SafeTensors.read(checkpoint.appendingPathComponent("state.safetensors")).tensors } catch { throw corrupt("\(error)") }
         for (prefix, module) in learner.modules {
             try module.loadNamedState(tensors, prefix: prefix, source: checkpoint.path)
             for (n, m) in module.namedModules() { if let bn = m as? BatchNorm { bn.numBatchesTracked = meta.batchesTracked["\(prefix).\(n)"] ?? 0 } }

@@ -124,13 +124,22 @@ struct Prepare: ParsableCommand {
 }
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Validate a dataset folder and summarise it; exits non-zero on any fault.")
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a dataset, run, checkpoint or .safetensors file and summarise it; exits non-zero on any fault.")
 
-    @Argument(help: "Dataset folder.") var dataset: String
-    @Flag(help: "Skip checksum verification (faster on large datasets).") var noChecksums = false
+    @Argument(help: "A dataset folder, a run folder, a checkpoint folder, or a .safetensors file.") var path: String
+    @Flag(help: "Skip the dataset's shard checksums (faster on large datasets).") var noChecksums = false
 
     func run() throws {
-        let result = DatasetInspection(folder: URL(fileURLWithPath: dataset), verifyChecksums: !noChecksums)
+        let url = URL(fileURLWithPath: path)
+        if let artifact = ArtifactInspection(url) {
+            for line in artifact.summary { print(line) }
+            for fault in artifact.faults { stderrLog("error: \(fault)\n") }
+            if !artifact.faults.isEmpty { throw ExitCode(1) }
+            print("OK")
+            return
+        }
+        let result = DatasetInspection(folder: url, verifyChecksums: !noChecksums)
         for line in result.summary { print(line) }
         for fault in result.faults { stderrLog("error: \(fault)\n") }
         if !result.faults.isEmpty { throw ExitCode(1) }
