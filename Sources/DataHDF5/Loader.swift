@@ -18,6 +18,7 @@ public final class ShardDataset: @unchecked Sendable {
         self.folder = folder
         manifest = try DatasetManifest.load(from: folder)
         guard manifest.complete else { throw HDF5Error("\(folder.path): preparation did not finish (rerun maclr prepare)") }
+        try ShardVerification(folder: folder).verify(manifest.shards)
         shards = try manifest.shards.map { try ShardReader(path: folder.appendingPathComponent($0.file).path) }
         entries = shards.enumerated().flatMap { s, r in
             r.videos.enumerated().map { Entry(shard: s, video: $0.offset, name: $0.element.name, label: $0.element.label, length: $0.element.length) }

@@ -97,3 +97,37 @@ public func fileChecksum(_ path: String) throws -> String {
     }
     return String(format: "%016llx", hash)
 }
+
+/// Shards checked against the manifest before a dataset is used: the size always, the checksum
+/// once per version of the file. `.verified.json` in the dataset folder remembers (size,
+/// modification time) of shards whose checksum matched, so a dataset is hashed once, not at
+/// every run; a read-only folder is simply hashed each time.
+struct ShardVerification {
+    let folder: URL
+    struct Stamp: Codable, Equatable { var bytes: Int; var modified: Double; var checksum: String }
+    var stampURL: URL { folder.appendingPathComponent(".verified.json") }
+
+    func verify(_ shards: [DatasetManifest.Shard]) throws {
+        var stamps = (try? JSONDecoder().decode([String: Stamp].self, from: Data(contentsOf: stampURL))) ?? [:]
+        var changed = false
+        for entry in shards {
+            let path = folder.appendingPathComponent(entry.file).path
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: path), let bytes = attributes[.size] as? Int else {
+                throw HDF5Error("\(path): missing (the manifest lists it)")
+            }
+            guard bytes == entry.bytes else {
+                throw HDF5Error("\(path): \(bytes) bytes, the manifest says \(entry.bytes) (truncated or rewritten)")
+            }
+            let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            let stamp = Stamp(bytes: bytes, modified: modified, checksum: entry.checksum)
+            if stamps[entry.file] == stamp || entry.checksum == "not-computed" { continue }
+            let actual = try fileChecksum(path)
+            guard actual == entry.checksum else {
+                throw HDF5Error("\(path): checksum \(actual) does not match the manifest's \(entry.checksum): the shard is corrupt (maclr inspect lists every fault)")
+            }
+            stamps[entry.file] = stamp
+            changed = true
+        }
+        if changed, let data = try? JSONEncoder().encode(stamps) { try? DurableFiles.write(data, to: stampURL) }
+    }
+}

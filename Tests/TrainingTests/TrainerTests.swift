@@ -167,6 +167,23 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// A shard is checked against the manifest before training: once hashed it is remembered
+    /// (.verified.json), and a byte flipped afterwards (a new modification time) is refused.
+    func testAShardWithAFlippedByteIsRefusedBeforeTraining() throws {
+        let ds = dir.appendingPathComponent("ds")
+        let recipe = try tinyRecipe(dataset: ds, output: dir.appendingPathComponent("run"))
+        _ = try Trainer(recipe: recipe)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: ds.appendingPathComponent(".verified.json").path))
+        let shard = ds.appendingPathComponent("shard-00000.h5")
+        var bytes = try Data(contentsOf: shard)
+        bytes[bytes.count / 2] ^= 0x01
+        usleep(20_000)
+        try bytes.write(to: shard)
+        XCTAssertThrowsError(try Trainer(recipe: recipe)) {
+            XCTAssertTrue("\($0)".contains("shard-00000.h5: checksum") && "\($0)".contains("the shard is corrupt"), "\($0)")
+        }
+    }
+
     func testResumingWithAnotherRecipeIsRefusedNamingTheKey() throws {
         let out = dir.appendingPathComponent("run")
         _ = try Trainer(recipe: try tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: out)).run(stopAfter: 3) { _ in }
