@@ -21,7 +21,7 @@ public final class ConsoleLog: @unchecked Sendable {
 
     /// Standard error, redrawn in place only when it is a terminal.
     public static let standardError = ConsoleLog(isTerminal: isatty(STDERR_FILENO) != 0) {
-        FileHandle.standardError.write(Data($0.utf8))
+        try? FileHandle.standardError.write(contentsOf: Data($0.utf8))
     }
 
     public func write(_ text: String) {

@@ -29,10 +29,10 @@ public final class StopRequests: @unchecked Sendable {
         if !again { received = s }
         lock.unlock()
         if again {
-            FileHandle.standardError.write(Data("\n\(Interrupted.name(s)) again: stopping now; the work since the last checkpoint is lost\n".utf8))
+            try? FileHandle.standardError.write(contentsOf: Data("\n\(Interrupted.name(s)) again: stopping now; the work since the last checkpoint is lost\n".utf8))
             exit(128 + s)
         }
-        FileHandle.standardError.write(Data("\n\(Interrupted.name(s)): stopping at the next safe point (send it again to stop at once)\n".utf8))
+        try? FileHandle.standardError.write(contentsOf: Data("\n\(Interrupted.name(s)): stopping at the next safe point (send it again to stop at once)\n".utf8))
     }
 
     /// The signal received, if any.

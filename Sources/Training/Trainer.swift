@@ -314,10 +314,16 @@ public final class Trainer {
         for (k, v) in m.values { line[k] = Double(v) }
         var data = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
         data.append(0x0A)
-        if let h = FileHandle(forWritingAtPath: metricsURL.path) {
-            h.seekToEndOfFile(); h.write(data); try? h.close()
-        } else {
-            try data.write(to: metricsURL)
+        do {
+            if let h = FileHandle(forWritingAtPath: metricsURL.path) {
+                defer { try? h.close() }
+                try h.seekToEnd()
+                try h.write(contentsOf: data)
+            } else {
+                try DurableFiles.writeWhole(data, to: metricsURL)
+            }
+        } catch {
+            throw TrainingError("\(metricsURL.path): cannot append step \(m.step)'s metrics (\(error))")
         }
     }
 
