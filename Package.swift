@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "VideoTests", dependencies: ["Video"]),
         .testTarget(name: "LossesTests", dependencies: ["Losses", "Tensor"]),
         .testTarget(name: "PathwaysTests", dependencies: ["Pathways", "Backbones", "Losses", "Tensor"], exclude: ["Fixtures"]),
-        .testTarget(name: "DataHDF5Tests", dependencies: ["DataHDF5", "Video", "Tensor"]),
+        .testTarget(name: "DataHDF5Tests", dependencies: ["DataHDF5", "Video", "Tensor"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Pathways", "Backbones", "DataHDF5", "Tensor"], exclude: []),
         .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks", "Tensor"]),
         .testTarget(name: "CBindingsTests", dependencies: ["CBLAS", "CHDF5", "CFFmpeg"]),

@@ -15,6 +15,13 @@ see the same sub-batches. Each file holds (names are maclr's: visual.encoder.*, 
   after.<pathway>.<name>      weights after step 2, key pathways included (visual_key, motion_key)
   after.queue.<modality>      queues after step 2
 
+It also makes Tests/DataHDF5Tests/Fixtures/augment.safetensors: one video's frames and quantised
+flow, and for several seeds the clip the mirror's sampler (torch_recipe.py's Clips: random resized
+crop, flip, colour jitter, grayscale, blur, flow rescaling) makes of it, drawing from maclr's
+generator in maclr's order, so the Swift test can compare maclr's ClipSampler pixel for pixel:
+  video.rgb (T, H, W, 3) uint8 as float, video.flow (T, H, W, 2) quantised uint8 as float
+  case<s>.rgb (T, crop, crop, 3) normalised, case<s>.flow (T, crop, crop, 2) in units of the bound
+
 Usage: /opt/torchref/bin/python scripts/make_maclr_step_fixture.py [--out Tests/PathwaysTests/Fixtures]
 """
 import argparse
@@ -26,7 +33,7 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-from torch_recipe import MirrorModel  # noqa: E402
+from torch_recipe import Clips, MirrorModel  # noqa: E402
 
 MASK = (1 << 64) - 1
 ORDER_SEED = 11
@@ -56,6 +63,10 @@ class MaclrShuffles:
         s[2] ^= t
         s[3] = self.rotl(s[3], 45)
         return result
+
+    def random(self):
+        """maclr's RandomGenerator.uniform(): the top 24 bits."""
+        return (self.next() >> 40) / float(1 << 24)
 
     def permutation(self, n):
         order = list(range(n))
@@ -116,13 +127,39 @@ def make(name, queue_size, out_dir):
     print(f"wrote {path}")
 
 
+AUGMENT_RECIPE = {"data.clip_frames": 3, "data.clip_stride": 1, "data.crop": 12, "data.augment": True, "data.flip": True,
+                  "data.crop_scale": [0.3, 1.0], "data.color_jitter": 0.8, "data.grayscale": 0.3, "data.blur": 0.5,
+                  "data.blur_sigma": [0.5, 1.5], "data.positive_gap": [0, 1]}
+AUGMENT_SEEDS = 12
+
+
+def make_augment(out_dir):
+    gen = np.random.default_rng(3)
+    t, h, w, bound = 3, 20, 24, 4.0
+    rgb = gen.integers(0, 256, (t, h, w, 3), dtype=np.uint8)
+    quantised = gen.integers(0, 256, (t, h, w, 2), dtype=np.uint8)
+    flow = quantised.astype(np.float32) * (2 / 255) - 1  # what the mirror's load_videos gives: units of the bound
+    clips = Clips(AUGMENT_RECIPE, fps=10)
+    tensors = {"video.rgb": torch.from_numpy(rgb.astype(np.float32)), "video.flow": torch.from_numpy(quantised.astype(np.float32))}
+    for seed in range(AUGMENT_SEEDS):
+        x, f = clips.clip(rgb, flow, 0, MaclrShuffles(seed))
+        tensors[f"case{seed}.rgb"] = torch.from_numpy(np.ascontiguousarray(x.transpose(1, 2, 3, 0)))
+        tensors[f"case{seed}.flow"] = torch.from_numpy(np.ascontiguousarray(f.transpose(1, 2, 3, 0)))
+    path = os.path.join(out_dir, "augment.safetensors")
+    save_file(tensors, path, metadata={"flow_bound": str(bound), "seeds": str(AUGMENT_SEEDS)})
+    print(f"wrote {path}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "Tests", "PathwaysTests", "Fixtures"))
+    ap.add_argument("--augment-out", default=os.path.join(os.path.dirname(__file__), "..", "Tests", "DataHDF5Tests", "Fixtures"))
     a = ap.parse_args()
-    os.makedirs(a.out, exist_ok=True)
+    for folder in (a.out, a.augment_out):
+        os.makedirs(folder, exist_ok=True)
     make("inbatch", 0, a.out)
     make("queue", 8, a.out)
+    make_augment(a.augment_out)
 
 
 if __name__ == "__main__":
