@@ -34,10 +34,14 @@ let package = Package(
                        providers: [.apt(["libcairo2-dev"])]),
         .systemLibrary(name: "CFFmpeg", path: "Sources/CFFmpeg", pkgConfig: "libavformat",
                        providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev", "libswscale-dev"])]),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
 
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: kernelFlags),
         .target(name: "Backbones", dependencies: ["Tensor"]),
         .target(name: "Losses", dependencies: ["Tensor"]),
+        // Data-parallel processes over MPI, behind Tensor's Collective.
+        .target(name: "Cluster", dependencies: ["CMPI", "Tensor"]),
         .target(name: "Pathways", dependencies: ["Backbones", "Losses", "Tensor"]),
         .target(name: "Video", dependencies: ["CFFmpeg", "Tensor"], swiftSettings: kernelFlags),
         .target(name: "DataHDF5", dependencies: ["CHDF5", "Video", "Tensor"], swiftSettings: kernelFlags),
@@ -48,7 +52,7 @@ let package = Package(
         .target(name: "Benchmarks", dependencies: ["Training", "Pathways", "Backbones", "Losses", "DataHDF5", "Video", "Tensor"],
                 swiftSettings: kernelFlags),
         .executableTarget(name: "maclr", dependencies: [
-            "Training", "Benchmarks",
+            "Training", "Benchmarks", "Cluster", "Tensor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages maclr needs, when they are missing. Swift itself is assumed.
 set -euo pipefail
-packages=(pkg-config libopenblas-dev libhdf5-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg libcairo2-dev)
+packages=(pkg-config libopenblas-dev libhdf5-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg libcairo2-dev libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -101,7 +101,10 @@ public struct ClipSampler: Sendable {
     public var sampling: ClipSampling
     public var augmentation: Augmentation
     public var seed: UInt64
+    /// Clip pairs per global batch.
     public var batchSize: Int
+    /// The rows of every global batch this process makes (data-parallel training); nil: all.
+    public var slice: Range<Int>?
     /// Whether batches carry the Motion pathway's input.
     public var withMotion: Bool
     /// Whether batches carry clip A's motion boundaries (MCL's alignment loss; needs flow).
@@ -129,16 +132,20 @@ public struct ClipSampler: Sendable {
 
     public func batch(at p: LoaderPosition) throws -> ClipBatch {
         let order = order(epoch: p.epoch)
-        let picks = (0..<batchSize).map { order[(p.batch * batchSize + $0) % order.count] }
-        let t = sampling.frames, h = sampling.height, w = sampling.width
-        let rgbA = Tensor(uninitialized: [batchSize, t, h, w, 3]), rgbB = Tensor(uninitialized: [batchSize, t, h, w, 3])
+        // each clip pair is a function of its place in the global batch, so a slice of it is
+        // exactly those rows of the whole
+        let positions = Array(slice ?? 0..<batchSize)
+        let picks = positions.map { order[(p.batch * batchSize + $0) % order.count] }
+        let n = picks.count, t = sampling.frames, h = sampling.height, w = sampling.width
+        let rgbA = Tensor(uninitialized: [n, t, h, w, 3]), rgbB = Tensor(uninitialized: [n, t, h, w, 3])
         let mc = sampling.motion.channels
-        let motionA = withMotion ? Tensor(uninitialized: [batchSize, t, h, w, mc]) : nil
-        let motionB = withMotion ? Tensor(uninitialized: [batchSize, t, h, w, mc]) : nil
-        let target = withAlignmentTarget && dataset.hasFlow ? Tensor(uninitialized: [batchSize, t, h, w]) : nil
+        let motionA = withMotion ? Tensor(uninitialized: [n, t, h, w, mc]) : nil
+        let motionB = withMotion ? Tensor(uninitialized: [n, t, h, w, mc]) : nil
+        let target = withAlignmentTarget && dataset.hasFlow ? Tensor(uninitialized: [n, t, h, w]) : nil
         let buffers = ClipBuffers()
         for (i, entryIndex) in picks.enumerated() {
-            var rng = RandomGenerator(seed: seed ^ (UInt64(p.epoch) << 40) ^ (UInt64(p.batch) << 16) ^ UInt64(i) &* 0x2545_F491_4F6C_DD1D)
+            let position = UInt64(positions[i])
+            var rng = RandomGenerator(seed: seed ^ (UInt64(p.epoch) << 40) ^ (UInt64(p.batch) << 16) ^ position &* 0x2545_F491_4F6C_DD1D)
             let e = dataset.entries[entryIndex]
             let (s1, s2) = try pairStarts(e, rng: &rng)
             try clip(e, start: s1, rng: &rng, rgb: rgbA.data + i * t * h * w * 3, motion: motionA.map { $0.data + i * t * h * w * mc },

@@ -6,10 +6,15 @@ public enum Contrastive {
     /// logits = [q . k+, q . queue^T] / temperature, cross-entropy with the positive at index 0.
     /// The keys and the queue are constants (no gradient), as with a momentum encoder.
     /// An empty queue (0, D) means in-batch negatives: see `inBatch`.
-    public static func infoNCE(query q: Tensor, positiveKey k: Tensor, queue: Tensor, temperature: Float) -> Tensor {
-        precondition(q.shape == k.shape && q.rank == 2, "infoNCE: query \(q.shape) and key \(k.shape) must be the same (N, D)")
+    ///
+    /// With data-parallel processes, `k` holds the keys of the whole global batch (B, D) and the
+    /// queries (N, D) are this process's rows `keyOffset..<keyOffset + N` of it.
+    public static func infoNCE(query q: Tensor, positiveKey keys: Tensor, queue: Tensor, temperature: Float, keyOffset: Int = 0) -> Tensor {
+        precondition(q.rank == 2 && keys.rank == 2 && keys.shape[1] == q.shape[1] && keyOffset + q.shape[0] <= keys.shape[0],
+                     "infoNCE: query \(q.shape) must be rows \(keyOffset)... of the keys \(keys.shape)")
         precondition(queue.rank == 2 && queue.shape[1] == q.shape[1], "infoNCE: queue \(queue.shape) must be (K, \(q.shape[1]))")
-        if queue.shape[0] == 0 { return inBatch(query: q, keys: k, temperature: temperature) }
+        if queue.shape[0] == 0 { return inBatch(query: q, keys: keys, temperature: temperature, keyOffset: keyOffset) }
+        let k = keys.shape[0] == q.shape[0] ? keys : keys.slice(axis: 0, keyOffset..<(keyOffset + q.shape[0]))
         let positive = (q * k.detached()).sum(axes: [1], keepDims: true)          // (N, 1)
         let negative = matmul(q, queue.detached(), transposeB: true)             // (N, K)
         let logits = concat([positive, negative], axis: 1) * (1 / temperature)
@@ -19,10 +24,13 @@ public enum Contrastive {
     /// MoCo v3-style InfoNCE: each query's positive is its own key, its negatives the batch's
     /// other keys. logits = q k^T / temperature, cross-entropy with the positive on the diagonal;
     /// the keys are constants. No queue, so no stale negatives while the encoder moves fast.
-    public static func inBatch(query q: Tensor, keys k: Tensor, temperature: Float) -> Tensor {
-        precondition(q.shape == k.shape && q.rank == 2, "inBatch: query \(q.shape) and keys \(k.shape) must be the same (N, D)")
+    /// With data-parallel processes the keys are the global batch's (B, D), every one a negative,
+    /// and query i's positive is key `keyOffset + i`.
+    public static func inBatch(query q: Tensor, keys k: Tensor, temperature: Float, keyOffset: Int = 0) -> Tensor {
+        precondition(q.rank == 2 && k.rank == 2 && k.shape[1] == q.shape[1] && keyOffset + q.shape[0] <= k.shape[0],
+                     "inBatch: query \(q.shape) must be rows \(keyOffset)... of the keys \(k.shape)")
         let logits = matmul(q, k.detached(), transposeB: true) * (1 / temperature)
-        return softmaxCrossEntropy(logits, labels: Array(0..<q.shape[0]))
+        return softmaxCrossEntropy(logits, labels: Array(keyOffset..<(keyOffset + q.shape[0])))
     }
 
     /// Symmetric in-batch InfoNCE (SimCLR / CVRL style, and the benchmark's two-pathway step):
@@ -71,19 +79,24 @@ public struct MaCLRLoss: Codable, Equatable, Sendable {
 
     /// - Parameters: visualQuery/motionQuery (N, D) from the pathways on clip A; visualKey/motionKey
     ///   (N, D) from the momentum pathways on clip B; queues (K, D). Motion arguments nil: visual only.
+    ///   With data-parallel processes the keys are the global batch's and the queries this
+    ///   process's rows `keyOffset...` of it.
     public func callAsFunction(visualQuery: Tensor, visualKey: Tensor, visualQueue: Tensor,
-                               motionQuery: Tensor? = nil, motionKey: Tensor? = nil, motionQueue: Tensor? = nil) -> Terms {
-        let lv = Contrastive.infoNCE(query: visualQuery, positiveKey: visualKey, queue: visualQueue, temperature: temperature)
+                               motionQuery: Tensor? = nil, motionKey: Tensor? = nil, motionQueue: Tensor? = nil, keyOffset: Int = 0) -> Terms {
+        let infoNCE = { (q: Tensor, k: Tensor, queue: Tensor) in
+            Contrastive.infoNCE(query: q, positiveKey: k, queue: queue, temperature: temperature, keyOffset: keyOffset)
+        }
+        let lv = infoNCE(visualQuery, visualKey, visualQueue)
         guard let mq = motionQuery, let mk = motionKey, let mQueue = motionQueue else {
             return Terms(visual: lv, visualToMotion: nil, motionToVisual: nil, motion: nil, alignment: nil, total: lv)
         }
         // v->m: visual query, motion key, negatives from the key modality's (motion) queue; m->v symmetric.
-        let lvm = Contrastive.infoNCE(query: visualQuery, positiveKey: mk, queue: mQueue, temperature: temperature)
-        let lmv = Contrastive.infoNCE(query: mq, positiveKey: visualKey, queue: visualQueue, temperature: temperature)
+        let lvm = infoNCE(visualQuery, mk, mQueue)
+        let lmv = infoNCE(mq, visualKey, visualQueue)
         var total = lv + (lvm + lmv) * crossModalWeight
         var lm: Tensor? = nil
         if motionIntraWeight > 0 {
-            let m = Contrastive.infoNCE(query: mq, positiveKey: mk, queue: mQueue, temperature: temperature)
+            let m = infoNCE(mq, mk, mQueue)
             total = total + m * motionIntraWeight
             lm = m
         }

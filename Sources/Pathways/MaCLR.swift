@@ -16,6 +16,10 @@ public final class MaCLRModel {
         public var momentum: Float = 0.999
         public var keyBatchNorm: KeyBatchNorm = .shuffledSubBatches
         public var keySubBatches = 2
+        /// BatchNorm statistics of the query pathways over this many groups of the global batch
+        /// (1: the whole batch); with data-parallel processes each holds whole groups, so the same
+        /// number gives the same statistics on any number of processes.
+        public var queryBatchNormGroups = 1
         public var loss = MaCLRLoss()
         /// MCL's motion alignment loss on the visual query, at a conv of the visual encoder.
         public var alignment: Alignment?
@@ -34,6 +38,10 @@ public final class MaCLRModel {
     public let motion: Pathway?, motionKey: Pathway?
     public let visualQueue: EmbeddingQueue
     public let motionQueue: EmbeddingQueue?
+    /// The data-parallel processes this model trains in: keys are gathered from all of them (the
+    /// global batch's keys are every query's negatives and enter the queues), and the key
+    /// pathways' shuffled sub-batches are spread over them.
+    public var collective: Collective = SingleProcess()
 
     public init(_ config: Config, seed: UInt64) {
         self.config = config
@@ -63,28 +71,47 @@ public final class MaCLRModel {
         return v + m
     }
 
-    /// Keys for a batch (no gradient), with the configured BN treatment.
-    func keys(_ net: Pathway, _ x: Tensor, rng: inout RandomGenerator) -> Tensor {
+    /// The key sub-batches of a global batch of `n`: with several processes each embeds a
+    /// contiguous share of them, so they must divide evenly.
+    public func keyGroups(globalBatch n: Int) -> Int { max(1, min(config.keySubBatches, n / 2)) }
+
+    /// Keys (no gradient) of the global batch whose rows `local` this process holds, with the
+    /// configured BN treatment: (global batch, D), in the global batch's order.
+    func keys(_ net: Pathway, _ local: Tensor, rng: inout RandomGenerator) -> Tensor {
         noGrad {
             switch config.keyBatchNorm {
             case .runningStatistics:
                 net.eval(); defer { net.train() }
-                return net(x)
+                return collective.gatherRows(net(local))
             case .shuffledSubBatches:
                 net.train()
+                // shuffle-BN: the global batch shuffled (the same draw on every process), cut in
+                // sub-batches each normalised on its own, then put back in order
+                let x = collective.gatherRows(local)
                 let n = x.shape[0]
-                let groups = max(1, min(config.keySubBatches, n / 2))
+                let groups = keyGroups(globalBatch: n)
                 var order = Array(0..<n)
                 for i in stride(from: n - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
                 let shuffled = gatherRows(x, order)
                 let size = (n + groups - 1) / groups
-                let parts = stride(from: 0, to: n, by: size).map { net(shuffled.slice(axis: 0, $0..<min(n, $0 + size))) }
-                let embedded = concat(parts, axis: 0)
+                let perProcess = groups / collective.size
+                let mine = (collective.rank * perProcess)..<(collective.size == 1 ? groups : (collective.rank + 1) * perProcess)
+                let parts = mine.map { g in net(shuffled.slice(axis: 0, (g * size)..<min(n, (g + 1) * size))) }
+                let embedded = collective.gatherRows(concat(parts, axis: 0))
                 var inverse = [Int](repeating: 0, count: n)
                 for (i, o) in order.enumerated() { inverse[o] = i }
                 return gatherRows(embedded, inverse)
             }
         }
+    }
+
+    /// A query pathway on this process's clips, BatchNorm over its share of the
+    /// `queryBatchNormGroups` groups (one by one when it holds several).
+    func queries(_ net: Pathway, _ x: Tensor) -> Tensor {
+        let groups = max(1, config.queryBatchNormGroups / collective.size)
+        guard groups > 1 else { return net(x) }
+        let n = x.shape[0], size = (n + groups - 1) / groups
+        return concat(stride(from: 0, to: n, by: size).map { net(x.slice(axis: 0, $0..<min(n, $0 + size))) }, axis: 0)
     }
 
     /// Loss terms for a batch of pairs: queries on clip A, keys on clip B. With `alignmentTarget`
@@ -94,23 +121,27 @@ public final class MaCLRModel {
                        alignmentWeight: Float = 0, rng: inout RandomGenerator) -> MaCLRLoss.Terms {
         visual.train(); motion?.train()
         let aligned = config.alignment != nil && alignmentTarget != nil && alignmentWeight > 0
+        precondition(!aligned || config.queryBatchNormGroups <= collective.size, "the alignment loss needs one query BN group per process")
         let (vq, activation): (Tensor, Tensor?) = aligned
             ? { let r = visual.embedding(rgbA, capturing: config.alignment!.layer); return (r.embedding, r.activation) }()
-            : (visual(rgbA), nil)
+            : (queries(visual, rgbA), nil)
+        // keys of the global batch; this process's queries are its rows offset..<offset + N
+        let offset = collective.rank * rgbA.shape[0]
         let vk = keys(visualKey, rgbB, rng: &rng)
         var terms: MaCLRLoss.Terms
         if let motion, let motionKey, let motionQueue, let ma = motionA, let mb = motionB {
-            let mq = motion(ma)
+            let mq = queries(motion, ma)
             let mk = keys(motionKey, mb, rng: &rng)
             pendingKeys.append((vk, mk))
             terms = config.loss(visualQuery: vq, visualKey: vk, visualQueue: visualQueue.keys,
-                                motionQuery: mq, motionKey: mk, motionQueue: motionQueue.keys)
+                                motionQuery: mq, motionKey: mk, motionQueue: motionQueue.keys, keyOffset: offset)
         } else {
             pendingKeys.append((vk, nil))
-            terms = config.loss(visualQuery: vq, visualKey: vk, visualQueue: visualQueue.keys)
+            terms = config.loss(visualQuery: vq, visualKey: vk, visualQueue: visualQueue.keys, keyOffset: offset)
         }
         if let activation, let alignment = config.alignment, let alignmentTarget {
-            let mal = Self.alignmentTerms(alignment.loss, query: vq, key: vk, activation: activation, boundaries: alignmentTarget)
+            let ownKeys = collective.size == 1 ? vk : vk.slice(axis: 0, offset..<(offset + rgbA.shape[0]))
+            let mal = Self.alignmentTerms(alignment.loss, query: vq, key: ownKeys, activation: activation, boundaries: alignmentTarget)
             terms.alignment = mal
             terms.total = terms.total + mal.total * alignmentWeight
         }

@@ -214,10 +214,18 @@ final class RunLock: @unchecked Sendable {
         let parts = text.split(whereSeparator: \.isWhitespace)
         if parts.count == 2, String(parts[0]) == host, let pid = Int32(parts[1]), pid != getpid() {
             // on this host the process itself answers; a live one keeps its lock however quiet it is
-            return kill(pid, 0) != 0 && errno == ESRCH
+            if kill(pid, 0) != 0 && errno == ESRCH { return true }
+            return isZombie(pid)
         }
         let modified = (try? FileManager.default.attributesOfItem(atPath: url.path)[.modificationDate] as? Date) ?? Date()
         return Date().timeIntervalSince(modified) > staleAfter
+    }
+
+    /// A process that has ended but not been reaped (its parent gone too, under an init that
+    /// does not reap) still answers kill(pid, 0): /proc says it is a zombie.
+    static func isZombie(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
     }
 
     /// Marks the lock alive (its modification time), at most every 30 s.

@@ -38,28 +38,31 @@ public enum Runtime {
 
 /// `maclr pretrain`: trains a recipe (resuming its run folder) and, with `evaluate`, probes the
 /// final encoder. Returns the run folder, the step reached and the evaluation, if any.
-public func pretrain(_ recipe: Recipe, fresh: Bool, evaluate: Bool, log: @escaping (String) -> Void) throws
-    -> (runFolder: URL, step: Int, report: Evaluation.Report?) {
-    try pretrain(recipe, fresh: fresh, evaluate: evaluate, holding: nil, log: log)
+/// Trains `recipe` (as one of the data-parallel processes of `collective`: process 0 holds the
+/// run folder's lock, writes and evaluates).
+public func pretrain(_ recipe: Recipe, fresh: Bool, evaluate: Bool, collective: Collective = SingleProcess(),
+                     log: @escaping (String) -> Void) throws -> (runFolder: URL, step: Int, report: Evaluation.Report?) {
+    try pretrain(recipe, fresh: fresh, evaluate: evaluate, holding: nil, collective: collective, log: log)
 }
 
 /// With `held`, the caller already holds the run folder's lock; otherwise it is taken here, and
 /// a folder another live process trains in is refused.
-func pretrain(_ recipe: Recipe, fresh: Bool, evaluate: Bool, holding held: RunLock?, log: @escaping (String) -> Void) throws
-    -> (runFolder: URL, step: Int, report: Evaluation.Report?) {
+func pretrain(_ recipe: Recipe, fresh: Bool, evaluate: Bool, holding held: RunLock?, collective: Collective = SingleProcess(),
+              log: @escaping (String) -> Void) throws -> (runFolder: URL, step: Int, report: Evaluation.Report?) {
     let folder = URL(fileURLWithPath: recipe.train.output)
-    let lock: RunLock
-    if let held { lock = held } else {
+    var lock: RunLock? = held
+    if held == nil && collective.rank == 0 {
         guard let taken = try RunLock.acquire(folder) else {
             throw TrainingError("\(folder.path): another maclr process (\(RunLock.holder(folder))) is training in this run folder; wait for it to end, or use another train.output")
         }
         lock = taken
     }
-    defer { if held == nil { lock.release() } }
-    let log = { (text: String) in lock.heartbeat(); log(text) }
-    let trainer = try Trainer(recipe: recipe, fresh: fresh)
+    defer { if held == nil { lock?.release() } }
+    let log = { (text: String) in lock?.heartbeat(); log(text) }
+    let trainer = try Trainer(recipe: recipe, fresh: fresh, collective: collective)
     try trainer.run(log: log)
-    guard evaluate else { return (trainer.runFolder, trainer.step, nil) }
+    // one evaluation, by process 0
+    guard evaluate && collective.rank == 0 else { return (trainer.runFolder, trainer.step, nil) }
     let net = try Evaluation.loadEncoder(checkpoint: trainer.runFolder.path, encoderFile: nil, recipe: recipe)
     let dataset = try ShardDataset(folder: URL(fileURLWithPath: recipe.data.dataset))
     let report = try Evaluation.run(encoder: { net.features($0) }, dataset: dataset, recipe: recipe, log: log)

@@ -80,7 +80,9 @@ public enum RecipeKey {
         Spec("model.queue_size", .int(0...1 << 20), 4096, "negatives per modality (paper: 65536); 0: the batch's other keys (MoCo v3)"),
         Spec("model.momentum", .number(min: 0, max: 1), 0.99, "EMA of the key encoders (paper: 0.999)"),
         Spec("model.key_bn", .choices(KeyBatchNorm.self), "shuffle",
-             "key BN: shuffled sub-batches (single-process shuffle-BN) or running statistics"),
+             "key BN: shuffled sub-batches (shuffle-BN, spread over the processes when there are several) or running statistics"),
+        Spec("model.bn_groups", .int(0...65_536), 0,
+             "query BN statistics over this many groups of the global batch; 0: one per process (1 in a single process, DDP's per-GPU BN)"),
         Spec("loss.objective", .choices(Objective.self), "maclr", "contrastive pretraining, or labels (upper bound)"),
         Spec("loss.temperature", .number(min: 0, exclusive: true, max: 100), 0.1, "InfoNCE temperature"),
         Spec("loss.cross_modal_weight", .number(min: 0, max: 1000), 1.0, "w of L_v->m + L_m->v"),
@@ -187,6 +189,7 @@ public struct ModelSettings: Codable, Equatable, Sendable {
     public var headHidden: Int, embedding: Int, queueSize: Int
     public var momentum: Double
     public var keyBn: KeyBatchNorm
+    public var bnGroups: Int
 }
 
 public struct LossSettings: Codable, Equatable, Sendable {

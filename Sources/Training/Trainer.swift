@@ -130,9 +130,15 @@ public final class Trainer {
     public private(set) var warnings: [String] = []
     /// Checkpoint the run resumed from, if any.
     public private(set) var resumedFrom: URL?
+    /// The data-parallel processes of this run; process 0 writes checkpoints, metrics and logs.
+    public let collective: Collective
+    var isLeader: Bool { collective.rank == 0 }
 
-    public init(recipe: Recipe, fresh: Bool = false) throws {
+    /// With `collective` of several processes, each trains on its slice of every global batch
+    /// (`optim.batch_size` stays the global batch) and gradients are averaged over them.
+    public init(recipe: Recipe, fresh: Bool = false, collective: Collective = SingleProcess()) throws {
         self.recipe = recipe
+        self.collective = collective
         runFolder = URL(fileURLWithPath: recipe.train.output)
         dataset = try ShardDataset(folder: URL(fileURLWithPath: recipe.data.dataset))
         let supervised = recipe.loss.objective == .supervised
@@ -150,9 +156,13 @@ public final class Trainer {
         guard indices.count >= batch else {
             throw TrainingError("\(dataset.folder.path): split '\(recipe.data.splitName ?? "all")' has \(indices.count) videos, fewer than optim.batch_size \(batch)")
         }
+        let processes = collective.size
+        let bnGroups = try Self.queryBatchNormGroups(recipe, processes: processes, supervised: supervised, aligned: aligned)
         var sampler = ClipSampler(dataset: dataset, indices: indices, sampling: recipe.sampling, augmentation: recipe.augmentation,
                                   seed: seed, batchSize: batch, withMotion: contrastiveMotion)
         sampler.withAlignmentTarget = aligned
+        let share = batch / processes
+        sampler.slice = (collective.rank * share)..<((collective.rank + 1) * share)
         self.sampler = sampler
         if supervised {
             var c = recipe.visualConfig
@@ -162,7 +172,17 @@ public final class Trainer {
             net.requireGradients()
             learner = .supervised(net)
         } else {
-            learner = .contrastive(MaCLRModel(recipe.modelConfig, seed: seed))
+            var config = recipe.modelConfig
+            config.queryBatchNormGroups = bnGroups
+            // shuffle-BN over processes: each embeds whole key sub-batches
+            config.keySubBatches = max(config.keySubBatches, processes)
+            let model = MaCLRModel(config, seed: seed)
+            model.collective = collective
+            if processes > 1, recipe.model.keyBn == .shuffledSubBatches,
+               model.keyGroups(globalBatch: batch) % processes != 0 || batch % model.keyGroups(globalBatch: batch) != 0 {
+                throw TrainingError("optim.batch_size \(batch) cannot be cut into \(model.keyGroups(globalBatch: batch)) equal key sub-batches, whole ones on each of \(processes) processes; use a multiple of \(2 * processes)")
+            }
+            learner = .contrastive(model)
             let queue = recipe.model.queueSize
             if 2 * queue > indices.count {
                 // A queue longer than about half an epoch holds keys of the very videos whose
@@ -175,12 +195,16 @@ public final class Trainer {
                                         minLR: Float(recipe.optim.minLr))
         rng = RandomGenerator(seed: seed &+ 77)
         try FileManager.default.createDirectory(at: checkpointsFolder, withIntermediateDirectories: true)
-        if fresh {
+        if fresh && !isLeader {
+            // process 0 clears the folder; the others start after it has
+            _ = collective.gather(0)
+        } else if fresh {
             for c in try completeCheckpoints() { try FileManager.default.removeItem(at: c) }
             try? FileManager.default.removeItem(at: metricsURL)
             for events in (try? FileManager.default.contentsOfDirectory(atPath: runFolder.path))?.filter({ $0.hasPrefix("events.out.tfevents.") }) ?? [] {
                 try? FileManager.default.removeItem(at: runFolder.appendingPathComponent(events))
             }
+            if processes > 1 { _ = collective.gather(0) }
         } else {
             // newest first; one that fails verification is named and the one before it used
             for checkpoint in try completeCheckpoints().reversed() {
@@ -202,6 +226,23 @@ public final class Trainer {
     /// Checkpoints that failed verification when the run started, newest first.
     public private(set) var skippedCheckpoints: [URL] = []
 
+    /// The query pathways' BN groups in the global batch (model.bn_groups, 0: one per process),
+    /// checked against the processes and the batch.
+    static func queryBatchNormGroups(_ recipe: Recipe, processes: Int, supervised: Bool, aligned: Bool) throws -> Int {
+        let batch = recipe.optim.batchSize
+        guard batch % processes == 0 else {
+            throw TrainingError("optim.batch_size \(batch) is not a multiple of the \(processes) processes (each trains on an equal slice of the global batch)")
+        }
+        let groups = recipe.model.bnGroups == 0 ? processes : recipe.model.bnGroups
+        guard groups % processes == 0, batch % groups == 0 else {
+            throw TrainingError("model.bn_groups \(recipe.model.bnGroups) must divide optim.batch_size \(batch) and be a multiple of the \(processes) processes (synchronised BN across processes is not available), or 0 for one group per process")
+        }
+        if groups > processes && (supervised || aligned) {
+            throw TrainingError("model.bn_groups \(groups) with \(processes) process(es): several BN groups per process are available for contrastive pretraining without the alignment loss only; use 0")
+        }
+        return groups
+    }
+
     var checkpointsFolder: URL { runFolder.appendingPathComponent("checkpoints") }
     var metricsURL: URL { runFolder.appendingPathComponent("metrics.jsonl") }
 
@@ -220,6 +261,9 @@ public final class Trainer {
         public var step: Int; public var values: [String: Float]; public var lr: Float; public var clipsPerSecond: Double
         /// The share of this run's time so far that the step waited for the loader.
         public var dataWait: Double
+        /// With several processes, the share spent averaging gradients (all-reduce, waits for the
+        /// slowest process included).
+        public var allReduce: Double?
     }
 
     /// A data-wait share above this is warned about: the step is starved.
@@ -227,20 +271,24 @@ public final class Trainer {
 
     /// Runs until `optim.steps`, or `stopAfter` more steps (for tests and staged runs).
     @discardableResult
-    public func run(stopAfter: Int? = nil, log: (String) -> Void) throws -> [StepMetrics] {
+    public func run(stopAfter: Int? = nil, log everyLog: (String) -> Void) throws -> [StepMetrics] {
+        let leader = isLeader
+        // only process 0 speaks
+        func log(_ text: String) { if leader { everyLog(text) } }
         let total = recipe.optim.steps
         let accumulate = recipe.optim.accumulate
         let loader = StreamingLoader(sampler: sampler, position: loaderPosition, workers: recipe.loaderThreads, depth: 4)
         defer { loader.stop() }
         for w in warnings { log(w + "\n") }
         if let r = resumedFrom { log("resuming from \(r.path) at step \(step)\n") }
-        trimMetrics(after: step)
-        let events = try TensorBoardWriter(folder: runFolder)
+        if collective.size > 1 { log("data-parallel: \(collective.size) processes, \(sampler.slice?.count ?? 0) clip pairs each per step\n") }
+        if isLeader { trimMetrics(after: step) }
+        let events = isLeader ? try TensorBoardWriter(folder: runFolder) : nil
         var history: [StepMetrics] = []
         let end = min(total, step + (stopAfter ?? total))
         let start = DispatchTime.now().uptimeNanoseconds
         let firstStep = step
-        var waited: UInt64 = 0, warnedAboutData = false
+        var waited: UInt64 = 0, reducing: UInt64 = 0, warnedAboutData = false
         while step < end {
             optimizer.learningRate = schedule.learningRate(at: step)
             optimizer.zeroGrad()
@@ -250,12 +298,15 @@ public final class Trainer {
                 let batch = try loader.next()
                 waited += DispatchTime.now().uptimeNanoseconds - asked
                 let (loss, values) = lossOf(batch)
-                guard values.values.allSatisfy({ $0.isFinite }) else {
-                    let last = try completeCheckpoints().last?.path ?? "none"
-                    throw TrainingError("step \(step): loss is not finite (\(values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))); stopped, the last good checkpoint is \(last)")
-                }
                 (loss * (1 / Float(accumulate))).backward()
                 for (k, v) in values { sums[k, default: 0] += v / Float(accumulate) }
+            }
+            let reduceStart = DispatchTime.now().uptimeNanoseconds
+            averageOverProcesses(&sums)
+            reducing += DispatchTime.now().uptimeNanoseconds - reduceStart
+            guard sums.values.allSatisfy({ $0.isFinite }) else {
+                let last = try completeCheckpoints().last?.path ?? "none"
+                throw TrainingError("step \(step): loss is not finite (\(sums.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))); stopped, the last good checkpoint is \(last)")
             }
             optimizer.step()
             if case .contrastive(let m) = learner { m.afterStep() }
@@ -264,33 +315,90 @@ public final class Trainer {
             let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             let clipsPerSecond = Double((step - firstStep) * accumulate * sampler.batchSize) / max(elapsed, 1e-9)
             let dataWait = Double(waited) / 1e9 / max(elapsed, 1e-9)
-            let m = StepMetrics(step: step, values: sums, lr: optimizer.learningRate, clipsPerSecond: clipsPerSecond, dataWait: dataWait)
+            let allReduce = collective.size > 1 ? Double(reducing) / 1e9 / max(elapsed, 1e-9) : nil
+            let m = StepMetrics(step: step, values: sums, lr: optimizer.learningRate, clipsPerSecond: clipsPerSecond, dataWait: dataWait,
+                                allReduce: allReduce)
             history.append(m)
             let left = elapsed / Double(step - firstStep) * Double(end - step)
             let terms = sums.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(separator: " ")
-            log(String(format: "\rstep %d/%d  %@  lr %.4g  %.2f clips/s  data wait %.0f%%  %@ left   ", step, total, terms, m.lr, clipsPerSecond,
-                       100 * dataWait, formatDuration(left)))
+            let reduced = allReduce.map { String(format: "  all-reduce %.0f%%", 100 * $0) } ?? ""
+            log(String(format: "\rstep %d/%d  %@  lr %.4g  %.2f clips/s  data wait %.0f%%%@  %@ left   ", step, total, terms, m.lr, clipsPerSecond,
+                       100 * dataWait, reduced, formatDuration(left)))
             // after a warm-up, so the loader's first batches do not count
             if !warnedAboutData && step - firstStep >= 20 && dataWait > Self.dataWaitWarning {
                 warnedAboutData = true
                 log(String(format: "\nwarning: the step waited for data %.0f%% of the time; more loader threads (data.loader_workers, now %d) may feed it\n",
                            100 * dataWait, recipe.loaderThreads))
             }
-            if step % recipe.train.logEvery == 0 || step == end {
+            if let events, step % recipe.train.logEvery == 0 || step == end {
                 try appendMetrics(m, elapsed: elapsed)
                 try events.add(scalars: sums.sorted { $0.key < $1.key } + [("lr", m.lr), ("clips_per_s", Float(clipsPerSecond)),
                                                                           ("data_wait", Float(dataWait))], step: step)
             }
-            if step % recipe.train.checkpointEvery == 0 || step == total { try save() }
-            if step < end, StopRequests.shared.requested != nil {
-                if step % recipe.train.checkpointEvery != 0 { try save() }
+            let checkpointDue = step % recipe.train.checkpointEvery == 0 || step == total
+            if checkpointDue {
+                try checkInSync()
+                if isLeader { try save() }
+            }
+            // every process stops at the same step, when any of them was asked to
+            if step < end, stopAgreed() {
+                if !checkpointDue && isLeader { try save() }
                 log("\n")
-                try StopRequests.shared.check("checkpoint written at step \(step) of \(total) in \(checkpointsFolder.path); rerun the same command to continue")
+                throw Interrupted(signal: StopRequests.shared.requested ?? SIGTERM,
+                                  detail: "checkpoint written at step \(step) of \(total) in \(checkpointsFolder.path); rerun the same command to continue")
             }
         }
         log("\n")
-        if step == total { try exportEncoder() }
+        if step == total && isLeader { try exportEncoder() }
         return history
+    }
+
+    /// Averages every gradient and the step's loss values over the processes (one all-reduce of
+    /// one buffer); a parameter without a gradient counts as zero.
+    func averageOverProcesses(_ values: inout [String: Float]) {
+        let processes = collective.size
+        guard processes > 1 else { return }
+        let parameters = learner.parameters.map(\.tensor)
+        let keys = values.keys.sorted()
+        let total = parameters.reduce(0) { $0 + $1.count } + keys.count
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: total)
+        defer { buffer.deallocate() }
+        var offset = 0
+        for p in parameters {
+            if let g = p.grad { (buffer + offset).update(from: g.data, count: p.count) } else { (buffer + offset).update(repeating: 0, count: p.count) }
+            offset += p.count
+        }
+        for (i, k) in keys.enumerated() { buffer[offset + i] = values[k]! }
+        collective.sumInPlace(buffer, count: total)
+        let scale = 1 / Float(processes)
+        offset = 0
+        for p in parameters {
+            let g = p.grad ?? Tensor.zeros(p.shape)
+            for i in 0..<p.count { g.data[i] = buffer[offset + i] * scale }
+            p.grad = g
+            offset += p.count
+        }
+        for (i, k) in keys.enumerated() { values[k] = buffer[offset + i] * scale }
+    }
+
+    /// Whether any process received SIGTERM or SIGINT (all of them learn it at the same step).
+    func stopAgreed() -> Bool {
+        let mine: Float = StopRequests.shared.requested != nil ? 1 : 0
+        guard collective.size > 1 else { return mine > 0 }
+        var flag = mine
+        collective.sumInPlace(&flag, count: 1)
+        return flag > 0
+    }
+
+    /// Processes must hold bit-identical parameters: their checksums compared at every checkpoint.
+    func checkInSync() throws {
+        guard collective.size > 1 else { return }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for p in learner.parameters { hash = fnv1a64(UnsafeRawBufferPointer(start: p.tensor.data, count: 4 * p.tensor.count), continuing: hash) }
+        let all = collective.gather(hash)
+        guard Set(all).count == 1 else {
+            throw TrainingError("step \(step): the processes' parameters differ (checksums \(all.map { String(format: "%016llx", $0) }.joined(separator: ", "))); stopped")
+        }
     }
 
     /// The loss of one batch and its named terms.
@@ -311,6 +419,7 @@ public final class Trainer {
 
     func appendMetrics(_ m: StepMetrics, elapsed: Double) throws {
         var line: [String: Any] = ["step": m.step, "lr": Double(m.lr), "clips_per_s": m.clipsPerSecond, "elapsed_s": elapsed, "data_wait": m.dataWait]
+        if let share = m.allReduce { line["all_reduce"] = share }
         for (k, v) in m.values { line[k] = Double(v) }
         var data = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
         data.append(0x0A)

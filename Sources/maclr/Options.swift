@@ -1,5 +1,7 @@
 import ArgumentParser
+import Cluster
 import Foundation
+import Tensor
 import Training
 
 /// Progress and diagnostics go to stderr; results to stdout.
@@ -38,5 +40,19 @@ func stoppingCleanlyOnSignals(_ work: () throws -> Void) throws {
     } catch let interrupted as Interrupted {
         ConsoleLog.standardError.write("maclr: \(interrupted)\n")
         throw ExitCode(interrupted.exitStatus)
+    }
+}
+
+/// Under mpirun a process that fails must end the whole job (the others would wait for it in the
+/// next collective): its error is printed once, by that process, and the job aborted.
+func endingEveryProcessOnError(_ world: Collective, _ work: () throws -> Void) throws {
+    guard world.size > 1 else { return try work() }
+    do {
+        try work()
+    } catch let exit as ExitCode {
+        if exit.rawValue != 0 { Cluster.abort(exit.rawValue) }
+    } catch {
+        ConsoleLog.standardError.write("Error (process \(world.rank) of \(world.size)): \(error)\n")
+        Cluster.abort(1)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import Training
 
@@ -16,10 +17,14 @@ struct Pretrain: ParsableCommand {
 
     func run() throws {
         engine.apply()
-        try stoppingCleanlyOnSignals {
-            let result = try pretrain(try recipe.load(), fresh: fresh, evaluate: eval, log: stderrLog)
-            print("\(result.runFolder.path): step \(result.step), encoder in \(result.runFolder.path)/encoder.safetensors")
-            if let report = result.report { print(report.summary) }
+        let world = Cluster.world
+        try endingEveryProcessOnError(world) {
+            try stoppingCleanlyOnSignals {
+                let result = try pretrain(try recipe.load(), fresh: fresh, evaluate: eval, collective: world, log: stderrLog)
+                guard world.rank == 0 else { return }
+                print("\(result.runFolder.path): step \(result.step), encoder in \(result.runFolder.path)/encoder.safetensors")
+                if let report = result.report { print(report.summary) }
+            }
         }
     }
 }
