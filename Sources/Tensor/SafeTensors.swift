@@ -21,29 +21,41 @@ public enum SafeTensors {
 
     static func checksum(_ raw: UnsafeRawBufferPointer) -> String { String(format: "%016llx", fnv1a64(raw)) }
 
-    /// Writes durably (synced, renamed, folder synced), with each tensor's checksum in the metadata.
+    /// The checksum entry that covers the header itself: the metadata and every tensor's dtype,
+    /// shape and offsets, so a changed name, shape or metadata value is caught like changed data.
+    static let headerEntry = "__header__"
+
+    typealias Descriptor = (dtype: String, shape: [Int], offsets: [Int])
+
+    static func describe(metadata: [String: String], tensors: [String: Descriptor]) -> String {
+        var text = metadata.filter { $0.key != checksumKey }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)\n" }.joined()
+        for (name, d) in tensors.sorted(by: { $0.key < $1.key }) { text += "\(name)|\(d.dtype)|\(d.shape)|\(d.offsets)\n" }
+        return text.utf8CString.withUnsafeBytes { checksum(UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
+    }
+
+    /// Writes durably (synced, renamed, folder synced), with each tensor's checksum and the
+    /// header's in the metadata.
     public static func write(_ entries: [String: Entry], metadata: [String: String] = [:], to url: URL) throws {
         var header: [String: Any] = [:]
         var offset = 0
         let names = entries.keys.sorted()
-        var sums: [String] = []
+        var sums: [String] = [], described: [String: Descriptor] = [:]
         for name in names {
-            switch entries[name]! {
-            case .float32(let t): sums.append("\(name)=" + checksum(UnsafeRawBufferPointer(start: t.data, count: 4 * t.count)))
-            case .int64(_, let values): sums.append("\(name)=" + values.withUnsafeBytes { checksum($0) })
-            }
-        }
-        header["__metadata__"] = metadata.merging([checksumKey: sums.joined(separator: ";")]) { $1 }
-        for name in names {
+            let d: Descriptor
             switch entries[name]! {
             case .float32(let t):
-                header[name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + 4 * t.count]]
-                offset += 4 * t.count
+                d = ("F32", t.shape, [offset, offset + 4 * t.count])
+                sums.append("\(name)=" + checksum(UnsafeRawBufferPointer(start: t.data, count: 4 * t.count)))
             case .int64(let shape, let values):
-                header[name] = ["dtype": "I64", "shape": shape, "data_offsets": [offset, offset + 8 * values.count]]
-                offset += 8 * values.count
+                d = ("I64", shape, [offset, offset + 8 * values.count])
+                sums.append("\(name)=" + values.withUnsafeBytes { checksum($0) })
             }
+            header[name] = ["dtype": d.dtype, "shape": d.shape, "data_offsets": d.offsets]
+            described[name] = d
+            offset = d.offsets[1]
         }
+        sums.append("\(headerEntry)=" + describe(metadata: metadata, tensors: described))
+        header["__metadata__"] = metadata.merging([checksumKey: sums.joined(separator: ";")]) { $1 }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         // Pad the header with spaces to 8 bytes so the data is aligned.
         while json.count % 8 != 0 { json.append(0x20) }
@@ -86,6 +98,10 @@ public enum SafeTensors {
             guard let strings = m as? [String: String] else { throw FormatError(description: "\(file): __metadata__ is not a map of strings") }
             metadata = strings
         }
+        // a checksum list under any other name is ours with its key damaged
+        if let (key, _) = metadata.first(where: { $0.key != checksumKey && $0.value.contains(headerEntry + "=") }) {
+            throw FormatError(description: "\(file): metadata key '\(key.prefix(40))' holds maclr's checksums under a damaged name: the file is corrupt")
+        }
         var expectedSums: [String: String] = [:]
         if let listed = metadata[checksumKey] {
             for item in listed.split(separator: ";") {
@@ -94,11 +110,13 @@ public enum SafeTensors {
                 expectedSums[String(parts[0])] = String(parts[1])
             }
         }
+        var described: [String: Descriptor] = [:]
         for (name, value) in header where name != "__metadata__" {
             guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
                   let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
                 throw FormatError(description: "\(file): malformed entry '\(name)'")
             }
+            described[name] = (dtype, shape, offsets)
             let width: Int
             switch dtype {
             case "F32", "I32": width = 4
@@ -134,6 +152,9 @@ public enum SafeTensors {
                 }
             }
             tensors[name] = t
+        }
+        if let expected = expectedSums.removeValue(forKey: headerEntry), expected != describe(metadata: metadata, tensors: described) {
+            throw FormatError(description: "\(file): the header (names, shapes or metadata) fails its checksum: the file is corrupt")
         }
         if let missing = expectedSums.keys.sorted().first {
             throw FormatError(description: "\(file): tensor '\(missing)' is listed in the checksums but not in the header: the file is corrupt")

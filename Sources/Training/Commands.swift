@@ -150,7 +150,9 @@ extension Evaluation.Report {
 
 /// `maclr prepare` with its arguments: discovers the inputs (a classes.txt beside a CSV names
 /// its integer labels; `maclr synth` writes one) and runs the preparation.
-public func prepareDataset(input: String, output: String, settings: Preparation, log: @escaping (String) -> Void) throws -> DatasetManifest {
+/// The dataset's manifest, or nil when `settings` is one part of a split preparation and other
+/// parts are still running (the last one to finish writes the manifest).
+public func prepareDataset(input: String, output: String, settings: Preparation, log: @escaping (String) -> Void) throws -> DatasetManifest? {
     let source = URL(fileURLWithPath: input)
     let inputs = try Preparation.discover(source)
     let namesFile = source.deletingLastPathComponent().appendingPathComponent("classes.txt")

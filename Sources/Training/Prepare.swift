@@ -27,6 +27,10 @@ public struct Preparation {
     public var videosPerShard = 64
     public var workers = 2
     public var tvl1 = TVL1()
+    /// This process's part of a preparation split over `parts` processes (0-based): shard k is
+    /// written by part k % parts; each part keeps its own progress, and the part that finds
+    /// every other one finished writes the manifest.
+    public var part = 0, parts = 1
 
     public init() {}
 
@@ -135,7 +139,14 @@ public struct Preparation {
 
     /// Runs (or resumes) preparation of `inputs` into `output`. `log` gets progress lines.
     @discardableResult
-    public func run(inputs rawInputs: [Input], output: URL, classNames: [String] = [], log: @escaping (String) -> Void) throws -> DatasetManifest {
+    /// Where part `p` of `parts` records its finished shards.
+    func stateURL(_ output: URL, part p: Int) -> URL {
+        output.appendingPathComponent(parts == 1 ? ".prepare-state.json" : ".prepare-state.part-\(p + 1)-of-\(parts).json")
+    }
+
+    /// The dataset's manifest, or nil when this part is done and others are still preparing
+    /// theirs (the last to finish writes it).
+    public func run(inputs rawInputs: [Input], output: URL, classNames: [String] = [], log: @escaping (String) -> Void) throws -> DatasetManifest? {
         guard !rawInputs.isEmpty else { throw PrepareError("no videos to prepare") }
         let fm = FileManager.default
         try fm.createDirectory(at: output, withIntermediateDirectories: true)
@@ -147,13 +158,9 @@ public struct Preparation {
             (i.path + "|" + (i.label ?? "") + "|" + (i.split ?? "")).utf8.reduce(h) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
         })
 
-        let stateURL = output.appendingPathComponent(".prepare-state.json")
+        let stateURL = stateURL(output, part: part)
         var state = State(settings: settings, inputsChecksum: inputsChecksum)
-        if let data = fm.contents(atPath: stateURL.path) {
-            let saved = try JSONDecoder().decode(State.self, from: data)
-            guard saved.settings == settings, saved.inputsChecksum == inputsChecksum else {
-                throw PrepareError("\(output.path): was being prepared with other settings or videos; use a new folder or delete it")
-            }
+        if let saved = try loadState(stateURL, checksum: inputsChecksum, output: output) {
             state = saved
             if !state.finished.isEmpty { log("resuming: \(state.finished.count) shard(s) already finished\n") }
         } else if fm.fileExists(atPath: output.appendingPathComponent("manifest.json").path) {
@@ -162,12 +169,15 @@ public struct Preparation {
             throw PrepareError("\(output.path): holds a dataset prepared with other settings; use a new folder")
         }
         let shardCount = (inputs.count + videosPerShard - 1) / videosPerShard
+        let mine = (0..<shardCount).filter { $0 % parts == part }
+        let myVideos = mine.reduce(0) { $0 + min(videosPerShard, inputs.count - $1 * videosPerShard) }
         let start = DispatchTime.now().uptimeNanoseconds
         var doneVideos = state.finished.keys.reduce(0) { $0 + min(videosPerShard, inputs.count - $1 * videosPerShard) }
         let resumedVideos = doneVideos
         var doneFrames = 0
+        if parts > 1 { log("part \(part + 1) of \(parts): \(mine.count) of \(shardCount) shards\n") }
 
-        for shard in 0..<shardCount where state.finished[shard] == nil {
+        for shard in mine where state.finished[shard] == nil {
             let range = (shard * videosPerShard)..<min(inputs.count, (shard + 1) * videosPerShard)
             // Decode and compute flow for the shard's videos on `workers` threads; write in order.
             var results = [Result<(PreparedVideo, [String], Double), Error>?](repeating: nil, count: range.count)
@@ -187,13 +197,13 @@ public struct Preparation {
                     let videosNow = doneVideos + finishedInShard
                     let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                     let rate = Double(videosNow - resumedVideos) / max(elapsed, 1e-9)
-                    let left = rate > 0 ? Double(inputs.count - videosNow) / rate : 0
-                    log(String(format: "\rprepare: %d/%d videos, %.2f videos/s, %.0f frames/s, %@ left   ", videosNow, inputs.count,
+                    let left = rate > 0 ? Double(myVideos - videosNow) / rate : 0
+                    log(String(format: "\rprepare: %d/%d videos, %.2f videos/s, %.0f frames/s, %@ left   ", videosNow, myVideos,
                                rate, Double(doneFrames) / max(elapsed, 1e-9), formatDuration(left)))
                     lock.unlock()
             }
             let finishedShards = state.finished.count
-            try StopRequests.shared.check("\(finishedShards) of \(shardCount) shards complete in \(output.path), shard \(shard) left to be redone; rerun the same command to continue")
+            try StopRequests.shared.check("\(finishedShards) of \(mine.count) shards complete in \(output.path), shard \(shard) left to be redone; rerun the same command to continue")
             doneVideos += range.count
             var failed: [DatasetManifest.FailedVideo] = []
             var good: [PreparedVideo] = []
@@ -225,9 +235,23 @@ public struct Preparation {
             state.failed[shard] = failed
             let encoder = JSONEncoder(); encoder.outputFormatting = [.sortedKeys]
             try DurableFiles.write(try encoder.encode(state), to: stateURL)
-            try StopRequests.shared.check("\(state.finished.count) of \(shardCount) shards complete in \(output.path); rerun the same command to continue")
+            try StopRequests.shared.check("\(state.finished.count) of \(mine.count) shards complete in \(output.path); rerun the same command to continue")
         }
         log("\n")
+        if state.finished.isEmpty { try DurableFiles.write(try JSONEncoder().encode(state), to: stateURL) }
+
+        // every part's progress: the manifest once all have finished
+        var states = [state]
+        for p in 0..<parts where p != part {
+            guard let other = try loadState(self.stateURL(output, part: p), checksum: inputsChecksum, output: output),
+                  (0..<shardCount).filter({ $0 % parts == p }).allSatisfy({ other.finished[$0] != nil }) else {
+                log("part \(part + 1) of \(parts) finished; the manifest is written when every part has\n")
+                return nil
+            }
+            states.append(other)
+        }
+        state.finished = states.reduce(into: [:]) { $0.merge($1.finished) { a, _ in a } }
+        state.failed = states.reduce(into: [:]) { $0.merge($1.failed) { a, _ in a } }
 
         var manifest = DatasetManifest(preparation: settings)
         manifest.shards = (0..<shardCount).compactMap { state.finished[$0] ?? nil }
@@ -239,8 +263,20 @@ public struct Preparation {
         }
         manifest.complete = true
         try manifest.save(to: output)
-        try? fm.removeItem(at: stateURL)
+        for p in 0..<parts { try? fm.removeItem(at: self.stateURL(output, part: p)) }
         return manifest
+    }
+
+    /// A part's saved progress, checked against these settings and videos; nil if none.
+    func loadState(_ url: URL, checksum: String, output: URL) throws -> State? {
+        guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
+        guard let saved = try? JSONDecoder().decode(State.self, from: data) else {
+            throw PrepareError("\(url.path): unreadable progress file; delete it to redo that part's shards")
+        }
+        guard saved.settings == settings, saved.inputsChecksum == checksum else {
+            throw PrepareError("\(output.path): was being prepared with other settings or videos; use a new folder or delete it")
+        }
+        return saved
     }
 }
 

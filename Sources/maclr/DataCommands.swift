@@ -1,5 +1,7 @@
 import ArgumentParser
+import Cluster
 import Foundation
+import Tensor
 import Training
 
 struct Synth: ParsableCommand {
@@ -88,6 +90,8 @@ struct Prepare: ParsableCommand {
     @Option(help: "Flow quantisation bound in pixels.") var flowBound: Double = 20
     @Option(help: "Videos per shard.") var videosPerShard = 64
     @Option(help: "Videos decoded in parallel.") var workers = 2
+    @Option(help: "Prepare every N-th shard from the i-th (i/N), one of N processes or machines sharing the output folder; the last to finish writes the manifest. Under mpirun: the rank and size.")
+    var shard: ShardSpec?
 
     func frameSize() throws -> (Int, Int) {
         if let size {
@@ -115,10 +119,17 @@ struct Prepare: ParsableCommand {
         var p = Preparation()
         (p.width, p.height) = try frameSize()
         p.fps = fps; p.flow = flow; p.flowBound = flowBound; p.videosPerShard = videosPerShard; p.workers = workers
-        try stoppingCleanlyOnSignals {
-            let m = try prepareDataset(input: input, output: output, settings: p, log: stderrLog)
-            print("\(output): \(m.shards.count) shard(s), \(m.videoCount) videos, \(m.frameCount) frames, \(m.failed.count) failed")
-            for f in m.failed { print("  failed: \(f.source): \(f.reason)") }
+        let world = shard == nil ? Cluster.world : SingleProcess()
+        (p.part, p.parts) = shard.map { ($0.index - 1, $0.count) } ?? (world.rank, world.size)
+        try endingEveryProcessOnError(world) {
+            try stoppingCleanlyOnSignals {
+                guard let m = try prepareDataset(input: input, output: output, settings: p, log: stderrLog) else {
+                    print("\(output): part \(p.part + 1) of \(p.parts) prepared; the manifest follows when every part has finished")
+                    return
+                }
+                print("\(output): \(m.shards.count) shard(s), \(m.videoCount) videos, \(m.frameCount) frames, \(m.failed.count) failed")
+                for f in m.failed { print("  failed: \(f.source): \(f.reason)") }
+            }
         }
     }
 }

@@ -77,6 +77,39 @@ final class DistributedTests: XCTestCase {
         }
     }
 
+    /// A preparation split over two processes, by mpirun and by --shard, writes the dataset one
+    /// process writes: the same manifest (shard checksums included) and shards.
+    func testPreparationSplitOverTwoProcessesGivesTheSameDataset() throws {
+        let videos = dir.appendingPathComponent("videos")
+        XCTAssertEqual(try runMaclr(["synth", videos.path, "--classes", "2", "--per-class", "5", "--frames", "16", "--size", "32"]).status, 0)
+        let args = { (out: URL) in ["prepare", videos.appendingPathComponent("labels.csv").path, out.path, "--size", "32x32",
+                                    "--videos-per-shard", "2", "--workers", "1"] }
+        let one = dir.appendingPathComponent("one")
+        XCTAssertEqual(try runMaclr(args(one)).status, 0)
+        let mpi = dir.appendingPathComponent("mpi")
+        let split = try run(Self.mpirun!, self.mpi(2, args(mpi)))
+        XCTAssertEqual(split.status, 0, split.err)
+        let sharded = dir.appendingPathComponent("sharded")
+        let parts = try (1...2).map { i -> Process in
+            let p = Process()
+            p.executableURL = CLITests.binary
+            p.arguments = args(sharded) + ["--shard", "\(i)/2"]
+            p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        for p in parts { p.waitUntilExit(); XCTAssertEqual(p.terminationStatus, 0) }
+        let manifest = { (url: URL) throws -> NSDictionary in
+            let d = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url.appendingPathComponent("manifest.json"))) as? NSDictionary)
+            return d
+        }
+        for folder in [mpi, sharded] {
+            XCTAssertEqual(try manifest(folder), try manifest(one), folder.lastPathComponent)
+            let left = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix(".prepare-state") }
+            XCTAssertEqual(left, [], "progress files removed once the manifest is written")
+        }
+    }
+
     /// Positions are global: a run checkpointed by one process continues on two.
     func testARunResumesOnAnotherNumberOfProcesses() throws {
         let whole = dir.appendingPathComponent("whole"), run = dir.appendingPathComponent("switched")

@@ -33,4 +33,29 @@ final class SafeTensorsTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("'a'"), "\(error)")
         }
     }
+
+    /// What the fuzzed-input suite found read silently before the header had its own checksum
+    /// (a changed metadata value, a damaged name of the checksum entry), and what could trap
+    /// before the reader checked its arithmetic (a header length beyond Int, a negative shape).
+    func testDamageTheChecksumsCatch() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("damage-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try SafeTensors.write(["a": .float32(randomTensor([64], seed: 2))], metadata: ["arch": "r3d_18"], to: url)
+        let original = try Data(contentsOf: url)
+        func refused(_ change: (inout Data) -> Void, _ expected: String) throws {
+            var d = original
+            change(&d)
+            try d.write(to: url)
+            XCTAssertThrowsError(try SafeTensors.read(url)) { XCTAssertTrue("\($0)".contains(expected), "\($0)") }
+        }
+        func replace(_ d: inout Data, _ a: String, _ b: String) {
+            let range = try! XCTUnwrap(d.range(of: Data(a.utf8)))
+            d.replaceSubrange(range, with: Data(b.utf8))
+        }
+        try refused({ replace(&$0, "r3d_18", "r3d_19") }, "the header (names, shapes or metadata) fails its checksum")
+        try refused({ replace(&$0, "maclr.fnv1a64", "maclr.fnv1a65") }, "under a damaged name")
+        try refused({ $0[$0.count - 5] ^= 0x01 }, "tensor 'a' fails its checksum")
+        try refused({ $0.replaceSubrange(0..<8, with: Data(repeating: 0xFF, count: 8)) }, "does not fit")
+        try refused({ replace(&$0, "[64]", "[-1]") }, "does not match shape")
+    }
 }
