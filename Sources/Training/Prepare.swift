@@ -137,15 +137,15 @@ public struct Preparation {
                 video.warnings, video.fps)
     }
 
-    /// Runs (or resumes) preparation of `inputs` into `output`. `log` gets progress lines.
-    @discardableResult
     /// Where part `p` of `parts` records its finished shards.
     func stateURL(_ output: URL, part p: Int) -> URL {
         output.appendingPathComponent(parts == 1 ? ".prepare-state.json" : ".prepare-state.part-\(p + 1)-of-\(parts).json")
     }
 
-    /// The dataset's manifest, or nil when this part is done and others are still preparing
-    /// theirs (the last to finish writes it).
+    /// Runs (or resumes) preparation of `inputs` into `output`. `log` gets progress lines.
+    /// Returns the dataset's manifest, or nil when this part is done and others are still
+    /// preparing theirs (the last to finish writes it).
+    @discardableResult
     public func run(inputs rawInputs: [Input], output: URL, classNames: [String] = [], log: @escaping (String) -> Void) throws -> DatasetManifest? {
         guard !rawInputs.isEmpty else { throw PrepareError("no videos to prepare") }
         let fm = FileManager.default
