@@ -37,12 +37,15 @@ final class MPIWorld: Collective {
         atexit { MPI_Finalize() }
     }
 
-    func sumInPlace(_ values: UnsafeMutablePointer<Float>, count: Int) {
+    func sumInPlace(_ values: UnsafeMutablePointer<Float>, count: Int) { sum(values, count: count, type: maclr_MPI_FLOAT()) }
+    func sumInPlace(_ values: UnsafeMutablePointer<Double>, count: Int) { sum(values, count: count, type: maclr_MPI_DOUBLE()) }
+
+    func sum<T>(_ values: UnsafeMutablePointer<T>, count: Int, type: MPI_Datatype) {
         // MPI counts are Int32: large buffers go in pieces
         var done = 0
         while done < count {
             let n = min(count - done, Int(Int32.max))
-            MPI_Allreduce(maclr_MPI_IN_PLACE(), values + done, Int32(n), maclr_MPI_FLOAT(), maclr_MPI_SUM(), maclr_MPI_COMM_WORLD())
+            MPI_Allreduce(maclr_MPI_IN_PLACE(), values + done, Int32(n), type, maclr_MPI_SUM(), maclr_MPI_COMM_WORLD())
             done += n
         }
     }

@@ -20,6 +20,8 @@ public final class MaCLRModel {
         /// (1: the whole batch); with data-parallel processes each holds whole groups, so the same
         /// number gives the same statistics on any number of processes.
         public var queryBatchNormGroups = 1
+        /// Query BN statistics over the global batch, shared by the processes (SyncBatchNorm).
+        public var synchronizedBatchNorm = false
         public var loss = MaCLRLoss()
         /// MCL's motion alignment loss on the visual query, at a conv of the visual encoder.
         public var alignment: Alignment?
@@ -108,6 +110,7 @@ public final class MaCLRModel {
     /// A query pathway on this process's clips, BatchNorm over its share of the
     /// `queryBatchNormGroups` groups (one by one when it holds several).
     func queries(_ net: Pathway, _ x: Tensor) -> Tensor {
+        if config.synchronizedBatchNorm { return SynchronizedBatchNorm.with(collective) { net(x) } }
         let groups = max(1, config.queryBatchNormGroups / collective.size)
         guard groups > 1 else { return net(x) }
         let n = x.shape[0], size = (n + groups - 1) / groups

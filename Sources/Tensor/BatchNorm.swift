@@ -70,6 +70,27 @@ func batchNormComposite(_ x: Tensor, _ gamma: Tensor, _ beta: Tensor, eps: Float
     return centered / (variance + eps).sqrt() * gamma + beta
 }
 
+/// Synchronised batch norm: inside `with(_:_:)`, training-mode batch norm takes its statistics
+/// over the rows of every process of the collective (and its backward sums likewise), as
+/// PyTorch's SyncBatchNorm. Every process must run the same layers in the same order.
+public enum SynchronizedBatchNorm {
+    nonisolated(unsafe) static var collective: Collective?
+
+    public static func with<T>(_ collective: Collective, _ body: () throws -> T) rethrows -> T {
+        let outer = Self.collective
+        Self.collective = collective.size > 1 ? collective : nil
+        defer { Self.collective = outer }
+        return try body()
+    }
+
+    /// Sums `values` over the processes.
+    static func sum(_ values: [Double], _ collective: Collective) -> [Double] {
+        var buffer = values
+        buffer.withUnsafeMutableBufferPointer { collective.sumInPlace($0.baseAddress!, count: $0.count) }
+        return buffer
+    }
+}
+
 /// Batch normalisation over every axis but the last (channels-last), like BatchNorm3d.
 /// Training: batch statistics, running stats updated in place with `momentum` (PyTorch's
 /// convention, unbiased running variance). Eval: running statistics, an affine map.
@@ -119,14 +140,26 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
     }
     let s1 = folded(wide1), s2 = folded(wide2)
     let meanShift = s1.map { $0 / Double(m) }
-    let mean = (0..<c).map { Double(xp[$0]) + meanShift[$0] }
+    var mean = (0..<c).map { Double(xp[$0]) + meanShift[$0] }
+    var variance = (0..<c).map { max(0, s2[$0] / Double(m) - meanShift[$0] * meanShift[$0]) }
+    // synchronised: the statistics of every process's rows, from each one's count, mean and
+    // centred sum of squares (Chan's combination)
+    let sync = SynchronizedBatchNorm.collective
+    var rows = Double(m)
+    if let sync {
+        let counts = SynchronizedBatchNorm.sum([Double(m)] + mean.map { $0 * Double(m) }, sync)
+        rows = counts[0]
+        let global = (0..<c).map { counts[1 + $0] / rows }
+        let squares = SynchronizedBatchNorm.sum((0..<c).map { variance[$0] * Double(m) + Double(m) * (mean[$0] - global[$0]) * (mean[$0] - global[$0]) }, sync)
+        mean = global
+        variance = squares.map { max(0, $0 / rows) }
+    }
     let meanF = mean.map { Float($0) }
-    let variance = (0..<c).map { max(0, s2[$0] / Double(m) - meanShift[$0] * meanShift[$0]) }
     let invStd = variance.map { Float(1 / ($0 + Double(eps)).squareRoot()) }
     // running stats, in place
     for j in 0..<c {
         runningMean.data[j] = (1 - momentum) * runningMean.data[j] + momentum * meanF[j]
-        runningVar.data[j] = (1 - momentum) * runningVar.data[j] + momentum * Float(variance[j] * Double(m) / Double(m - 1))
+        runningVar.data[j] = (1 - momentum) * runningVar.data[j] + momentum * Float(variance[j] * rows / (rows - 1))
     }
     let scale = (0..<c).map { gamma.data[$0] * invStd[$0] }
     let shift = (0..<c).map { beta.data[$0] - meanF[$0] * scale[$0] }
@@ -141,6 +174,7 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
     }
     return record(relu ? "batch_norm_relu" : "batch_norm", y, [x, gamma, beta]) { g in
         if GradMode.isEnabled {
+            precondition(sync == nil, "synchronised batch norm has no double backward")
             // A graph is being created: differentiate the composite formula instead.
             return vjpByRecompute([x, gamma, beta], g) {
                 let z = batchNormComposite($0[0], $0[1], $0[2], eps: eps)
@@ -168,8 +202,16 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
                 }
             }
         }
-        let sumG = folded(wideG), sumGCentered = folded(wideGCentered)
+        var sumG = folded(wideG), sumGCentered = folded(wideGCentered)
+        // the parameters' gradients are this process's (the trainer averages them); the input's
+        // sees every process's rows through the shared statistics
+        let localSumGXhat = (0..<c).map { sumGCentered[$0] * Double(invStd[$0]) }, localSumG = sumG
+        if let sync {
+            let both = SynchronizedBatchNorm.sum(sumG + sumGCentered, sync)
+            sumG = Array(both[0..<c]); sumGCentered = Array(both[c...])
+        }
         let sumGXhat = (0..<c).map { sumGCentered[$0] * Double(invStd[$0]) }
+        let count = rows
         var gx: Tensor? = nil
         if x.tracksGrad {
             // gx = gamma invstd (g - mean(g) - xhat mean(g xhat)) = A g + B x + C per channel.
@@ -177,7 +219,7 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
             defer { coefficients.deallocate() }
             let ca = coefficients, cb = coefficients + wc, cc = coefficients + 2 * wc
             for j in 0..<c {
-                let a = scale[j], meanG = Float(sumG[j] / Double(m)), meanGXhat = Float(sumGXhat[j] / Double(m))
+                let a = scale[j], meanG = Float(sumG[j] / count), meanGXhat = Float(sumGXhat[j] / count)
                 ca[j] = a
                 cb[j] = -a * meanGXhat * invStd[j]
                 cc[j] = -a * meanG + a * meanGXhat * invStd[j] * meanF[j]
@@ -204,8 +246,8 @@ public func batchNorm(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Ten
             }
             gx = out
         }
-        let gGamma = gamma.tracksGrad ? Tensor(shape: gamma.shape, data: sumGXhat.map { Float($0) }) : nil
-        let gBeta = beta.tracksGrad ? Tensor(shape: beta.shape, data: sumG.map { Float($0) }) : nil
+        let gGamma = gamma.tracksGrad ? Tensor(shape: gamma.shape, data: localSumGXhat.map { Float($0) }) : nil
+        let gBeta = beta.tracksGrad ? Tensor(shape: beta.shape, data: localSumG.map { Float($0) }) : nil
         return [gx, gGamma, gBeta]
     }
 }

@@ -83,6 +83,7 @@ public enum RecipeKey {
              "key BN: shuffled sub-batches (shuffle-BN, spread over the processes when there are several) or running statistics"),
         Spec("model.bn_groups", .int(0...65_536), 0,
              "query BN statistics over this many groups of the global batch; 0: one per process (1 in a single process, DDP's per-GPU BN)"),
+        Spec("model.sync_bn", .bool, false, "query BN statistics over the whole global batch across processes (synchronised BN)"),
         Spec("loss.objective", .choices(Objective.self), "maclr", "contrastive pretraining, or labels (upper bound)"),
         Spec("loss.temperature", .number(min: 0, exclusive: true, max: 100), 0.1, "InfoNCE temperature"),
         Spec("loss.cross_modal_weight", .number(min: 0, max: 1000), 1.0, "w of L_v->m + L_m->v"),
@@ -190,6 +191,7 @@ public struct ModelSettings: Codable, Equatable, Sendable {
     public var momentum: Double
     public var keyBn: KeyBatchNorm
     public var bnGroups: Int
+    public var syncBn: Bool
 }
 
 public struct LossSettings: Codable, Equatable, Sendable {

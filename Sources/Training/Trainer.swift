@@ -174,6 +174,7 @@ public final class Trainer {
         } else {
             var config = recipe.modelConfig
             config.queryBatchNormGroups = bnGroups
+            config.synchronizedBatchNorm = recipe.model.syncBn
             // shuffle-BN over processes: each embeds whole key sub-batches
             config.keySubBatches = max(config.keySubBatches, processes)
             let model = MaCLRModel(config, seed: seed)
@@ -233,9 +234,18 @@ public final class Trainer {
         guard batch % processes == 0 else {
             throw TrainingError("optim.batch_size \(batch) is not a multiple of the \(processes) processes (each trains on an equal slice of the global batch)")
         }
+        if recipe.model.syncBn {
+            guard recipe.model.bnGroups <= 1 else {
+                throw TrainingError("model.sync_bn takes its statistics over the whole global batch; model.bn_groups \(recipe.model.bnGroups) asks for groups (use 0 or 1 with it)")
+            }
+            if aligned && processes > 1 {
+                throw TrainingError("model.sync_bn with MCL's alignment loss (loss.alignment_weight > 0) over several processes is not available: its double backward has no synchronised BN")
+            }
+            return processes
+        }
         let groups = recipe.model.bnGroups == 0 ? processes : recipe.model.bnGroups
         guard groups % processes == 0, batch % groups == 0 else {
-            throw TrainingError("model.bn_groups \(recipe.model.bnGroups) must divide optim.batch_size \(batch) and be a multiple of the \(processes) processes (synchronised BN across processes is not available), or 0 for one group per process")
+            throw TrainingError("model.bn_groups \(recipe.model.bnGroups) must divide optim.batch_size \(batch) and be a multiple of the \(processes) processes (or use 0 for one group per process, or model.sync_bn for the whole batch)")
         }
         if groups > processes && (supervised || aligned) {
             throw TrainingError("model.bn_groups \(groups) with \(processes) process(es): several BN groups per process are available for contrastive pretraining without the alignment loss only; use 0")
@@ -412,7 +422,8 @@ public final class Trainer {
             return (terms.total, terms.values)
         case .supervised(let net):
             net.train()
-            let loss = softmaxCrossEntropy(net(batch.rgbA), labels: batch.labels.map { max(0, $0) })
+            let logits = recipe.model.syncBn ? SynchronizedBatchNorm.with(collective) { net(batch.rgbA) } : net(batch.rgbA)
+            let loss = softmaxCrossEntropy(logits, labels: batch.labels.map { max(0, $0) })
             return (loss, ["loss": loss.item()])
         }
     }

@@ -2,8 +2,8 @@ import Foundation
 import XCTest
 
 /// Data-parallel pretraining under `mpirun -np 2` on this machine: the same per-step losses as
-/// one process (with the query BN in the same two groups), with in-batch negatives and with a
-/// queue; a rank killed mid-run ends the job quickly, and the rerun resumes to the same losses.
+/// one process (with the query BN in the same two groups; synchronised BN against one process's
+/// plain BN), with in-batch negatives and with a queue; a rank killed mid-run ends the job quickly, and the rerun resumes to the same losses.
 final class DistributedTests: XCTestCase {
     static let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
     var dir: URL!
@@ -16,12 +16,12 @@ final class DistributedTests: XCTestCase {
     override func tearDownWithError() throws { if let dir { try? FileManager.default.removeItem(at: dir) } }
     override class func tearDown() { TinyDataset.remove() }
 
-    func arguments(_ output: URL, steps: Int, queue: Int, checkpointEvery: Int = 1000) throws -> [String] {
+    func arguments(_ output: URL, steps: Int, queue: Int, checkpointEvery: Int = 1000, bn: [String] = ["model.bn_groups=2"]) throws -> [String] {
         ["pretrain", ReadmeAndRecipeTests.repository.appendingPathComponent("Recipes/quickstart.yaml").path,
          "--set", "data.dataset=\(try TinyDataset.url().path)", "--set", "train.output=\(output.path)",
          "--set", "optim.steps=\(steps)", "--set", "optim.warmup_steps=2", "--set", "optim.batch_size=8", "--set", "data.crop=16",
          "--set", "data.clip_frames=4", "--set", "model.head_hidden=16", "--set", "model.queue_size=\(queue)",
-         "--set", "model.bn_groups=2", "--set", "train.log_every=1", "--set", "train.checkpoint_every=\(checkpointEvery)", "--threads", "1"]
+         "--set", "train.log_every=1", "--set", "train.checkpoint_every=\(checkpointEvery)", "--threads", "1"] + bn.flatMap { ["--set", $0] }
     }
 
     /// mpirun's arguments for `processes` ranks of maclr on this machine (as root too).
@@ -75,6 +75,18 @@ final class DistributedTests: XCTestCase {
             // the two processes ended with the same weights: process 0 exported what it trained
             XCTAssertTrue(FileManager.default.fileExists(atPath: two.appendingPathComponent("encoder.safetensors").path))
         }
+    }
+
+    /// Synchronised BN: 2 processes against one process's plain BN over the same 8 clips. The
+    /// arithmetic differs (statistics combined from two halves), and this tiny run magnifies
+    /// rounding within a few steps: one process with 1 and with 2 engine threads parts the same
+    /// way. So the first 3 steps are compared, to float tolerance.
+    func testSynchronisedBatchNormGivesTheLossesOfOneProcess() throws {
+        let one = dir.appendingPathComponent("one-sync"), two = dir.appendingPathComponent("two-sync")
+        XCTAssertEqual(try runMaclr(try arguments(one, steps: 3, queue: 16, bn: ["model.bn_groups=1"])).status, 0)
+        let parallel = try run(Self.mpirun!, mpi(2, try arguments(two, steps: 3, queue: 16, bn: ["model.sync_bn=true"])))
+        XCTAssertEqual(parallel.status, 0, parallel.err)
+        try assertSameLosses(two, one, steps: 3, "synchronised BN")
     }
 
     /// A preparation split over two processes, by mpirun and by --shard, writes the dataset one
