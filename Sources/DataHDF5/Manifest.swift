@@ -85,6 +85,20 @@ public struct DatasetManifest: Codable, Equatable, Sendable {
     }
 }
 
+extension DatasetManifest.Shard {
+    /// The file at `path` against this entry's size: nil when they agree, else the fault.
+    public func sizeFault(at path: String) -> String? {
+        guard let actual = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int else { return "\(path): missing" }
+        return actual == bytes ? nil : "\(path): \(actual) bytes, the manifest says \(bytes) (truncated or rewritten)"
+    }
+
+    /// The file at `path` against this entry's checksum (a full read): nil when they agree.
+    public func checksumFault(at path: String) throws -> String? {
+        let actual = try fileChecksum(path)
+        return actual == checksum ? nil : "\(path): checksum \(actual) does not match the manifest's \(checksum)"
+    }
+}
+
 /// FNV-1a 64 of a file, streamed in 4 MiB blocks.
 public func fileChecksum(_ path: String) throws -> String {
     guard let handle = FileHandle(forReadingAtPath: path) else { throw HDF5Error("\(path): cannot read for checksum") }
@@ -112,18 +126,12 @@ struct ShardVerification {
         var changed = false
         for entry in shards {
             let path = folder.appendingPathComponent(entry.file).path
-            guard let attributes = try? FileManager.default.attributesOfItem(atPath: path), let bytes = attributes[.size] as? Int else {
-                throw HDF5Error("\(path): missing (the manifest lists it)")
-            }
-            guard bytes == entry.bytes else {
-                throw HDF5Error("\(path): \(bytes) bytes, the manifest says \(entry.bytes) (truncated or rewritten)")
-            }
-            let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-            let stamp = Stamp(bytes: bytes, modified: modified, checksum: entry.checksum)
+            if let fault = entry.sizeFault(at: path) { throw HDF5Error(fault) }
+            let modified = ((try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            let stamp = Stamp(bytes: entry.bytes, modified: modified, checksum: entry.checksum)
             if stamps[entry.file] == stamp || entry.checksum == "not-computed" { continue }
-            let actual = try fileChecksum(path)
-            guard actual == entry.checksum else {
-                throw HDF5Error("\(path): checksum \(actual) does not match the manifest's \(entry.checksum): the shard is corrupt (maclr inspect lists every fault)")
+            if let fault = try entry.checksumFault(at: path) {
+                throw HDF5Error(fault + ": the shard is corrupt (maclr inspect lists every fault)")
             }
             stamps[entry.file] = stamp
             changed = true

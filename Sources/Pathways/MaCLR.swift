@@ -97,7 +97,7 @@ public final class MaCLRModel {
                 let shuffled = gatherRows(x, order)
                 let size = (n + groups - 1) / groups
                 let perProcess = groups / collective.size
-                let mine = (collective.rank * perProcess)..<(collective.size == 1 ? groups : (collective.rank + 1) * perProcess)
+                let mine = (collective.rank * perProcess)..<((collective.rank + 1) * perProcess)
                 let parts = mine.map { g in net(shuffled.slice(axis: 0, (g * size)..<min(n, (g + 1) * size))) }
                 let embedded = collective.gatherRows(concat(parts, axis: 0))
                 var inverse = [Int](repeating: 0, count: n)

@@ -24,13 +24,11 @@ public struct DatasetInspection {
         var flow = "none"
         for entry in manifest.shards {
             let path = folder.appendingPathComponent(entry.file).path
-            guard let bytes = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int else {
-                faults.append("\(path): missing"); continue
-            }
-            if bytes != entry.bytes {
-                faults.append("\(path): \(bytes) bytes, the manifest says \(entry.bytes) (truncated or rewritten)")
-            } else if verifyChecksums, let sum = try? fileChecksum(path), sum != entry.checksum {
-                faults.append("\(path): checksum \(sum) does not match the manifest's \(entry.checksum)")
+            guard FileManager.default.fileExists(atPath: path) else { faults.append("\(path): missing"); continue }
+            if let fault = entry.sizeFault(at: path) {
+                faults.append(fault)
+            } else if verifyChecksums, let fault = try? entry.checksumFault(at: path) {
+                faults.append(fault)
             }
             let shard: ShardReader
             do { shard = try ShardReader(path: path) } catch { faults.append("\(error)"); continue }

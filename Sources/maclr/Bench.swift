@@ -100,8 +100,8 @@ struct StepBench: ParsableCommand {
         print("| | step | clip pairs/s | peak RSS | ours faster by |")
         print("|---|---|---|---|---|")
         print(String(format: "| maclr | %.1f ms | %.2f | %.2f GiB | |", ourStep * 1e3, Double(batch) / ourStep, ourRSS))
-        if !plainTimes.isEmpty {
-            let p = median(plainTimes)
+        let plainStep = plainTimes.isEmpty ? nil : median(plainTimes)
+        if let p = plainStep {
             print(String(format: "| maclr without the alignment loss | %.1f ms | %.2f | %.2f GiB | |", p * 1e3, Double(batch) / p, plainRSS))
         }
         for m in mirrored {
@@ -109,8 +109,7 @@ struct StepBench: ParsableCommand {
             let s = median(m.times)
             print(String(format: "| %@ | %.1f ms | %.2f | %.2f GiB | %.2fx |", m.name, s * 1e3, Double(batch) / s, m.rss ?? 0, s / ourStep))
         }
-        if !plainTimes.isEmpty {
-            let p = median(plainTimes)
+        if let p = plainStep {
             print(String(format: "the alignment loss (double backward) costs %.2fx the step's time and %.2fx its peak RSS", ourStep / p, ourRSS / max(plainRSS, 1e-9)))
         }
     }
