@@ -51,7 +51,7 @@ final class InterruptionTests: XCTestCase {
     func waitFor(_ what: String, timeout: TimeInterval = 120, _ condition: () -> Bool) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while !condition() {
-            guard Date() < deadline else { throw XCTSkip("timed out waiting for \(what)") }
+            guard Date() < deadline else { throw TestFailure(description: "timed out after \(Int(timeout)) s waiting for \(what)") }
             usleep(5_000)
         }
     }
@@ -161,3 +161,6 @@ final class InterruptionTests: XCTestCase {
         for (x, y) in zip(a, b) { for (k, v) in y { XCTAssertEqual(x[k]!, v, accuracy: 1e-6 * max(1, abs(v)), k) } }
     }
 }
+
+/// A test that cannot go on (a condition it waited for never came, a tool it needs is missing) fails, naming why.
+struct TestFailure: Error, CustomStringConvertible { let description: String }
