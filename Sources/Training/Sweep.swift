@@ -86,7 +86,7 @@ public struct Sweep {
 
     /// Loads and expands `path`; `overrides` (`key=value`, as `--set`) apply to every variant
     /// after the sweep's own shared `set:`.
-    public static func load(_ path: String, overrides: [String] = []) throws -> Sweep {
+    public static func load(_ path: String, overrides: [String] = [], output outputOverride: String? = nil) throws -> Sweep {
         let url = URL(fileURLWithPath: path).standardizedFileURL
         guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw RecipeError("\(path): cannot read sweep file") }
         let root: Any?
@@ -102,7 +102,7 @@ public struct Sweep {
 
         let name = (dict["name"] as? String) ?? url.deletingPathExtension().lastPathComponent
         if let o = dict["output"], (o as? String)?.isEmpty ?? true { throw RecipeError("\(path): key 'output' must be a folder, got '\(Recipe.text(o))'") }
-        let outputText = (dict["output"] as? String) ?? "runs/ablations/\(name)"
+        let outputText = outputOverride ?? (dict["output"] as? String) ?? "runs/ablations/\(name)"
         let seeds = try intList(dict["seeds"] ?? [0], key: "seeds", file: path)
         guard !seeds.isEmpty, Set(seeds).count == seeds.count, seeds.allSatisfy({ (0...Int(UInt32.max)).contains($0) }) else {
             throw RecipeError("\(path): key 'seeds' must be a list of distinct integers in 0...\(UInt32.max), got '\(Recipe.text(dict["seeds"] ?? []))'")

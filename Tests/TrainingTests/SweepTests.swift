@@ -43,6 +43,11 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(run.recipe.optim.batchSize, 4, "--set on the command line")
         XCTAssertEqual(run.recipe.train.output, "\(dir.path)/out/runs/temperature=0.05,queue_size=128/seed-4")
         XCTAssertEqual(s.metrics.map(\.rawValue), ["probe_top1", "retrieval_r1", "knn_top1", "final_loss"])
+
+        // --output: the same sweep elsewhere, every run's folder under it
+        let moved = try Sweep.load(try write("variants:\n  - name: a\n  - name: b\n    set: {optim.lr: 0.001}\n"), output: "\(dir.path)/elsewhere")
+        XCTAssertEqual(moved.output.path, "\(dir.path)/elsewhere")
+        XCTAssertEqual(moved.runs.map(\.recipe.train.output), ["a", "b"].map { "\(dir.path)/elsewhere/runs/\($0)/seed-0" })
     }
 
     func testMistakesAreNamedBeforeAnythingRuns() throws {
