@@ -158,11 +158,14 @@ public struct ClipSampler: Sendable {
     }
 
     /// `count` evenly spaced clips of entry `index` without augmentation (central crop), for
-    /// evaluation: (count, T, H, W, 3).
-    public func evaluationClips(entry index: Int, count: Int) throws -> Tensor {
+    /// evaluation: the RGB input (count, T, H, W, 3), or with `motion` the Motion pathway's
+    /// input (count, T, H, W, C) of `sampling.motion`.
+    public func evaluationClips(entry index: Int, count: Int, motion: Bool = false) throws -> Tensor {
         let e = dataset.entries[index]
         let t = sampling.frames, h = sampling.height, w = sampling.width
-        let out = Tensor(uninitialized: [count, t, h, w, 3])
+        let channels = motion ? sampling.motion.channels : 3
+        let out = Tensor(uninitialized: [count, t, h, w, channels])
+        var rgbScratch = [Float](repeating: 0, count: motion ? t * h * w * 3 : 0)
         let last = max(0, e.length - ((t - 1) * sampling.stride + 1))
         var plain = self
         plain.augmentation = .none
@@ -170,7 +173,13 @@ public struct ClipSampler: Sendable {
         let buffers = ClipBuffers()
         for k in 0..<count {
             let start = count > 1 ? Int((Double(last) * Double(k) / Double(count - 1)).rounded()) : last / 2
-            try plain.clip(e, start: start, rng: &rng, rgb: out.data + k * t * h * w * 3, motion: nil, buffers: buffers)
+            if motion {
+                try rgbScratch.withUnsafeMutableBufferPointer { rgb in
+                    try plain.clip(e, start: start, rng: &rng, rgb: rgb.baseAddress!, motion: out.data + k * t * h * w * channels, buffers: buffers)
+                }
+            } else {
+                try plain.clip(e, start: start, rng: &rng, rgb: out.data + k * t * h * w * 3, motion: nil, buffers: buffers)
+            }
         }
         return out
     }

@@ -52,9 +52,7 @@ public final class MaCLRModel {
         visual.initialize(config.weightInit, seed: seed)
         visualKey = Pathway(visual: config.visual, hidden: config.headHidden, output: config.embedding, seed: seed)
         visualKey.copyState(from: visual)
-        if let m = config.motion {
-            let q = Pathway(motion: m, hidden: config.headHidden, output: config.embedding, seed: seed &+ 100)
-            q.initialize(config.weightInit, seed: seed &+ 100)
+        if let m = config.motion, let q = Self.initialMotionPathway(config, seed: seed) {
             let k = Pathway(motion: m, hidden: config.headHidden, output: config.embedding, seed: seed &+ 100)
             k.copyState(from: q)
             motion = q; motionKey = k
@@ -64,6 +62,14 @@ public final class MaCLRModel {
         }
         visualQueue = EmbeddingQueue(size: config.queueSize, dimension: config.embedding, seed: seed &+ 300)
         visual.requireGradients(); motion?.requireGradients()
+    }
+
+    /// The Motion pathway's query as pretraining from `seed` starts it (nil without a Motion pathway).
+    public static func initialMotionPathway(_ config: Config, seed: UInt64) -> Pathway? {
+        guard let m = config.motion else { return nil }
+        let q = Pathway(motion: m, hidden: config.headHidden, output: config.embedding, seed: seed &+ 100)
+        q.initialize(config.weightInit, seed: seed &+ 100)
+        return q
     }
 
     /// The trainable parameters (query pathways), named "visual.*" and "motion.*".

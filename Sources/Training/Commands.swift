@@ -76,40 +76,69 @@ public struct EncoderSelection {
     public var checkpoint: String?, encoderFile: String?, recipePath: String?
     public var overrides: [String] = []
     public var dataset: String?
+    public var pathway: EvaluatedPathway
 
-    public init(checkpoint: String?, encoderFile: String?, recipePath: String?, overrides: [String], dataset: String?) {
+    public init(checkpoint: String?, encoderFile: String?, recipePath: String?, overrides: [String], dataset: String?,
+                pathway: EvaluatedPathway = .visual) {
         self.checkpoint = checkpoint; self.encoderFile = encoderFile; self.recipePath = recipePath
-        self.overrides = overrides; self.dataset = dataset
+        self.overrides = overrides; self.dataset = dataset; self.pathway = pathway
     }
 
-    func resolve() throws -> (Recipe, VideoResNet, ShardDataset) {
+    func recipe() throws -> Recipe {
         var r: Recipe
         if let recipePath { r = try Recipe.load(recipePath) }
         else if let checkpoint { r = try Evaluation.recipe(ofCheckpoint: checkpoint) }
         else { r = Recipe.defaults }
         try r.apply(overrides: overrides)
         if let dataset { try r.set("data.dataset", dataset) }
-        let net = try Evaluation.loadEncoder(checkpoint: checkpoint, encoderFile: encoderFile, recipe: r)
-        let ds = try ShardDataset(folder: URL(fileURLWithPath: r.data.dataset))
-        return (r, net, ds)
+        return r
     }
 
-    /// `maclr eval`: linear probe and retrieval.
+    /// The recipe, the visual encoder and the dataset.
+    func resolveVisual() throws -> (Recipe, VideoResNet, ShardDataset) {
+        let r = try recipe()
+        let net = try Evaluation.loadEncoder(checkpoint: checkpoint, encoderFile: encoderFile, recipe: r)
+        return (r, net, try ShardDataset(folder: URL(fileURLWithPath: r.data.dataset)))
+    }
+
+    /// The recipe, the chosen encoder's features (N, d) of its input clips, and the dataset.
+    func resolve() throws -> (Recipe, (Tensor) -> Tensor, ShardDataset) {
+        switch pathway {
+        case .visual:
+            let (r, net, ds) = try resolveVisual()
+            return (r, { net.features($0) }, ds)
+        case .motion:
+            guard encoderFile == nil else { throw TrainingError("an exported encoder holds the visual pathway only: give --checkpoint or --recipe") }
+            let r = try recipe()
+            let motion = try Evaluation.loadMotionPathway(checkpoint: checkpoint, recipe: r)
+            let ds = try ShardDataset(folder: URL(fileURLWithPath: r.data.dataset))
+            guard ds.hasFlow || r.data.motionInput == .frameDifference else {
+                throw TrainingError("\(r.data.dataset): no flow (prepared with --no-flow), which data.motion_input=\(r.data.motionInput.rawValue) needs")
+            }
+            return (r, { motion.features($0) }, ds)
+        }
+    }
+
+    /// `maclr eval`: linear probe, retrieval and kNN.
     public func evaluate(log: (String) -> Void) throws -> Evaluation.Report {
-        let (r, net, ds) = try resolve()
-        return try Evaluation.run(encoder: { net.features($0) }, dataset: ds, recipe: r, log: log)
+        let (r, encoder, ds) = try resolve()
+        return try Evaluation.run(encoder: encoder, dataset: ds, recipe: r, motion: pathway == .motion, log: log)
     }
 
     /// `maclr extract`: features of `split` to an HDF5 file; returns (videos, dimension).
     public func extractFeatures(split: String, to output: String, log: (String) -> Void) throws -> (count: Int, dimension: Int) {
-        let (r, net, ds) = try resolve()
-        let f = try Evaluation.features(encoder: { net.features($0) }, dataset: ds, split: split, sampling: r.sampling,
-                                        clipsPerVideo: r.eval.clipsPerVideo, log: log)
+        let (r, encoder, ds) = try resolve()
+        let f = try Evaluation.features(encoder: encoder, dataset: ds, split: split, sampling: r.sampling,
+                                        clipsPerVideo: r.eval.clipsPerVideo, motion: pathway == .motion, log: log)
         try FeatureFile.write(path: output, features: f.values, dimension: f.dimension, names: f.names, labels: f.labels,
-                              attributes: ["split": split, "arch": r.model.arch.rawValue, "dataset": r.data.dataset])
+                              attributes: ["split": split, "arch": r.model.arch.rawValue, "dataset": r.data.dataset, "pathway": pathway.rawValue])
         return (f.count, f.dimension)
     }
 }
+
+/// Which encoder `maclr eval` and `maclr extract` read: the visual one (what pretraining is for)
+/// or the Motion pathway's, on its own input (how much of the classes the motion teacher holds).
+public enum EvaluatedPathway: String, CaseIterable, Sendable { case visual, motion }
 
 /// `maclr export`: a visual encoder to torchvision-compatible safetensors. Returns a summary line.
 public enum EncoderExport {

@@ -27,16 +27,17 @@ public struct Evaluation {
         public var knnTop1: Double?
     }
 
-    /// Features of every video in `split` (or its first `limit`), `clipsPerVideo` clips each, averaged.
+    /// Features of every video in `split` (or its first `limit`), `clipsPerVideo` clips each,
+    /// averaged; with `motion` the clips are the Motion pathway's input instead of RGB.
     public static func features(encoder: (Tensor) -> Tensor, dataset: ShardDataset, split: String, sampling: ClipSampling,
-                                clipsPerVideo: Int, limit: Int? = nil, log: (String) -> Void = { _ in }) throws -> Features {
+                                clipsPerVideo: Int, motion: Bool = false, limit: Int? = nil, log: (String) -> Void = { _ in }) throws -> Features {
         let indices = Array(try dataset.indices(split: split).prefix(limit ?? Int.max))
         let sampler = ClipSampler(dataset: dataset, indices: indices, sampling: sampling, augmentation: .none, seed: 0, batchSize: 1, withMotion: false)
         var values: [Float] = [], labels: [Int] = [], names: [String] = []
         var dim = 0
         let start = Date()
         for (n, i) in indices.enumerated() {
-            let clips = try sampler.evaluationClips(entry: i, count: clipsPerVideo)
+            let clips = try sampler.evaluationClips(entry: i, count: clipsPerVideo, motion: motion)
             let f = noGrad { encoder(clips) }                           // (clips, d)
             dim = f.shape[1]
             let mean = noGrad { f.mean(axes: [0]) }
@@ -136,11 +137,14 @@ public struct Evaluation {
     }
 
     /// The whole evaluation of an encoder on a dataset with train / test splits.
-    public static func run(encoder: (Tensor) -> Tensor, dataset: ShardDataset, recipe: Recipe, log: (String) -> Void) throws -> Report {
+    public static func run(encoder: (Tensor) -> Tensor, dataset: ShardDataset, recipe: Recipe, motion: Bool = false,
+                           log: (String) -> Void) throws -> Report {
         let sampling = recipe.sampling
         let clips = recipe.eval.clipsPerVideo
-        let train = try features(encoder: encoder, dataset: dataset, split: recipe.eval.splitTrain, sampling: sampling, clipsPerVideo: clips, log: log)
-        let test = try features(encoder: encoder, dataset: dataset, split: recipe.eval.splitTest, sampling: sampling, clipsPerVideo: clips, log: log)
+        let train = try features(encoder: encoder, dataset: dataset, split: recipe.eval.splitTrain, sampling: sampling, clipsPerVideo: clips,
+                                 motion: motion, log: log)
+        let test = try features(encoder: encoder, dataset: dataset, split: recipe.eval.splitTest, sampling: sampling, clipsPerVideo: clips,
+                                motion: motion, log: log)
         let classes = max(dataset.manifest.classes.count, (train.labels + test.labels).max().map { $0 + 1 } ?? 1)
         let (top1, top5) = linearProbe(train: train, test: test, classes: classes, l2: Float(recipe.eval.probeL2),
                                        iterations: recipe.eval.probeIterations)
@@ -169,6 +173,21 @@ public struct Evaluation {
         }
         net.eval()
         return net
+    }
+
+    /// The Motion pathway's encoder (with its head) of a run or checkpoint, or with none its
+    /// random init as pretraining draws it from the recipe's seed.
+    public static func loadMotionPathway(checkpoint: String?, recipe: Recipe) throws -> Pathway {
+        guard let pathway = MaCLRModel.initialMotionPathway(recipe.modelConfig, seed: UInt64(recipe.seed)) else {
+            throw TrainingError("model.motion_pathway is none: \(checkpoint ?? "the recipe") has no Motion pathway to evaluate")
+        }
+        if let checkpoint {
+            let url = try resolveCheckpoint(checkpoint)
+            let (tensors, _) = try SafeTensors.read(url.appendingPathComponent("state.safetensors"))
+            try pathway.loadNamedState(tensors, prefix: "motion", source: url.path)
+        }
+        pathway.eval()
+        return pathway
     }
 
     /// A checkpoint folder, or the newest complete one under a run folder.

@@ -33,7 +33,7 @@ public struct SaliencyPictures {
     }
 
     public func write() throws -> Result {
-        let (recipe, net, dataset) = try selection.resolve()
+        let (recipe, net, dataset) = try selection.resolveVisual()
         guard let index = dataset.entries.firstIndex(where: { $0.name == video }) else {
             let some = dataset.entries.prefix(3).map(\.name).joined(separator: ", ")
             throw TrainingError("\(dataset.folder.path): no video named '\(video)' (names look like \(some))")

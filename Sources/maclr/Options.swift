@@ -8,6 +8,7 @@ import Training
 let stderrLog: @Sendable (String) -> Void = { ConsoleLog.standardError.write($0) }
 
 extension Architecture: ExpressibleByArgument {}
+extension EvaluatedPathway: ExpressibleByArgument {}
 extension Runtime.ConvPaths: ExpressibleByArgument {}
 
 /// How the engine runs: shared by every command that computes.

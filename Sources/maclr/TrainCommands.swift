@@ -36,16 +36,21 @@ struct EncoderOptions: ParsableArguments {
     @Option(help: "A recipe: its randomly initialised encoder (the floor), or the settings for --encoder.") var recipe: String?
     @Option(name: .customLong("set"), help: "Override a recipe key (repeatable).") var overrides: [String] = []
     @Option(help: "Dataset folder (default: the recipe's data.dataset).") var dataset: String?
+    @Option(help: "Which encoder: visual (what pretraining is for), or motion (the Motion pathway on its own input, from --checkpoint or --recipe).")
+    var pathway: EvaluatedPathway = .visual
 
     func validate() throws {
         guard [checkpoint, encoder, recipe].contains(where: { $0 != nil }) else {
             throw ValidationError("give --checkpoint RUN, --encoder FILE or --recipe FILE (random init)")
         }
         guard !(checkpoint != nil && encoder != nil) else { throw ValidationError("give --checkpoint or --encoder, not both") }
+        guard !(pathway == .motion && encoder != nil) else {
+            throw ValidationError("--pathway motion needs --checkpoint or --recipe: an exported encoder holds the visual pathway only")
+        }
     }
 
     var selection: EncoderSelection {
-        EncoderSelection(checkpoint: checkpoint, encoderFile: encoder, recipePath: recipe, overrides: overrides, dataset: dataset)
+        EncoderSelection(checkpoint: checkpoint, encoderFile: encoder, recipePath: recipe, overrides: overrides, dataset: dataset, pathway: pathway)
     }
 }
 
@@ -147,6 +152,7 @@ struct Ablate: ParsableCommand {
     @Argument(help: "Sweep YAML file (see Recipes/ablations/).") var sweep: String
     @Option(name: .customLong("set"), help: "Override a recipe key in every variant (repeatable).") var overrides: [String] = []
     @Option(help: "Run every N-th run from the i-th (i/N).") var shard: ShardSpec?
+    @Option(help: "Folder of the runs and reports instead of the sweep's 'output' (the same sweep on another dataset).") var output: String?
     @Flag(help: "List the runs with their estimated cost (a few timed steps of each variant), run nothing.") var dryRun = false
     @Flag(help: "Only gather the complete runs into the reports.") var report = false
     @OptionGroup var engine: EngineFlags
@@ -157,7 +163,7 @@ struct Ablate: ParsableCommand {
 
     func run() throws {
         engine.apply()
-        let loaded = try Sweep.load(sweep, overrides: overrides)
+        let loaded = try Sweep.load(sweep, overrides: overrides, output: output)
         let ablation = try Ablation(sweep: loaded, shard: shard?.index ?? 1, of: shard?.count ?? 1)
         if report {
             let counts = try AblationReport.write(loaded)

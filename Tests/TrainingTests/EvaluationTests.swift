@@ -4,6 +4,7 @@ import Foundation
 import Pathways
 import Tensor
 import Training
+import Video
 import XCTest
 
 final class EvaluationTests: XCTestCase {
@@ -79,5 +80,50 @@ final class EvaluationTests: XCTestCase {
         let b = try Evaluation.run(encoder: { exported.features($0) }, dataset: ds, recipe: recipe, log: { _ in })
         XCTAssertEqual(a, b, "the checkpoint and the exported encoder are the same network")
         XCTAssertEqual(a.trainVideos, 9); XCTAssertEqual(a.testVideos, 3)
+    }
+    func testTheMotionPathwayIsEvaluatedOnItsFlowInputFromTheCheckpoint() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("eval-motion-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try makeTinyDataset(dir.appendingPathComponent("ds"))
+        let run = dir.appendingPathComponent("run")
+        let recipe = try tinyRecipe(dataset: dir.appendingPathComponent("ds"), output: run)
+        try Trainer(recipe: recipe).run { _ in }
+        let ds = try ShardDataset(folder: dir.appendingPathComponent("ds"))
+
+        // the Motion pathway's input is the flow: the box moves 0.5 px a frame, right in class 0 and left in class 1
+        let sampler = ClipSampler(dataset: ds, indices: Array(ds.entries.indices), sampling: recipe.sampling, augmentation: .none, seed: 0,
+                                  batchSize: 1, withMotion: true)
+        let speed = Motion.dequantize(Motion.quantize(0.5, bound: 20), bound: 20) / 20
+        for i in 0..<2 {
+            let clips = try sampler.evaluationClips(entry: i, count: 2, motion: true)
+            XCTAssertEqual(clips.shape, [2, 4, 32, 32, 2])
+            let u = clips.toArray().enumerated().filter { $0.offset % 2 == 0 }.map(\.element)
+            let rightwards = ds.entries[i].label == 0
+            XCTAssertEqual(rightwards ? u.max()! : u.min()!, rightwards ? speed : -speed, accuracy: 1e-5, ds.entries[i].name)
+        }
+
+        // the checkpoint's Motion pathway; without one, the random init pretraining starts from
+        let trained = try Evaluation.loadMotionPathway(checkpoint: run.path, recipe: recipe)
+        let saved = try SafeTensors.read(try Evaluation.resolveCheckpoint(run.path).appendingPathComponent("state.safetensors")).tensors
+        let trainedState = trained.namedState(prefix: "motion")
+        XCTAssertGreaterThan(trainedState.count, 10)
+        for (name, t) in trainedState { XCTAssertEqual(t.toArray(), saved[name]?.toArray(), name) }
+        let start = try Evaluation.loadMotionPathway(checkpoint: nil, recipe: recipe).namedState(prefix: "motion")
+        let pretrainingStart = MaCLRModel(recipe.modelConfig, seed: UInt64(recipe.seed)).motion!.namedState(prefix: "motion")
+        XCTAssertEqual(start.map { $0.1.toArray() }, pretrainingStart.map { $0.1.toArray() })
+        XCTAssertNotEqual(start[0].1.toArray(), trainedState[0].1.toArray(), "training moved the weights")
+
+        // maclr eval --pathway motion: the probe on those features (the flow's sign decides the class)
+        let report = try EncoderSelection(checkpoint: run.path, encoderFile: nil, recipePath: nil, overrides: [], dataset: nil, pathway: .motion)
+            .evaluate(log: { _ in })
+        let direct = try Evaluation.run(encoder: { trained.features($0) }, dataset: ds, recipe: recipe, motion: true, log: { _ in })
+        XCTAssertEqual(report, direct)
+        XCTAssertEqual(report.testVideos, 3)
+        XCTAssertEqual(report.top1, 1.0)
+
+        XCTAssertThrowsError(try EncoderSelection(checkpoint: nil, encoderFile: nil, recipePath: nil, overrides: ["model.motion_pathway=none"],
+                                                  dataset: ds.folder.path, pathway: .motion).evaluate(log: { _ in })) { error in
+            XCTAssertTrue("\(error)".contains("model.motion_pathway is none"), "\(error)")
+        }
     }
 }
