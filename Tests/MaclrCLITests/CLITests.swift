@@ -29,6 +29,12 @@ final class CLITests: XCTestCase {
         let r = try run(["export", "--arch", "r4d_18", "--output", "/tmp/x.safetensors"])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.err.contains("'r4d_18'"), r.err)
+        let pathway = try run(["eval", "--recipe", "Recipes/quickstart.yaml", "--pathway", "audio"])
+        XCTAssertNotEqual(pathway.status, 0)
+        XCTAssertTrue(pathway.err.contains("'audio'"), pathway.err)
+        let exported = try run(["eval", "--encoder", "/tmp/x.safetensors", "--pathway", "motion"])
+        XCTAssertNotEqual(exported.status, 0)
+        XCTAssertTrue(exported.err.contains("--pathway motion needs --checkpoint or --recipe"), exported.err)
     }
 
     /// bench conv names the bad value before any conv runs (a zero stride divided by zero, an
