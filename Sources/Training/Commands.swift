@@ -108,7 +108,7 @@ public struct EncoderSelection {
             let (r, net, ds) = try resolveVisual()
             return (r, { net.features($0) }, ds)
         case .motion:
-            guard encoderFile == nil else { throw TrainingError("an exported encoder holds the visual pathway only: give --checkpoint or --recipe") }
+            guard encoderFile == nil else { throw TrainingError("--pathway motion needs --checkpoint or --recipe: an exported encoder holds the visual pathway only") }
             let r = try recipe()
             let motion = try Evaluation.loadMotionPathway(checkpoint: checkpoint, recipe: r)
             let ds = try ShardDataset(folder: URL(fileURLWithPath: r.data.dataset))

@@ -44,9 +44,6 @@ struct EncoderOptions: ParsableArguments {
             throw ValidationError("give --checkpoint RUN, --encoder FILE or --recipe FILE (random init)")
         }
         guard !(checkpoint != nil && encoder != nil) else { throw ValidationError("give --checkpoint or --encoder, not both") }
-        guard !(pathway == .motion && encoder != nil) else {
-            throw ValidationError("--pathway motion needs --checkpoint or --recipe: an exported encoder holds the visual pathway only")
-        }
     }
 
     var selection: EncoderSelection {
