@@ -14,6 +14,10 @@ enum HDF5 {
     static let initialized: Void = {
         // We report errors ourselves, naming the file; HDF5's own stack dumps are noise.
         H5Eset_auto2(maclr_H5E_DEFAULT(), nil, nil)
+        // HDF5 shuts itself down at exit (its handler, registered by the call above, runs after
+        // this one); a loader thread still reading or closing a handle would then find it gone
+        // and print its diagnostics over our one error line. From exit on, the lock stays taken.
+        atexit { HDF5.lock.lock() }
     }()
 
     @discardableResult
