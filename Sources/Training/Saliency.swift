@@ -30,6 +30,21 @@ public struct SaliencyPictures {
         /// The share of P's mass (summed over the clip) on the pixels where M is above its mean:
         /// how much of the saliency sits on what moves.
         public var massOnMotion: Double
+        /// The share of the pixels where M is above its mean: what a map spread evenly would score.
+        public var motionArea: Double
+    }
+
+    /// P's share of mass on the pixels where M is above its mean, and those pixels' share of all;
+    /// `saliency` and `boundaries` hold the same pixels in the same order.
+    public static func shareOnMotion(saliency: [Float], boundaries m: [Float]) -> (mass: Double, area: Double) {
+        precondition(saliency.count == m.count && !m.isEmpty, "one saliency value per motion-boundary value")
+        let meanM = m.reduce(0, +) / Float(m.count)
+        var onMotion = 0.0, total = 0.0, moving = 0
+        for (p, b) in zip(saliency, m) {
+            total += Double(p)
+            if b > meanM { onMotion += Double(p); moving += 1 }
+        }
+        return (total > 0 ? onMotion / total : 0, Double(moving) / Double(m.count))
     }
 
     public func write() throws -> Result {
@@ -55,10 +70,8 @@ public struct SaliencyPictures {
         let pFull = Self.upsample(p, frames: t, height: h, width: w)
         let m = a.boundaries!.toArray()
         let files = try draw(rgb: a.rgb, saliency: pFull, boundaries: m, frames: t, height: h, width: w)
-        let meanM = m.reduce(0, +) / Float(m.count)
-        let onMotion = zip(pFull, m).reduce(0.0) { $0 + ($1.1 > meanM ? Double($1.0) : 0) }
-        let total = pFull.reduce(0.0) { $0 + Double($1) }
-        return Result(files: files, massOnMotion: total > 0 ? onMotion / total : 0)
+        let share = Self.shareOnMotion(saliency: pFull, boundaries: m)
+        return Result(files: files, massOnMotion: share.mass, motionArea: share.area)
     }
 
     /// P for clip `a` matched against clip `b` (batch-norm in inference mode).

@@ -222,6 +222,6 @@ struct SaliencyCommand: ParsableCommand {
         var pictures = SaliencyPictures(selection: source.selection, video: video, output: URL(fileURLWithPath: output), layer: layer)
         pictures.scale = scale
         let result = try pictures.write()
-        print("wrote \(result.files.count - 1) PNG frames and \(result.files.last!.path); \(String(format: "%.0f", 100 * result.massOnMotion)) % of the map's mass lies where the motion boundaries are above their mean")
+        print("wrote \(result.files.count - 1) PNG frames and \(result.files.last!.path); \(String(format: "%.0f", 100 * result.massOnMotion)) % of the map's mass lies where the motion boundaries are above their mean (\(String(format: "%.0f", 100 * result.motionArea)) % of the pixels)")
     }
 }

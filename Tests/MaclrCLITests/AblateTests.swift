@@ -231,6 +231,8 @@ final class SaliencyCLITests: XCTestCase {
                               "--output", out.path, "--scale", "2", "--threads", "1"])
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertTrue(r.out.contains("wrote 4 PNG frames"), r.out)
+        XCTAssertNotNil(r.out.range(of: #"\d+ % of the map's mass lies where the motion boundaries are above their mean \(\d+ % of the pixels\)"#,
+                                    options: .regularExpression), r.out)
         for name in ["frame-000.png", "frame-003.png", "saliency.gif"] {
             let bytes = try Data(contentsOf: out.appendingPathComponent(name))
             XCTAssertEqual(Array(bytes.prefix(3)), name.hasSuffix(".png") ? [0x89, 0x50, 0x4E] : [0x47, 0x49, 0x46], name)
