@@ -2,13 +2,14 @@
 # The README's results table: the synthetic motion benchmark at the quickstart's budget on three
 # datasets, each through `maclr ablate Recipes/ablations/benchmark.yaml --output ...` (visual-only,
 # MaCLR, the quickstart's MaCLR + motion intra-modal, supervised; 3 seeds) plus the random-init
-# floor (`maclr eval --recipe Recipes/quickstart.yaml`):
+# floor (`maclr eval --recipe Recipes/quickstart.yaml`), and MCL's two recipes (`maclr pretrain
+# Recipes/mcl.yaml` and `maclr-mcl.yaml`, 3 seeds, with their own augmentation):
 #   plain             the main job's set (objects over drifting textures)
 #   real-backgrounds  the same classes over windows of real videos (camera motion and all)
 #   partial-bias      80 % of each class's training videos on the class's hue, colour
 #                     augmentation on (jitter, grayscale, blur; whole frames)
-# Writes OUT/SETTING/{videos,dataset,ablation,random-init-SEED.json} and OUT/results.md. About
-# 10 minutes of preparation and 50 minutes of training per dataset on 2 cores.
+# Writes OUT/SETTING/{videos,dataset,ablation,random-init-SEED.json,mcl-SEED,maclr-mcl-SEED} and
+# OUT/results.md. About 10 minutes of preparation and 75 minutes of training per dataset on 2 cores.
 #
 # Usage: bash benchmarks/synthetic_results.sh [OUT] [BACKGROUNDS]
 #        (defaults: runs/benchmark; opencv-doc's example videos, installed when missing)
@@ -53,6 +54,16 @@ for setting in $settings; do
     fi
     $maclr ablate Recipes/ablations/benchmark.yaml --output "$out/$setting/ablation" --set data.dataset="$ds" \
         "${ablate_flags[@]}" --shard "$shard" --threads "$threads"
+    mcl_run=0
+    for seed in $seeds; do
+        for recipe in mcl maclr-mcl; do
+            mcl_run=$((mcl_run + 1))
+            [ $(( (mcl_run - 1) % ${shard#*/} + 1 )) = "${shard%%/*}" ] || continue
+            [ -f "$out/$setting/$recipe-$seed/eval.json" ] ||
+                $maclr pretrain "Recipes/$recipe.yaml" --set data.dataset="$ds" --set seed="$seed" \
+                    --set train.output="$out/$setting/$recipe-$seed" --threads "$threads" --eval
+        done
+    done
     if [ "$shard" = 1/1 ] || [ "${shard%%/*}" = 1 ]; then
         for seed in $seeds; do
             [ -f "$out/$setting/random-init-$seed.json" ] ||
@@ -67,12 +78,13 @@ import json, os, statistics, sys
 out, seeds = sys.argv[1], sys.argv[2].split()
 settings = [("plain", "plain"), ("real-backgrounds", "real-video backgrounds"), ("partial-bias", "partial scene bias")]
 rows = [("random init", None), ("visual-only (MoCo/CVRL-style)", "visual-only"), ("MaCLR (visual + cross-modal)", "maclr"),
-        ("MaCLR + motion intra-modal, cross-modal x4 (quickstart)", "quickstart"), ("supervised (labels)", "supervised")]
+        ("MaCLR + motion intra-modal, cross-modal x4 (quickstart)", "quickstart"),
+        ("MCL (Recipes/mcl.yaml)", "mcl"), ("MaCLR + MCL (Recipes/maclr-mcl.yaml)", "maclr-mcl"), ("supervised (labels)", "supervised")]
 def values(setting, variant, metric):
-    if variant is None:
+    if variant in (None, "mcl", "maclr-mcl"):
         found = []
         for s in seeds:
-            path = f"{out}/{setting}/random-init-{s}.json"
+            path = f"{out}/{setting}/random-init-{s}.json" if variant is None else f"{out}/{setting}/{variant}-{s}/eval.json"
             if os.path.exists(path):
                 e = json.load(open(path))
                 found.append(e["top1"] if metric == "probe_top1" else e["recallAt1"])
