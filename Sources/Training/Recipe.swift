@@ -279,10 +279,16 @@ public struct Recipe: Equatable {
     }
 
     /// Sets one key (checked like an override).
-    public mutating func set(_ key: String, _ value: Any) throws {
-        try Self.check(key: key, file: "--set")
+    public mutating func set(_ key: String, _ value: Any) throws { try set([(key, value)]) }
+
+    /// Sets several keys, each checked like an override; the whole recipe is checked once they are
+    /// all set, so keys bound to each other (optim.min_lr at most optim.lr) can move together.
+    public mutating func set(_ pairs: [(key: String, value: Any)]) throws {
         var v = values
-        v[key] = try Self.coerce(value, for: RecipeKey.byKey[key]!, file: "--set")
+        for (key, value) in pairs {
+            try Self.check(key: key, file: "--set")
+            v[key] = try Self.coerce(value, for: RecipeKey.byKey[key]!, file: "--set")
+        }
         (seed, data, model, loss, optim, train, eval) = try Self.decode(v, source: source)
         values = v
     }

@@ -164,11 +164,8 @@ public struct Sweep {
                 let folder = output.appendingPathComponent("runs").appendingPathComponent(variant.name).appendingPathComponent("seed-\(seed)")
                 var recipe = base
                 let label = "\(path) (variant '\(variant.name)')"
-                for (key, value) in shared + variant.overrides.map({ ($0.key, $0.value) }) {
-                    try recipe.set(key, parsedValue(value), file: label)
-                }
-                try recipe.set("seed", seed, file: label)
-                try recipe.set("train.output", folder.path, file: label)
+                let overrides = (shared + variant.overrides.map { ($0.key, $0.value) }).map { (key: $0.0, value: parsedValue($0.1)) }
+                try recipe.set(overrides + [("seed", seed), ("train.output", folder.path)], file: label)
                 runs.append(Run(variant: variant, seed: seed, recipe: recipe, folder: folder))
             }
         }
@@ -215,11 +212,13 @@ public struct Sweep {
 }
 
 extension Recipe {
-    /// Sets one key, an error naming `file` (a sweep file and variant) when the key or value is bad.
-    mutating func set(_ key: String, _ value: Any, file: String) throws {
-        try Self.check(key: key, file: file)
-        _ = try Self.coerce(value, for: RecipeKey.byKey[key]!, file: file)
-        do { try set(key, value) } catch let e as RecipeError {
+    /// Sets keys together, an error naming `file` (a sweep file and variant) when a key or value is bad.
+    mutating func set(_ pairs: [(key: String, value: Any)], file: String) throws {
+        for (key, value) in pairs {
+            try Self.check(key: key, file: file)
+            _ = try Self.coerce(value, for: RecipeKey.byKey[key]!, file: file)
+        }
+        do { try set(pairs) } catch let e as RecipeError {
             throw RecipeError(e.description.replacingOccurrences(of: "--set", with: file))
         }
     }

@@ -50,6 +50,17 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(moved.runs.map(\.recipe.train.output), ["a", "b"].map { "\(dir.path)/elsewhere/runs/\($0)/seed-0" })
     }
 
+    /// Keys bound to each other move together: base.yaml's constant rate (lr = min_lr = 3e-4)
+    /// lowered in one variant, which a key-by-key check refused half-way (min_lr above the new lr).
+    func testAVariantMovesBoundKeysTogether() throws {
+        let s = try Sweep.load(try write("variants:\n  - name: slow\n    set: {optim.lr: 0.0001, optim.min_lr: 0.0001}\n"))
+        XCTAssertEqual(s.runs[0].recipe.optim.lr, 0.0001)
+        XCTAssertEqual(s.runs[0].recipe.optim.minLr, 0.0001)
+        XCTAssertThrowsError(try Sweep.load(try write("variants:\n  - name: bad\n    set: {optim.lr: 0.0001}\n"))) { error in
+            XCTAssertTrue("\(error)".contains("key 'optim.min_lr' must be at most optim.lr (0.0001), got '0.0003'"), "\(error)")
+        }
+    }
+
     func testMistakesAreNamedBeforeAnythingRuns() throws {
         let cases: [(String, String)] = [
             ("seed: [0]\n", "unknown sweep key 'seed' (did you mean 'seeds'?)"),
