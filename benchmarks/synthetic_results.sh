@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The README's results table: the synthetic motion benchmark at the quickstart's budget on three
 # datasets, each through `maclr ablate Recipes/ablations/benchmark.yaml --output ...` (visual-only,
-# MaCLR, the quickstart's MaCLR + motion intra-modal, supervised; 3 seeds) plus the random-init
-# floor (`maclr eval --recipe Recipes/quickstart.yaml`), and MCL's two recipes (`maclr pretrain
-# Recipes/mcl.yaml` and `maclr-mcl.yaml`, 3 seeds, with their own augmentation):
+# MaCLR, the quickstart's MaCLR + motion intra-modal at its lr and at half of it, supervised;
+# 3 seeds) plus the random-init floor (`maclr eval --recipe Recipes/quickstart.yaml`), and MCL's
+# two recipes (`maclr pretrain Recipes/mcl.yaml` and `maclr-mcl.yaml`, 3 seeds, with their own
+# augmentation):
 #   plain             the main job's set (objects over drifting textures)
 #   real-backgrounds  the same classes over windows of real videos (camera motion and all)
 #   partial-bias      80 % of each class's training videos on the class's hue, colour
 #                     augmentation on (jitter, grayscale, blur; whole frames)
 # Writes OUT/SETTING/{videos,dataset,ablation,random-init-SEED.json,mcl-SEED,maclr-mcl-SEED} and
-# OUT/results.md. About 10 minutes of preparation and 75 minutes of training per dataset on 2 cores.
+# OUT/results.md. About 10 minutes of preparation and 90 minutes of training per dataset on 2 cores.
 #
 # Usage: bash benchmarks/synthetic_results.sh [OUT] [BACKGROUNDS]
 #        (defaults: runs/benchmark; opencv-doc's example videos, installed when missing)
@@ -78,7 +79,8 @@ import json, os, statistics, sys
 out, seeds = sys.argv[1], sys.argv[2].split()
 settings = [("plain", "plain"), ("real-backgrounds", "real-video backgrounds"), ("partial-bias", "partial scene bias")]
 rows = [("random init", None), ("visual-only (MoCo/CVRL-style)", "visual-only"), ("MaCLR (visual + cross-modal)", "maclr"),
-        ("MaCLR + motion intra-modal, cross-modal x4 (quickstart)", "quickstart"),
+        ("MaCLR + motion intra-modal, cross-modal x4, lr 3e-4", "quickstart-lr-3e-4"),
+        ("the same at lr 6e-4 (quickstart)", "quickstart"),
         ("MCL (Recipes/mcl.yaml)", "mcl"), ("MaCLR + MCL (Recipes/maclr-mcl.yaml)", "maclr-mcl"), ("supervised (labels)", "supervised")]
 def values(setting, variant, metric):
     if variant in (None, "mcl", "maclr-mcl"):
