@@ -214,10 +214,6 @@ public struct Sweep {
 extension Recipe {
     /// Sets keys together, an error naming `file` (a sweep file and variant) when a key or value is bad.
     mutating func set(_ pairs: [(key: String, value: Any)], file: String) throws {
-        for (key, value) in pairs {
-            try Self.check(key: key, file: file)
-            _ = try Self.coerce(value, for: RecipeKey.byKey[key]!, file: file)
-        }
         do { try set(pairs) } catch let e as RecipeError {
             throw RecipeError(e.description.replacingOccurrences(of: "--set", with: file))
         }
