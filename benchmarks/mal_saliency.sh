@@ -22,7 +22,7 @@ layer_option=(); [ "$layer" = last ] || layer_option=(--layer "$layer")
 for weight in 0 $weights; do
   [ -f "$out/mal-$weight/encoder.safetensors" ] ||
     $maclr pretrain Recipes/mcl.yaml "${common[@]}" --set loss.alignment_weight=$weight \
-      --set loss.alignment_warmup_weight=$((2 * weight)) --set train.output="$out/mal-$weight" 2>"$out/mal-$weight.log"
+      --set loss.alignment_warmup_weight="$(awk "BEGIN { print 2 * $weight }")" --set train.output="$out/mal-$weight" 2>"$out/mal-$weight.log"
 done
 sources=("random init:--recipe Recipes/mcl.yaml --set data.dataset=$ds" "MCL without the alignment loss:--checkpoint $out/mal-0")
 for weight in $weights; do sources+=("MCL with the alignment loss x$weight:--checkpoint $out/mal-$weight"); done
