@@ -1,13 +1,14 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Imports run one way, down (DESIGN.md): maclr -> Benchmarks -> Training -> {Pathways, Losses,
-// DataHDF5, Video} -> Backbones -> Tensor -> CBLAS; Training -> CCairo for its report plots.
+// Imports run one way, down (docs/architecture.md): maclr -> {Sweeps, Benchmarks} -> Evaluation
+// -> Training -> {Pathways, Losses, DataHDF5, Cluster} -> {Backbones, Video, LongWork} -> Tensor
+// -> CBLAS; Sweeps -> CCairo for its report plots.
 
 // The kernel modules are optimised even in debug builds (tests stay fast; preconditions stay on)
 // and compiled for the CPU that builds them: without it Swift targets baseline x86-64 (SSE2, no
 // FMA), so every SIMD loop runs 4 floats wide on a CPU that has 16. Set MACLR_PORTABLE=1 when
-// building a binary for other machines (MACLR_NATIVE then stays undefined: see Engine.fusedConv).
+// building a binary for other machines (MACLR_NATIVE then stays undefined: see EngineOptions.packedGEMMPays).
 let kernelFlags: [SwiftSetting] = [.unsafeFlags(
     Context.environment["MACLR_PORTABLE"] == nil ? ["-O", "-target-cpu", "native", "-DMACLR_NATIVE"] : ["-O"])]
 let package = Package(
@@ -17,6 +18,8 @@ let package = Package(
         .library(name: "Tensor", targets: ["Tensor"]),
         .library(name: "Backbones", targets: ["Backbones"]),
         .library(name: "Pathways", targets: ["Pathways"]),
+        .library(name: "Training", targets: ["Training"]),
+        .library(name: "Evaluation", targets: ["Evaluation"]),
         .executable(name: "maclr", targets: ["maclr"]),
     ],
     dependencies: [
@@ -40,19 +43,29 @@ let package = Package(
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: kernelFlags),
         .target(name: "Backbones", dependencies: ["Tensor"]),
         .target(name: "Losses", dependencies: ["Tensor"]),
-        // Data-parallel processes over MPI, behind Tensor's Collective.
-        .target(name: "Cluster", dependencies: ["CMPI", "Tensor"]),
         .target(name: "Pathways", dependencies: ["Backbones", "Losses", "Tensor"]),
         .target(name: "Video", dependencies: ["CFFmpeg", "Tensor"], swiftSettings: kernelFlags),
-        .target(name: "DataHDF5", dependencies: ["CHDF5", "Video", "Tensor"], swiftSettings: kernelFlags),
-        .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video", "DataHDF5", "Losses", "Pathways", "CCairo",
-                                                  .product(name: "Yams", package: "Yams"),
-                                                  .product(name: "SwiftCSV", package: "SwiftCSV")]),
+        // Progress lines and clean stops on SIGTERM / SIGINT, for every long job.
+        .target(name: "LongWork"),
+        // The shard format, preparation from videos, clip sampling, augmentation, the loader.
+        .target(name: "DataHDF5", dependencies: ["CHDF5", "Video", "Tensor", "LongWork",
+                                                  .product(name: "SwiftCSV", package: "SwiftCSV")],
+                swiftSettings: kernelFlags),
+        // Data-parallel processes over MPI, behind Tensor's Collective.
+        .target(name: "Cluster", dependencies: ["CMPI", "Tensor"]),
+        // The recipe and what it derives, the trainer loop, the run folder and its checkpoints.
+        .target(name: "Training", dependencies: ["Backbones", "Tensor", "Video", "DataHDF5", "Losses", "Pathways", "Cluster", "LongWork",
+                                                  .product(name: "Yams", package: "Yams")]),
+        // Probe, retrieval, kNN, extract, export, saliency.
+        .target(name: "Evaluation", dependencies: ["Training", "Pathways", "Backbones", "Losses", "DataHDF5", "Video", "Tensor", "LongWork"]),
+        // Sweep files, the ablation runner, results, plots, the HTML report.
+        .target(name: "Sweeps", dependencies: ["Evaluation", "Training", "DataHDF5", "Tensor", "LongWork", "CCairo",
+                                                .product(name: "Yams", package: "Yams")]),
         // Throughput figures beside PyTorch and h5py: timing lives here, never in the engine.
         .target(name: "Benchmarks", dependencies: ["Training", "Pathways", "Backbones", "Losses", "DataHDF5", "Video", "Tensor"],
                 swiftSettings: kernelFlags),
         .executableTarget(name: "maclr", dependencies: [
-            "Training", "Benchmarks", "Cluster", "Tensor",
+            "Training", "Evaluation", "Sweeps", "Benchmarks",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -61,8 +74,14 @@ let package = Package(
         .testTarget(name: "VideoTests", dependencies: ["Video"]),
         .testTarget(name: "LossesTests", dependencies: ["Losses", "Tensor"]),
         .testTarget(name: "PathwaysTests", dependencies: ["Pathways", "Backbones", "Losses", "Tensor"], exclude: ["Fixtures"]),
-        .testTarget(name: "DataHDF5Tests", dependencies: ["DataHDF5", "Video", "Tensor"], exclude: ["Fixtures"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Pathways", "Backbones", "DataHDF5", "Tensor"], exclude: []),
+        .testTarget(name: "LongWorkTests", dependencies: ["LongWork"]),
+        .testTarget(name: "DataHDF5Tests", dependencies: ["DataHDF5", "Video", "Tensor", "LongWork"], exclude: ["Fixtures"]),
+        // A tiny dataset and recipe that the tests of Training and above train on.
+        .target(name: "TrainingTestSupport", dependencies: ["Training", "DataHDF5", "Video", "Tensor"], path: "Tests/TrainingTestSupport"),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TrainingTestSupport", "Pathways", "Backbones", "DataHDF5", "Video", "Tensor"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Training", "TrainingTestSupport", "Pathways", "Backbones", "DataHDF5",
+                                                            "Video", "Tensor"]),
+        .testTarget(name: "SweepsTests", dependencies: ["Sweeps", "Training"]),
         .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks", "Tensor"]),
         .testTarget(name: "CBindingsTests", dependencies: ["CBLAS", "CHDF5", "CFFmpeg"]),
         .testTarget(name: "MaclrCLITests", dependencies: ["maclr", "Backbones", "Tensor", "DataHDF5", "CHDF5"]),

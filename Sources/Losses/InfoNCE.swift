@@ -48,12 +48,12 @@ public enum Contrastive {
 /// from their momentum copies, one queue per modality.
 public struct MaCLRLoss: Codable, Equatable, Sendable {
     /// Weight w of the cross-modal terms: L = L_v + w (L_v->m + L_m->v) + w_m L_m.
-    public var crossModalWeight: Float = 1
-    /// Weight of the motion intra-modal term (off by default, as in the paper).
-    public var motionIntraWeight: Float = 0
-    public var temperature: Float = 0.1
+    public var crossModalWeight: Float
+    /// Weight w_m of the motion intra-modal term (0 in the paper).
+    public var motionIntraWeight: Float
+    public var temperature: Float
 
-    public init(crossModalWeight: Float = 1, motionIntraWeight: Float = 0, temperature: Float = 0.1) {
+    public init(crossModalWeight: Float, motionIntraWeight: Float, temperature: Float) {
         self.crossModalWeight = crossModalWeight; self.motionIntraWeight = motionIntraWeight; self.temperature = temperature
     }
 

@@ -11,17 +11,20 @@ public struct MotionAlignment: Codable, Equatable, Sendable {
     /// activation (Grad-CAM as published).
     public enum Weighting: String, Codable, Sendable, CaseIterable { case gradient, activation }
 
-    public var weighting: Weighting = .gradient
-    public var spatiotemporalWeight: Float = 1, temporalWeight: Float = 1, spatialWeight: Float = 1
+    public var weighting: Weighting
+    public var spatiotemporalWeight: Float, temporalWeight: Float, spatialWeight: Float
 
-    public init(weighting: Weighting = .gradient, spatiotemporalWeight: Float = 1, temporalWeight: Float = 1, spatialWeight: Float = 1) {
+    public init(weighting: Weighting, spatiotemporalWeight: Float, temporalWeight: Float, spatialWeight: Float) {
         self.weighting = weighting
         self.spatiotemporalWeight = spatiotemporalWeight; self.temporalWeight = temporalWeight; self.spatialWeight = spatialWeight
     }
 
     /// P = ReLU(sum over C of w * X), w the mean of G over H and W per time step, X = G or A:
     /// (N, T, H, W, C) -> (N, T, H, W).
-    public func saliency(gradient g: Tensor, activation a: Tensor) -> Tensor {
+    public func saliency(gradient g: Tensor, activation a: Tensor) -> Tensor { Self.saliency(gradient: g, activation: a, weighting: weighting) }
+
+    /// The same map for a given weighting (what `maclr saliency` draws).
+    public static func saliency(gradient g: Tensor, activation a: Tensor, weighting: Weighting) -> Tensor {
         precondition(g.rank == 5 && g.shape == a.shape, "saliency: gradient \(g.shape) and activation \(a.shape) must be equal (N, T, H, W, C)")
         let w = g.mean(axes: [2, 3], keepDims: true)                         // (N, T, 1, 1, C)
         return ((weighting == .gradient ? g : a) * w).sum(axes: [4]).relu()

@@ -6,15 +6,18 @@ import Tensor
 /// The MaCLR model: Visual and Motion pathways, their momentum copies and queues, and the loss.
 /// With no Motion pathway it is the visual-only (MoCo / CVRL-style) baseline.
 public final class MaCLRModel {
+    /// What the model is. A recipe builds it (Training's `Recipe.modelConfig`): the recipe schema
+    /// holds every default, so the values a recipe sets are required here.
     public struct Config: Codable, Equatable, Sendable {
-        public var visual = VideoResNetConfig(kind: .r2plus1d18, width: 0.25, blocksPerStage: [1, 1, 1, 1])
+        public var visual: VideoResNetConfig
         /// nil: no Motion pathway.
-        public var motion: MotionBackbone? = .frames(FrameResNetConfig(width: 0.125, blocksPerStage: [1, 1, 1, 1], inputChannels: 2))
-        public var weightInit = WeightInit.torchvision
-        public var headHidden = 2048, embedding = 128
-        public var queueSize = 65_536
-        public var momentum: Float = 0.999
-        public var keyBatchNorm: KeyBatchNorm = .shuffledSubBatches
+        public var motion: MotionBackbone?
+        public var weightInit: WeightInit
+        public var headHidden: Int, embedding: Int
+        public var queueSize: Int
+        public var momentum: Float
+        public var keyBatchNorm: KeyBatchNorm
+        /// Shuffled key sub-batches (shuffle-BN) in one process.
         public var keySubBatches = 2
         /// BatchNorm statistics of the query pathways over this many groups of the global batch
         /// (1: the whole batch); with data-parallel processes each holds whole groups, so the same
@@ -22,17 +25,23 @@ public final class MaCLRModel {
         public var queryBatchNormGroups = 1
         /// Query BN statistics over the global batch, shared by the processes (SyncBatchNorm).
         public var synchronizedBatchNorm = false
-        public var loss = MaCLRLoss()
+        public var loss: MaCLRLoss
         /// MCL's motion alignment loss on the visual query, at a conv of the visual encoder.
         public var alignment: Alignment?
-        public init() {}
+
+        public init(visual: VideoResNetConfig, motion: MotionBackbone?, weightInit: WeightInit, headHidden: Int, embedding: Int, queueSize: Int,
+                    momentum: Float, keyBatchNorm: KeyBatchNorm, loss: MaCLRLoss, alignment: Alignment? = nil) {
+            self.visual = visual; self.motion = motion; self.weightInit = weightInit
+            self.headHidden = headHidden; self.embedding = embedding; self.queueSize = queueSize; self.momentum = momentum
+            self.keyBatchNorm = keyBatchNorm; self.loss = loss; self.alignment = alignment
+        }
     }
 
     public struct Alignment: Codable, Equatable, Sendable {
-        public var loss = MotionAlignment()
+        public var loss: MotionAlignment
         /// One of the visual encoder's `capturableLayers`; nil: its last conv (MCL's choice).
         public var layer: String?
-        public init(loss: MotionAlignment = MotionAlignment(), layer: String? = nil) { self.loss = loss; self.layer = layer }
+        public init(loss: MotionAlignment, layer: String?) { self.loss = loss; self.layer = layer }
     }
 
     public let config: Config

@@ -120,6 +120,19 @@ public enum RecipeKey {
     ]
 
     static let byKey = Dictionary(uniqueKeysWithValues: all.map { ($0.key, $0) })
+
+    /// Every key with its default, doc and valid values, one a line (`maclr recipe`).
+    public static var textTable: String {
+        func padded(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0) }
+        return all.map { padded($0.key, 30) + " " + padded($0.defaultText, 26) + " " + $0.doc + " (" + $0.validText + ")" }.joined(separator: "\n")
+    }
+
+    /// The same as a Markdown table (`maclr recipe --markdown`), as README.md shows it.
+    public static var markdownTable: String {
+        (["| key | default | what it sets | valid |", "|---|---|---|---|"]
+         + all.map { "| `\($0.key)` | `\($0.defaultText)` | \($0.doc.replacingOccurrences(of: "|", with: "\\|")) | \($0.validText) |" })
+            .joined(separator: "\n")
+    }
 }
 
 extension RecipeKey.Kind {
@@ -315,7 +328,7 @@ public struct Recipe: Equatable {
         return base
     }
 
-    static func flatten(_ d: [String: Any], prefix: String) -> [(String, Any)] {
+    public static func flatten(_ d: [String: Any], prefix: String) -> [(String, Any)] {
         d.flatMap { (k, v) -> [(String, Any)] in
             let key = prefix.isEmpty ? k : prefix + "." + k
             if let sub = v as? [String: Any], RecipeKey.byKey[key] == nil { return flatten(sub, prefix: key) }
@@ -375,10 +388,6 @@ public struct Recipe: Equatable {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         let json = try JSONSerialization.data(withJSONObject: nested)
-        struct Sections: Decodable {
-            var seed: Int
-            var data: DataSettings, model: ModelSettings, loss: LossSettings, optim: OptimSettings, train: TrainSettings, eval: EvalSettings
-        }
         let s: Sections
         do { s = try decoder.decode(Sections.self, from: json) } catch {
             throw RecipeError("\(source): recipe does not decode (\(error))")
@@ -393,8 +402,29 @@ public struct Recipe: Equatable {
         return (s.seed, s.data, s.model, s.loss, s.optim, s.train, s.eval)
     }
 
+    /// The typed sections together, as they are decoded from (and encoded back to) the keys.
+    struct Sections: Codable {
+        var seed: Int
+        var data: DataSettings, model: ModelSettings, loss: LossSettings, optim: OptimSettings, train: TrainSettings, eval: EvalSettings
+    }
+
+    /// Every key's value as the typed sections hold it, flattened as `values` is: a key whose
+    /// section has no field for it is missing here (the schema test walks every key through it).
+    public var typedValues: [String: AnyHashable] {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        let sections = Sections(seed: seed, data: data, model: model, loss: loss, optim: optim, train: train, eval: eval)
+        guard let json = try? encoder.encode(sections),
+              let nested = try? JSONSerialization.jsonObject(with: json) as? [String: Any] else { return [:] }
+        var flat: [String: AnyHashable] = [:]
+        for (key, value) in Self.flatten(nested, prefix: "") {
+            if let spec = RecipeKey.byKey[key], let typed = try? Self.coerce(value, for: spec, file: "typed") { flat[key] = typed }
+        }
+        return flat
+    }
+
     /// A value as a recipe shows it (YAML-like: lists in brackets, null for nothing).
-    static func text(_ value: Any) -> String {
+    public static func text(_ value: Any) -> String {
         let v = (value as? AnyHashable)?.base ?? value
         switch v {
         case is NSNull: return "null"
@@ -418,7 +448,7 @@ public struct Recipe: Equatable {
 }
 
 /// Levenshtein distance, for "did you mean".
-func editDistance(_ a: String, _ b: String) -> Int {
+public func editDistance(_ a: String, _ b: String) -> Int {
     let a = Array(a), b = Array(b)
     var row = Array(0...b.count)
     for i in 1...max(a.count, 1) where !a.isEmpty {

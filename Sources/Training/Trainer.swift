@@ -1,6 +1,7 @@
 import Backbones
 import DataHDF5
 import Foundation
+import LongWork
 import Losses
 import Pathways
 import Tensor
@@ -42,82 +43,10 @@ enum Learner {
     }
 }
 
-extension Recipe {
-    public var visualConfig: VideoResNetConfig {
-        VideoResNetConfig(kind: model.arch, width: model.width, blocksPerStage: model.blocks)
-    }
-
-    /// The MaCLR model the recipe describes.
-    public var modelConfig: MaCLRModel.Config {
-        var c = MaCLRModel.Config()
-        c.visual = visualConfig
-        let channels = data.motionInput.channels
-        switch model.motionPathway {
-        case .frames: c.motion = .frames(FrameResNetConfig(width: model.motionWidth, blocksPerStage: model.motionBlocks, inputChannels: channels))
-        case .video: c.motion = .video(VideoResNetConfig(kind: model.arch, width: model.motionWidth, blocksPerStage: model.motionBlocks,
-                                                         inputChannels: channels))
-        case .none: c.motion = nil
-        }
-        c.weightInit = model.`init`
-        c.headHidden = model.headHidden; c.embedding = model.embedding; c.queueSize = model.queueSize
-        c.momentum = Float(model.momentum)
-        c.keyBatchNorm = model.keyBn
-        c.loss = MaCLRLoss(crossModalWeight: Float(loss.crossModalWeight), motionIntraWeight: Float(loss.motionIntraWeight),
-                           temperature: Float(loss.temperature))
-        if loss.alignment {
-            c.alignment = MaCLRModel.Alignment(
-                loss: MotionAlignment(weighting: loss.alignmentWeighting, spatiotemporalWeight: Float(loss.alignmentSpatiotemporal),
-                                      temporalWeight: Float(loss.alignmentTemporal), spatialWeight: Float(loss.alignmentSpatial)),
-                layer: loss.alignmentLayer == "last" ? nil : loss.alignmentLayer)
-        }
-        return c
-    }
-
-    public var sampling: ClipSampling {
-        var s = ClipSampling()
-        s.frames = data.clipFrames; s.stride = data.clipStride; s.height = data.crop; s.width = data.crop
-        s.positiveGap = data.positiveGap.range
-        s.motion = data.motionInput
-        return s
-    }
-
-    /// Loader threads: `data.loader_workers`, or with 0 a quarter of the cores, at least 2.
-    public var loaderThreads: Int { data.loaderWorkers > 0 ? data.loaderWorkers : max(2, EngineOptions.cores / 4) }
-
-    public var augmentation: Augmentation {
-        guard data.augment else { return .none }
-        var a = Augmentation()
-        if !data.flip { a.flipProbability = 0 }
-        a.cropScale = data.cropScale.range
-        a.jitterProbability = data.colorJitter
-        a.grayscaleProbability = data.grayscale
-        a.blurProbability = data.blur
-        a.blurSigma = data.blurSigma.range
-        a.motionTemporalSampling = data.motionTemporalSampling
-        a.motionSpatialCropping = data.motionSpatialCropping
-        return a
-    }
-
-    /// The recipe's optimiser over `params`, at the peak learning rate.
-    public func makeOptimizer(_ params: [Parameter]) -> Optimizer {
-        let lr = Float(optim.lr), decay = Float(optim.weightDecay)
-        switch optim.optimizer {
-        case .adamw: return AdamW(params, learningRate: lr, weightDecay: decay)
-        case .sgd: return SGD(params, learningRate: lr, momentum: Float(optim.momentum), weightDecay: decay, nesterov: optim.nesterov)
-        }
-    }
-
-    /// Keys whose change does not change what a run computes (where it writes, how often it logs,
-    /// how many threads load: batches are a function of seed, epoch and batch).
-    static let bookkeepingKeys = Set(["train.output", "train.checkpoint_every", "train.keep_checkpoints", "train.log_every",
-                                      "data.loader_workers"]
-        + RecipeKey.all.map(\.key).filter { $0.hasPrefix("eval.") })
-}
-
 /// `maclr pretrain`: runs a recipe, checkpointing and resuming.
 public final class Trainer {
     public let recipe: Recipe
-    public let runFolder: URL
+    public let folder: RunFolder
     let dataset: ShardDataset
     let sampler: ClipSampler
     let learner: Learner
@@ -139,7 +68,7 @@ public final class Trainer {
     public init(recipe: Recipe, fresh: Bool = false, collective: Collective = SingleProcess()) throws {
         self.recipe = recipe
         self.collective = collective
-        runFolder = URL(fileURLWithPath: recipe.train.output)
+        folder = RunFolder(path: recipe.train.output)
         dataset = try ShardDataset(folder: URL(fileURLWithPath: recipe.data.dataset))
         let supervised = recipe.loss.objective == .supervised
         let contrastiveMotion = !supervised && recipe.model.motionPathway != .none
@@ -195,31 +124,27 @@ public final class Trainer {
         schedule = WarmupCosineSchedule(baseLR: Float(recipe.optim.lr), warmupSteps: recipe.optim.warmupSteps, totalSteps: recipe.optim.steps,
                                         minLR: Float(recipe.optim.minLr))
         rng = RandomGenerator(seed: seed &+ 77)
-        try FileManager.default.createDirectory(at: checkpointsFolder, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: folder.checkpoints, withIntermediateDirectories: true)
         if fresh && !isLeader {
             // process 0 clears the folder; the others start after it has
             _ = collective.gather(0)
         } else if fresh {
-            for c in try completeCheckpoints() { try FileManager.default.removeItem(at: c) }
-            try? FileManager.default.removeItem(at: metricsURL)
-            for events in (try? FileManager.default.contentsOfDirectory(atPath: runFolder.path))?.filter({ $0.hasPrefix("events.out.tfevents.") }) ?? [] {
-                try? FileManager.default.removeItem(at: runFolder.appendingPathComponent(events))
-            }
+            try folder.clearForFreshStart()
             if processes > 1 { _ = collective.gather(0) }
         } else {
             // newest first; one that fails verification is named and the one before it used
-            for checkpoint in try completeCheckpoints().reversed() {
+            for checkpoint in folder.completeCheckpoints().reversed() {
                 do {
                     try load(checkpoint: checkpoint)
                     resumedFrom = checkpoint
                     break
-                } catch let corrupt as CorruptCheckpoint {
+                } catch let corrupt as Checkpoint.Corrupt {
                     warnings.append("warning: \(corrupt); trying the checkpoint before it")
                     skippedCheckpoints.append(checkpoint)
                 }
             }
             if resumedFrom == nil, let newest = skippedCheckpoints.first {
-                throw TrainingError("\(checkpointsFolder.path): no checkpoint verifies (the newest, \(newest.lastPathComponent), and \(skippedCheckpoints.count - 1) before it are corrupt); move them away to start over, or use --fresh")
+                throw TrainingError("\(folder.checkpoints.path): no checkpoint verifies (the newest, \(newest.lastPathComponent), and \(skippedCheckpoints.count - 1) before it are corrupt); move them away to start over, or use --fresh")
             }
         }
     }
@@ -253,28 +178,7 @@ public final class Trainer {
         return groups
     }
 
-    var checkpointsFolder: URL { runFolder.appendingPathComponent("checkpoints") }
-    var metricsURL: URL { runFolder.appendingPathComponent("metrics.jsonl") }
-
-    /// Finished checkpoints, oldest first (a `.partial` folder is never one of them).
-    func completeCheckpoints() throws -> [URL] {
-        let fm = FileManager.default
-        guard fm.fileExists(atPath: checkpointsFolder.path) else { return [] }
-        return try fm.contentsOfDirectory(atPath: checkpointsFolder.path).filter { $0.hasPrefix("step-") }.sorted()
-            .map { checkpointsFolder.appendingPathComponent($0) }
-            .filter { fm.fileExists(atPath: $0.appendingPathComponent("meta.json").path) }
-    }
-
     // MARK: - training
-
-    public struct StepMetrics: Codable {
-        public var step: Int; public var values: [String: Float]; public var lr: Float; public var clipsPerSecond: Double
-        /// The share of this run's time so far that the step waited for the loader.
-        public var dataWait: Double
-        /// With several processes, the share spent averaging gradients (all-reduce, waits for the
-        /// slowest process included).
-        public var allReduce: Double?
-    }
 
     /// A data-wait share above this is warned about: the step is starved.
     static let dataWaitWarning = 0.05
@@ -292,8 +196,8 @@ public final class Trainer {
         for w in warnings { log(w + "\n") }
         if let r = resumedFrom { log("resuming from \(r.path) at step \(step)\n") }
         if collective.size > 1 { log("data-parallel: \(collective.size) processes, \(sampler.slice?.count ?? 0) clip pairs each per step\n") }
-        if isLeader { trimMetrics(after: step) }
-        let events = isLeader ? try TensorBoardWriter(folder: runFolder) : nil
+        if isLeader { folder.trimMetrics(after: step) }
+        let events = isLeader ? try TensorBoardWriter(folder: folder.url) : nil
         var history: [StepMetrics] = []
         let end = min(total, step + (stopAfter ?? total))
         let start = DispatchTime.now().uptimeNanoseconds
@@ -315,7 +219,7 @@ public final class Trainer {
             averageOverProcesses(&sums)
             reducing += DispatchTime.now().uptimeNanoseconds - reduceStart
             guard sums.values.allSatisfy({ $0.isFinite }) else {
-                let last = try completeCheckpoints().last?.path ?? "none"
+                let last = folder.completeCheckpoints().last?.path ?? "none"
                 throw TrainingError("step \(step): loss is not finite (\(sums.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))); stopped, the last good checkpoint is \(last)")
             }
             optimizer.step()
@@ -326,8 +230,8 @@ public final class Trainer {
             let clipsPerSecond = Double((step - firstStep) * accumulate * sampler.batchSize) / max(elapsed, 1e-9)
             let dataWait = Double(waited) / 1e9 / max(elapsed, 1e-9)
             let allReduce = collective.size > 1 ? Double(reducing) / 1e9 / max(elapsed, 1e-9) : nil
-            let m = StepMetrics(step: step, values: sums, lr: optimizer.learningRate, clipsPerSecond: clipsPerSecond, dataWait: dataWait,
-                                allReduce: allReduce)
+            let m = StepMetrics(step: step, values: sums, lr: optimizer.learningRate, clipsPerSecond: clipsPerSecond, elapsedSeconds: elapsed,
+                                dataWait: dataWait, allReduce: allReduce)
             history.append(m)
             let left = elapsed / Double(step - firstStep) * Double(end - step)
             let terms = sums.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(separator: " ")
@@ -341,7 +245,7 @@ public final class Trainer {
                            100 * dataWait, recipe.loaderThreads))
             }
             if let events, step % recipe.train.logEvery == 0 || step == end {
-                try appendMetrics(m, elapsed: elapsed)
+                try folder.appendMetrics(m)
                 try events.add(scalars: sums.sorted { $0.key < $1.key } + [("lr", m.lr), ("clips_per_s", Float(clipsPerSecond)),
                                                                           ("data_wait", Float(dataWait))], step: step)
             }
@@ -355,7 +259,7 @@ public final class Trainer {
                 if !checkpointDue && isLeader { try save() }
                 log("\n")
                 throw Interrupted(signal: StopRequests.shared.requested ?? SIGTERM,
-                                  detail: "checkpoint written at step \(step) of \(total) in \(checkpointsFolder.path); rerun the same command to continue")
+                                  detail: "checkpoint written at step \(step) of \(total) in \(folder.checkpoints.path); rerun the same command to continue")
             }
         }
         log("\n")
@@ -428,62 +332,10 @@ public final class Trainer {
         }
     }
 
-    func appendMetrics(_ m: StepMetrics, elapsed: Double) throws {
-        var line: [String: Any] = ["step": m.step, "lr": Double(m.lr), "clips_per_s": m.clipsPerSecond, "elapsed_s": elapsed, "data_wait": m.dataWait]
-        if let share = m.allReduce { line["all_reduce"] = share }
-        for (k, v) in m.values { line[k] = Double(v) }
-        var data = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
-        data.append(0x0A)
-        do {
-            if let h = FileHandle(forWritingAtPath: metricsURL.path) {
-                defer { try? h.close() }
-                try h.seekToEnd()
-                try h.write(contentsOf: data)
-            } else {
-                try DurableFiles.writeWhole(data, to: metricsURL)
-            }
-        } catch {
-            throw TrainingError("\(metricsURL.path): cannot append step \(m.step)'s metrics (\(error))")
-        }
-    }
-
-    /// On resume, lines past the checkpoint's step would be written again: drop them.
-    func trimMetrics(after step: Int) {
-        guard let text = try? String(contentsOf: metricsURL, encoding: .utf8) else { return }
-        let kept = text.split(separator: "\n").filter { line in
-            guard let d = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let s = d["step"] as? Int else { return false }
-            return s <= step
-        }
-        try? (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(to: metricsURL, atomically: true, encoding: .utf8)
-    }
-
     // MARK: - checkpoints
 
-    struct Meta: Codable {
-        var step: Int
-        var rng: RandomGenerator
-        var loader: LoaderPosition
-        var queuePointers: [String: Int]
-        var batchesTracked: [String: Int]
-        var recipeSource: String
-        /// FNV-1a 64 of recipe.json (nil in checkpoints written before checksums).
-        var recipeChecksum: String?
-    }
-
-    /// A checkpoint whose files do not verify: named, and the run falls back to the one before.
-    struct CorruptCheckpoint: Error, CustomStringConvertible {
-        let checkpoint: URL, reason: String
-        var description: String { "checkpoint \(checkpoint.path) is corrupt (\(reason))" }
-    }
-
-    /// Writes `checkpoints/step-NNNNNNN` through a `.partial` folder renamed when complete, then
-    /// drops the oldest beyond `train.keep_checkpoints`.
+    /// Hands the run's whole state to the run folder, which writes it as a checkpoint.
     func save() throws {
-        let fm = FileManager.default
-        let name = String(format: "step-%07d", step)
-        let partial = checkpointsFolder.appendingPathComponent(".\(name).partial")
-        try? fm.removeItem(at: partial)
-        try fm.createDirectory(at: partial, withIntermediateDirectories: true)
         var tensors: [String: SafeTensors.Entry] = [:]
         var tracked: [String: Int] = [:]
         for (prefix, module) in learner.modules {
@@ -496,62 +348,28 @@ public final class Trainer {
             if let q = m.motionQueue { tensors["queue.motion"] = .float32(q.keys); pointers["motion"] = q.pointer }
         }
         for (k, t) in optimizer.stateTensors() { tensors["optimizer.\(k)"] = .float32(t) }
-        do {
-            // the tensors carry their own checksums; meta.json holds the recipe's
-            try SafeTensors.write(tensors, to: partial.appendingPathComponent("state.safetensors"))
-            let recipeJSON = try recipe.json()
-            try DurableFiles.writeWhole(recipeJSON, to: partial.appendingPathComponent("recipe.json"))
-            let meta = Meta(step: step, rng: rng, loader: loaderPosition, queuePointers: pointers, batchesTracked: tracked, recipeSource: recipe.source,
-                            recipeChecksum: recipeJSON.withUnsafeBytes { String(format: "%016llx", fnv1a64($0)) })
-            // meta.json last: a folder without it is not a checkpoint
-            try DurableFiles.writeWhole(try JSONEncoder.sorted.encode(meta), to: partial.appendingPathComponent("meta.json"))
-            try DurableFiles.commit(partial, to: checkpointsFolder.appendingPathComponent(name))
-        } catch {
-            try? fm.removeItem(at: partial)
-            throw TrainingError("step \(step): cannot write checkpoint \(name) (\(error)); the checkpoints before it are intact")
-        }
-        let all = try completeCheckpoints()
-        for old in all.dropLast(recipe.train.keepCheckpoints) { try? fm.removeItem(at: old) }
-    }
-
-    /// Reads and verifies every file of `checkpoint` (CorruptCheckpoint if one fails).
-    static func readCheckpoint(_ checkpoint: URL) throws -> (meta: Meta, recipe: Recipe, tensors: [String: Tensor]) {
-        func corrupt(_ reason: String) -> CorruptCheckpoint { CorruptCheckpoint(checkpoint: checkpoint, reason: reason) }
-        let meta: Meta, recipeData: Data
-        do {
-            meta = try JSONDecoder().decode(Meta.self, from: try Data(contentsOf: checkpoint.appendingPathComponent("meta.json")))
-            recipeData = try Data(contentsOf: checkpoint.appendingPathComponent("recipe.json"))
-        } catch {
-            throw corrupt("meta.json or recipe.json unreadable: \(error)")
-        }
-        if let expected = meta.recipeChecksum {
-            let actual = recipeData.withUnsafeBytes { String(format: "%016llx", fnv1a64($0)) }
-            guard actual == expected else { throw corrupt("recipe.json fails its checksum") }
-        }
-        do {
-            let recipe = try Recipe.fromJSON(recipeData, source: checkpoint.path)
-            return (meta, recipe, try SafeTensors.read(checkpoint.appendingPathComponent("state.safetensors")).tensors)
-        } catch {
-            throw corrupt("\(error)")
-        }
+        let meta = Checkpoint.Meta(step: step, rng: rng, loader: loaderPosition, queuePointers: pointers, batchesTracked: tracked,
+                                   recipeSource: recipe.source, recipeChecksum: nil)
+        try folder.writeCheckpoint(.init(meta: meta, recipe: recipe, tensors: tensors), keep: recipe.train.keepCheckpoints)
     }
 
     /// Verifies `checkpoint` before anything is changed, refuses a checkpoint of another recipe,
     /// then restores the run's whole state.
-    func load(checkpoint: URL) throws {
-        let (meta, saved, tensors) = try Self.readCheckpoint(checkpoint)
+    func load(checkpoint url: URL) throws {
+        let checkpoint = try Checkpoint(folder: url)
+        let (meta, saved, tensors) = (checkpoint.meta, checkpoint.recipe, checkpoint.tensors)
         for key in RecipeKey.all.map(\.key) where !Recipe.bookkeepingKeys.contains(key) && saved.values[key] != recipe.values[key] {
-            throw TrainingError("\(runFolder.path): holds a run of another recipe ('\(key)' was \(saved.values[key]!.base), now \(recipe.values[key]!.base)); use another train.output or --fresh")
+            throw TrainingError("\(folder.url.path): holds a run of another recipe ('\(key)' was \(saved.values[key]!.base), now \(recipe.values[key]!.base)); use another train.output or --fresh")
         }
         for (prefix, module) in learner.modules {
-            try module.loadNamedState(tensors, prefix: prefix, source: checkpoint.path)
+            try module.loadNamedState(tensors, prefix: prefix, source: url.path)
             for (n, m) in module.namedModules() { if let bn = m as? BatchNorm { bn.numBatchesTracked = meta.batchesTracked["\(prefix).\(n)"] ?? 0 } }
         }
         if case .contrastive(let m) = learner {
             for (name, queue) in [("visual", m.visualQueue), ("motion", m.motionQueue)] {
                 guard let queue else { continue }
                 guard let keys = tensors["queue.\(name)"], keys.shape == queue.keys.shape else {
-                    throw TrainingError("\(checkpoint.path): state has no 'queue.\(name)' of shape \(queue.keys.shape)")
+                    throw TrainingError("\(url.path): state has no 'queue.\(name)' of shape \(queue.keys.shape)")
                 }
                 queue.restore(keys: keys, pointer: meta.queuePointers[name] ?? 0)
             }
@@ -564,7 +382,7 @@ public final class Trainer {
 
     /// Writes the visual encoder to `encoder.safetensors` in the run folder (torchvision layout).
     public func exportEncoder(to url: URL? = nil) throws {
-        let target = url ?? runFolder.appendingPathComponent("encoder.safetensors")
+        let target = url ?? folder.encoder
         var config = recipe.visualConfig
         config.classes = nil
         // The supervised classifier's fc is not part of the encoder.

@@ -1,7 +1,5 @@
 import ArgumentParser
-import Cluster
 import Foundation
-import Tensor
 import Training
 
 struct Synth: ParsableCommand {
@@ -73,6 +71,9 @@ struct Synth: ParsableCommand {
 }
 
 struct Prepare: ParsableCommand {
+    /// The preparation's own defaults: the options start from them.
+    static let defaults = DatasetPreparation()
+
     static let configuration = CommandConfiguration(
         abstract: "Turn videos into a dataset folder of HDF5 shards (decode, resize, resample fps, optical flow).",
         discussion: """
@@ -84,12 +85,12 @@ struct Prepare: ParsableCommand {
     @Argument(help: "CSV file or folder of videos.") var input: String
     @Argument(help: "Output dataset folder.") var output: String
     @Option(help: "Frame size WxH (every frame is resized to it).") var size: String?
-    @Option(help: "Short side S: frames of S x round(4S/3) (e.g. 128 -> 171x128). Default: 64x64 unless --size.") var shortSide: Int?
+    @Option(help: "Short side S: frames of S x round(4S/3) (e.g. 128 -> 171x128). Default: \(Self.defaults.width)x\(Self.defaults.height) unless --size.") var shortSide: Int?
     @Option(help: "Resample to this many frames per second (default: keep each video's rate).") var fps: Double?
     @Flag(inversion: .prefixedNo, help: "Compute TV-L1 optical flow.") var flow = true
-    @Option(help: "Flow quantisation bound in pixels.") var flowBound: Double = 20
-    @Option(help: "Videos per shard.") var videosPerShard = 64
-    @Option(help: "Videos decoded in parallel.") var workers = 2
+    @Option(help: "Flow quantisation bound in pixels.") var flowBound: Double = Self.defaults.flowBound
+    @Option(help: "Videos per shard.") var videosPerShard = Self.defaults.videosPerShard
+    @Option(help: "Videos decoded in parallel.") var workers = Self.defaults.workers
     @Option(help: "Prepare every N-th shard from the i-th (i/N), one of N processes or machines sharing the output folder; the last to finish writes the manifest. Under mpirun: the rank and size.")
     var shard: ShardSpec?
 
@@ -103,9 +104,9 @@ struct Prepare: ParsableCommand {
         }
         if let s = shortSide {
             guard s >= 16, s % 2 == 0 else { throw ValidationError("--short-side \(s) must be even and >= 16") }
-            return Preparation.landscape(shortSide: s)
+            return DatasetPreparation.landscape(shortSide: s)
         }
-        return (64, 64)
+        return (Self.defaults.width, Self.defaults.height)
     }
 
     func validate() throws {
@@ -116,14 +117,14 @@ struct Prepare: ParsableCommand {
     }
 
     func run() throws {
-        var p = Preparation()
+        var p = DatasetPreparation()
         (p.width, p.height) = try frameSize()
         p.fps = fps; p.flow = flow; p.flowBound = flowBound; p.videosPerShard = videosPerShard; p.workers = workers
-        let world = shard == nil ? Cluster.world : SingleProcess()
+        let world = shard == nil ? Processes.world : Processes.single
         (p.part, p.parts) = shard.map { ($0.index - 1, $0.count) } ?? (world.rank, world.size)
-        try endingEveryProcessOnError(world) {
+        let status = try endingEveryProcessOnError(world) {
             try stoppingCleanlyOnSignals {
-                guard let m = try prepareDataset(input: input, output: output, settings: p, log: stderrLog) else {
+                guard let m = try p.run(input: input, output: output, log: stderrLog) else {
                     print("\(output): part \(p.part + 1) of \(p.parts) prepared; the manifest follows when every part has finished")
                     return
                 }
@@ -131,6 +132,7 @@ struct Prepare: ParsableCommand {
                 for f in m.failed { print("  failed: \(f.source): \(f.reason)") }
             }
         }
+        if let status { throw ExitCode(status) }
     }
 }
 
@@ -142,15 +144,7 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Skip the dataset's shard checksums (faster on large datasets).") var noChecksums = false
 
     func run() throws {
-        let url = URL(fileURLWithPath: path)
-        if let artifact = ArtifactInspection(url) {
-            for line in artifact.summary { print(line) }
-            for fault in artifact.faults { stderrLog("error: \(fault)\n") }
-            if !artifact.faults.isEmpty { throw ExitCode(1) }
-            print("OK")
-            return
-        }
-        let result = DatasetInspection(folder: url, verifyChecksums: !noChecksums)
+        let result = Inspection.of(path, verifyChecksums: !noChecksums)
         for line in result.summary { print(line) }
         for fault in result.faults { stderrLog("error: \(fault)\n") }
         if !result.faults.isEmpty { throw ExitCode(1) }

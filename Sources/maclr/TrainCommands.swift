@@ -1,6 +1,7 @@
 import ArgumentParser
-import Cluster
+import Evaluation
 import Foundation
+import Sweeps
 import Training
 
 struct Pretrain: ParsableCommand {
@@ -17,15 +18,22 @@ struct Pretrain: ParsableCommand {
 
     func run() throws {
         engine.apply()
-        let world = Cluster.world
-        try endingEveryProcessOnError(world) {
+        let world = Processes.world
+        let status = try endingEveryProcessOnError(world) {
             try stoppingCleanlyOnSignals {
-                let result = try pretrain(try recipe.load(), fresh: fresh, evaluate: eval, collective: world, log: stderrLog)
-                guard world.rank == 0 else { return }
-                print("\(result.runFolder.path): step \(result.step), encoder in \(result.runFolder.path)/encoder.safetensors")
-                if let report = result.report { print(report.summary) }
+                let recipe = try recipe.load()
+                if eval {
+                    let (folder, report) = try pretrainAndEvaluate(recipe, fresh: fresh, collective: world, log: stderrLog)
+                    guard let report else { return }
+                    print("\(folder.url.path): encoder in \(folder.encoder.path)")
+                    print(report.summary)
+                } else {
+                    let (folder, step) = try pretrain(recipe, fresh: fresh, collective: world, log: stderrLog)
+                    if world.rank == 0 { print("\(folder.url.path): step \(step), encoder in \(folder.encoder.path)") }
+                }
             }
         }
+        if let status { throw ExitCode(status) }
     }
 }
 
@@ -34,7 +42,7 @@ struct EncoderOptions: ParsableArguments {
     @Option(help: "A run folder or checkpoint folder of maclr pretrain.") var checkpoint: String?
     @Option(help: "An encoder .safetensors written by maclr export.") var encoder: String?
     @Option(help: "A recipe: its randomly initialised encoder (the floor), or the settings for --encoder.") var recipe: String?
-    @Option(name: .customLong("set"), help: "Override a recipe key (repeatable).") var overrides: [String] = []
+    @OptionGroup var set: RecipeOverrides
     @Option(help: "Dataset folder (default: the recipe's data.dataset).") var dataset: String?
     @Option(help: "Which encoder: visual (what pretraining is for), or motion (the Motion pathway on its own input, from --checkpoint or --recipe).")
     var pathway: EvaluatedPathway = .visual
@@ -47,7 +55,7 @@ struct EncoderOptions: ParsableArguments {
     }
 
     var selection: EncoderSelection {
-        EncoderSelection(checkpoint: checkpoint, encoderFile: encoder, recipePath: recipe, overrides: overrides, dataset: dataset, pathway: pathway)
+        EncoderSelection(checkpoint: checkpoint, encoderFile: encoder, recipePath: recipe, overrides: set.overrides, dataset: dataset, pathway: pathway)
     }
 }
 
@@ -111,17 +119,15 @@ struct Export: ParsableCommand {
 struct RecipeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "recipe", abstract: "List recipe keys, or show a recipe resolved.")
     @Argument(help: "A recipe to resolve (omit to list every key with its default and valid values).") var recipe: String?
-    @Option(name: .customLong("set"), help: "Override a key (repeatable).") var overrides: [String] = []
+    @OptionGroup var set: RecipeOverrides
+    @Flag(help: "List the keys as a Markdown table (README's recipe table).") var markdown = false
 
     func run() throws {
         if let recipe {
-            print(String(decoding: try Recipe.load(recipe, overrides: overrides).json(), as: UTF8.self))
+            print(String(decoding: try Recipe.load(recipe, overrides: set.overrides).json(), as: UTF8.self))
             return
         }
-        func padded(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0) }
-        for spec in RecipeKey.all {
-            print(padded(spec.key, 30) + " " + padded(spec.defaultText, 26) + " " + spec.doc + " (" + spec.validText + ")")
-        }
+        print(markdown ? RecipeKey.markdownTable : RecipeKey.textTable)
     }
 }
 
@@ -147,7 +153,7 @@ struct Ablate: ParsableCommand {
             machines sharing the output folder (a Slurm array: --shard $((SLURM_ARRAY_TASK_ID+1))/N).
             """)
     @Argument(help: "Sweep YAML file (see Recipes/ablations/).") var sweep: String
-    @Option(name: .customLong("set"), help: "Override a recipe key in every variant (repeatable).") var overrides: [String] = []
+    @OptionGroup var set: RecipeOverrides
     @Option(help: "Run every N-th run from the i-th (i/N).") var shard: ShardSpec?
     @Option(help: "Folder of the runs and reports instead of the sweep's 'output' (the same sweep on another dataset).") var output: String?
     @Flag(help: "List the runs with their estimated cost (a few timed steps of each variant), run nothing.") var dryRun = false
@@ -160,7 +166,7 @@ struct Ablate: ParsableCommand {
 
     func run() throws {
         engine.apply()
-        let loaded = try Sweep.load(sweep, overrides: overrides, output: output)
+        let loaded = try Sweep.load(sweep, overrides: set.overrides, output: output)
         let ablation = try Ablation(sweep: loaded, shard: shard?.index ?? 1, of: shard?.count ?? 1)
         if report {
             let counts = try AblationReport.write(loaded)
@@ -168,27 +174,11 @@ struct Ablate: ParsableCommand {
             return
         }
         if dryRun {
-            print("\(loaded.name): \(ablation.runs.count) runs in this shard, estimated from 3 timed steps per variant on its data:")
-            var estimates: [String: Result<Ablation.Estimate, Error>] = [:]
-            var total = 0.0
-            for run in ablation.runs {
-                if estimates[run.variant.name] == nil {
-                    estimates[run.variant.name] = Result { try Ablation.estimate(run) }
-                }
-                let state = FileManager.default.fileExists(atPath: run.folder.appendingPathComponent("result.json").path) ? " (complete)" : ""
-                switch estimates[run.variant.name]! {
-                case .success(let e):
-                    if state.isEmpty { total += e.total }
-                    print(String(format: "  %@%@: %d steps x %.2f s + eval %.0f s = %@", run.id, state, e.steps, e.secondsPerStep, e.evalSeconds,
-                                 formatDuration(e.total)))
-                case .failure(let error): print("  \(run.id): cannot estimate: \(error)")
-                }
-            }
-            print("total for the runs not complete: about \(formatDuration(total))")
+            ablation.printEstimates(out: { print($0) })
             return
         }
         var ran: Ablation.Outcome?
-        try stoppingCleanlyOnSignals { ran = try ablation.run(log: stderrLog) }
+        try runLongWork { ran = try ablation.run(log: stderrLog) }
         guard let outcome = ran else { return }
         print("\(loaded.output.path)/results.md: \(outcome.completed.count) runs completed, \(outcome.skipped.count) already complete, \(outcome.busy.count) held by another process, \(outcome.failed.count) failed")
         for f in outcome.failed { print("failed: \(f.run): \(f.error)") }

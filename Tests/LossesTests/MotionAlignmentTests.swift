@@ -10,10 +10,10 @@ final class MotionAlignmentTests: XCTestCase {
         // channel 0 of G: 1, 2, 3, 4 (mean 2.5); channel 1: -1, -1, -1, -1 (mean -1)
         let g = Tensor(shape: [1, 1, 2, 2, 2], data: [1, -1, 2, -1, 3, -1, 4, -1])
         let a = Tensor(shape: [1, 1, 2, 2, 2], data: [0, 1, 1, 0, 2, 2, 0, 4])
-        let byGradient = MotionAlignment(weighting: .gradient).saliency(gradient: g, activation: a)
+        let byGradient = MotionAlignment.saliency(gradient: g, activation: a, weighting: .gradient)
         XCTAssertEqual(byGradient.shape, [1, 1, 2, 2])
         XCTAssertEqual(byGradient.toArray(), [3.5, 6, 8.5, 11] as [Float])
-        let byActivation = MotionAlignment(weighting: .activation).saliency(gradient: g, activation: a)
+        let byActivation = MotionAlignment.saliency(gradient: g, activation: a, weighting: .activation)
         // 2.5 a0 - a1, ReLU'd
         XCTAssertEqual(byActivation.toArray(), [0, 2.5, 3, 0] as [Float])
     }
@@ -33,7 +33,7 @@ final class MotionAlignmentTests: XCTestCase {
 
     func testAlignedMapsCostNothingAndDisjointOnesCostOnePerTerm() {
         let m = Tensor(shape: [2, 2, 2, 2], data: (0..<16).map { Float($0 % 5) + 0.5 })
-        let mal = MotionAlignment()
+        let mal = MotionAlignment(weighting: .gradient, spatiotemporalWeight: 1, temporalWeight: 1, spatialWeight: 1)
         let aligned = mal(saliency: m * 3, target: m)
         for t in [aligned.spatiotemporal, aligned.temporal, aligned.spatial] { XCTAssertEqual(t.item(), 0, accuracy: 1e-6) }
         // saliency only in cell (0, 0) of step 0; target only in cell (1, 1) of step 1: every cosine is 0
@@ -52,7 +52,7 @@ final class MotionAlignmentTests: XCTestCase {
         // step 0: target total 10, saliency aligned; step 1: target total 0.1, saliency orthogonal
         let m = Tensor(shape: [1, 2, 1, 2], data: [5, 5, 0.1, 0])
         let p = Tensor(shape: [1, 2, 1, 2], data: [1, 1, 0, 1])
-        let st = MotionAlignment()(saliency: p, target: m).spatiotemporal.item()
+        let st = MotionAlignment(weighting: .gradient, spatiotemporalWeight: 1, temporalWeight: 1, spatialWeight: 1)(saliency: p, target: m).spatiotemporal.item()
         let w1 = Float(exp(0.1) / (exp(10) + exp(0.1)))
         XCTAssertEqual(st, w1 * 1, accuracy: 1e-6)
     }
@@ -62,7 +62,7 @@ final class MotionAlignmentTests: XCTestCase {
         let m = Tensor.uniform([2, 3, 2, 2], low: 0, high: 1, rng: &rng)
         let p = Tensor.uniform([2, 3, 2, 2], low: 0.1, high: 1, rng: &rng)
         p.requiresGrad = true
-        let mal = MotionAlignment(spatiotemporalWeight: 1, temporalWeight: 0.5, spatialWeight: 2)
+        let mal = MotionAlignment(weighting: .gradient, spatiotemporalWeight: 1, temporalWeight: 0.5, spatialWeight: 2)
         let g = gradients(of: mal(saliency: p, target: m).total, wrt: [p])[0]!.toArray()
         let v = Tensor.uniform(p.shape, low: -1, high: 1, rng: &rng)
         let eps: Float = 1e-3

@@ -21,12 +21,11 @@ final class MaCLRStepParityTests: XCTestCase {
     }
 
     func config(queueSize: Int) -> MaCLRModel.Config {
-        var c = MaCLRModel.Config()
-        c.visual = VideoResNetConfig(kind: .r2plus1d18, width: 0.0625, blocksPerStage: [1, 1, 1, 1])
-        c.motion = .frames(FrameResNetConfig(width: 0.0625, blocksPerStage: [1, 1, 1, 1], inputChannels: 2))
-        c.headHidden = 32; c.embedding = 16; c.queueSize = queueSize; c.momentum = 0.9
-        c.keyBatchNorm = .shuffledSubBatches; c.keySubBatches = 2
-        c.loss = MaCLRLoss(crossModalWeight: 0.7, motionIntraWeight: 0.5, temperature: 0.1)
+        var c = MaCLRModel.Config(visual: VideoResNetConfig(kind: .r2plus1d18, width: 0.0625, blocksPerStage: [1, 1, 1, 1]),
+                                  motion: .frames(FrameResNetConfig(width: 0.0625, blocksPerStage: [1, 1, 1, 1], inputChannels: 2)),
+                                  weightInit: .torchvision, headHidden: 32, embedding: 16, queueSize: queueSize, momentum: 0.9,
+                                  keyBatchNorm: .shuffledSubBatches, loss: MaCLRLoss(crossModalWeight: 0.7, motionIntraWeight: 0.5, temperature: 0.1))
+        c.keySubBatches = 2
         return c
     }
 

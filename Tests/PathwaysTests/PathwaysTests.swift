@@ -7,11 +7,10 @@ import XCTest
 
 final class PathwaysTests: XCTestCase {
     func tinyConfig(motion: Bool = true) -> MaCLRModel.Config {
-        var c = MaCLRModel.Config()
-        c.visual = VideoResNetConfig(kind: .r3d18, width: 0.0625, blocksPerStage: [1, 1, 1, 1])
-        c.motion = motion ? .frames(FrameResNetConfig(width: 0.0625, blocksPerStage: [1, 1, 1, 1], inputChannels: 2)) : nil
-        c.headHidden = 16; c.embedding = 8; c.queueSize = 12; c.momentum = 0.9
-        return c
+        MaCLRModel.Config(visual: VideoResNetConfig(kind: .r3d18, width: 0.0625, blocksPerStage: [1, 1, 1, 1]),
+                          motion: motion ? .frames(FrameResNetConfig(width: 0.0625, blocksPerStage: [1, 1, 1, 1], inputChannels: 2)) : nil,
+                          weightInit: .torchvision, headHidden: 16, embedding: 8, queueSize: 12, momentum: 0.9, keyBatchNorm: .shuffledSubBatches,
+                          loss: MaCLRLoss(crossModalWeight: 1, motionIntraWeight: 0, temperature: 0.1))
     }
 
     func testMomentumUpdateIsAnEMAOfTheQueryWeights() {
@@ -92,8 +91,11 @@ final class ConvPathAgreementTests: XCTestCase {
     func testQuickstartGradientsAgreeAcrossConvPaths() {
         let saved = Engine.options
         defer { Engine.options = saved }
-        var c = MaCLRModel.Config()
-        c.weightInit = .pytorch; c.headHidden = 64; c.embedding = 32; c.queueSize = 0; c.momentum = 0.99
+        // the quickstart's model (Recipes/quickstart.yaml), in-batch negatives
+        let c = MaCLRModel.Config(visual: VideoResNetConfig(kind: .r2plus1d18, width: 0.25, blocksPerStage: [1, 1, 1, 1]),
+                                  motion: .frames(FrameResNetConfig(width: 0.125, blocksPerStage: [1, 1, 1, 1], inputChannels: 2)),
+                                  weightInit: .pytorch, headHidden: 64, embedding: 32, queueSize: 0, momentum: 0.99, keyBatchNorm: .shuffledSubBatches,
+                                  loss: MaCLRLoss(crossModalWeight: 1, motionIntraWeight: 0, temperature: 0.1))
         func lossAndGradients(inputScale: Float = 1) -> (loss: Float, grads: [[Float]]) {
             let m = MaCLRModel(c, seed: 0)
             var rng = RandomGenerator(seed: 1)
@@ -157,7 +159,7 @@ final class AlignmentGradientTests: XCTestCase {
         let x = Tensor.randn([4, 4, 32, 32, 3], rng: &rng)
         let key = Tensor.randn([4, 4], rng: &rng).l2Normalized()
         let boundaries = Tensor.uniform([4, 4, 32, 32], low: 0, high: 1, rng: &rng)
-        let loss = MotionAlignment(weighting: .gradient)
+        let loss = MotionAlignment(weighting: .gradient, spatiotemporalWeight: 1, temporalWeight: 1, spatialWeight: 1)
         func value() -> Tensor {
             let (q, a) = pathway.embedding(x, capturing: nil)
             return MaCLRModel.alignmentTerms(loss, query: q, key: key, activation: a, boundaries: boundaries).total

@@ -129,4 +129,41 @@ final class RecipeTests: XCTestCase {
         XCTAssertThrowsError(try r.set("optim.accumulate", 0))
         XCTAssertEqual(r.optim.accumulate, 1, "a refused value leaves the recipe as it was")
     }
+
+    /// A valid value of `spec` other than `current`.
+    static func anotherValue(_ spec: RecipeKey.Spec, _ current: AnyHashable) -> Any {
+        switch spec.kind {
+        case .int(let range): let i = current as! Int; return range.contains(i + 1) ? i + 1 : i - 1
+        case .number(let min, _, _):
+            // below the default, or just above the minimum (optim.min_lr must stay under optim.lr)
+            let d = current as! Double; return d > min ? (d + min) / 2 : min + 0.01
+        case .bool: return !(current as! Bool)
+        case .string: return spec.key == "loss.alignment_layer" ? "layer3.0.conv2" : (current as! String) + "-other"
+        case .optionalString: return (current as! String) + "-other"
+        case .span(let within, _):
+            let span = current as! [Double]; return [(span[0] + within.lowerBound) / 2 + 0.001, span[1]]
+        case .intList(_, let range):
+            var list = current as! [Int]; list[0] = range.contains(list[0] + 1) ? list[0] + 1 : list[0] - 1; return list
+        case .choice(let options): return options.first { $0 != current as! String }!
+        }
+    }
+
+    /// Every key of the schema reaches a field of the typed sections (the library configs are
+    /// built from them) and comes back from it unchanged, at its default and at another value.
+    func testEverySchemaKeyReachesATypedFieldAndComesBackUnchanged() throws {
+        let defaults = Recipe.defaults
+        let keys = Set(RecipeKey.all.map(\.key)), typed = Set(defaults.typedValues.keys)
+        XCTAssertEqual(keys.subtracting(typed), [], "schema keys without a typed field")
+        XCTAssertEqual(typed.subtracting(keys), [], "typed fields without a schema key")
+        for spec in RecipeKey.all {
+            XCTAssertEqual(defaults.typedValues[spec.key], defaults.values[spec.key], spec.key)
+            var r = defaults
+            let other = Self.anotherValue(spec, defaults.values[spec.key]!)
+            try r.set(spec.key, other)
+            XCTAssertNotEqual(r.values[spec.key], defaults.values[spec.key], "\(spec.key): the test's other value")
+            XCTAssertEqual(r.typedValues[spec.key], r.values[spec.key], "\(spec.key) set to \(other) does not reach its typed field unchanged")
+            let changed = Set(RecipeKey.all.map(\.key).filter { r.typedValues[$0] != defaults.typedValues[$0] })
+            XCTAssertEqual(changed, [spec.key], "setting \(spec.key) changes only its own field")
+        }
+    }
 }

@@ -2,7 +2,7 @@ import Foundation
 @testable import Training
 import XCTest
 
-/// What a run leaves for people: TensorBoard events, plain progress lines in logs, CSV inputs.
+/// What a run leaves for people: TensorBoard events.
 final class RunOutputTests: XCTestCase {
     /// Reads an events file back: every record's two CRCs, then each event's step and scalars.
     static func readEvents(_ url: URL) throws -> [(step: Int, fileVersion: String?, scalars: [String: Float])] {
@@ -81,39 +81,5 @@ final class RunOutputTests: XCTestCase {
         XCTAssertEqual(events[1].scalars, ["loss": 2.5, "lr": 3e-4])
         XCTAssertEqual(events[2].step, 300)
         XCTAssertEqual(events[2].scalars, ["loss": 1.25])
-    }
-
-    /// Off a terminal, redraws become plain lines: one per interval, and the last state when the
-    /// progress line ends; other text passes unchanged.
-    func testRedrawsBecomePlainLinesOffATerminal() {
-        var clock = 0.0, out: [String] = []
-        let log = ConsoleLog(isTerminal: false, interval: 5, now: { clock }, sink: { out.append($0) })
-        for step in 1...10 {
-            clock = Double(step)
-            log.write("\rstep \(step)/10   ")
-        }
-        log.write("\n")
-        log.write("done\n")
-        XCTAssertEqual(out, ["step 1/10\n", "step 6/10\n", "step 10/10\n", "done\n"])
-        var terminal: [String] = []
-        let tty = ConsoleLog(isTerminal: true, sink: { terminal.append($0) })
-        tty.write("\rstep 1/10")
-        XCTAssertEqual(terminal, ["\rstep 1/10"])
-    }
-
-    /// A quoted path with a comma in it is one field (the CSV parser is SwiftCSV's).
-    func testCSVInputsWithQuotedCommas() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("csv-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let csv = dir.appendingPathComponent("labels.csv")
-        try "path,label,split\n\"clips/a, b.mp4\",walk,train\nclips/c.mp4,\"run, fast\",test\n".write(to: csv, atomically: true, encoding: .utf8)
-        let inputs = try Preparation.discover(csv)
-        XCTAssertEqual(inputs.map(\.path), [dir.appendingPathComponent("clips/a, b.mp4").path, dir.appendingPathComponent("clips/c.mp4").path])
-        XCTAssertEqual(inputs.map(\.label), ["walk", "run, fast"])
-        XCTAssertEqual(inputs.map(\.split), ["train", "test"])
-        // no header: the first line is a video
-        try "x.mp4,1\ny.mp4,0\n".write(to: csv, atomically: true, encoding: .utf8)
-        XCTAssertEqual(try Preparation.discover(csv).map(\.label), ["1", "0"])
     }
 }

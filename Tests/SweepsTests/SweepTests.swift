@@ -1,4 +1,5 @@
 import Foundation
+import Sweeps
 import Training
 import XCTest
 

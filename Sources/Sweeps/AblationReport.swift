@@ -1,4 +1,5 @@
 import Foundation
+import Training
 
 /// A sweep's reports, gathered from whatever runs are complete (any process, any shard):
 /// `results.csv` (a row per run), `results.json`, `results.md` (mean and spread over seeds per

@@ -1,4 +1,5 @@
 import Foundation
+import Training
 import Yams
 
 /// A sweep file (`maclr ablate`): a base recipe, the variants to compare (a grid of keys and

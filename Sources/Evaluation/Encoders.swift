@@ -3,71 +3,23 @@ import DataHDF5
 import Foundation
 import Pathways
 import Tensor
-import Video
-
-// What the command line calls: each `maclr` subcommand parses its arguments and hands them to
-// one of these, so the CLI needs no module below Training.
+import Training
 
 /// The visual encoder's network family, as `--arch` names it.
 public typealias Architecture = VideoResNetKind
-/// The synthetic motion videos of `maclr synth`.
-public typealias SyntheticVideos = SyntheticMotion
 
-/// How the engine runs in this process.
-public enum Runtime {
-    /// This machine's cores: the default thread count.
-    public static var cores: Int { EngineOptions.cores }
-
-    /// Which conv paths the engine may take: the fastest the routing picks (default), blocked
-    /// im2col without implicit GEMMs, or the reference (whole im2col matrix on OpenBLAS).
-    public enum ConvPaths: String, CaseIterable, Sendable { case fastest, blocked, reference }
-
-    public static func configure(threads: Int, convPaths: ConvPaths = .fastest) {
-        var options = EngineOptions(threads: threads)
-        switch convPaths {
-        case .fastest: break
-        case .blocked: options.implicitConvs = false
-        case .reference: options = .reference(threads: threads)
-        }
-        Engine.options = options
-    }
-
-    /// What runs the GEMMs, for benchmark headers.
-    public static var gemmDescription: String { Engine.gemmDescription }
-}
-
-/// `maclr pretrain`: trains a recipe (resuming its run folder) and, with `evaluate`, probes the
-/// final encoder. Returns the run folder, the step reached and the evaluation, if any.
-/// Trains `recipe` (as one of the data-parallel processes of `collective`: process 0 holds the
-/// run folder's lock, writes and evaluates).
-public func pretrain(_ recipe: Recipe, fresh: Bool, evaluate: Bool, collective: Collective = SingleProcess(),
-                     log: @escaping (String) -> Void) throws -> (runFolder: URL, step: Int, report: Evaluation.Report?) {
-    try pretrain(recipe, fresh: fresh, evaluate: evaluate, holding: nil, collective: collective, log: log)
-}
-
-/// With `held`, the caller already holds the run folder's lock; otherwise it is taken here, and
-/// a folder another live process trains in is refused.
-func pretrain(_ recipe: Recipe, fresh: Bool, evaluate: Bool, holding held: RunLock?, collective: Collective = SingleProcess(),
-              log: @escaping (String) -> Void) throws -> (runFolder: URL, step: Int, report: Evaluation.Report?) {
-    let folder = URL(fileURLWithPath: recipe.train.output)
-    var lock: RunLock? = held
-    if held == nil && collective.rank == 0 {
-        guard let taken = try RunLock.acquire(folder) else {
-            throw TrainingError("\(folder.path): another maclr process (\(RunLock.holder(folder))) is training in this run folder; wait for it to end, or use another train.output")
-        }
-        lock = taken
-    }
-    defer { if held == nil { lock?.release() } }
-    let log = { (text: String) in lock?.heartbeat(); log(text) }
-    let trainer = try Trainer(recipe: recipe, fresh: fresh, collective: collective)
-    try trainer.run(log: log)
-    // one evaluation, by process 0
-    guard evaluate && collective.rank == 0 else { return (trainer.runFolder, trainer.step, nil) }
-    let net = try Evaluation.loadEncoder(checkpoint: trainer.runFolder.path, encoderFile: nil, recipe: recipe)
+/// `maclr pretrain --eval` and every run of a sweep: trains `recipe` (resuming its run folder),
+/// then evaluates the final encoder and writes the figures to the run folder's eval.json.
+/// With several processes all train and process 0 alone evaluates (the others return nil).
+public func pretrainAndEvaluate(_ recipe: Recipe, fresh: Bool, collective: Collective = Processes.single, holding lock: RunLock? = nil,
+                                log: @escaping (String) -> Void) throws -> (folder: RunFolder, report: Evaluation.Report?) {
+    let (folder, _) = try pretrain(recipe, fresh: fresh, collective: collective, holding: lock, log: log)
+    guard collective.rank == 0 else { return (folder, nil) }
+    let net = try Evaluation.loadEncoder(from: try Checkpoint(path: folder.url.path))
     let dataset = try ShardDataset(folder: URL(fileURLWithPath: recipe.data.dataset))
     let report = try Evaluation.run(encoder: { net.features($0) }, dataset: dataset, recipe: recipe, log: log)
-    try report.write(to: trainer.runFolder.appendingPathComponent("eval.json"))
-    return (trainer.runFolder, trainer.step, report)
+    try report.write(to: folder.evaluation)
+    return (folder, report)
 }
 
 /// The encoder a command works on: a run or checkpoint folder, an exported .safetensors, or the
@@ -87,7 +39,7 @@ public struct EncoderSelection {
     func recipe() throws -> Recipe {
         var r: Recipe
         if let recipePath { r = try Recipe.load(recipePath) }
-        else if let checkpoint { r = try Evaluation.recipe(ofCheckpoint: checkpoint) }
+        else if let checkpoint { r = try Checkpoint(path: checkpoint).recipe }
         else { r = Recipe.defaults }
         try r.apply(overrides: overrides)
         if let dataset { try r.set("data.dataset", dataset) }
@@ -144,10 +96,10 @@ public enum EvaluatedPathway: String, CaseIterable, Sendable { case visual, moti
 public enum EncoderExport {
     /// The trained encoder of a run or checkpoint folder.
     public static func trained(checkpoint: String, to output: String) throws -> String {
-        let recipe = try Evaluation.recipe(ofCheckpoint: checkpoint)
-        let net = try Evaluation.loadEncoder(checkpoint: checkpoint, encoderFile: nil, recipe: recipe)
+        let saved = try Checkpoint(path: checkpoint)
+        let net = try Evaluation.loadEncoder(from: saved)
         var meta = VisualEncoder.metadata(for: net.config)
-        meta["source"] = try Evaluation.resolveCheckpoint(checkpoint).path
+        meta["source"] = saved.folder.path
         try net.saveSafetensors(to: URL(fileURLWithPath: output), metadata: meta)
         return "wrote \(output): \(net.config.kind.rawValue), width \(net.config.width), \(net.parameterCount) parameters"
     }
@@ -175,16 +127,4 @@ extension Evaluation.Report {
         let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try enc.encode(self).write(to: file)
     }
-}
-
-/// `maclr prepare` with its arguments: discovers the inputs (a classes.txt beside a CSV names
-/// its integer labels; `maclr synth` writes one) and runs the preparation.
-/// The dataset's manifest, or nil when `settings` is one part of a split preparation and other
-/// parts are still running (the last one to finish writes the manifest).
-public func prepareDataset(input: String, output: String, settings: Preparation, log: @escaping (String) -> Void) throws -> DatasetManifest? {
-    let source = URL(fileURLWithPath: input)
-    let inputs = try Preparation.discover(source)
-    let namesFile = source.deletingLastPathComponent().appendingPathComponent("classes.txt")
-    let names = (try? String(contentsOf: namesFile, encoding: .utf8))?.split(whereSeparator: \.isNewline).map(String.init) ?? []
-    return try settings.run(inputs: inputs, output: URL(fileURLWithPath: output), classNames: names, log: log)
 }

@@ -1,5 +1,6 @@
 import CCairo
 import Foundation
+import Training
 
 /// PNG charts drawn with Cairo: a dot plot (a metric per category, each seed a dot, the mean a
 /// bar, the spread a line) and a line plot (curves over steps). Sized for a report page.

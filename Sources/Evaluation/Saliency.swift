@@ -3,6 +3,7 @@ import DataHDF5
 import Foundation
 import Losses
 import Tensor
+import Training
 import Video
 
 /// `maclr saliency`: where the visual encoder looks when it matches two clips of a video (MCL's
@@ -85,7 +86,7 @@ public struct SaliencyPictures {
             let (f, activation) = net.features(input, capturing: layer)
             let similarity = (f.l2Normalized() * key).sum()
             let g = gradients(of: similarity, wrt: [activation])[0] ?? Tensor.zeros(activation.shape)
-            return noGrad { MotionAlignment(weighting: weighting).saliency(gradient: g, activation: activation) }
+            return noGrad { MotionAlignment.saliency(gradient: g, activation: activation, weighting: weighting) }
         }
     }
 

@@ -3,8 +3,10 @@ import DataHDF5
 import Foundation
 import Pathways
 import Tensor
+import Evaluation
 import Training
 import Video
+import TrainingTestSupport
 import XCTest
 
 final class EvaluationTests: XCTestCase {
@@ -104,7 +106,7 @@ final class EvaluationTests: XCTestCase {
 
         // the checkpoint's Motion pathway; without one, the random init pretraining starts from
         let trained = try Evaluation.loadMotionPathway(checkpoint: run.path, recipe: recipe)
-        let saved = try SafeTensors.read(try Evaluation.resolveCheckpoint(run.path).appendingPathComponent("state.safetensors")).tensors
+        let saved = try Checkpoint(path: run.path).tensors
         let trainedState = trained.namedState(prefix: "motion")
         XCTAssertGreaterThan(trainedState.count, 10)
         for (name, t) in trainedState { XCTAssertEqual(t.toArray(), saved[name]?.toArray(), name) }

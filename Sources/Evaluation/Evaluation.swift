@@ -3,6 +3,7 @@ import DataHDF5
 import Foundation
 import Pathways
 import Tensor
+import Training
 
 /// `maclr eval`: frozen visual encoder features (several clips per video, averaged), then a
 /// linear probe (multinomial logistic regression with L2, trained to convergence), retrieval
@@ -159,18 +160,26 @@ public struct Evaluation {
         if let encoderFile {
             return try VisualEncoder(contentsOf: URL(fileURLWithPath: encoderFile)).network
         }
+        if let checkpoint {
+            return try loadEncoder(from: try Checkpoint(path: checkpoint), config: recipe.visualConfig)
+        }
+        // a random init is the network pretraining starts from (MaCLRModel draws it the same way)
         var config = recipe.visualConfig
         config.classes = nil
-        // a random init is the network pretraining starts from (MaCLRModel draws it the same way)
         let net = VideoResNet(config, seed: UInt64(recipe.seed))
         net.initialize(recipe.model.`init`, seed: UInt64(recipe.seed))
-        if let checkpoint {
-            let url = try resolveCheckpoint(checkpoint)
-            let (tensors, _) = try SafeTensors.read(url.appendingPathComponent("state.safetensors"))
-            // the visual encoder of a contrastive run is "visual.encoder.*"; of a supervised run "visual.*"
-            let prefix = tensors.keys.contains { $0.hasPrefix("visual.encoder.") } ? "visual.encoder" : "visual"
-            try net.loadNamedState(tensors, prefix: prefix, source: url.path)
-        }
+        net.eval()
+        return net
+    }
+
+    /// The visual encoder a checkpoint holds, built as its recipe (or `config`) describes.
+    public static func loadEncoder(from checkpoint: Checkpoint, config: VideoResNetConfig? = nil) throws -> VideoResNet {
+        var config = config ?? checkpoint.recipe.visualConfig
+        config.classes = nil
+        let net = VideoResNet(config, seed: UInt64(checkpoint.recipe.seed))
+        // the visual encoder of a contrastive run is "visual.encoder.*"; of a supervised run "visual.*"
+        let prefix = checkpoint.tensors.keys.contains { $0.hasPrefix("visual.encoder.") } ? "visual.encoder" : "visual"
+        try net.loadNamedState(checkpoint.tensors, prefix: prefix, source: checkpoint.folder.path)
         net.eval()
         return net
     }
@@ -182,29 +191,10 @@ public struct Evaluation {
             throw TrainingError("model.motion_pathway is none: \(checkpoint ?? "the recipe") has no Motion pathway to evaluate")
         }
         if let checkpoint {
-            let url = try resolveCheckpoint(checkpoint)
-            let (tensors, _) = try SafeTensors.read(url.appendingPathComponent("state.safetensors"))
-            try pathway.loadNamedState(tensors, prefix: "motion", source: url.path)
+            let saved = try Checkpoint(path: checkpoint)
+            try pathway.loadNamedState(saved.tensors, prefix: "motion", source: saved.folder.path)
         }
         pathway.eval()
         return pathway
-    }
-
-    /// A checkpoint folder, or the newest complete one under a run folder.
-    public static func resolveCheckpoint(_ path: String) throws -> URL {
-        let url = URL(fileURLWithPath: path)
-        let fm = FileManager.default
-        if fm.fileExists(atPath: url.appendingPathComponent("meta.json").path) { return url }
-        let folder = url.appendingPathComponent("checkpoints")
-        let steps = ((try? fm.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasPrefix("step-") }.sorted()
-            .filter { fm.fileExists(atPath: folder.appendingPathComponent($0).appendingPathComponent("meta.json").path) }
-        guard let last = steps.last else { throw TrainingError("\(path): no checkpoint (a run folder or a checkpoint folder is expected)") }
-        return folder.appendingPathComponent(last)
-    }
-
-    /// The recipe a checkpoint was trained with.
-    public static func recipe(ofCheckpoint path: String) throws -> Recipe {
-        let url = try resolveCheckpoint(path)
-        return try Recipe.fromJSON(try Data(contentsOf: url.appendingPathComponent("recipe.json")), source: url.path)
     }
 }

@@ -47,7 +47,7 @@ public final class StopRequests: @unchecked Sendable {
     }
 
     /// For tests: forget a received signal.
-    func reset() { lock.lock(); received = nil; lock.unlock() }
+    public func reset() { lock.lock(); received = nil; lock.unlock() }
 }
 
 /// Work stopped by SIGTERM or SIGINT after saving what it had; exit status 128 + signal.
@@ -56,6 +56,8 @@ public struct Interrupted: Error, CustomStringConvertible {
     public let detail: String
     public var exitStatus: Int32 { 128 + signal }
     public var description: String { "interrupted by \(Self.name(signal)): \(detail)" }
+
+    public init(signal: Int32, detail: String) { self.signal = signal; self.detail = detail }
 
     static func name(_ s: Int32) -> String { s == SIGTERM ? "SIGTERM" : s == SIGINT ? "SIGINT" : "signal \(s)" }
 }

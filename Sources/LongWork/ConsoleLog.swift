@@ -46,3 +46,10 @@ public final class ConsoleLog: @unchecked Sendable {
         }
     }
 }
+
+/// A duration as progress lines show it: 1h05m, 3m07s.
+public func formatDuration(_ s: Double) -> String {
+    guard s.isFinite else { return "?" }
+    let t = Int(s.rounded())
+    return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
+}

@@ -1,6 +1,9 @@
 import DataHDF5
+import Evaluation
 import Foundation
+import LongWork
 import Tensor
+import Training
 
 /// `maclr ablate`: runs a sweep's variant x seed runs (pretrain, then evaluate), each in its own
 /// folder under the sweep's output, skipping complete runs, resuming interrupted ones from their
@@ -36,8 +39,8 @@ public struct Ablation {
         for (i, run) in mine.enumerated() {
             let tag = "[\(i + 1)/\(mine.count)] \(run.id)"
             if RunFiles(run.folder).isComplete { outcome.skipped.append(run.id); log("\(tag): complete, skipped\n"); continue }
-            guard let lock = try RunLock.acquire(run.folder) else {
-                outcome.busy.append(run.id); log("\(tag): another process holds \(RunFiles(run.folder).lock.path), skipped\n"); continue
+            guard let lock = try RunLock.acquire(RunFolder(run.folder)) else {
+                outcome.busy.append(run.id); log("\(tag): another process holds \(RunFolder(run.folder).lock.path), skipped\n"); continue
             }
             defer { lock.release() }
             // finished by another process between the check and the lock
@@ -46,8 +49,9 @@ public struct Ablation {
             let runStart = Date()
             do {
                 try RunFiles(run.folder).clearFailure()
-                let result = try pretrain(run.recipe, fresh: false, evaluate: true, holding: lock) { text in log(text) }
-                guard let report = result.report else { throw TrainingError("\(run.id): no evaluation") }
+                guard let report = try pretrainAndEvaluate(run.recipe, fresh: false, holding: lock, log: { log($0) }).report else {
+                    throw TrainingError("\(run.id): no evaluation")
+                }
                 try RunFiles(run.folder).writeResult(run: run, report: report, seconds: Date().timeIntervalSince(runStart))
                 outcome.completed.append(run.id)
                 log("\(tag): \(report.summary)\n")
@@ -67,6 +71,28 @@ public struct Ablation {
         }
         if trained == 0 { _ = try AblationReport.write(sweep) }
         return outcome
+    }
+
+    /// `maclr ablate --dry-run`: every run of this shard with its estimated cost (one estimate per
+    /// variant), and the total for the runs not complete.
+    public func printEstimates(out: (String) -> Void) {
+        out("\(sweep.name): \(runs.count) runs in this shard, estimated from 3 timed steps per variant on its data:")
+        var estimates: [String: Result<Estimate, Error>] = [:]
+        var total = 0.0
+        for run in runs {
+            if estimates[run.variant.name] == nil {
+                estimates[run.variant.name] = Result { try Self.estimate(run) }
+            }
+            let state = RunFiles(run.folder).isComplete ? " (complete)" : ""
+            switch estimates[run.variant.name]! {
+            case .success(let e):
+                if state.isEmpty { total += e.total }
+                out(String(format: "  %@%@: %d steps x %.2f s + eval %.0f s = %@", run.id, state, e.steps, e.secondsPerStep, e.evalSeconds,
+                           formatDuration(e.total)))
+            case .failure(let error): out("  \(run.id): cannot estimate: \(error)")
+            }
+        }
+        out("total for the runs not complete: about \(formatDuration(total))")
     }
 
     /// A run's estimated cost, from a few timed steps on its real data and the encoder's
@@ -102,17 +128,14 @@ public struct Ablation {
     }
 }
 
-/// The files of one run folder that the sweep reads: `result.json` (written when the run's
-/// evaluation is done: the run is complete), `failed.json` (its last error), `run.lock`.
+/// What a sweep reads and writes in a run folder: `result.json` (written when the run's
+/// evaluation is done: the run is complete) and `failed.json` (its last error), beside the
+/// metrics the run left. The file names are the run folder's.
 struct RunFiles {
-    let folder: URL
-    init(_ folder: URL) { self.folder = folder }
-    var result: URL { folder.appendingPathComponent("result.json") }
-    var failure: URL { folder.appendingPathComponent("failed.json") }
-    var lock: URL { folder.appendingPathComponent("run.lock") }
-    var metrics: URL { folder.appendingPathComponent("metrics.jsonl") }
+    let folder: RunFolder
+    init(_ url: URL) { folder = RunFolder(url) }
 
-    var isComplete: Bool { FileManager.default.fileExists(atPath: result.path) }
+    var isComplete: Bool { FileManager.default.fileExists(atPath: folder.result.path) }
 
     struct Result: Codable {
         var variant: String, seed: Int
@@ -131,32 +154,25 @@ struct RunFiles {
         ]
         if let k = report.knnTop1 { metrics[Sweep.Metric.knnTop1.rawValue] = k }
         if let loss = finalLoss() { metrics[Sweep.Metric.finalLoss.rawValue] = loss }
-        let r = Result(variant: run.variant.name, seed: run.seed,
-                       overrides: run.variant.overrideValues,
-                       metrics: metrics, seconds: seconds)
-        try writeAtomically(try JSONEncoder.sorted.encode(r), to: result)
+        let r = Result(variant: run.variant.name, seed: run.seed, overrides: run.variant.overrideValues, metrics: metrics, seconds: seconds)
+        try writeAtomically(try JSONEncoder.sorted.encode(r), to: folder.result)
     }
 
     func writeFailure(_ line: String) throws {
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        try writeAtomically(try JSONEncoder.sorted.encode(Failure(error: line)), to: failure)
+        try FileManager.default.createDirectory(at: folder.url, withIntermediateDirectories: true)
+        try writeAtomically(try JSONEncoder.sorted.encode(Failure(error: line)), to: folder.failure)
     }
 
     func clearFailure() throws {
-        if FileManager.default.fileExists(atPath: failure.path) { try FileManager.default.removeItem(at: failure) }
+        if FileManager.default.fileExists(atPath: folder.failure.path) { try FileManager.default.removeItem(at: folder.failure) }
     }
 
-    func readResult() -> Result? { (try? Data(contentsOf: result)).flatMap { try? JSONDecoder().decode(Result.self, from: $0) } }
-    func readFailure() -> String? { (try? Data(contentsOf: failure)).flatMap { try? JSONDecoder().decode(Failure.self, from: $0) }?.error }
+    func readResult() -> Result? { (try? Data(contentsOf: folder.result)).flatMap { try? JSONDecoder().decode(Result.self, from: $0) } }
+    func readFailure() -> String? { (try? Data(contentsOf: folder.failure)).flatMap { try? JSONDecoder().decode(Failure.self, from: $0) }?.error }
 
-    /// (step, loss) of every line of metrics.jsonl.
+    /// (step, loss) of every logged step.
     func lossCurve() -> [(step: Int, loss: Double)] {
-        guard let text = try? String(contentsOf: metrics, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { line in
-            guard let d = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let step = d["step"] as? Int, let loss = d["loss"] as? Double else { return nil }
-            return (step, loss)
-        }
+        folder.readMetrics().compactMap { m in m.values["loss"].map { (m.step, Double($0)) } }
     }
 
     func finalLoss() -> Double? { lossCurve().last?.loss }
@@ -166,79 +182,4 @@ struct RunFiles {
 /// another process writing the same report) sees the old file or the new one, never half of one.
 func writeAtomically(_ data: Data, to url: URL) throws {
     do { try DurableFiles.write(data, to: url) } catch { throw TrainingError("\(error)") }
-}
-
-extension JSONEncoder {
-    static var sorted: JSONEncoder {
-        let e = JSONEncoder(); e.outputFormatting = [.prettyPrinted, .sortedKeys]; return e
-    }
-}
-
-/// A run folder's lock: a file created exclusively (O_EXCL, atomic on local and NFS v3+ file
-/// systems) holding the host and pid. A lock whose process is gone (same host) or whose
-/// heartbeat is older than `staleAfter` (any host) is taken over, so a killed run never stays
-/// locked.
-final class RunLock: @unchecked Sendable {
-    let url: URL
-    private var lastBeat = Date()
-    static let staleAfter: TimeInterval = 600
-
-    private init(url: URL) { self.url = url }
-
-    static var host: String { ProcessInfo.processInfo.hostName }
-
-    /// The lock, or nil when a live process holds it.
-    static func acquire(_ folder: URL) throws -> RunLock? {
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let url = RunFiles(folder).lock
-        for _ in 0..<3 {
-            let fd = open(url.path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-            if fd >= 0 {
-                let text = "\(host) \(getpid())\n"
-                _ = text.withCString { write(fd, $0, strlen($0)) }
-                close(fd)
-                return RunLock(url: url)
-            }
-            guard errno == EEXIST else { throw TrainingError("\(url.path): cannot create lock (\(String(cString: strerror(errno))))") }
-            guard isStale(url) else { return nil }
-            // take a stale lock over by renaming it away: of two processes that both found it
-            // stale, only one rename succeeds
-            let away = url.appendingPathExtension("stale-\(getpid())-\(UUID().uuidString)")
-            if rename(url.path, away.path) == 0 { try? FileManager.default.removeItem(at: away) }
-        }
-        return nil
-    }
-
-    static func isStale(_ url: URL) -> Bool {
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return false }
-        let parts = text.split(whereSeparator: \.isWhitespace)
-        if parts.count == 2, String(parts[0]) == host, let pid = Int32(parts[1]), pid != getpid() {
-            // on this host the process itself answers; a live one keeps its lock however quiet it is
-            if kill(pid, 0) != 0 && errno == ESRCH { return true }
-            return isZombie(pid)
-        }
-        let modified = (try? FileManager.default.attributesOfItem(atPath: url.path)[.modificationDate] as? Date) ?? Date()
-        return Date().timeIntervalSince(modified) > staleAfter
-    }
-
-    /// A process that has ended but not been reaped (its parent gone too, under an init that
-    /// does not reap) still answers kill(pid, 0): /proc says it is a zombie.
-    static func isZombie(_ pid: Int32) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
-        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
-    }
-
-    /// Marks the lock alive (its modification time), at most every 30 s.
-    func heartbeat() {
-        guard Date().timeIntervalSince(lastBeat) > 30 else { return }
-        lastBeat = Date()
-        _ = utimes(url.path, nil)
-    }
-
-    func release() { try? FileManager.default.removeItem(at: url) }
-
-    /// Who holds the lock of `folder`: "host pid", as written.
-    static func holder(_ folder: URL) -> String {
-        ((try? String(contentsOf: RunFiles(folder).lock, encoding: .utf8)) ?? "unknown").trimmingCharacters(in: .whitespacesAndNewlines)
-    }
 }

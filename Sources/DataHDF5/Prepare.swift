@@ -1,6 +1,6 @@
-import DataHDF5
 import Dispatch
 import Foundation
+import LongWork
 import SwiftCSV
 import Tensor
 import Video
@@ -81,6 +81,18 @@ public struct Preparation {
         return try videos(in: source).map { Input(path: $0, label: nil, split: nil) }
     }
 
+    /// `maclr prepare INPUT OUTPUT`: discovers the inputs (a classes.txt beside a CSV names its
+    /// integer labels; `maclr synth` writes one) and runs (or resumes) the preparation. Returns the
+    /// dataset's manifest, or nil when this is one part of a split preparation and other parts are
+    /// still running (the last one to finish writes the manifest).
+    public func run(input: String, output: String, log: @escaping (String) -> Void) throws -> DatasetManifest? {
+        let source = URL(fileURLWithPath: input)
+        let inputs = try Self.discover(source)
+        let namesFile = source.deletingLastPathComponent().appendingPathComponent("classes.txt")
+        let names = (try? String(contentsOf: namesFile, encoding: .utf8))?.split(whereSeparator: \.isNewline).map(String.init) ?? []
+        return try run(inputs: inputs, output: URL(fileURLWithPath: output), classNames: names, log: log)
+    }
+
     /// Class names and each input's index: integer labels are used as given (named by
     /// `classNames`, e.g. a classes.txt beside the CSV, when it has enough lines); names are sorted.
     static func labelIndex(_ inputs: [Input], classNames: [String] = []) -> (classes: [String], index: [Int]) {
@@ -154,9 +166,8 @@ public struct Preparation {
         let (classes, labels) = Self.labelIndex(inputs, classNames: classNames)
         let root = commonFolder(inputs.map(\.path))
         let names = inputs.map { Self.videoName($0.path, root: root) }
-        let inputsChecksum = String(format: "%016llx", inputs.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { h, i in
-            (i.path + "|" + (i.label ?? "") + "|" + (i.split ?? "")).utf8.reduce(h) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
-        })
+        let inputsText = inputs.map { $0.path + "|" + ($0.label ?? "") + "|" + ($0.split ?? "") }.joined()
+        let inputsChecksum = String(format: "%016llx", Array(inputsText.utf8).withUnsafeBytes { fnv1a64($0) })
 
         let stateURL = stateURL(output, part: part)
         var state = State(settings: settings, inputsChecksum: inputsChecksum)
@@ -295,10 +306,4 @@ func commonFolder(_ paths: [String]) -> String {
         parts = Array(parts.prefix(n))
     }
     return "/" + parts.joined(separator: "/")
-}
-
-public func formatDuration(_ s: Double) -> String {
-    guard s.isFinite else { return "?" }
-    let t = Int(s.rounded())
-    return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
 }

@@ -1,0 +1,77 @@
+import Backbones
+import DataHDF5
+import Foundation
+import Losses
+import Pathways
+import Tensor
+
+/// What a recipe derives: the library configs of the model, the sampling, the augmentation
+/// and the optimiser, each built from the recipe's typed sections (the schema is the one
+/// source of their defaults).
+extension Recipe {
+    public var visualConfig: VideoResNetConfig {
+        VideoResNetConfig(kind: model.arch, width: model.width, blocksPerStage: model.blocks)
+    }
+
+    /// The MaCLR model the recipe describes.
+    public var modelConfig: MaCLRModel.Config {
+        let channels = data.motionInput.channels
+        let motion: MotionBackbone?
+        switch model.motionPathway {
+        case .frames: motion = .frames(FrameResNetConfig(width: model.motionWidth, blocksPerStage: model.motionBlocks, inputChannels: channels))
+        case .video: motion = .video(VideoResNetConfig(kind: model.arch, width: model.motionWidth, blocksPerStage: model.motionBlocks,
+                                                       inputChannels: channels))
+        case .none: motion = nil
+        }
+        let alignment = !self.loss.alignment ? nil : MaCLRModel.Alignment(
+            loss: MotionAlignment(weighting: loss.alignmentWeighting, spatiotemporalWeight: Float(loss.alignmentSpatiotemporal),
+                                  temporalWeight: Float(loss.alignmentTemporal), spatialWeight: Float(loss.alignmentSpatial)),
+            layer: loss.alignmentLayer == "last" ? nil : loss.alignmentLayer)
+        return MaCLRModel.Config(
+            visual: visualConfig, motion: motion, weightInit: model.`init`, headHidden: model.headHidden, embedding: model.embedding,
+            queueSize: model.queueSize, momentum: Float(model.momentum), keyBatchNorm: model.keyBn,
+            loss: MaCLRLoss(crossModalWeight: Float(loss.crossModalWeight), motionIntraWeight: Float(loss.motionIntraWeight),
+                            temperature: Float(loss.temperature)),
+            alignment: alignment)
+    }
+
+    public var sampling: ClipSampling {
+        var s = ClipSampling()
+        s.frames = data.clipFrames; s.stride = data.clipStride; s.height = data.crop; s.width = data.crop
+        s.positiveGap = data.positiveGap.range
+        s.motion = data.motionInput
+        return s
+    }
+
+    /// Loader threads: `data.loader_workers`, or with 0 a quarter of the cores, at least 2.
+    public var loaderThreads: Int { data.loaderWorkers > 0 ? data.loaderWorkers : max(2, EngineOptions.cores / 4) }
+
+    public var augmentation: Augmentation {
+        guard data.augment else { return .none }
+        var a = Augmentation()
+        if !data.flip { a.flipProbability = 0 }
+        a.cropScale = data.cropScale.range
+        a.jitterProbability = data.colorJitter
+        a.grayscaleProbability = data.grayscale
+        a.blurProbability = data.blur
+        a.blurSigma = data.blurSigma.range
+        a.motionTemporalSampling = data.motionTemporalSampling
+        a.motionSpatialCropping = data.motionSpatialCropping
+        return a
+    }
+
+    /// The recipe's optimiser over `params`, at the peak learning rate.
+    public func makeOptimizer(_ params: [Parameter]) -> Optimizer {
+        let lr = Float(optim.lr), decay = Float(optim.weightDecay)
+        switch optim.optimizer {
+        case .adamw: return AdamW(params, learningRate: lr, weightDecay: decay)
+        case .sgd: return SGD(params, learningRate: lr, momentum: Float(optim.momentum), weightDecay: decay, nesterov: optim.nesterov)
+        }
+    }
+
+    /// Keys whose change does not change what a run computes (where it writes, how often it logs,
+    /// how many threads load: batches are a function of seed, epoch and batch).
+    static let bookkeepingKeys = Set(["train.output", "train.checkpoint_every", "train.keep_checkpoints", "train.log_every",
+                                      "data.loader_workers"]
+        + RecipeKey.all.map(\.key).filter { $0.hasPrefix("eval.") })
+}

@@ -1,0 +1,44 @@
+import Foundation
+import Tensor
+
+public enum MaclrVersion {
+    public static let string = "0.1.0"
+}
+
+/// How the engine runs in this process.
+public enum Runtime {
+    /// This machine's cores: the default thread count.
+    public static var cores: Int { EngineOptions.cores }
+
+    /// Which conv paths the engine may take: the fastest the routing picks (default), blocked
+    /// im2col without implicit GEMMs, or the reference (whole im2col matrix on OpenBLAS).
+    public enum ConvPaths: String, CaseIterable, Sendable { case fastest, blocked, reference }
+
+    public static func configure(threads: Int, convPaths: ConvPaths = .fastest) {
+        var options = EngineOptions(threads: threads)
+        switch convPaths {
+        case .fastest: break
+        case .blocked: options.implicitConvs = false
+        case .reference: options = .reference(threads: threads)
+        }
+        Engine.options = options
+    }
+
+    /// What runs the GEMMs, for benchmark headers.
+    public static var gemmDescription: String { Engine.gemmDescription }
+}
+
+/// Choosing OpenBLAS's kernels before it is used.
+public enum BLASKernels {
+    /// On a CPU with AVX-512 and no OPENBLAS_CORETYPE chosen by the user, sets it to SkylakeX and
+    /// re-executes the process once (OpenBLAS reads the variable only when it loads).
+    public static func selectBeforeUse() {
+        let env = ProcessInfo.processInfo.environment
+        guard env["OPENBLAS_CORETYPE"] == nil, Engine.cpuHasAVX512 else { return }
+        setenv("OPENBLAS_CORETYPE", "SkylakeX", 1)
+        let args = CommandLine.arguments
+        var cArgs = args.map { strdup($0) } + [nil]
+        execv("/proc/self/exe", &cArgs)
+        // exec failed: carry on with the kernels already loaded
+    }
+}
