@@ -2,6 +2,7 @@ import DataHDF5
 import Dispatch
 import Foundation
 import Tensor
+import Training
 import Video
 
 /// `maclr bench data`: loader throughput (clip pairs/s with and without augmentation) and peak
@@ -10,8 +11,10 @@ public struct DataBenchmark {
     public var videosSmall = 40, videosLarge = 160
     public var framesPerVideo = 64, size = 112
     public var batchSize = 8, batches = 30, workers = 2
-    public var sampling = ClipSampling()
-    public init() { sampling.frames = 8; sampling.stride = 2; sampling.height = 96; sampling.width = 96 }
+    /// The recipe defaults' clips (8 frames at stride 2) at 96x96, and their augmentation.
+    public var sampling = Recipe.defaults.sampling
+    public var augmentation = Recipe.defaults.augmentation
+    public init() { sampling.height = 96; sampling.width = 96 }
 
     public struct Row {
         public var videos: Int; public var datasetGiB: Double; public var augmented: Bool; public var pairsPerSecond: Double; public var peakRSSGiB: Double
@@ -137,7 +140,7 @@ public struct DataBenchmark {
             }
             for augmented in [false, true] {
                 let s = ClipSampler(dataset: ds, indices: try ds.indices(split: "train"), sampling: sampling,
-                                    augmentation: augmented ? Augmentation() : .none, seed: 1, batchSize: batchSize, withMotion: true)
+                                    augmentation: augmented ? augmentation : .none, seed: 1, batchSize: batchSize, withMotion: true)
                 let loader = StreamingLoader(sampler: s, workers: workers, depth: 4)
                 _ = try loader.next()
                 var peak = Self.rssGiB()

@@ -5,25 +5,40 @@ import Video
 /// Clip augmentations. Geometry (crop, resize, flip) is shared by RGB and flow, with flow
 /// vectors transformed to match (a horizontal flip negates u; a resize scales u and v);
 /// photometric changes (colour jitter, grayscale, blur) touch RGB only.
+///
+/// The values a recipe sets (its `data.*` keys) are required: the recipe schema holds their
+/// defaults. The rest are the method's constants (CVRL's jitter strengths, MCL's 0.7).
 public struct Augmentation: Codable, Equatable, Sendable {
     public var enabled = true
     /// Random-resized-crop area fraction and aspect-ratio ranges.
-    public var cropScale: ClosedRange<Double> = 0.3...1.0
+    public var cropScale: ClosedRange<Double>
     public var cropRatio: ClosedRange<Double> = 0.75...1.3333
     public var flipProbability = 0.5
-    public var jitterProbability = 0.8
+    public var jitterProbability: Double
     public var brightness = 0.4, contrast = 0.4, saturation = 0.4, hue = 0.1
-    public var grayscaleProbability = 0.2
-    public var blurProbability = 0.5
-    public var blurSigma: ClosedRange<Double> = 0.1...2.0
+    public var grayscaleProbability: Double
+    public var blurProbability: Double
+    public var blurSigma: ClosedRange<Double>
     /// MCL: drop static clips (keep the top half by motion-boundary magnitude with probability 0.7).
-    public var motionTemporalSampling = false
+    public var motionTemporalSampling: Bool
     public var motionTopProbability = 0.7
     /// MCL: random-resized crops must cover the box of the top 10% cells of a 7x7 motion grid.
-    public var motionSpatialCropping = false
+    public var motionSpatialCropping: Bool
 
-    public init() {}
-    public static let none: Augmentation = { var a = Augmentation(); a.enabled = false; return a }()
+    public init(cropScale: ClosedRange<Double>, jitterProbability: Double, grayscaleProbability: Double, blurProbability: Double,
+                blurSigma: ClosedRange<Double>, motionTemporalSampling: Bool, motionSpatialCropping: Bool) {
+        self.cropScale = cropScale; self.jitterProbability = jitterProbability; self.grayscaleProbability = grayscaleProbability
+        self.blurProbability = blurProbability; self.blurSigma = blurSigma
+        self.motionTemporalSampling = motionTemporalSampling; self.motionSpatialCropping = motionSpatialCropping
+    }
+
+    /// No augmentation at all: the clip as stored, resized to the sampling's size.
+    public static let none: Augmentation = {
+        var a = Augmentation(cropScale: 1...1, jitterProbability: 0, grayscaleProbability: 0, blurProbability: 0, blurSigma: 0...0,
+                             motionTemporalSampling: false, motionSpatialCropping: false)
+        a.enabled = false; a.flipProbability = 0
+        return a
+    }()
 }
 
 /// A crop window in source pixels.

@@ -63,14 +63,18 @@ public enum MotionRepresentation: String, Codable, Sendable, CaseIterable {
 }
 
 /// How clips are cut and paired.
+/// What a clip is; a recipe's `data.*` keys set every field (the schema holds the defaults).
 public struct ClipSampling: Codable, Equatable, Sendable {
-    public var motion: MotionRepresentation = .flow
-    public var frames = 8
-    public var stride = 2
-    public var height = 56, width = 56
+    public var motion: MotionRepresentation
+    public var frames: Int
+    public var stride: Int
+    public var height: Int, width: Int
     /// Two clips of one video, their starts this many seconds apart (MaCLR: 0.5 s to 10 s).
-    public var positiveGap: ClosedRange<Double> = 0.5...10
-    public init() {}
+    public var positiveGap: ClosedRange<Double>
+    public init(frames: Int, stride: Int, height: Int, width: Int, positiveGap: ClosedRange<Double>, motion: MotionRepresentation) {
+        self.frames = frames; self.stride = stride; self.height = height; self.width = width
+        self.positiveGap = positiveGap; self.motion = motion
+    }
 }
 
 /// A batch of positive pairs: two clips (a, b) of each of N videos.

@@ -36,11 +36,8 @@ extension Recipe {
     }
 
     public var sampling: ClipSampling {
-        var s = ClipSampling()
-        s.frames = data.clipFrames; s.stride = data.clipStride; s.height = data.crop; s.width = data.crop
-        s.positiveGap = data.positiveGap.range
-        s.motion = data.motionInput
-        return s
+        ClipSampling(frames: data.clipFrames, stride: data.clipStride, height: data.crop, width: data.crop,
+                     positiveGap: data.positiveGap.range, motion: data.motionInput)
     }
 
     /// Loader threads: `data.loader_workers`, or with 0 a quarter of the cores, at least 2.
@@ -48,15 +45,10 @@ extension Recipe {
 
     public var augmentation: Augmentation {
         guard data.augment else { return .none }
-        var a = Augmentation()
+        var a = Augmentation(cropScale: data.cropScale.range, jitterProbability: data.colorJitter, grayscaleProbability: data.grayscale,
+                             blurProbability: data.blur, blurSigma: data.blurSigma.range,
+                             motionTemporalSampling: data.motionTemporalSampling, motionSpatialCropping: data.motionSpatialCropping)
         if !data.flip { a.flipProbability = 0 }
-        a.cropScale = data.cropScale.range
-        a.jitterProbability = data.colorJitter
-        a.grayscaleProbability = data.grayscale
-        a.blurProbability = data.blur
-        a.blurSigma = data.blurSigma.range
-        a.motionTemporalSampling = data.motionTemporalSampling
-        a.motionSpatialCropping = data.motionSpatialCropping
         return a
     }
 

@@ -30,9 +30,9 @@ final class AugmentParityTests: XCTestCase {
         try m.save(to: dir)
         let ds = try ShardDataset(folder: dir)
 
-        var sampling = ClipSampling(); sampling.frames = t; sampling.stride = 1; sampling.height = 12; sampling.width = 12
-        var a = Augmentation()
-        a.cropScale = 0.3...1.0; a.jitterProbability = 0.8; a.grayscaleProbability = 0.3; a.blurProbability = 0.5; a.blurSigma = 0.5...1.5
+        let sampling = ClipSampling(frames: t, stride: 1, height: 12, width: 12, positiveGap: 0.5...10, motion: .flow)
+        let a = Augmentation(cropScale: 0.3...1.0, jitterProbability: 0.8, grayscaleProbability: 0.3, blurProbability: 0.5, blurSigma: 0.5...1.5,
+                             motionTemporalSampling: false, motionSpatialCropping: false)
         let sampler = ClipSampler(dataset: ds, indices: [0], sampling: sampling, augmentation: a, seed: 0, batchSize: 1, withMotion: true)
         let n = t * 12 * 12
         var worst: (rgb: Float, flow: Float) = (0, 0)

@@ -37,8 +37,12 @@ final class LoaderTests: XCTestCase {
         return try ShardDataset(folder: dir)
     }
 
-    func sampler(_ ds: ShardDataset, _ aug: Augmentation = Augmentation(), seed: UInt64 = 1) -> ClipSampler {
-        var s = ClipSampling(); s.frames = 4; s.stride = 2; s.height = 16; s.width = 16
+    /// CVRL's augmentation, as the recipe schema's defaults set it.
+    static let augmentation = Augmentation(cropScale: 0.3...1.0, jitterProbability: 0.8, grayscaleProbability: 0.2, blurProbability: 0.5,
+                                           blurSigma: 0.1...2.0, motionTemporalSampling: false, motionSpatialCropping: false)
+
+    func sampler(_ ds: ShardDataset, _ aug: Augmentation = LoaderTests.augmentation, seed: UInt64 = 1) -> ClipSampler {
+        let s = ClipSampling(frames: 4, stride: 2, height: 16, width: 16, positiveGap: 0.5...10, motion: .flow)
         return ClipSampler(dataset: ds, indices: try! ds.indices(split: "train"), sampling: s, augmentation: aug, seed: seed,
                            batchSize: 2, withMotion: true)
     }
@@ -107,7 +111,7 @@ final class LoaderTests: XCTestCase {
 
         // A ramp flow (u = x / 4) under random crops: u must follow the same crop as the green ramp.
         let ramp = try makeDataset(flowU: { _, x, _ in Float(x) / 4 })
-        var b = Augmentation(); b.jitterProbability = 0; b.grayscaleProbability = 0; b.blurProbability = 0
+        var b = Self.augmentation; b.jitterProbability = 0; b.grayscaleProbability = 0; b.blurProbability = 0
         let rampSampler = sampler(ramp, b, seed: 7)
         for k in 0..<6 {   // 12 clips: about half of them flipped
         let batch = try rampSampler.batch(at: LoaderPosition(epoch: k / 3, batch: k % 3))
@@ -184,7 +188,7 @@ final class LoaderTests: XCTestCase {
         let box = CropBox(x: 8, y: 8, width: 12, height: 12)
         var rng = RandomGenerator(seed: 3)
         for _ in 0..<20 {
-            let c = Augmentation()
+            let c = Self.augmentation
             var aug = c; aug.motionSpatialCropping = true
             let crop = CropSampler.sample(width: 32, height: 32, aug, rng: &rng, cover: box, coverage: 0.8)
             XCTAssertGreaterThanOrEqual(crop.intersectionArea(box), 0.8 * 144 - 1e-6)
@@ -215,7 +219,7 @@ final class LoaderTests: XCTestCase {
     func testMotionFocusedCroppingOnVideosShorterThanTheClipSpan() throws {
         // 4 frames at stride 2 span 7 frames; these videos have 6, so the clip shortens its stride.
         let ds = try makeDataset(frames: 6) { _, x, y in (8..<20).contains(x) && (8..<20).contains(y) ? 6 : 0 }
-        var a = Augmentation(); a.motionSpatialCropping = true
+        var a = Self.augmentation; a.motionSpatialCropping = true
         a.jitterProbability = 0; a.grayscaleProbability = 0; a.blurProbability = 0
         var s = sampler(ds, a); s.sampling.positiveGap = 0...0.1
         let batch = try s.batch(at: LoaderPosition())
