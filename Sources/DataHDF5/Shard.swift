@@ -3,7 +3,7 @@ import Foundation
 import Tensor
 import Video
 
-/// The shard format (DESIGN.md): one HDF5 file holding every frame of its videos.
+/// The shard format (README.md, "The data format"): one HDF5 file holding every frame of its videos.
 public enum ShardFormat {
     public static let name = "maclr-shard"
     /// 2 adds /motion (per-frame motion scores); version 1 shards still load, their scores

@@ -19,11 +19,6 @@ final class MachinePeakTests: XCTestCase {
             XCTAssertEqual(loop.flopsPerIteration, accumulators * lanes * 2, "\(loop)")
         }
         XCTAssertEqual(FMALoop.forThisCPU, Engine.cpuHasAVX512 ? .wide16 : .wide8)
-        let peak = MachinePeak.measure(seconds: 0.02, repeats: 1)
-        for (name, figure) in [("fma", peak.fmaGFLOPs), ("sgemm", peak.sgemmGFLOPs), ("one-thread fma", peak.oneThreadFMAGFLOPs),
-                               ("12x32 kernel", peak.tileKernelGFLOPs), ("8x32 kernel", peak.indirectKernelGFLOPs)] {
-            XCTAssertGreaterThan(figure, 1, name)
-        }
     }
 
     /// The kernel probe times the multiply-adds it counts: one call of the 12x32 kernel adds

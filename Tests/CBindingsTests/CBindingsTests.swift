@@ -5,18 +5,18 @@ import XCTest
 
 /// The system-library targets link, and their shims return the values of the C macros.
 final class CBindingsTests: XCTestCase {
-    func testOpenBLASMultipliesAndNamesItsCore() {
+    func testOpenBLASMultiplies() {
         let a: [Float] = [1, 2, 3, 4], b: [Float] = [5, 6, 7, 8]
         var c = [Float](repeating: 0, count: 4)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 2, 2, 2, 1, a, 2, b, 2, 0, &c, 2)
         XCTAssertEqual(c, [19, 22, 43, 50])
-        XCTAssertFalse(String(cString: openblas_get_corename()).isEmpty)
     }
 
     func testHDF5ShimsGiveValidIdentifiers() {
         var major: UInt32 = 0, minor: UInt32 = 0, release: UInt32 = 0
         XCTAssertEqual(H5get_libversion(&major, &minor, &release), 0)
-        XCTAssertGreaterThanOrEqual(major, 1)
+        // the library that runs is the one whose headers the shims were compiled against
+        XCTAssertEqual([major, minor], [UInt32(H5_VERS_MAJOR), UInt32(H5_VERS_MINOR)])
         XCTAssertEqual(maclr_H5P_DEFAULT(), 0)
         XCTAssertGreaterThan(maclr_H5T_NATIVE_FLOAT(), 0)
         XCTAssertEqual(H5Tget_size(maclr_H5T_NATIVE_FLOAT()), 4)
@@ -25,8 +25,9 @@ final class CBindingsTests: XCTestCase {
     }
 
     func testFFmpegShimsGiveTheMacroValues() {
-        XCTAssertGreaterThan(avformat_version(), 0)
-        XCTAssertGreaterThan(avcodec_version(), 0)
+        // the libraries that run have the major version (ABI) of the headers the shims were compiled against
+        XCTAssertEqual(avformat_version() >> 16, UInt32(LIBAVFORMAT_VERSION_MAJOR))
+        XCTAssertEqual(avcodec_version() >> 16, UInt32(LIBAVCODEC_VERSION_MAJOR))
         XCTAssertEqual(maclr_AVERROR(EAGAIN), -EAGAIN)
         XCTAssertEqual(maclr_AVERROR_EAGAIN(), -EAGAIN)
         // AVERROR_EOF is FFERRTAG('E','O','F',' ')
