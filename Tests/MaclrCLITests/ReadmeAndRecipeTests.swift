@@ -12,15 +12,21 @@ final class ReadmeAndRecipeTests: XCTestCase {
     }
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
-    /// The command lines of the README's quickstart block (between the `quickstart` markers),
-    /// each split into its words.
-    static func quickstartCommands() throws -> [[String]] {
+    struct MissingBlock: Error, CustomStringConvertible { let description: String }
+
+    /// The README's text between `<!-- name -->` and `<!-- /name -->`; an error when the markers are gone.
+    static func readmeBlock(_ name: String) throws -> Substring {
         let readme = try String(contentsOf: repository.appendingPathComponent("README.md"), encoding: .utf8)
-        guard let start = readme.range(of: "<!-- quickstart -->"), let end = readme.range(of: "<!-- /quickstart -->") else {
-            throw XCTSkip("README.md has no quickstart block")
+        guard let start = readme.range(of: "<!-- \(name) -->"), let end = readme.range(of: "<!-- /\(name) -->") else {
+            throw MissingBlock(description: "README.md has no \(name) block (<!-- \(name) --> ... <!-- /\(name) -->)")
         }
+        return readme[start.upperBound..<end.lowerBound]
+    }
+
+    /// The command lines of the README's quickstart block, each split into its words.
+    static func quickstartCommands() throws -> [[String]] {
         var commands: [[String]] = []
-        for line in readme[start.upperBound..<end.lowerBound].split(separator: "\n") {
+        for line in try readmeBlock("quickstart").split(separator: "\n") {
             let code = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
             let words: [String] = code.split(separator: " ").map { String($0) }
             if words.first == "maclr" { commands.append(words) }
@@ -48,6 +54,16 @@ final class ReadmeAndRecipeTests: XCTestCase {
             XCTAssertEqual(r.status, 0, "\(words.joined(separator: " ")): \(r.err)")
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("encoder.safetensors").path))
+    }
+
+    /// The README's table of recipe keys is what `maclr recipe --markdown` prints: every key,
+    /// its default, doc and valid values, as the schema has them.
+    func testTheReadmeRecipeTableIsTheSchema() throws {
+        let r = try runMaclr(["recipe", "--markdown"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let table = try Self.readmeBlock("recipe-keys").trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertEqual(table, r.out.trimmingCharacters(in: .whitespacesAndNewlines),
+                       "README.md's recipe table differs from `maclr recipe --markdown`: paste its output between the recipe-keys markers")
     }
 
     /// A bad value, in a recipe file or a --set, is one line naming the file, the key, the value
