@@ -42,7 +42,7 @@ struct StepBench: ParsableCommand {
     func run() throws {
         engine.apply()
         var comparison = StepComparison(recipe: try Recipe.load(recipe, overrides: set.overrides), recipeName: recipe, threads: engine.threads)
-        comparison.iterations = iterations; comparison.rounds = rounds; comparison.perLayer = layers
+        comparison.benchmark.iterations = iterations; comparison.benchmark.perLayer = layers; comparison.rounds = rounds
         comparison.torchPython = torch.python(); comparison.lookForTorch = !torch.noTorch; comparison.torchScript = torchScript
         try comparison.run(out: { print($0) }, log: stderrLog)
     }
@@ -77,9 +77,10 @@ struct EngineBench: ParsableCommand {
     func run() throws {
         engine.apply()
         var comparison = EngineComparison(threads: engine.threads, convPaths: engine.convPaths.rawValue)
-        comparison.arch = arch; comparison.twoPathways = twoPathways
-        comparison.batch = batch; comparison.frames = frames; comparison.size = size
-        comparison.iterations = iterations; comparison.warmup = warmup; comparison.perLayer = layers; comparison.peak = peak
+        comparison.benchmark.kind = arch; comparison.benchmark.twoPathways = twoPathways
+        comparison.benchmark.batch = batch; comparison.benchmark.frames = frames; comparison.benchmark.size = size
+        comparison.benchmark.iterations = iterations; comparison.benchmark.warmup = warmup; comparison.benchmark.perLayer = layers
+        comparison.peak = peak
         comparison.torchPython = torch.python(); comparison.lookForTorch = !torch.noTorch; comparison.torchScript = torchScript
         comparison.json = json
         try comparison.run(out: { print($0) }, log: stderrLog)
