@@ -9,6 +9,13 @@ import Tensor
 /// and the optimiser, each built from the recipe's typed sections (the schema is the one
 /// source of their defaults).
 extension Recipe {
+    /// Labels instead of contrast (the upper bound).
+    public var supervised: Bool { loss.objective == .supervised }
+    /// Whether a Motion pathway trains beside the visual one.
+    public var contrastiveMotion: Bool { !supervised && model.motionPathway != .none }
+    /// Whether MCL's alignment loss is on.
+    public var aligned: Bool { !supervised && loss.alignment }
+
     public var visualConfig: VideoResNetConfig {
         VideoResNetConfig(kind: model.arch, width: model.width, blocksPerStage: model.blocks)
     }

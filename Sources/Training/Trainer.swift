@@ -16,6 +16,34 @@ enum Learner {
     case contrastive(MaCLRModel)
     case supervised(VideoResNet)
 
+    /// The recipe's model, its query BN over `queryBatchNormGroups` groups of the global batch,
+    /// keys shuffled over the processes of `collective`; a classifier of `classes` when supervised.
+    init(_ recipe: Recipe, classes: Int, queryBatchNormGroups: Int, collective: Collective) throws {
+        let seed = UInt64(recipe.seed)
+        if recipe.supervised {
+            var c = recipe.visualConfig
+            c.classes = max(1, classes)
+            let net = VideoResNet(c, seed: seed)
+            net.initialize(recipe.model.`init`, seed: seed)
+            net.requireGradients()
+            self = .supervised(net)
+            return
+        }
+        let processes = collective.size, batch = recipe.optim.batchSize
+        var config = recipe.modelConfig
+        config.queryBatchNormGroups = queryBatchNormGroups
+        config.synchronizedBatchNorm = recipe.model.syncBn
+        // shuffle-BN over processes: each embeds whole key sub-batches
+        config.keySubBatches = max(config.keySubBatches, processes)
+        let model = MaCLRModel(config, seed: seed)
+        model.collective = collective
+        let groups = model.keyGroups(globalBatch: batch)
+        if processes > 1, recipe.model.keyBn == .shuffledSubBatches, groups % processes != 0 || batch % groups != 0 {
+            throw TrainingError("optim.batch_size \(batch) cannot be cut into \(groups) equal key sub-batches, whole ones on each of \(processes) processes; use a multiple of \(2 * processes)")
+        }
+        self = .contrastive(model)
+    }
+
     /// Modules whose state a checkpoint holds, by name.
     var modules: [(String, Module)] {
         switch self {
@@ -70,82 +98,75 @@ public final class Trainer {
         self.collective = collective
         folder = RunFolder(path: recipe.train.output)
         dataset = try ShardDataset(folder: URL(fileURLWithPath: recipe.data.dataset))
-        let supervised = recipe.loss.objective == .supervised
-        let contrastiveMotion = !supervised && recipe.model.motionPathway != .none
-        let aligned = !supervised && recipe.loss.alignment
-        if aligned && !dataset.hasFlow {
-            throw TrainingError("\(dataset.folder.path): has no flow, but loss.alignment_weight \(recipe.loss.alignmentWeight) needs it (MCL's alignment target is the flow's motion boundaries)")
-        }
-        if contrastiveMotion && recipe.data.motionInput != .frameDifference && !dataset.hasFlow {
-            throw TrainingError("\(dataset.folder.path): has no flow, but the recipe's Motion pathway needs data.motion_input '\(recipe.data.motionInput.rawValue)' (prepare with flow, or use frame_difference)")
-        }
-        let seed = UInt64(recipe.seed)
-        let batch = recipe.optim.batchSize
-        let indices = try dataset.indices(split: recipe.data.splitName)
-        guard indices.count >= batch else {
-            throw TrainingError("\(dataset.folder.path): split '\(recipe.data.splitName ?? "all")' has \(indices.count) videos, fewer than optim.batch_size \(batch)")
-        }
-        let processes = collective.size
-        let bnGroups = try Self.queryBatchNormGroups(recipe, processes: processes, supervised: supervised, aligned: aligned)
-        var sampler = ClipSampler(dataset: dataset, indices: indices, sampling: recipe.sampling, augmentation: recipe.augmentation,
-                                  seed: seed, batchSize: batch, withMotion: contrastiveMotion)
-        sampler.withAlignmentTarget = aligned
-        let share = batch / processes
-        sampler.slice = (collective.rank * share)..<((collective.rank + 1) * share)
-        self.sampler = sampler
-        if supervised {
-            var c = recipe.visualConfig
-            c.classes = max(1, dataset.manifest.classes.count)
-            let net = VideoResNet(c, seed: seed)
-            net.initialize(recipe.model.`init`, seed: seed)
-            net.requireGradients()
-            learner = .supervised(net)
-        } else {
-            var config = recipe.modelConfig
-            config.queryBatchNormGroups = bnGroups
-            config.synchronizedBatchNorm = recipe.model.syncBn
-            // shuffle-BN over processes: each embeds whole key sub-batches
-            config.keySubBatches = max(config.keySubBatches, processes)
-            let model = MaCLRModel(config, seed: seed)
-            model.collective = collective
-            if processes > 1, recipe.model.keyBn == .shuffledSubBatches,
-               model.keyGroups(globalBatch: batch) % processes != 0 || batch % model.keyGroups(globalBatch: batch) != 0 {
-                throw TrainingError("optim.batch_size \(batch) cannot be cut into \(model.keyGroups(globalBatch: batch)) equal key sub-batches, whole ones on each of \(processes) processes; use a multiple of \(2 * processes)")
-            }
-            learner = .contrastive(model)
-            let queue = recipe.model.queueSize
-            if 2 * queue > indices.count {
-                // A queue longer than about half an epoch holds keys of the very videos whose
-                // positives are being matched: false negatives that push the loss up as it fills.
-                warnings.append("warning: model.queue_size \(queue) is more than half of the \(indices.count) training videos; the queue will hold other clips of the query's own video as negatives (use at most \(max(batch, indices.count / 2)))")
-            }
-        }
+        let videos = try Self.trainingVideos(recipe, in: dataset)
+        let bnGroups = try Self.queryBatchNormGroups(recipe, processes: collective.size)
+        sampler = Self.sampler(recipe, dataset: dataset, videos: videos, collective: collective)
+        learner = try Learner(recipe, classes: dataset.manifest.classes.count, queryBatchNormGroups: bnGroups, collective: collective)
+        warnings = Self.queueWarnings(recipe, trainingVideos: videos.count)
         optimizer = recipe.makeOptimizer(learner.parameters)
         schedule = WarmupCosineSchedule(baseLR: Float(recipe.optim.lr), warmupSteps: recipe.optim.warmupSteps, totalSteps: recipe.optim.steps,
                                         minLR: Float(recipe.optim.minLr))
-        rng = RandomGenerator(seed: seed &+ 77)
+        rng = RandomGenerator(seed: UInt64(recipe.seed) &+ 77)
+        try start(fresh: fresh)
+    }
+
+    /// The videos of the recipe's split, checked: the flow the recipe needs is there, and there
+    /// are at least a batch of them.
+    static func trainingVideos(_ recipe: Recipe, in dataset: ShardDataset) throws -> [Int] {
+        if recipe.aligned && !dataset.hasFlow {
+            throw TrainingError("\(dataset.folder.path): has no flow, but loss.alignment_weight \(recipe.loss.alignmentWeight) needs it (MCL's alignment target is the flow's motion boundaries)")
+        }
+        if recipe.contrastiveMotion && recipe.data.motionInput != .frameDifference && !dataset.hasFlow {
+            throw TrainingError("\(dataset.folder.path): has no flow, but the recipe's Motion pathway needs data.motion_input '\(recipe.data.motionInput.rawValue)' (prepare with flow, or use frame_difference)")
+        }
+        let videos = try dataset.indices(split: recipe.data.splitName)
+        guard videos.count >= recipe.optim.batchSize else {
+            throw TrainingError("\(dataset.folder.path): split '\(recipe.data.splitName ?? "all")' has \(videos.count) videos, fewer than optim.batch_size \(recipe.optim.batchSize)")
+        }
+        return videos
+    }
+
+    /// The recipe's clip pairs of `videos`; with several processes, this one's slice of each batch.
+    static func sampler(_ recipe: Recipe, dataset: ShardDataset, videos: [Int], collective: Collective) -> ClipSampler {
+        let batch = recipe.optim.batchSize
+        var sampler = ClipSampler(dataset: dataset, indices: videos, sampling: recipe.sampling, augmentation: recipe.augmentation,
+                                  seed: UInt64(recipe.seed), batchSize: batch, withMotion: recipe.contrastiveMotion)
+        sampler.withAlignmentTarget = recipe.aligned
+        let share = batch / collective.size
+        sampler.slice = (collective.rank * share)..<((collective.rank + 1) * share)
+        return sampler
+    }
+
+    /// A queue longer than about half an epoch holds keys of the very videos whose positives are
+    /// being matched: false negatives that push the loss up as it fills.
+    static func queueWarnings(_ recipe: Recipe, trainingVideos: Int) -> [String] {
+        let queue = recipe.model.queueSize
+        guard !recipe.supervised, 2 * queue > trainingVideos else { return [] }
+        return ["warning: model.queue_size \(queue) is more than half of the \(trainingVideos) training videos; the queue will hold other clips of the query's own video as negatives (use at most \(max(recipe.optim.batchSize, trainingVideos / 2)))"]
+    }
+
+    /// Clears the run folder (`fresh`), or resumes from its newest checkpoint that verifies.
+    func start(fresh: Bool) throws {
         try FileManager.default.createDirectory(at: folder.checkpoints, withIntermediateDirectories: true)
-        if fresh && !isLeader {
+        if fresh {
             // process 0 clears the folder; the others start after it has
-            _ = collective.gather(0)
-        } else if fresh {
-            try folder.clearForFreshStart()
-            if processes > 1 { _ = collective.gather(0) }
-        } else {
-            // newest first; one that fails verification is named and the one before it used
-            for checkpoint in folder.completeCheckpoints().reversed() {
-                do {
-                    try load(checkpoint: checkpoint)
-                    resumedFrom = checkpoint
-                    break
-                } catch let corrupt as Checkpoint.Corrupt {
-                    warnings.append("warning: \(corrupt); trying the checkpoint before it")
-                    skippedCheckpoints.append(checkpoint)
-                }
+            if isLeader { try folder.clearForFreshStart() }
+            if collective.size > 1 { _ = collective.gather(0) }
+            return
+        }
+        // newest first; one that fails verification is named and the one before it used
+        for checkpoint in folder.completeCheckpoints().reversed() {
+            do {
+                try load(checkpoint: checkpoint)
+                resumedFrom = checkpoint
+                return
+            } catch let corrupt as Checkpoint.Corrupt {
+                warnings.append("warning: \(corrupt); trying the checkpoint before it")
+                skippedCheckpoints.append(checkpoint)
             }
-            if resumedFrom == nil, let newest = skippedCheckpoints.first {
-                throw TrainingError("\(folder.checkpoints.path): no checkpoint verifies (the newest, \(newest.lastPathComponent), and \(skippedCheckpoints.count - 1) before it are corrupt); move them away to start over, or use --fresh")
-            }
+        }
+        if let newest = skippedCheckpoints.first {
+            throw TrainingError("\(folder.checkpoints.path): no checkpoint verifies (the newest, \(newest.lastPathComponent), and \(skippedCheckpoints.count - 1) before it are corrupt); move them away to start over, or use --fresh")
         }
     }
 
@@ -154,8 +175,8 @@ public final class Trainer {
 
     /// The query pathways' BN groups in the global batch (model.bn_groups, 0: one per process),
     /// checked against the processes and the batch.
-    static func queryBatchNormGroups(_ recipe: Recipe, processes: Int, supervised: Bool, aligned: Bool) throws -> Int {
-        let batch = recipe.optim.batchSize
+    static func queryBatchNormGroups(_ recipe: Recipe, processes: Int) throws -> Int {
+        let (batch, supervised, aligned) = (recipe.optim.batchSize, recipe.supervised, recipe.aligned)
         guard batch % processes == 0 else {
             throw TrainingError("optim.batch_size \(batch) is not a multiple of the \(processes) processes (each trains on an equal slice of the global batch)")
         }
