@@ -15,7 +15,10 @@ public struct Preparation {
     public struct Input: Sendable, Equatable {
         public var path: String
         public var label: String?
-        public var split: String?
+        /// The splits the video belongs to (an official layout lists a video in several:
+        /// train1, test2, ...); none for a video of no split.
+        public var splits: [String]
+        public init(path: String, label: String?, splits: [String]) { self.path = path; self.label = label; self.splits = splits }
     }
 
     /// Every frame is resized to this (W, H): a shard holds one frame size. The C3D / R(2+1)D
@@ -64,7 +67,7 @@ public struct Preparation {
                 guard let p = fields.first, !p.isEmpty else { throw PrepareError("\(source.path):\(n + firstLine): empty path") }
                 let path = p.hasPrefix("/") ? p : base.appendingPathComponent(p).path
                 inputs.append(Input(path: path, label: fields.count > 1 && !fields[1].isEmpty ? fields[1] : nil,
-                                    split: fields.count > 2 && !fields[2].isEmpty ? fields[2] : nil))
+                                    splits: fields.count > 2 && !fields[2].isEmpty ? [fields[2]] : []))
             }
             return inputs
         }
@@ -76,25 +79,42 @@ public struct Preparation {
                 .map { dir.appendingPathComponent($0).path }
         }
         if !subfolders.isEmpty {
-            return try subfolders.flatMap { c in try videos(in: source.appendingPathComponent(c)).map { Input(path: $0, label: c, split: nil) } }
+            return try subfolders.flatMap { c in try videos(in: source.appendingPathComponent(c)).map { Input(path: $0, label: c, splits: []) } }
         }
-        return try videos(in: source).map { Input(path: $0, label: nil, split: nil) }
+        return try videos(in: source).map { Input(path: $0, label: nil, splits: []) }
     }
 
-    /// `maclr prepare INPUT OUTPUT`: discovers the inputs (a classes.txt beside a CSV names its
-    /// integer labels; `maclr synth` writes one) and runs (or resumes) the preparation. Returns the
-    /// dataset's manifest, or nil when this is one part of a split preparation and other parts are
-    /// still running (the last one to finish writes the manifest).
-    public func run(input: String, output: String, log: @escaping (String) -> Void) throws -> DatasetManifest? {
+    /// `maclr prepare INPUT OUTPUT`: reads the inputs in `layout` (for `.files` a classes.txt
+    /// beside a CSV names its integer labels; `maclr synth` writes one; an official layout's split
+    /// files are read from `splitFiles` or where the dataset keeps them), reports each split's
+    /// counts and what is missing, and runs (or resumes) the preparation. Returns the dataset's
+    /// manifest, or nil when this is one part of a split preparation and other parts are still
+    /// running (the last one to finish writes the manifest).
+    public func run(input: String, output: String, layout: DatasetLayout = .files, splitFiles: String? = nil,
+                    log: @escaping (String) -> Void) throws -> DatasetManifest? {
+        let listing = try Self.list(input: input, layout: layout, splitFiles: splitFiles, log: log)
+        return try run(inputs: listing.inputs, output: URL(fileURLWithPath: output), classNames: listing.classes, log: log)
+    }
+
+    /// The videos `run(input:...)` would prepare, their classes and splits, read and checked
+    /// (`maclr prepare --check`): an official layout's counts and missing videos go to `log`.
+    public static func list(input: String, layout: DatasetLayout = .files, splitFiles: String? = nil,
+                            log: (String) -> Void) throws -> LayoutListing {
         let source = URL(fileURLWithPath: input)
-        let inputs = try Self.discover(source)
-        let namesFile = source.deletingLastPathComponent().appendingPathComponent("classes.txt")
-        let names = (try? String(contentsOf: namesFile, encoding: .utf8))?.split(whereSeparator: \.isNewline).map(String.init) ?? []
-        return try run(inputs: inputs, output: URL(fileURLWithPath: output), classNames: names, log: log)
+        var listing = try layout.read(videos: source, splitFiles: splitFiles.map { URL(fileURLWithPath: $0) })
+        if layout == .files {
+            let namesFile = source.deletingLastPathComponent().appendingPathComponent("classes.txt")
+            listing.classes = (try? String(contentsOf: namesFile, encoding: .utf8))?.split(whereSeparator: \.isNewline).map(String.init) ?? []
+        } else {
+            for line in listing.report { log(line + "\n") }
+        }
+        guard !listing.inputs.isEmpty else { throw PrepareError("\(input): none of the listed videos has a file") }
+        return listing
     }
 
     /// Class names and each input's index: integer labels are used as given (named by
-    /// `classNames`, e.g. a classes.txt beside the CSV, when it has enough lines); names are sorted.
+    /// `classNames`, e.g. a classes.txt beside the CSV, when it has enough lines); names take the
+    /// order of `classNames` when it lists them all (an official layout's class list), else sorted.
     static func labelIndex(_ inputs: [Input], classNames: [String] = []) -> (classes: [String], index: [Int]) {
         let labels = inputs.compactMap(\.label)
         if !labels.isEmpty, labels.allSatisfy({ Int($0) != nil }) {
@@ -102,7 +122,8 @@ public struct Preparation {
             let names = classNames.count > maxLabel ? Array(classNames.prefix(maxLabel + 1)) : (0...max(maxLabel, 0)).map(String.init)
             return (names, inputs.map { $0.label.flatMap { Int($0) } ?? -1 })
         }
-        let classes = Array(Set(labels)).sorted()
+        // names in the given order (an official layout's class list), else sorted
+        let classes = !classNames.isEmpty && Set(labels).isSubset(of: classNames) ? classNames : Array(Set(labels)).sorted()
         let lookup = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
         return (classes, inputs.map { $0.label.flatMap { lookup[$0] } ?? -1 })
     }
@@ -166,7 +187,7 @@ public struct Preparation {
         let (classes, labels) = Self.labelIndex(inputs, classNames: classNames)
         let root = commonFolder(inputs.map(\.path))
         let names = inputs.map { Self.videoName($0.path, root: root) }
-        let inputsText = inputs.map { $0.path + "|" + ($0.label ?? "") + "|" + ($0.split ?? "") }.joined()
+        let inputsText = inputs.map { $0.path + "|" + ($0.label ?? "") + "|" + $0.splits.joined(separator: ",") }.joined()
         let inputsChecksum = String(format: "%016llx", Array(inputsText.utf8).withUnsafeBytes { fnv1a64($0) })
 
         let stateURL = stateURL(output, part: part)
@@ -270,7 +291,7 @@ public struct Preparation {
         manifest.classes = classes
         let failedSources = Set(manifest.failed.map(\.source))
         for (i, input) in inputs.enumerated() where !failedSources.contains(input.path) {
-            if let split = input.split { manifest.splits[split, default: []].append(names[i]) }
+            for split in input.splits { manifest.splits[split, default: []].append(names[i]) }
         }
         manifest.complete = true
         try manifest.save(to: output)

@@ -8,3 +8,5 @@ import Video
 public typealias DatasetPreparation = Preparation
 /// The synthetic motion videos of `maclr synth`.
 public typealias SyntheticVideos = SyntheticMotion
+/// How `maclr prepare` reads its input (`--layout`).
+public typealias PreparationLayout = DatasetLayout

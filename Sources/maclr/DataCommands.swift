@@ -77,13 +77,20 @@ struct Prepare: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Turn videos into a dataset folder of HDF5 shards (decode, resize, resample fps, optical flow).",
         discussion: """
-            INPUT is a CSV of path,label[,split], a folder of class sub-folders, or a folder of video files. \
+            INPUT is a CSV of path,label[,split], a folder of class sub-folders, or a folder of video files; \
+            with --layout, a public dataset's folder and split files as distributed (every split kept: train1, \
+            test1, ... for UCF101 and HMDB51). \
             Rerunning after an interruption resumes: finished shards are kept, the rest redone. A video that \
             cannot be decoded is reported, listed in the manifest, and skipped.
             """)
 
-    @Argument(help: "CSV file or folder of videos.") var input: String
+    @Argument(help: "CSV file or folder of videos (with --layout, the dataset's folder as distributed).") var input: String
     @Argument(help: "Output dataset folder.") var output: String
+    @Option(help: "How INPUT is laid out: files (a CSV, class folders or plain videos), or a public dataset as distributed: ucf101, hmdb51, kinetics, ssv2.")
+    var layout: PreparationLayout = .files
+    @Option(help: "The layout's split files: UCF101's ucfTrainTestlist/, HMDB51's testTrainMulti_7030_splits/, Kinetics' annotation CSV or a folder of them, SSv2's folder of JSONs (default: where the dataset keeps them under INPUT).")
+    var splitFiles: String?
+    @Flag(help: "Read INPUT and its split files, print each split's counts and what is missing, and write nothing.") var check = false
     @Option(help: "Frame size WxH (every frame is resized to it).") var size: String?
     @Option(help: "Short side S: frames of S x round(4S/3) (e.g. 128 -> 171x128). Default: \(Self.defaults.width)x\(Self.defaults.height) unless --size.") var shortSide: Int?
     @Option(help: "Resample to this many frames per second (default: keep each video's rate).") var fps: Double?
@@ -112,11 +119,18 @@ struct Prepare: ParsableCommand {
     func validate() throws {
         _ = try frameSize()
         guard size == nil || shortSide == nil else { throw ValidationError("give --size or --short-side, not both") }
+        guard splitFiles == nil || layout != .files else { throw ValidationError("--split-files goes with --layout ucf101, hmdb51, kinetics or ssv2") }
         guard videosPerShard > 0, workers > 0, flowBound > 0 else { throw ValidationError("--videos-per-shard, --workers and --flow-bound must be positive") }
         if let fps, fps <= 0 { throw ValidationError("--fps \(fps) must be positive") }
     }
 
     func run() throws {
+        if check {
+            let listing = try DatasetPreparation.list(input: input, layout: layout, splitFiles: splitFiles, log: stderrLog)
+            print("\(input): \(listing.inputs.count) videos found, \(listing.classes.count) classes"
+                  + (listing.listed.isEmpty ? "" : "; " + listing.listed.keys.sorted().map { "\($0) \(listing.listed[$0]! - (listing.missing[$0]?.count ?? 0))" }.joined(separator: ", ")))
+            return
+        }
         var p = DatasetPreparation()
         (p.width, p.height) = try frameSize()
         p.fps = fps; p.flow = flow; p.flowBound = flowBound; p.videosPerShard = videosPerShard; p.workers = workers
@@ -124,7 +138,7 @@ struct Prepare: ParsableCommand {
         (p.part, p.parts) = shard.map { ($0.index - 1, $0.count) } ?? (world.rank, world.size)
         let status = try endingEveryProcessOnError(world) {
             try stoppingCleanlyOnSignals {
-                guard let m = try p.run(input: input, output: output, log: stderrLog) else {
+                guard let m = try p.run(input: input, output: output, layout: layout, splitFiles: splitFiles, log: stderrLog) else {
                     print("\(output): part \(p.part + 1) of \(p.parts) prepared; the manifest follows when every part has finished")
                     return
                 }

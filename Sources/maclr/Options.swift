@@ -9,6 +9,7 @@ let stderrLog = standardErrorLog
 extension Architecture: ExpressibleByArgument {}
 extension EvaluatedPathway: ExpressibleByArgument {}
 extension Runtime.ConvPaths: ExpressibleByArgument {}
+extension PreparationLayout: ExpressibleByArgument {}
 
 /// How the engine runs: shared by every command that computes.
 struct EngineFlags: ParsableArguments {

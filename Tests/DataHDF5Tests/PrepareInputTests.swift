@@ -14,7 +14,7 @@ final class PrepareInputTests: XCTestCase {
         let inputs = try Preparation.discover(csv)
         XCTAssertEqual(inputs.map(\.path), [dir.appendingPathComponent("clips/a, b.mp4").path, dir.appendingPathComponent("clips/c.mp4").path])
         XCTAssertEqual(inputs.map(\.label), ["walk", "run, fast"])
-        XCTAssertEqual(inputs.map(\.split), ["train", "test"])
+        XCTAssertEqual(inputs.map(\.splits), [["train"], ["test"]])
         // no header: the first line is a video
         try "x.mp4,1\ny.mp4,0\n".write(to: csv, atomically: true, encoding: .utf8)
         XCTAssertEqual(try Preparation.discover(csv).map(\.label), ["1", "0"])

@@ -3,7 +3,7 @@ import Tensor
 import XCTest
 
 /// Byte-level mutations of every kind of input maclr reads (safetensors files, recipes, dataset
-/// manifests, HDF5 shards, videos), each case run through the CLI in its own process under a
+/// manifests, HDF5 shards, videos, official split files), each case run through the CLI in its own process under a
 /// timeout: it is read, or refused with one line; never a trap, a backtrace or a hang. Seeded,
 /// so every run tries the same cases; MACLR_FUZZ_CASES sets the cases per kind
 /// (scripts/fuzz.sh runs more).
@@ -180,5 +180,37 @@ final class FuzzTests: XCTestCase {
                               }, skipped: { $0.contains(" 1 failed") })
         XCTAssertGreaterThan(counts.read, 0)
         XCTAssertGreaterThan(counts.refused, 0)
+    }
+
+    /// Split files of every official layout: each case a copy of the split-file folder (links,
+    /// but for the mutated file), read by `prepare --check`.
+    func testSplitFiles() throws {
+        let video = try OfficialLayoutTests.sampleVideo(in: dir)
+        let ucf = try OfficialLayoutTests.ucf101(in: dir, video: video), hmdb = try OfficialLayoutTests.hmdb51(in: dir, video: video)
+        let kinetics = try OfficialLayoutTests.kinetics(in: dir, video: video), ssv2 = try OfficialLayoutTests.ssv2(in: dir, video: video)
+        let kinds: [(name: String, folder: URL, file: String, args: [String])] = [
+            ("ucf101-list", ucf.appendingPathComponent("ucfTrainTestlist"), "trainlist01.txt", [ucf.path, "--layout", "ucf101"]),
+            ("hmdb51-split", hmdb.appendingPathComponent("testTrainMulti_7030_splits"), "brush_hair_test_split1.txt", [hmdb.path, "--layout", "hmdb51"]),
+            ("kinetics-csv", kinetics.appendingPathComponent("annotations"), "train.csv",
+             [kinetics.appendingPathComponent("videos").path, "--layout", "kinetics"]),
+            ("ssv2-json", ssv2.appendingPathComponent("labels"), "something-something-v2-train.json",
+             [ssv2.appendingPathComponent("videos").path, "--layout", "ssv2"]),
+        ]
+        for kind in kinds {
+            let original = try Data(contentsOf: kind.folder.appendingPathComponent(kind.file))
+            let counts = try fuzz(kind.name, original, place: { i in
+                let folder = self.dir.appendingPathComponent("\(kind.name)-\(i)")
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                for name in try FileManager.default.contentsOfDirectory(atPath: kind.folder.path) where name != kind.file {
+                    try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent(name), withDestinationURL: kind.folder.appendingPathComponent(name))
+                }
+                return folder.appendingPathComponent(kind.file)
+            }, args: { _, url in
+                ["prepare", kind.args[0], self.dir.appendingPathComponent("never").path, "--check", "--split-files", url.deletingLastPathComponent().path]
+                    + kind.args.dropFirst()
+            })
+            XCTAssertGreaterThan(counts.refused, 0, kind.name)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("never").path))
+        }
     }
 }
