@@ -88,7 +88,9 @@ public final class BatchNorm: Module {
     public let weight: Tensor, bias: Tensor
     public let runningMean: Tensor, runningVar: Tensor
     public var numBatchesTracked = 0
-    public let momentum: Float, eps: Float
+    /// A var: precise BN recomputes the running statistics as a cumulative average (1 / batch).
+    public var momentum: Float
+    public let eps: Float
 
     public init(_ channels: Int, momentum: Float = 0.1, eps: Float = 1e-5) {
         weight = Tensor.ones([channels]); bias = Tensor.zeros([channels])

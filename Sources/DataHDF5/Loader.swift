@@ -113,6 +113,9 @@ public struct ClipSampler: Sendable {
     public var withMotion: Bool
     /// Whether batches carry clip A's motion boundaries (MCL's alignment loss; needs flow).
     public var withAlignmentTarget = false
+    /// Where an unaugmented clip's square crop sits along the frame's long side: 0 the start,
+    /// 0.5 the centre, 1 the end (the test views set it).
+    var viewPosition = 0.5
 
     /// The Kinetics mean and std every RGB input is normalised with.
     public static let mean: [Float] = [0.43216, 0.394666, 0.37645], std: [Float] = [0.22803, 0.22145, 0.216989]
@@ -161,14 +164,15 @@ public struct ClipSampler: Sendable {
                          labels: picks.map { dataset.entries[$0].label }, videos: picks)
     }
 
-    /// `count` evenly spaced clips of entry `index` without augmentation (central crop), for
-    /// evaluation: the RGB input (count, T, H, W, 3), or with `motion` the Motion pathway's
-    /// input (count, T, H, W, C) of `sampling.motion`.
-    public func evaluationClips(entry index: Int, count: Int, motion: Bool = false) throws -> Tensor {
+    /// The test views of entry `index`, without augmentation: `count` evenly spaced clips, each
+    /// cut as `crops` squares of the frame's short side along its long side (1: the centre; 3:
+    /// start, centre, end, as the field tests): the RGB input (count x crops, T, H, W, 3), clip
+    /// by clip, or with `motion` the Motion pathway's input (count x crops, T, H, W, C).
+    public func evaluationClips(entry index: Int, count: Int, crops: Int = 1, motion: Bool = false) throws -> Tensor {
         let e = dataset.entries[index]
         let t = sampling.frames, h = sampling.height, w = sampling.width
         let channels = motion ? sampling.motion.channels : 3
-        let out = Tensor(uninitialized: [count, t, h, w, channels])
+        let out = Tensor(uninitialized: [count * crops, t, h, w, channels])
         var rgbScratch = [Float](repeating: 0, count: motion ? t * h * w * 3 : 0)
         let last = max(0, e.length - ((t - 1) * sampling.stride + 1))
         var plain = self
@@ -177,12 +181,16 @@ public struct ClipSampler: Sendable {
         let buffers = ClipBuffers()
         for k in 0..<count {
             let start = count > 1 ? Int((Double(last) * Double(k) / Double(count - 1)).rounded()) : last / 2
-            if motion {
-                try rgbScratch.withUnsafeMutableBufferPointer { rgb in
-                    try plain.clip(e, start: start, rng: &rng, rgb: rgb.baseAddress!, motion: out.data + k * t * h * w * channels, buffers: buffers)
+            for c in 0..<crops {
+                plain.viewPosition = crops > 1 ? Double(c) / Double(crops - 1) : 0.5
+                let view = k * crops + c
+                if motion {
+                    try rgbScratch.withUnsafeMutableBufferPointer { rgb in
+                        try plain.clip(e, start: start, rng: &rng, rgb: rgb.baseAddress!, motion: out.data + view * t * h * w * channels, buffers: buffers)
+                    }
+                } else {
+                    try plain.clip(e, start: start, rng: &rng, rgb: out.data + view * t * h * w * 3, motion: nil, buffers: buffers)
                 }
-            } else {
-                try plain.clip(e, start: start, rng: &rng, rgb: out.data + k * t * h * w * 3, motion: nil, buffers: buffers)
             }
         }
         return out
@@ -317,12 +325,12 @@ public struct ClipSampler: Sendable {
 
     /// Step 2: the crop box in the shard's frame and whether to flip. Training: a random resized
     /// crop (with `motionFocused`, MCL's: one that covers the moving region) and a random flip;
-    /// evaluation: the central square.
+    /// evaluation: the square of the short side at `viewPosition` along the long side.
     func chooseCrop(_ raw: ClipBuffers, motionFocused: Bool, rng: inout RandomGenerator) -> (box: CropBox, flip: Bool) {
         let a = augmentation, sh = raw.height, sw = raw.width
         guard a.enabled else {
             let s = Double(min(sw, sh))
-            return (CropBox(x: (Double(sw) - s) / 2, y: (Double(sh) - s) / 2, width: s, height: s), false)
+            return (CropBox(x: (Double(sw) - s) * viewPosition, y: (Double(sh) - s) * viewPosition, width: s, height: s), false)
         }
         let box: CropBox
         if motionFocused {

@@ -29,6 +29,8 @@ public struct EncoderSelection {
     public var overrides: [String] = []
     public var dataset: String?
     public var pathway: EvaluatedPathway
+    /// A numbered split (train<k> / test<k>) to evaluate on instead of the recipe's eval splits.
+    public var split: Int?
 
     public init(checkpoint: String?, encoderFile: String?, recipePath: String?, overrides: [String], dataset: String?,
                 pathway: EvaluatedPathway = .visual) {
@@ -43,6 +45,7 @@ public struct EncoderSelection {
         else { r = Recipe.defaults }
         try r.apply(overrides: overrides)
         if let dataset { try r.set("data.dataset", dataset) }
+        if let split { r = try SplitAverage.recipe(r, split: split) }
         return r
     }
 
@@ -118,13 +121,27 @@ public enum EncoderExport {
 extension Evaluation.Report {
     /// One line: probe, retrieval and kNN figures.
     public var summary: String {
-        String(format: "linear probe: top-1 %.1f%%, top-5 %.1f%% | retrieval: R@1 %.1f%%, R@5 %.1f%%, R@10 %.1f%% | kNN: top-1 %@ (%d train / %d test videos, %d classes)",
-               100 * top1, 100 * top5, 100 * recallAt1, 100 * recallAt5, 100 * recallAt10,
-               knnTop1.map { String(format: "%.1f%%", 100 * $0) } ?? "-", trainVideos, testVideos, classes)
+        func percent(_ x: Double?) -> String { x.map { String(format: "%.1f%%", 100 * $0) } ?? "-" }
+        return String(format: "linear probe: top-1 %.1f%%, top-5 %.1f%% | retrieval: R@1 %.1f%%, R@5 %.1f%%, R@10 %.1f%%, R@20 %@, R@50 %@ | kNN: top-1 %@ (%d train / %d test videos, %d classes, %d views each)",
+                      100 * top1, 100 * top5, 100 * recallAt1, 100 * recallAt5, 100 * recallAt10, percent(recallAt20), percent(recallAt50),
+                      percent(knnTop1), trainVideos, testVideos, classes, views ?? 1)
     }
 
-    public func write(to file: URL) throws {
-        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try enc.encode(self).write(to: file)
+    public func write(to file: URL) throws { try writeJSON(self, to: file) }
+}
+
+extension Evaluation.ClassifierReport {
+    /// One line: the fine-tuned classifier's figures.
+    public var summary: String {
+        String(format: "fine-tuned: top-1 %.1f%%, top-5 %.1f%% over %d views per video (one view: top-1 %.1f%%)%@ (%d test videos, %d classes, %.0f s)",
+               100 * top1, 100 * top5, views, 100 * singleViewTop1, preciseBNBatches > 0 ? ", precise BN over \(preciseBNBatches) batches" : "",
+               testVideos, classes, seconds)
     }
+
+    public func write(to file: URL) throws { try writeJSON(self, to: file) }
+}
+
+/// Indented, keys sorted, written whole (a reader sees the old file or the new one).
+func writeJSON<T: Encodable>(_ value: T, to file: URL) throws {
+    try DurableFiles.write(try JSONEncoder.sorted.encode(value), to: file)
 }

@@ -23,23 +23,39 @@ public struct Evaluation {
     public struct Report: Codable, Equatable {
         public var top1: Double, top5: Double
         public var recallAt1: Double, recallAt5: Double, recallAt10: Double
+        /// R@20 and R@50, as the field reports retrieval (nil in reports written before maclr had them).
+        public var recallAt20: Double?, recallAt50: Double?
         public var trainVideos: Int, testVideos: Int, classes: Int
         /// Weighted kNN top-1 (nil in reports written before maclr had it).
         public var knnTop1: Double?
+        /// Views per video whose features were averaged: clips x crops (nil: written before views).
+        public var views: Int?
+    }
+
+    /// A fine-tuned classifier tested: each test video's class scores averaged over its views.
+    public struct ClassifierReport: Codable, Equatable {
+        public var top1: Double, top5: Double
+        /// Top-1 of the first view alone (the centre crop of the middle clip when there is one view per clip).
+        public var singleViewTop1: Double
+        public var views: Int, testVideos: Int, classes: Int
+        /// Training batches that recomputed BN's statistics before testing (0: none).
+        public var preciseBNBatches: Int
+        public var seconds: Double
     }
 
     /// Features of every video in `split` (or its first `limit`), `clipsPerVideo` clips each,
     /// averaged; with `motion` the clips are the Motion pathway's input instead of RGB.
     public static func features(encoder: (Tensor) -> Tensor, dataset: ShardDataset, split: String, sampling: ClipSampling,
-                                clipsPerVideo: Int, motion: Bool = false, limit: Int? = nil, log: (String) -> Void = { _ in }) throws -> Features {
+                                clipsPerVideo: Int, crops: Int = 1, motion: Bool = false, limit: Int? = nil,
+                                log: (String) -> Void = { _ in }) throws -> Features {
         let indices = Array(try dataset.indices(split: split).prefix(limit ?? Int.max))
         let sampler = ClipSampler(dataset: dataset, indices: indices, sampling: sampling, augmentation: .none, seed: 0, batchSize: 1, withMotion: false)
         var values: [Float] = [], labels: [Int] = [], names: [String] = []
         var dim = 0
         let start = Date()
         for (n, i) in indices.enumerated() {
-            let clips = try sampler.evaluationClips(entry: i, count: clipsPerVideo, motion: motion)
-            let f = noGrad { encoder(clips) }                           // (clips, d)
+            let clips = try sampler.evaluationClips(entry: i, count: clipsPerVideo, crops: crops, motion: motion)
+            let f = noGrad { encoder(clips) }                           // (views, d)
             dim = f.shape[1]
             let mean = noGrad { f.mean(axes: [0]) }
             values += mean.toArray()
@@ -109,7 +125,7 @@ public struct Evaluation {
     }
 
     /// R@k: the fraction of test videos whose k nearest train videos (cosine) include one of the same class.
-    public static func retrieval(train: Features, test: Features, ks: [Int] = [1, 5, 10]) -> [Double] {
+    public static func retrieval(train: Features, test: Features, ks: [Int] = [1, 5, 10, 20, 50]) -> [Double] {
         let similarities = cosineSimilarities(train: train, test: test)
         var hits = [Int](repeating: 0, count: ks.count)
         for i in 0..<test.count {
@@ -141,18 +157,69 @@ public struct Evaluation {
     public static func run(encoder: (Tensor) -> Tensor, dataset: ShardDataset, recipe: Recipe, motion: Bool = false,
                            log: (String) -> Void) throws -> Report {
         let sampling = recipe.sampling
-        let clips = recipe.eval.clipsPerVideo
+        let (clips, crops) = (recipe.eval.clipsPerVideo, recipe.eval.cropsPerClip)
         let train = try features(encoder: encoder, dataset: dataset, split: recipe.eval.splitTrain, sampling: sampling, clipsPerVideo: clips,
-                                 motion: motion, log: log)
+                                 crops: crops, motion: motion, log: log)
         let test = try features(encoder: encoder, dataset: dataset, split: recipe.eval.splitTest, sampling: sampling, clipsPerVideo: clips,
-                                motion: motion, log: log)
+                                crops: crops, motion: motion, log: log)
         let classes = max(dataset.manifest.classes.count, (train.labels + test.labels).max().map { $0 + 1 } ?? 1)
         let (top1, top5) = linearProbe(train: train, test: test, classes: classes, l2: Float(recipe.eval.probeL2),
                                        iterations: recipe.eval.probeIterations)
         let r = retrieval(train: train, test: test)
         let knnTop1 = knn(train: train, test: test, classes: classes, k: recipe.eval.knnK, temperature: recipe.eval.knnTemperature)
-        return Report(top1: top1, top5: top5, recallAt1: r[0], recallAt5: r[1], recallAt10: r[2],
-                      trainVideos: train.count, testVideos: test.count, classes: classes, knnTop1: knnTop1)
+        return Report(top1: top1, top5: top5, recallAt1: r[0], recallAt5: r[1], recallAt10: r[2], recallAt20: r[3], recallAt50: r[4],
+                      trainVideos: train.count, testVideos: test.count, classes: classes, knnTop1: knnTop1, views: recipe.eval.views)
+    }
+
+    /// A classifier (a fine-tuned network with its fc) on the recipe's test split: every view of
+    /// a video (clips x crops) scored, the softmax scores averaged; top-1 and top-5 of the
+    /// average, and top-1 of the first view alone.
+    public static func classify(network: VideoResNet, dataset: ShardDataset, recipe: Recipe, log: (String) -> Void) throws -> ClassifierReport {
+        let split = recipe.eval.splitTest
+        let indices = try dataset.indices(split: split)
+        let sampler = ClipSampler(dataset: dataset, indices: indices, sampling: recipe.sampling, augmentation: .none, seed: 0, batchSize: 1,
+                                  withMotion: false)
+        let classes = max(1, dataset.manifest.classes.count)
+        network.eval()
+        var top1 = 0, top5 = 0, single = 0
+        let start = Date()
+        for (n, i) in indices.enumerated() {
+            let views = try sampler.evaluationClips(entry: i, count: recipe.eval.clipsPerVideo, crops: recipe.eval.cropsPerClip)
+            let scores = noGrad { network(views).softmax() }                  // (views, classes)
+            let mean = noGrad { scores.mean(axes: [0]) }.toArray()
+            let first = Array(scores.toArray().prefix(classes))
+            let label = dataset.entries[i].label
+            let ranked = mean.indices.sorted { mean[$0] > mean[$1] }
+            if ranked.first == label { top1 += 1 }
+            if ranked.prefix(5).contains(label) { top5 += 1 }
+            if first.indices.max(by: { first[$0] < first[$1] }) == label { single += 1 }
+            let rate = Double(n + 1) / max(Date().timeIntervalSince(start), 1e-9)
+            log(String(format: "\rtest (%@): %d/%d videos, %.1f videos/s, %.0fs left   ", split, n + 1, indices.count, rate, Double(indices.count - n - 1) / rate))
+        }
+        log("\n")
+        let count = Double(max(indices.count, 1))
+        return ClassifierReport(top1: Double(top1) / count, top5: Double(top5) / count, singleViewTop1: Double(single) / count,
+                                views: recipe.eval.views, testVideos: indices.count, classes: classes, preciseBNBatches: 0,
+                                seconds: Date().timeIntervalSince(start))
+    }
+
+    /// Precise BN: the running statistics of every BN layer recomputed as the plain average over
+    /// `batches` training batches (clip A of each pair, the recipe's augmentation), instead of the
+    /// moving average training left.
+    public static func recomputeBatchNorm(network: VideoResNet, dataset: ShardDataset, recipe: Recipe, batches: Int) throws {
+        let sampler = ClipSampler(dataset: dataset, indices: try dataset.indices(split: recipe.data.splitName), sampling: recipe.sampling,
+                                  augmentation: recipe.augmentation, seed: UInt64(recipe.seed) &+ 991, batchSize: recipe.optim.batchSize,
+                                  withMotion: false)
+        let norms = network.namedModules().compactMap { $0.1 as? BatchNorm }
+        let saved = norms.map(\.momentum)
+        defer { for (bn, m) in zip(norms, saved) { bn.momentum = m }; network.eval() }
+        for bn in norms { bn.runningMean.assign(Tensor.zeros(bn.runningMean.shape)); bn.runningVar.assign(Tensor.ones(bn.runningVar.shape)) }
+        network.train()
+        for b in 0..<batches {
+            for bn in norms { bn.momentum = 1 / Float(b + 1) }
+            let batch = try sampler.batch(at: LoaderPosition(epoch: b / sampler.batchesPerEpoch, batch: b % sampler.batchesPerEpoch))
+            _ = noGrad { network.features(batch.rgbA) }
+        }
     }
 
     /// The encoder to evaluate: a run folder or checkpoint, an exported .safetensors, or a random init.
@@ -177,9 +244,7 @@ public struct Evaluation {
         var config = config ?? checkpoint.recipe.visualConfig
         config.classes = nil
         let net = VideoResNet(config, seed: UInt64(checkpoint.recipe.seed))
-        // the visual encoder of a contrastive run is "visual.encoder.*"; of a supervised run "visual.*"
-        let prefix = checkpoint.tensors.keys.contains { $0.hasPrefix("visual.encoder.") } ? "visual.encoder" : "visual"
-        try net.loadNamedState(checkpoint.tensors, prefix: prefix, source: checkpoint.folder.path)
+        try EncoderWeights.load(into: net, from: checkpoint)
         net.eval()
         return net
     }

@@ -8,6 +8,9 @@ import Tensor
 public func pretrain(_ recipe: Recipe, fresh: Bool, collective: Collective = SingleProcess(), holding held: RunLock? = nil,
                      log: @escaping (String) -> Void) throws -> (folder: RunFolder, step: Int) {
     let folder = RunFolder(path: recipe.train.output)
+    if let source = recipe.model.initFromPath, !FileManager.default.fileExists(atPath: source) {
+        throw TrainingError("model.init_from \(source): no such run folder, checkpoint folder or encoder file")
+    }
     var lock: RunLock? = held
     if held == nil && collective.rank == 0 {
         guard let taken = try RunLock.acquire(folder) else {

@@ -38,8 +38,8 @@ public enum RecipeKey {
         init(_ key: String, _ kind: Kind, _ defaultValue: AnyHashable, _ doc: String) {
             self.key = key; self.kind = kind; self.defaultValue = defaultValue; self.doc = doc
         }
-        /// The default as the recipe prints it.
-        public var defaultText: String { Recipe.text(defaultValue) }
+        /// The default as the recipe prints it (an empty optional string is null).
+        public var defaultText: String { kind == .optionalString && defaultValue == AnyHashable("") ? "null" : Recipe.text(defaultValue) }
         /// The valid values, as error messages and `maclr recipe` name them.
         public var validText: String { kind.validText }
     }
@@ -75,6 +75,9 @@ public enum RecipeKey {
         Spec("model.motion_blocks", stages, [1, 1, 1, 1], "residual blocks per stage of the motion encoder"),
         Spec("model.init", .choices(WeightInit.self), "torchvision",
              "weight init: torchvision's (Kaiming normal, fan_out) or PyTorch's layer default (uniform +-1/sqrt(fan_in))"),
+        Spec("model.init_from", .optionalString, "",
+             "weights the visual encoder starts from: a run or checkpoint folder, or an exported encoder .safetensors (null: random init)"),
+        Spec("model.dropout", .number(min: 0, max: 0.95), 0.0, "dropout before the classifier of a supervised run or fine-tuning"),
         Spec("model.head_hidden", .int(1...65_536), 512, "hidden size of the projection heads (paper: 2048)"),
         Spec("model.embedding", .int(1...65_536), 128, "embedding size of the projection heads"),
         Spec("model.queue_size", .int(0...1 << 20), 4096, "negatives per modality (paper: 65536); 0: the batch's other keys (MoCo v3)"),
@@ -112,7 +115,9 @@ public enum RecipeKey {
         Spec("train.log_every", positive, 10, "steps between metrics lines"),
         Spec("eval.split_train", .string, "train", "split the probe trains on and retrieval searches"),
         Spec("eval.split_test", .string, "test", "split the probe and retrieval are scored on"),
-        Spec("eval.clips_per_video", .int(1...64), 4, "clips averaged into a video's features"),
+        Spec("eval.clips_per_video", .int(1...64), 4, "clips per test video, evenly spaced (features or class scores averaged over the views)"),
+        Spec("eval.crops_per_clip", .int(1...5), 1, "square crops per clip along the frame's long side (the field's 3: start, centre, end)"),
+        Spec("eval.precise_bn", .int(0...10_000), 0, "training batches that recompute a fine-tuned network's BN statistics before testing (0: off)"),
         Spec("eval.probe_l2", .number(min: 0, max: 100), 1e-3, "L2 weight of the linear probe"),
         Spec("eval.probe_iterations", positive, 500, "full-batch iterations of the linear probe"),
         Spec("eval.knn_k", .int(1...100_000), 20, "neighbours of the kNN classifier (solo-learn, SlowFast: 20)"),
@@ -200,6 +205,10 @@ public struct ModelSettings: Codable, Equatable, Sendable {
     public var motionPathway: MotionPathwayKind
     public var motionWidth: Double, motionBlocks: [Int]
     public var `init`: WeightInit
+    /// The run, checkpoint or encoder file the visual encoder starts from; empty for a random init.
+    var initFrom: String
+    public var initFromPath: String? { initFrom.isEmpty ? nil : initFrom }
+    public var dropout: Double
     public var headHidden: Int, embedding: Int, queueSize: Int
     public var momentum: Double
     public var keyBn: KeyBatchNorm
@@ -233,7 +242,10 @@ public struct TrainSettings: Codable, Equatable, Sendable {
 
 public struct EvalSettings: Codable, Equatable, Sendable {
     public var splitTrain: String, splitTest: String
-    public var clipsPerVideo: Int
+    public var clipsPerVideo: Int, cropsPerClip: Int
+    public var preciseBn: Int
+    /// Views per test video: clips x crops.
+    public var views: Int { clipsPerVideo * cropsPerClip }
     public var probeL2: Double
     public var probeIterations: Int
     public var knnK: Int, knnTemperature: Double

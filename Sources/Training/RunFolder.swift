@@ -8,7 +8,7 @@ import Tensor
 ///
 ///     checkpoints/step-0000400/           one checkpoint: state.safetensors, recipe.json, meta.json
 ///     checkpoints/.step-0000400.partial/  one being written (never read as a checkpoint)
-///     metrics.jsonl, events.out.tfevents.*, encoder.safetensors, eval.json
+///     metrics.jsonl, events.out.tfevents.*, encoder.safetensors, eval.json, finetune.json
 ///     run.lock                            held by the process training here
 ///     result.json, failed.json            a sweep's verdict on the run
 public struct RunFolder: Sendable {
@@ -23,6 +23,8 @@ public struct RunFolder: Sendable {
     public var encoder: URL { url.appendingPathComponent("encoder.safetensors") }
     /// The final encoder's evaluation (`maclr pretrain --eval`).
     public var evaluation: URL { url.appendingPathComponent("eval.json") }
+    /// A fine-tuned classifier's test (`maclr finetune`).
+    public var finetuning: URL { url.appendingPathComponent("finetune.json") }
     public var lock: URL { url.appendingPathComponent("run.lock") }
     /// Written by a sweep when the run is evaluated: the run is complete.
     public var result: URL { url.appendingPathComponent("result.json") }

@@ -152,6 +152,7 @@ public final class Trainer {
             // process 0 clears the folder; the others start after it has
             if isLeader { try folder.clearForFreshStart() }
             if collective.size > 1 { _ = collective.gather(0) }
+            try initializeFromSource()
             return
         }
         // newest first; one that fails verification is named and the one before it used
@@ -165,10 +166,24 @@ public final class Trainer {
                 skippedCheckpoints.append(checkpoint)
             }
         }
+        if skippedCheckpoints.isEmpty { try initializeFromSource() }
         if let newest = skippedCheckpoints.first {
             throw TrainingError("\(folder.checkpoints.path): no checkpoint verifies (the newest, \(newest.lastPathComponent), and \(skippedCheckpoints.count - 1) before it are corrupt); move them away to start over, or use --fresh")
         }
     }
+
+    /// A run that starts (no checkpoint to resume) loads `model.init_from` into its visual encoder.
+    func initializeFromSource() throws {
+        guard let source = recipe.model.initFromPath else { return }
+        guard case .supervised(let net) = learner else {
+            throw TrainingError("model.init_from \(source): starting from trained weights is for fine-tuning (loss.objective: supervised); a contrastive run starts from its random init")
+        }
+        let loaded = try EncoderWeights.load(into: net, from: source)
+        notes.append("visual encoder from \(source): \(loaded) tensors loaded; the classifier (fc, \(net.fc?.weight.shape.first ?? 0) classes) starts from its random init")
+    }
+
+    /// What the run says when it starts, besides warnings: where its weights came from.
+    public private(set) var notes: [String] = []
 
     /// Checkpoints that failed verification when the run started, newest first.
     public private(set) var skippedCheckpoints: [URL] = []
@@ -214,7 +229,7 @@ public final class Trainer {
         let accumulate = recipe.optim.accumulate
         let loader = StreamingLoader(sampler: sampler, position: loaderPosition, workers: recipe.loaderThreads, depth: 4)
         defer { loader.stop() }
-        for w in warnings { log(w + "\n") }
+        for w in warnings + notes { log(w + "\n") }
         if let r = resumedFrom { log("resuming from \(r.path) at step \(step)\n") }
         if collective.size > 1 { log("data-parallel: \(collective.size) processes, \(sampler.slice?.count ?? 0) clip pairs each per step\n") }
         if isLeader { folder.trimMetrics(after: step) }
@@ -347,7 +362,11 @@ public final class Trainer {
             return (terms.total, terms.values)
         case .supervised(let net):
             net.train()
-            let logits = recipe.model.syncBn ? SynchronizedBatchNorm.with(collective) { net(batch.rgbA) } : net(batch.rgbA)
+            func classify() -> Tensor {
+                guard let fc = net.fc, recipe.model.dropout > 0 else { return net(batch.rgbA) }
+                return fc(net.features(batch.rgbA).dropout(Float(recipe.model.dropout), training: true, rng: &rng))
+            }
+            let logits = recipe.model.syncBn ? SynchronizedBatchNorm.with(collective) { classify() } : classify()
             let loss = softmaxCrossEntropy(logits, labels: batch.labels.map { max(0, $0) })
             return (loss, ["loss": loss.item()])
         }

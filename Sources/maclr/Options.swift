@@ -38,6 +38,22 @@ struct RecipeOptions: ParsableArguments {
     func load() throws -> Recipe { try Recipe.load(recipe, overrides: set.overrides) }
 }
 
+/// `--splits 1,2,3`: one run per numbered split of the dataset (train1 / test1, ...).
+struct SplitOptions: ParsableArguments {
+    @Option(help: "Numbered splits to run over, e.g. 1,2,3 (train1 / test1, ...; the mean and standard deviation are reported).")
+    var splits: String?
+
+    var numbers: [Int] { splits.map { $0.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } } ?? [] }
+
+    func validate() throws {
+        guard let splits else { return }
+        let parts = splits.split(separator: ",")
+        guard !parts.isEmpty, parts.count == numbers.count, numbers.allSatisfy({ (1...9).contains($0) }), Set(numbers).count == numbers.count else {
+            throw ValidationError("--splits '\(splits)': expected distinct split numbers 1...9 separated by commas, e.g. 1,2,3")
+        }
+    }
+}
+
 /// Runs `work` under the clean-stop handling of long jobs, ending with its exit status.
 func runLongWork(_ work: () throws -> Void) throws {
     if let status = try stoppingCleanlyOnSignals(work) { throw ExitCode(status) }

@@ -37,6 +37,48 @@ struct Pretrain: ParsableCommand {
     }
 }
 
+struct Finetune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fine-tune a visual encoder and a linear classifier on a labelled split, then test it (class scores averaged over the views).",
+        discussion: """
+            The recipe (Recipes/finetune.yaml) trains with the labels of data.split and tests on \
+            eval.split_test; --from sets model.init_from. Checkpoints, resume, SIGTERM, metrics.jsonl, \
+            TensorBoard events and mpirun work as in pretrain. --splits 1,2,3 fine-tunes on train1 / \
+            test1, train2 / test2, ... (a dataset prepared with --layout ucf101 or hmdb51), each in \
+            train.output/split-K, and reports the mean and standard deviation.
+            """)
+    @OptionGroup var recipe: RecipeOptions
+    @Option(help: "The encoder to start from: a run or checkpoint folder of maclr pretrain, or an encoder .safetensors of maclr export.")
+    var from: String?
+    @Flag(help: "Start from a random init (the from-scratch baseline), whatever the recipe's model.init_from.") var scratch = false
+    @OptionGroup var splits: SplitOptions
+    @Flag(help: "Start over: delete the run folder's checkpoints and metrics.") var fresh = false
+    @OptionGroup var engine: EngineFlags
+
+    func validate() throws {
+        guard !(scratch && from != nil) else { throw ValidationError("give --from or --scratch, not both") }
+    }
+
+    func run() throws {
+        engine.apply()
+        var base = try recipe.load()
+        if let from { try base.set("model.init_from", from) }
+        if scratch { try base.set("model.init_from", "") }
+        let world = Processes.world
+        let status = try endingEveryProcessOnError(world) {
+            try stoppingCleanlyOnSignals {
+                let reports = try SplitAverage.run(base, splits: splits.numbers) { recipe in
+                    let (folder, report) = try finetuneAndTest(recipe, fresh: fresh, collective: world, log: stderrLog)
+                    if let report { print("\(folder.url.path): \(report.summary)") }
+                    return report.map { ["top1": $0.top1, "top5": $0.top5] }
+                }
+                if let line = SplitAverage.summary(reports, metrics: ["top1", "top5"]) { print(line) }
+            }
+        }
+        if let status { throw ExitCode(status) }
+    }
+}
+
 /// Which encoder a command works on.
 struct EncoderOptions: ParsableArguments {
     @Option(help: "A run folder or checkpoint folder of maclr pretrain.") var checkpoint: String?
@@ -61,16 +103,32 @@ struct EncoderOptions: ParsableArguments {
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Linear probe (top-1, top-5), retrieval (R@1/5/10) and weighted kNN (top-1) of a frozen visual encoder on a labelled dataset.")
+        abstract: "Linear probe (top-1, top-5), retrieval (R@1/5/10/20/50) and weighted kNN (top-1) of a frozen visual encoder on a labelled dataset.",
+        discussion: """
+            Features are averaged over eval.clips_per_video clips x eval.crops_per_clip crops per video. \
+            --splits 1,2,3 evaluates on train1 / test1, train2 / test2, ... and reports the mean and \
+            standard deviation.
+            """)
     @OptionGroup var source: EncoderOptions
-    @Option(help: "Write the figures to this JSON file.") var json: String?
+    @OptionGroup var splits: SplitOptions
+    @Option(help: "Write the figures to this JSON file (with --splits, one per split: FILE-split-K.json).") var json: String?
     @OptionGroup var engine: EngineFlags
 
     func run() throws {
         engine.apply()
-        let report = try source.selection.evaluate(log: stderrLog)
-        print(report.summary)
-        if let json { try report.write(to: URL(fileURLWithPath: json)) }
+        let numbers = splits.numbers
+        var runs: [[String: Double]] = []
+        for split in numbers.isEmpty ? [nil] : numbers.map(Optional.some) {
+            var selection = source.selection
+            selection.split = split
+            let report = try selection.evaluate(log: stderrLog)
+            print((split.map { "split \($0): " } ?? "") + report.summary)
+            if let json {
+                try report.write(to: URL(fileURLWithPath: split.map { (json as NSString).deletingPathExtension + "-split-\($0).json" } ?? json))
+            }
+            runs.append(["probe_top1": report.top1, "retrieval_r1": report.recallAt1, "knn_top1": report.knnTop1 ?? .nan])
+        }
+        if let line = SplitAverage.summary(runs, metrics: ["probe_top1", "retrieval_r1", "knn_top1"]) { print(line) }
     }
 }
 

@@ -15,7 +15,7 @@ struct Maclr: ParsableCommand {
         commandName: "maclr",
         abstract: "Video representation learning the MaCLR way: a Visual and a Motion pathway, contrastive losses, on our own engine.",
         version: MaclrVersion.string,
-        subcommands: [Synth.self, Prepare.self, Inspect.self, Pretrain.self, Eval.self, Extract.self, Export.self, SaliencyCommand.self, Ablate.self, RecipeCommand.self, Bench.self])
+        subcommands: [Synth.self, Prepare.self, Inspect.self, Pretrain.self, Finetune.self, Eval.self, Extract.self, Export.self, SaliencyCommand.self, Ablate.self, RecipeCommand.self, Bench.self])
 }
 
 Maclr.main()

@@ -147,6 +147,29 @@ final class OfficialLayoutTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("never").path))
     }
 
+    /// A UCF101-layout dataset evaluated and fine-tuned over its three splits, each on its own
+    /// train<k> / test<k>, the mean and standard deviation printed.
+    func testEvaluationAndFineTuningOverTheOfficialSplits() throws {
+        let ucf = try Self.ucf101(in: dir, video: try Self.sampleVideo(in: dir))
+        let ds = dir.appendingPathComponent("ucf-ds")
+        XCTAssertEqual(try prepare([ucf.path, ds.path, "--layout", "ucf101"]).status, 0)
+        let recipes = ReadmeAndRecipeTests.repository.appendingPathComponent("Recipes")
+        let small = ["--set", "data.crop=16", "--set", "data.clip_frames=4", "--set", "eval.clips_per_video=1", "--set", "eval.probe_iterations=20",
+                     "--set", "model.motion_pathway=none", "--threads", "1"]
+        let e = try runMaclr(["eval", "--recipe", recipes.appendingPathComponent("quickstart.yaml").path, "--dataset", ds.path, "--splits", "1,2,3"] + small)
+        XCTAssertEqual(e.status, 0, e.err)
+        for k in 1...3 { XCTAssertTrue(e.out.contains("split \(k): linear probe: top-1"), e.out) }
+        XCTAssertTrue(e.out.contains("(4 train / 2 test videos, 2 classes, 1 views each)"), e.out)
+        XCTAssertTrue(e.out.contains("over 3 splits: probe_top1 "), e.out)
+        let out = dir.appendingPathComponent("ft")
+        let f = try runMaclr(["finetune", recipes.appendingPathComponent("finetune.yaml").path, "--scratch", "--splits", "1,2",
+                              "--set", "data.dataset=\(ds.path)", "--set", "train.output=\(out.path)", "--set", "optim.steps=2",
+                              "--set", "optim.warmup_steps=1", "--set", "optim.batch_size=4", "--set", "eval.crops_per_clip=1"] + small)
+        XCTAssertEqual(f.status, 0, f.err)
+        XCTAssertTrue(f.out.contains("over 2 splits: top1 "), f.out)
+        for k in 1...2 { XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("split-\(k)/finetune.json").path)) }
+    }
+
     /// Every kind of bad split file: one error line naming the file (and line), exit non-zero,
     /// and no output folder.
     func testBadSplitFilesAreNamedInOneLineAndNothingIsWritten() throws {
