@@ -43,12 +43,14 @@ public struct Evaluation {
         public var seconds: Double
     }
 
-    /// Features of every video in `split` (or its first `limit`), `clipsPerVideo` clips each,
+    /// Features of every video in `split` (or `limit` of them, evenly spread), `clipsPerVideo` clips each,
     /// averaged; with `motion` the clips are the Motion pathway's input instead of RGB.
     public static func features(encoder: (Tensor) -> Tensor, dataset: ShardDataset, split: String, sampling: ClipSampling,
                                 clipsPerVideo: Int, crops: Int = 1, motion: Bool = false, limit: Int? = nil,
                                 log: (String) -> Void = { _ in }) throws -> Features {
-        let indices = Array(try dataset.indices(split: split).prefix(limit ?? Int.max))
+        // with a limit, videos spread evenly over the split (a split is often ordered by class)
+        let all = try dataset.indices(split: split)
+        let indices = limit.map { n in all.count <= n ? all : (0..<n).map { all[$0 * all.count / n] } } ?? all
         let sampler = ClipSampler(dataset: dataset, indices: indices, sampling: sampling, augmentation: .none, seed: 0, batchSize: 1, withMotion: false)
         var values: [Float] = [], labels: [Int] = [], names: [String] = []
         var dim = 0

@@ -14,7 +14,7 @@ public func finetuneAndTest(_ recipe: Recipe, fresh: Bool, collective: Collectiv
     guard recipe.supervised else {
         throw TrainingError("\(recipe.source): fine-tuning trains a classifier: it needs loss.objective: supervised (see Recipes/finetune.yaml)")
     }
-    let (folder, _) = try pretrain(recipe, fresh: fresh, collective: collective, holding: lock, log: log)
+    let (folder, _) = try pretrain(recipe, fresh: fresh, collective: collective, holding: lock, monitor: try KNNMonitor(recipe), log: log)
     guard collective.rank == 0 else { return (folder, nil) }
     let checkpoint = try Checkpoint(path: folder.url.path)
     let dataset = try ShardDataset(folder: URL(fileURLWithPath: recipe.data.dataset))

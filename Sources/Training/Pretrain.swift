@@ -6,7 +6,7 @@ import Tensor
 /// With `held`, the caller already holds the run folder's lock; otherwise it is taken here, and
 /// a folder another live process trains in is refused. Returns the run folder and the step reached.
 public func pretrain(_ recipe: Recipe, fresh: Bool, collective: Collective = SingleProcess(), holding held: RunLock? = nil,
-                     log: @escaping (String) -> Void) throws -> (folder: RunFolder, step: Int) {
+                     monitor: TrainingMonitor? = nil, log: @escaping (String) -> Void) throws -> (folder: RunFolder, step: Int) {
     let folder = RunFolder(path: recipe.train.output)
     if let source = recipe.model.initFromPath, !FileManager.default.fileExists(atPath: source) {
         throw TrainingError("model.init_from \(source): no such run folder, checkpoint folder or encoder file")
@@ -21,6 +21,7 @@ public func pretrain(_ recipe: Recipe, fresh: Bool, collective: Collective = Sin
     defer { if held == nil { lock?.release() } }
     let log = { (text: String) in lock?.heartbeat(); log(text) }
     let trainer = try Trainer(recipe: recipe, fresh: fresh, collective: collective)
+    trainer.monitor = monitor
     try trainer.run(log: log)
     return (trainer.folder, trainer.step)
 }

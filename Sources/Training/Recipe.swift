@@ -113,6 +113,9 @@ public enum RecipeKey {
         Spec("train.checkpoint_every", positive, 100, "steps between checkpoints"),
         Spec("train.keep_checkpoints", positive, 2, "checkpoints kept (oldest removed)"),
         Spec("train.log_every", positive, 10, "steps between metrics lines"),
+        Spec("train.monitor_every", .int(0...1_000_000), 0,
+             "steps between kNN top-1 measurements of the encoder as it trains, on eval.split_test against eval.split_train (0: off)"),
+        Spec("train.monitor_videos", .int(2...100_000), 64, "videos of each of those splits the monitor uses, evenly spread, one centre clip each"),
         Spec("eval.split_train", .string, "train", "split the probe trains on and retrieval searches"),
         Spec("eval.split_test", .string, "test", "split the probe and retrieval are scored on"),
         Spec("eval.clips_per_video", .int(1...64), 4, "clips per test video, evenly spaced (features or class scores averaged over the views)"),
@@ -238,6 +241,7 @@ public struct OptimSettings: Codable, Equatable, Sendable {
 public struct TrainSettings: Codable, Equatable, Sendable {
     public var output: String
     public var checkpointEvery: Int, keepCheckpoints: Int, logEvery: Int
+    public var monitorEvery: Int, monitorVideos: Int
 }
 
 public struct EvalSettings: Codable, Equatable, Sendable {

@@ -71,6 +71,6 @@ extension Recipe {
     /// Keys whose change does not change what a run computes (where it writes, how often it logs,
     /// how many threads load: batches are a function of seed, epoch and batch).
     static let bookkeepingKeys = Set(["train.output", "train.checkpoint_every", "train.keep_checkpoints", "train.log_every",
-                                      "data.loader_workers"]
+                                      "train.monitor_every", "train.monitor_videos", "data.loader_workers"]
         + RecipeKey.all.map(\.key).filter { $0.hasPrefix("eval.") })
 }

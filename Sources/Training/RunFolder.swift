@@ -144,12 +144,16 @@ public struct StepMetrics: Codable, Equatable, Sendable {
     /// With several processes, the share spent averaging gradients (all-reduce, waits for the
     /// slowest process included).
     public var allReduce: Double?
+    /// What the training monitor measured at this step (knn_top1, ...); in the file each is a
+    /// key "monitor/NAME".
+    public var monitor: [String: Double]
 
     public init(step: Int, values: [String: Float], lr: Float, clipsPerSecond: Double, elapsedSeconds: Double, dataWait: Double,
-                allReduce: Double? = nil) {
+                allReduce: Double? = nil, monitor: [String: Double] = [:]) {
         self.step = step; self.values = values; self.lr = lr; self.clipsPerSecond = clipsPerSecond
-        self.elapsedSeconds = elapsedSeconds; self.dataWait = dataWait; self.allReduce = allReduce
+        self.elapsedSeconds = elapsedSeconds; self.dataWait = dataWait; self.allReduce = allReduce; self.monitor = monitor
     }
+    static let monitorPrefix = "monitor/"
 
     struct Key: CodingKey {
         var stringValue: String
@@ -168,11 +172,13 @@ public struct StepMetrics: Codable, Equatable, Sendable {
         elapsedSeconds = try c.decode(Double.self, forKey: Key("elapsed_s"))
         dataWait = try c.decode(Double.self, forKey: Key("data_wait"))
         allReduce = try c.decodeIfPresent(Double.self, forKey: Key("all_reduce"))
-        var terms: [String: Float] = [:]
+        var terms: [String: Float] = [:], monitored: [String: Double] = [:]
         for key in c.allKeys where !Self.fixedKeys.contains(key.stringValue) {
-            terms[key.stringValue] = Float(try c.decode(Double.self, forKey: key))
+            let value = try c.decode(Double.self, forKey: key)
+            if key.stringValue.hasPrefix(Self.monitorPrefix) { monitored[String(key.stringValue.dropFirst(Self.monitorPrefix.count))] = value }
+            else { terms[key.stringValue] = Float(value) }
         }
-        values = terms
+        values = terms; monitor = monitored
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -184,6 +190,7 @@ public struct StepMetrics: Codable, Equatable, Sendable {
         try c.encode(dataWait, forKey: Key("data_wait"))
         try c.encodeIfPresent(allReduce, forKey: Key("all_reduce"))
         for (name, value) in values { try c.encode(Double(value), forKey: Key(name)) }
+        for (name, value) in monitor { try c.encode(value, forKey: Key(Self.monitorPrefix + name)) }
     }
 }
 

@@ -71,6 +71,12 @@ enum Learner {
     }
 }
 
+/// Measures the visual encoder while it trains: figures by name (fractions), logged, written to
+/// metrics.jsonl and TensorBoard. It must leave the encoder as it found it (in training mode).
+public protocol TrainingMonitor {
+    func measure(_ encoder: VideoResNet) throws -> [String: Double]
+}
+
 /// `maclr pretrain`: runs a recipe, checkpointing and resuming.
 public final class Trainer {
     public let recipe: Recipe
@@ -182,6 +188,11 @@ public final class Trainer {
         notes.append("visual encoder from \(source): \(loaded) tensors loaded; the classifier (fc, \(net.fc?.weight.shape.first ?? 0) classes) starts from its random init")
     }
 
+    /// Measures the visual encoder every `train.monitor_every` steps (process 0 only).
+    public var monitor: TrainingMonitor?
+    /// The monitor's latest figures, shown on the progress line until the next.
+    var lastMonitored: [String: Double] = [:]
+
     /// What the run says when it starts, besides warnings: where its weights came from.
     public private(set) var notes: [String] = []
 
@@ -266,24 +277,32 @@ public final class Trainer {
             let clipsPerSecond = Double((step - firstStep) * accumulate * sampler.batchSize) / max(elapsed, 1e-9)
             let dataWait = Double(waited) / 1e9 / max(elapsed, 1e-9)
             let allReduce = collective.size > 1 ? Double(reducing) / 1e9 / max(elapsed, 1e-9) : nil
+            var monitored: [String: Double] = [:]
+            if let monitor, isLeader, recipe.train.monitorEvery > 0, step % recipe.train.monitorEvery == 0 || step == total,
+               let encoder = learner.visualEncoder as? VideoResNet {
+                monitored = try monitor.measure(encoder)
+            }
             let m = StepMetrics(step: step, values: sums, lr: optimizer.learningRate, clipsPerSecond: clipsPerSecond, elapsedSeconds: elapsed,
-                                dataWait: dataWait, allReduce: allReduce)
+                                dataWait: dataWait, allReduce: allReduce, monitor: monitored)
             history.append(m)
             let left = elapsed / Double(step - firstStep) * Double(end - step)
             let terms = sums.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key, $0.value) }.joined(separator: " ")
             let reduced = allReduce.map { String(format: "  all-reduce %.0f%%", 100 * $0) } ?? ""
-            log(String(format: "\rstep %d/%d  %@  lr %.4g  %.2f clips/s  data wait %.0f%%%@  %@ left   ", step, total, terms, m.lr, clipsPerSecond,
-                       100 * dataWait, reduced, formatDuration(left)))
+            if !monitored.isEmpty { lastMonitored = monitored }
+            let shown = lastMonitored.sorted { $0.key < $1.key }.map { String(format: "  %@ %.1f%%", $0.key, 100 * $0.value) }.joined()
+            log(String(format: "\rstep %d/%d  %@  lr %.4g  %.2f clips/s  data wait %.0f%%%@%@  %@ left   ", step, total, terms, m.lr, clipsPerSecond,
+                       100 * dataWait, reduced, shown, formatDuration(left)))
             // after a warm-up, so the loader's first batches do not count
             if !warnedAboutData && step - firstStep >= 20 && dataWait > Self.dataWaitWarning {
                 warnedAboutData = true
                 log(String(format: "\nwarning: the step waited for data %.0f%% of the time; more loader threads (data.loader_workers, now %d) may feed it\n",
                            100 * dataWait, recipe.loaderThreads))
             }
-            if let events, step % recipe.train.logEvery == 0 || step == end {
+            if let events, step % recipe.train.logEvery == 0 || step == end || !monitored.isEmpty {
                 try folder.appendMetrics(m)
                 try events.add(scalars: sums.sorted { $0.key < $1.key } + [("lr", m.lr), ("clips_per_s", Float(clipsPerSecond)),
-                                                                          ("data_wait", Float(dataWait))], step: step)
+                                                                          ("data_wait", Float(dataWait))]
+                               + monitored.sorted { $0.key < $1.key }.map { (StepMetrics.monitorPrefix + $0.key, Float($0.value)) }, step: step)
             }
             let checkpointDue = step % recipe.train.checkpointEvery == 0 || step == total
             if checkpointDue {

@@ -21,16 +21,10 @@ struct Pretrain: ParsableCommand {
         let world = Processes.world
         let status = try endingEveryProcessOnError(world) {
             try stoppingCleanlyOnSignals {
-                let recipe = try recipe.load()
-                if eval {
-                    let (folder, report) = try pretrainAndEvaluate(recipe, fresh: fresh, collective: world, log: stderrLog)
-                    guard let report else { return }
-                    print("\(folder.url.path): encoder in \(folder.encoder.path)")
-                    print(report.summary)
-                } else {
-                    let (folder, step) = try pretrain(recipe, fresh: fresh, collective: world, log: stderrLog)
-                    if world.rank == 0 { print("\(folder.url.path): step \(step), encoder in \(folder.encoder.path)") }
-                }
+                let (folder, report) = try pretrainAndEvaluate(try recipe.load(), fresh: fresh, evaluate: eval, collective: world, log: stderrLog)
+                guard world.rank == 0 else { return }
+                print("\(folder.url.path): encoder in \(folder.encoder.path)")
+                if let report { print(report.summary) }
             }
         }
         if let status { throw ExitCode(status) }

@@ -121,3 +121,39 @@ final class FinetuneTests: XCTestCase {
         XCTAssertNil(SplitAverage.summary([["top1": 0.5]], metrics: ["top1"]))
     }
 }
+
+/// The kNN monitor during pretraining: figures at every `train.monitor_every` steps and at the
+/// last, in metrics.jsonl; and a run with it takes the very steps of a run without it.
+final class MonitorTests: XCTestCase {
+    func testTheMonitorMeasuresWithoutChangingTheRun() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("monitor-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try makeTinyDataset(dir.appendingPathComponent("ds"))
+        let ds = dir.appendingPathComponent("ds")
+        let plain = try tinyRecipe(dataset: ds, output: dir.appendingPathComponent("plain"), ["optim.steps": 5])
+        let watched = try tinyRecipe(dataset: ds, output: dir.appendingPathComponent("watched"),
+                                     ["optim.steps": 5, "train.monitor_every": 2, "train.monitor_videos": 4, "train.log_every": 100])
+        XCTAssertNil(try KNNMonitor(plain))
+        _ = try pretrainAndEvaluate(plain, fresh: true, evaluate: false) { _ in }
+        var progress = ""
+        _ = try pretrainAndEvaluate(watched, fresh: true, evaluate: false) { progress += $0 }
+        let lines = RunFolder(dir.appendingPathComponent("watched")).readMetrics()
+        XCTAssertEqual(lines.filter { !$0.monitor.isEmpty }.map(\.step), [2, 4, 5], "every 2 steps and the last")
+        for line in lines where !line.monitor.isEmpty {
+            let knn = try XCTUnwrap(line.monitor["knn_top1"])
+            // the tiny set's test split has 3 videos: each right or wrong
+            XCTAssertEqual((knn * 3).rounded(), knn * 3, accuracy: 1e-9, "\(knn)")
+        }
+        XCTAssertTrue(progress.contains("knn_top1 "), progress)
+        let plainLosses = RunFolder(dir.appendingPathComponent("plain")).readMetrics().map(\.values)
+        let watchedLosses = Dictionary(uniqueKeysWithValues: lines.map { ($0.step, $0.values) })
+        for (i, values) in plainLosses.enumerated() where watchedLosses[i + 1] != nil {
+            XCTAssertEqual(watchedLosses[i + 1], values, "step \(i + 1)")
+        }
+        // a metrics line reads back with its monitor figures
+        let line = StepMetrics(step: 3, values: ["loss": 1.5], lr: 0.1, clipsPerSecond: 2, elapsedSeconds: 1, dataWait: 0, monitor: ["knn_top1": 0.25])
+        let text = String(decoding: try JSONEncoder().encode(line), as: UTF8.self)
+        XCTAssertTrue(text.contains("\"monitor\\/knn_top1\":0.25") || text.contains("\"monitor/knn_top1\":0.25"), text)
+        XCTAssertEqual(try JSONDecoder().decode(StepMetrics.self, from: Data(text.utf8)), line)
+    }
+}
