@@ -15,6 +15,9 @@ optimiser; EMA of the keys; enqueue.
                output, P = ReLU(sum_C mean_HW(G) G), a random target pooled to P's size, the
                spatio-temporal, temporal and spatial 1 - cosine terms; double backward
 
+  --supervised N: the fine-tuning step instead (Recipes/finetune.yaml): the visual encoder, dropout
+               (--dropout), a linear classifier of N classes, cross-entropy, the optimiser
+
   --tuned: channels_last(_3d) memory format (run it with
            GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184, as
            `maclr bench step` does, so malloc keeps its buffers)
@@ -75,11 +78,16 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--no-motion", action="store_true")
     ap.add_argument("--alignment", action="store_true")
+    ap.add_argument("--supervised", type=int, default=0)
+    ap.add_argument("--dropout", type=float, default=0.0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
 
     visual = pathway(VideoResNet(a.arch, a.width, 3, 1, a.blocks), a.hidden, a.embedding)
+    if a.supervised:
+        features = visual.fc[0].in_features
+        visual.fc = nn.Sequential(nn.Dropout(a.dropout), nn.Linear(features, a.supervised))
     motion = pathway(FrameResNet(a.motion_width, a.motion_channels, 1, a.motion_blocks), a.hidden, a.embedding)
     fmt3d = torch.channels_last_3d if a.tuned else torch.contiguous_format
     visual = visual.to(memory_format=fmt3d)
@@ -89,7 +97,7 @@ def main():
     for p in list(visual_key.parameters()) + list(motion_key.parameters()):
         p.requires_grad = False
     queues = [F.normalize(torch.randn(a.queue, a.embedding), dim=1) for _ in range(2)]
-    params = list(visual.parameters()) + ([] if a.no_motion else list(motion.parameters()))
+    params = list(visual.parameters()) + ([] if a.no_motion or a.supervised else list(motion.parameters()))
     opt = (torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4) if a.optimizer == "adamw"
            else torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4))
     B, T, S = a.batch, a.frames, a.crop
@@ -108,7 +116,15 @@ def main():
             k = torch.cat([net(shuffled[:half]), net(shuffled[half:])])
             return F.normalize(k[torch.argsort(order)], dim=1)
 
+    labels = torch.arange(B) % max(a.supervised, 1)
+
     def step():
+        if a.supervised:
+            loss = F.cross_entropy(visual(rgb[0]), labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return loss.item()
         captured.clear()
         qv = F.normalize(visual(rgb[0]), dim=1)
         kv = keys(visual_key, rgb[1])
@@ -152,7 +168,8 @@ def main():
             times.append(time.perf_counter() - start)
     med = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
-    print(f"  PyTorch {'MCL' if a.alignment else 'MaCLR'} step ({'tuned' if a.tuned else 'default'}): median {med * 1e3:.1f} ms, "
+    kind = "fine-tuning" if a.supervised else "MCL" if a.alignment else "MaCLR"
+    print(f"  PyTorch {kind} step ({'tuned' if a.tuned else 'default'}): median {med * 1e3:.1f} ms, "
           f"{B / med:.2f} clip pairs/s, peak RSS {rss:.2f} GiB", flush=True)
     if a.json:
         with open(a.json, "w") as f:

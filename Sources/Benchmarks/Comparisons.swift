@@ -35,7 +35,7 @@ public struct StepComparison {
         let (r, iterations) = (bench.recipe, bench.iterations)
         var python: String?
         if !bench.mirrorable {
-            log("(the PyTorch mirror builds a frame-wise Motion pathway or none, the MaCLR loss at its default weights, MCL's alignment loss at its defaults and shuffled key BN only: not run for this recipe)\n")
+            log("(the PyTorch mirror builds a supervised classifier, or a frame-wise Motion pathway or none, the MaCLR loss at its default weights, MCL's alignment loss at its defaults and shuffled key BN only: not run for this recipe)\n")
         } else if let found = torchPython, FileManager.default.fileExists(atPath: torchScript) {
             python = found
         } else if lookForTorch {
@@ -77,10 +77,11 @@ public struct StepComparison {
         }
         let ourStep = median(ourTimes)
         let batch = r.optim.batchSize
-        out(String(format: "\n%@: MaCLR step, batch %d, %d frames, %dx%d, %d threads (GEMMs: %@)", recipeName, batch,
+        let kind = r.supervised ? "fine-tuning step (\(bench.classes) classes)" : "MaCLR step"
+        out(String(format: "\n%@: %@, batch %d, %d frames, %dx%d, %d threads (GEMMs: %@)", recipeName, kind, batch,
                      r.data.clipFrames, r.data.crop, r.data.crop, threads, Runtime.gemmDescription))
         out("median of \(rounds) round(s) x \(iterations) timed steps each")
-        out("| | step | clip pairs/s | peak RSS | ours faster by |")
+        out("| | step | \(r.supervised ? "clips/s" : "clip pairs/s") | peak RSS | ours faster by |")
         out("|---|---|---|---|---|")
         out(String(format: "| maclr | %.1f ms | %.2f | %.2f GiB | |", ourStep * 1e3, Double(batch) / ourStep, ourRSS))
         let plainStep = plainTimes.isEmpty ? nil : median(plainTimes)

@@ -1,10 +1,12 @@
+import Backbones
 import Foundation
 import Pathways
 import Tensor
 import Training
 
-/// `maclr bench step`: one pretraining step of a recipe's MaCLR model (query pathways, momentum
-/// keys in shuffled sub-batches, queues, loss, backward, optimiser, EMA, enqueue) on random clips
+/// `maclr bench step`: one training step of a recipe: its MaCLR model (query pathways, momentum
+/// keys in shuffled sub-batches, queues, loss, backward, optimiser, EMA, enqueue), or for a
+/// supervised recipe (fine-tuning) its classifier (encoder, dropout, fc, cross-entropy), on random clips
 /// of the recipe's shapes, without data loading; and the same step in PyTorch
 /// (benchmarks/maclr_step_torch.py) when a Python with torch is available.
 public struct StepBenchmark {
@@ -22,26 +24,49 @@ public struct StepBenchmark {
 
     var batch: Int { recipe.optim.batchSize }
 
+    /// Classes of the classifier a supervised (fine-tuning) recipe trains: UCF101's.
+    public var classes = 101
+
     public func run(log: (String) -> Void) -> Result {
-        let model = MaCLRModel(recipe.modelConfig, seed: 0)
-        let optimizer = recipe.makeOptimizer(model.parameters())
         let (t, crop) = (recipe.data.clipFrames, recipe.data.crop)
         var rng = RandomGenerator(seed: 0)
         let rgb = (0..<2).map { _ in Tensor.randn([batch, t, crop, crop, 3], rng: &rng) }
-        let motion = model.motion == nil ? nil
-            : (0..<2).map { _ in Tensor.randn([batch, t, crop, crop, recipe.data.motionInput.channels], rng: &rng) }
-        // MCL's alignment target (motion boundaries of clip A) when the recipe has the loss
-        let target = recipe.loss.alignment ? Tensor.uniform([batch, t, crop, crop], low: 0, high: 1, rng: &rng) : nil
+        let step: () -> Void
+        if recipe.supervised {
+            // fine-tuning: the whole encoder, dropout, a linear classifier, cross-entropy
+            var config = recipe.visualConfig
+            config.classes = classes
+            let net = VideoResNet(config, seed: 0)
+            net.initialize(recipe.model.`init`, seed: 0)
+            net.requireGradients()
+            net.train()
+            let optimizer = recipe.makeOptimizer(net.parameters())
+            let labels = (0..<batch).map { $0 % classes }
+            let dropout = Float(recipe.model.dropout)
+            step = {
+                optimizer.zeroGrad()
+                let logits = net.fc!(net.features(rgb[0]).dropout(dropout, training: true, rng: &rng))
+                softmaxCrossEntropy(logits, labels: labels).backward()
+                optimizer.step()
+            }
+        } else {
+            let model = MaCLRModel(recipe.modelConfig, seed: 0)
+            let optimizer = recipe.makeOptimizer(model.parameters())
+            let motion = model.motion == nil ? nil
+                : (0..<2).map { _ in Tensor.randn([batch, t, crop, crop, recipe.data.motionInput.channels], rng: &rng) }
+            // MCL's alignment target (motion boundaries of clip A) when the recipe has the loss
+            let target = recipe.loss.alignment ? Tensor.uniform([batch, t, crop, crop], low: 0, high: 1, rng: &rng) : nil
+            step = {
+                optimizer.zeroGrad()
+                let terms = model.losses(rgbA: rgb[0], rgbB: rgb[1], motionA: motion?[0], motionB: motion?[1], alignmentTarget: target,
+                                         alignmentWeight: Float(recipe.loss.alignmentWeight), rng: &rng)
+                terms.total.backward()
+                optimizer.step()
+                model.afterStep()
+            }
+        }
         let timer = ConvTimer()
         timer.recording = false
-        func step() {
-            optimizer.zeroGrad()
-            let terms = model.losses(rgbA: rgb[0], rgbB: rgb[1], motionA: motion?[0], motionB: motion?[1], alignmentTarget: target,
-                                     alignmentWeight: Float(recipe.loss.alignmentWeight), rng: &rng)
-            terms.total.backward()
-            optimizer.step()
-            model.afterStep()
-        }
         let times = timedSeconds("maclr step", warmup: warmup, iterations: iterations, {
             if perLayer { timer.observing(step) } else { step() }
         }, afterWarmup: { timer.reset(); timer.recording = true }, log: log)
@@ -52,11 +77,12 @@ public struct StepBenchmark {
         return Result(stepTimes: times, peakRSSGiB: peakRSSGiB())
     }
 
-    /// Whether the PyTorch mirror builds this recipe's model: a frame-wise Motion pathway or
-    /// none, the MaCLR loss with the default weights (and MCL's alignment loss with its default
-    /// layer and weighting), shuffled key BN.
+    /// Whether the PyTorch mirror builds this recipe's model: a supervised classifier, or a
+    /// frame-wise Motion pathway or none, the MaCLR loss with the default weights (and MCL's
+    /// alignment loss with its default layer and weighting), shuffled key BN.
     public var mirrorable: Bool {
         let l = recipe.loss
+        if recipe.supervised { return true }
         return [.frames, .none].contains(recipe.model.motionPathway) && l.objective == .maclr
             && recipe.model.keyBn == KeyBatchNorm.shuffledSubBatches
             && l.crossModalWeight == 1 && l.motionIntraWeight == 0 && l.temperature == 0.1
@@ -78,6 +104,7 @@ public struct StepBenchmark {
                "--warmup", "\(warmup)", "--iters", "\(iterations)"]
             + (recipe.model.motionPathway == .none ? ["--no-motion"] : [])
             + (recipe.loss.alignment ? ["--alignment"] : [])
+            + (recipe.supervised ? ["--supervised", "\(classes)", "--dropout", "\(recipe.model.dropout)"] : [])
     }
 
     /// Runs the PyTorch mirror (default, or tuned: channels-last and a malloc that keeps its
