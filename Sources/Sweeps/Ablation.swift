@@ -52,9 +52,11 @@ public struct Ablation {
                 guard let report = try pretrainAndEvaluate(run.recipe, fresh: false, holding: lock, log: { log($0) }).report else {
                     throw TrainingError("\(run.id): no evaluation")
                 }
-                try RunFiles(run.folder).writeResult(run: run, report: report, seconds: Date().timeIntervalSince(runStart))
-                outcome.completed.append(run.id)
                 log("\(tag): \(report.summary)\n")
+                var metrics = RunFiles.metrics(of: report, dataset: nil)
+                metrics.merge(try evaluateFurther(run, log: log)) { $1 }
+                try RunFiles(run.folder).writeResult(run: run, metrics: metrics, seconds: Date().timeIntervalSince(runStart))
+                outcome.completed.append(run.id)
             } catch let interrupted as Interrupted {
                 throw interrupted
             } catch {
@@ -93,6 +95,46 @@ public struct Ablation {
             }
         }
         out("total for the runs not complete: about \(formatDuration(total))")
+    }
+
+    /// What a run's encoder gives beyond the probe on its own dataset: fine-tuned on it (`eval:`
+    /// names finetune), and on each transfer dataset the probe, retrieval and kNN, and fine-tuned.
+    /// Each fine-tune has its own run folder inside the run's, so it resumes too.
+    func evaluateFurther(_ run: Sweep.Run, log: @escaping (String) -> Void) throws -> [String: Double] {
+        var metrics: [String: Double] = [:]
+        let tag = "[\(run.id)]"
+        if sweep.evaluations.contains(.finetune) {
+            let report = try finetune(run, dataset: run.recipe.data.dataset, name: nil, log: log)
+            metrics[Sweep.Column(.finetuneTop1).rawValue] = report.top1
+            log("\(tag) \(report.summary)\n")
+        }
+        for t in sweep.transfer {
+            var recipe = run.recipe
+            try recipe.set("data.dataset", t.folder)
+            let encoder = try Evaluation.loadEncoder(from: try Checkpoint(path: run.folder.path))
+            let report = try Evaluation.run(encoder: { encoder.features($0) }, dataset: try ShardDataset(folder: URL(fileURLWithPath: t.folder)),
+                                            recipe: recipe, log: log)
+            log("\(tag) on \(t.name): \(report.summary)\n")
+            metrics.merge(RunFiles.metrics(of: report, dataset: t.name)) { $1 }
+            if sweep.evaluations.contains(.finetune) {
+                let tuned = try finetune(run, dataset: t.folder, name: t.name, log: log)
+                metrics[Sweep.Column(.finetuneTop1, dataset: t.name).rawValue] = tuned.top1
+                log("\(tag) on \(t.name): \(tuned.summary)\n")
+            }
+        }
+        return metrics
+    }
+
+    /// Fine-tunes `run`'s encoder on `dataset` with the sweep's fine-tuning recipe, at the run's
+    /// seed and with its encoder's shape and clip geometry, in run/finetune[-NAME].
+    func finetune(_ run: Sweep.Run, dataset: String, name: String?, log: @escaping (String) -> Void) throws -> Evaluation.ClassifierReport {
+        var recipe = sweep.finetuneRecipe!
+        let inherited = ["model.arch", "model.width", "model.blocks", "model.init", "data.clip_frames", "data.clip_stride", "data.crop"]
+        try recipe.set(inherited.map { ($0, run.recipe.values[$0]!.base) }
+                       + [("seed", run.seed), ("data.dataset", dataset), ("model.init_from", run.folder.path),
+                          ("train.output", run.folder.appendingPathComponent(name.map { "finetune-\($0)" } ?? "finetune").path)])
+        guard let report = try finetuneAndTest(recipe, fresh: false, log: log).report else { throw TrainingError("\(run.id): no fine-tuned test") }
+        return report
     }
 
     /// A run's estimated cost, from a few timed steps on its real data and the encoder's
@@ -146,13 +188,16 @@ struct RunFiles {
 
     struct Failure: Codable { var error: String }
 
-    func writeResult(run: Sweep.Run, report: Evaluation.Report, seconds: Double) throws {
-        var metrics: [String: Double] = [
-            Sweep.Metric.probeTop1.rawValue: report.top1, Sweep.Metric.probeTop5.rawValue: report.top5,
-            Sweep.Metric.retrievalR1.rawValue: report.recallAt1, Sweep.Metric.retrievalR5.rawValue: report.recallAt5,
-            Sweep.Metric.retrievalR10.rawValue: report.recallAt10,
-        ]
-        if let k = report.knnTop1 { metrics[Sweep.Metric.knnTop1.rawValue] = k }
+    /// A report's figures under their column names (suffixed "@NAME" on a transfer dataset).
+    static func metrics(of report: Evaluation.Report, dataset: String?) -> [String: Double] {
+        var figures: [Sweep.Metric: Double] = [.probeTop1: report.top1, .probeTop5: report.top5, .retrievalR1: report.recallAt1,
+                                               .retrievalR5: report.recallAt5, .retrievalR10: report.recallAt10]
+        if let k = report.knnTop1 { figures[.knnTop1] = k }
+        return Dictionary(uniqueKeysWithValues: figures.map { (Sweep.Column($0.key, dataset: dataset).rawValue, $0.value) })
+    }
+
+    func writeResult(run: Sweep.Run, metrics given: [String: Double], seconds: Double) throws {
+        var metrics = given
         if let loss = finalLoss() { metrics[Sweep.Metric.finalLoss.rawValue] = loss }
         let r = Result(variant: run.variant.name, seed: run.seed, overrides: run.variant.overrideValues, metrics: metrics, seconds: seconds)
         try writeAtomically(try JSONEncoder.sorted.encode(r), to: folder.result)

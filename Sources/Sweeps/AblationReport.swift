@@ -88,16 +88,16 @@ public enum AblationReport {
     }
 
     /// "mean ± spread" of a metric, in % for fractions.
-    static func cell(_ s: VariantSummary, _ m: Sweep.Metric) -> String? {
+    static func cell(_ s: VariantSummary, _ m: Sweep.Column) -> String? {
         guard let mean = s.mean[m.rawValue], let spread = s.spread[m.rawValue] else { return nil }
         let scale = m.isFraction ? 100.0 : 1.0
         return String(format: m.isFraction ? "%.1f ± %.1f" : "%.3f ± %.3f", mean * scale, spread * scale)
     }
 
     /// The best mean of each metric (nil with fewer than two variants to compare).
-    static func best(_ summaries: [VariantSummary], _ m: Sweep.Metric) -> Double? {
+    static func best(_ summaries: [VariantSummary], _ m: Sweep.Column) -> Double? {
         // a loss differs in its terms from variant to variant: not ranked
-        guard m != .finalLoss else { return nil }
+        guard m.metric != .finalLoss else { return nil }
         let means = summaries.compactMap { $0.mean[m.rawValue] }
         guard means.count > 1 else { return nil }
         return m.higherIsBetter ? means.max() : means.min()

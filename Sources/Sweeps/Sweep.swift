@@ -12,6 +12,8 @@ import Yams
 ///     seeds: [0, 1, 2]
 ///     eval: [probe, retrieval, knn]
 ///     set: {optim.steps: 600}           # every variant
+///     transfer: {real: runs/real/dataset}   # also evaluate (and fine-tune) every encoder on these
+///     finetune: ../finetune.yaml        # with eval: [..., finetune] (default: beside the base recipe)
 ///     variants:                         # or  grid: {loss.temperature: [0.05, 0.1, 0.2]}
 ///       - name: visual-only
 ///         set: {model.motion_pathway: none}
@@ -21,6 +23,8 @@ public struct Sweep {
         case probeTop1 = "probe_top1", probeTop5 = "probe_top5"
         case retrievalR1 = "retrieval_r1", retrievalR5 = "retrieval_r5", retrievalR10 = "retrieval_r10"
         case knnTop1 = "knn_top1"
+        /// Top-1 of the encoder fine-tuned with the sweep's fine-tuning recipe.
+        case finetuneTop1 = "finetune_top1"
         /// The training loss at the last step.
         case finalLoss = "final_loss"
 
@@ -36,6 +40,7 @@ public struct Sweep {
             case .retrievalR5: return "R@5 %"
             case .retrievalR10: return "R@10 %"
             case .knnTop1: return "kNN top-1 %"
+            case .finetuneTop1: return "fine-tuned top-1 %"
             case .finalLoss: return "final loss"
             }
         }
@@ -43,14 +48,33 @@ public struct Sweep {
 
     /// What `eval:` may name, and the metrics each puts in the tables.
     public enum EvalKind: String, CaseIterable, Sendable {
-        case probe, retrieval, knn
+        case probe, retrieval, knn, finetune
         var metrics: [Metric] {
             switch self {
             case .probe: return [.probeTop1]
             case .retrieval: return [.retrievalR1]
             case .knn: return [.knnTop1]
+            case .finetune: return [.finetuneTop1]
             }
         }
+    }
+
+    /// A column of the tables: a metric on the dataset the run pretrained on, or on one of the
+    /// sweep's `transfer:` datasets ("probe_top1@real").
+    public struct Column: Equatable, Sendable {
+        public let metric: Metric
+        /// The transfer dataset's name; nil for the run's own.
+        public let dataset: String?
+        public init(_ metric: Metric, dataset: String? = nil) { self.metric = metric; self.dataset = dataset }
+        public var rawValue: String { dataset.map { metric.rawValue + "@" + $0 } ?? metric.rawValue }
+        public var title: String { dataset.map { "\(metric.title) (\($0))" } ?? metric.title }
+        public var higherIsBetter: Bool { metric.higherIsBetter }
+        public var isFraction: Bool { metric.isFraction }
+    }
+
+    /// A dataset every run's encoder is also evaluated (and fine-tuned) on: transfer.
+    public struct TransferDataset: Sendable {
+        public let name: String, folder: String
     }
 
     public struct Variant: Sendable {
@@ -75,14 +99,21 @@ public struct Sweep {
     public let name: String
     public let output: URL
     public let seeds: [Int]
-    public let metrics: [Metric]
+    /// The tables' figures: the run's own dataset, then each transfer dataset, then the final loss.
+    public let metrics: [Column]
+    /// What `eval:` names, for the runner.
+    public let evaluations: [EvalKind]
+    public let transfer: [TransferDataset]
+    /// The recipe a run's encoder is fine-tuned with (`eval:` names finetune): `finetune:` in the
+    /// sweep file, by default finetune.yaml beside the base recipe.
+    public let finetuneRecipe: Recipe?
     public let variants: [Variant]
     /// The keys some variant sets: the tables' columns.
     public let variedKeys: [String]
     /// Every variant x seed, seeds outer.
     public let runs: [Run]
 
-    static let topLevelKeys = ["name", "recipe", "output", "seeds", "eval", "set", "grid", "variants"]
+    static let topLevelKeys = ["name", "recipe", "output", "seeds", "eval", "set", "grid", "variants", "transfer", "finetune"]
     static let variantKeys = ["name", "set"]
 
     /// Loads and expands `path`; `overrides` (`key=value`, as `--set`) apply to every variant
@@ -109,14 +140,37 @@ public struct Sweep {
             throw RecipeError("\(path): key 'seeds' must be a list of distinct integers in 0...\(UInt32.max), got '\(Recipe.text(dict["seeds"] ?? []))'")
         }
         let evalNames = (dict["eval"] as? [Any] ?? (dict["eval"].map { [$0] } ?? ["probe", "retrieval", "knn"])).map { "\($0)" }
-        var metrics: [Metric] = []
+        var evaluations: [EvalKind] = []
         for e in evalNames {
             guard let kind = EvalKind(rawValue: e) else {
                 throw RecipeError("\(path): key 'eval' must list some of \(EvalKind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(e)'")
             }
-            metrics += kind.metrics
+            evaluations.append(kind)
         }
-        metrics.append(.finalLoss)
+        var transfer: [TransferDataset] = []
+        if let t = dict["transfer"] {
+            guard let map = t as? [String: Any], map.allSatisfy({ ($0.value as? String).map { !$0.isEmpty } ?? false }) else {
+                throw RecipeError("\(path): key 'transfer' must map names to dataset folders, e.g. {real: runs/real/dataset}")
+            }
+            if let bad = map.keys.first(where: { $0.isEmpty || $0.contains("@") || $0.contains("/") }) {
+                throw RecipeError("\(path): transfer dataset name '\(bad)' must be non-empty, without '@' or '/'")
+            }
+            transfer = map.keys.sorted().map { TransferDataset(name: $0, folder: map[$0] as! String) }
+        }
+        var finetuneRecipe: Recipe?
+        if evaluations.contains(.finetune) {
+            let given = (dict["finetune"] as? String) ?? "finetune.yaml"
+            let base = URL(fileURLWithPath: basePath).deletingLastPathComponent()
+            finetuneRecipe = try Recipe.load(given.hasPrefix("/") ? given : (dict["finetune"] == nil ? base : url.deletingLastPathComponent())
+                                                .appendingPathComponent(given).path)
+            guard finetuneRecipe!.supervised else {
+                throw RecipeError("\(path): key 'finetune' must name a fine-tuning recipe (loss.objective: supervised), got \(given)")
+            }
+        } else if dict["finetune"] != nil {
+            throw RecipeError("\(path): key 'finetune' names a fine-tuning recipe, but 'eval' does not list finetune")
+        }
+        let perDataset = evaluations.flatMap(\.metrics)
+        let metrics = perDataset.map { Column($0) } + transfer.flatMap { t in perDataset.map { Column($0, dataset: t.name) } } + [Column(.finalLoss)]
 
         var shared = try overrideList(dict["set"], file: path, context: "set")
         for o in overrides {
@@ -172,7 +226,8 @@ public struct Sweep {
         }
         var varied: [String] = []
         for v in variants { for o in v.overrides where !varied.contains(o.key) { varied.append(o.key) } }
-        return Sweep(file: path, name: name, output: output, seeds: seeds, metrics: metrics, variants: variants, variedKeys: varied, runs: runs)
+        return Sweep(file: path, name: name, output: output, seeds: seeds, metrics: metrics, evaluations: evaluations, transfer: transfer,
+                     finetuneRecipe: finetuneRecipe, variants: variants, variedKeys: varied, runs: runs)
     }
 
     /// The last part of a dotted key, for grid variant names ("loss.temperature" -> "temperature").

@@ -19,12 +19,14 @@ final class AblateTests: XCTestCase {
     func tinyDataset() throws -> URL { try TinyDataset.url() }
 
     /// A sweep file in the scratch folder; its runs are a few steps of a tiny model.
-    func sweepFile(_ name: String, variants: String, seeds: String = "[0, 1]") throws -> URL {
+    func sweepFile(_ name: String, variants: String, seeds: String = "[0, 1]", eval: String = "[probe, retrieval, knn]",
+                   extra: String = "") throws -> URL {
         let text = """
             recipe: \(Self.repository.appendingPathComponent("Recipes/base.yaml").path)
             output: \(dir.appendingPathComponent(name).path)
             seeds: \(seeds)
-            eval: [probe, retrieval, knn]
+            eval: \(eval)
+            \(extra)
             set:
               data.dataset: \(try tinyDataset().path)
               data.crop: 16
@@ -73,6 +75,38 @@ final class AblateTests: XCTestCase {
 
     func json(_ url: URL) throws -> [String: Any] {
         try JSONSerialization.jsonObject(with: try Data(contentsOf: url)) as! [String: Any]
+    }
+
+    /// eval: [..., finetune] and a transfer: dataset: every run's encoder fine-tuned on its own
+    /// dataset, probed and fine-tuned on the transfer one, each figure equal to the run's own
+    /// files, a group of columns per dataset in the tables.
+    func testFineTuningAndTransferColumns() throws {
+        let finetune = dir.appendingPathComponent("ft.yaml")
+        try """
+            extends: \(Self.repository.appendingPathComponent("Recipes/finetune.yaml").path)
+            optim: {steps: 3, warmup_steps: 1, batch_size: 4}
+            eval: {clips_per_video: 1, crops_per_clip: 2}
+            """.write(to: finetune, atomically: true, encoding: .utf8)
+        let sweep = try sweepFile("transfer", variants: "  - name: maclr\n    set: {loss.cross_modal_weight: 1.0}", seeds: "[0]",
+                                  eval: "[probe, knn, finetune]",
+                                  extra: "transfer: {again: \(try tinyDataset().path)}\nfinetune: \(finetune.path)")
+        let r = try ablate(sweep)
+        XCTAssertEqual(r.status, 0, r.err)
+        let run = dir.appendingPathComponent("transfer/runs/maclr/seed-0")
+        let result = try json(run.appendingPathComponent("result.json"))["metrics"] as! [String: Double]
+        let tuned = try json(run.appendingPathComponent("finetune/finetune.json")), tunedThere = try json(run.appendingPathComponent("finetune-again/finetune.json"))
+        XCTAssertEqual(result["finetune_top1"], tuned["top1"] as? Double)
+        XCTAssertEqual(result["finetune_top1@again"], tunedThere["top1"] as? Double)
+        XCTAssertEqual(tuned["views"] as? Int, 2)
+        // the transfer dataset is the same data: the probe there equals the probe at home
+        XCTAssertEqual(result["probe_top1@again"], result["probe_top1"])
+        let md = try String(contentsOf: dir.appendingPathComponent("transfer/results.md"), encoding: .utf8)
+        XCTAssertTrue(md.contains("| variant | seeds | probe top-1 % | kNN top-1 % | fine-tuned top-1 % | probe top-1 % (again) | kNN top-1 % (again) | fine-tuned top-1 % (again) | final loss |"), md)
+        // a finetune key without finetune in eval is named
+        let bad = try sweepFile("bad", variants: Self.twoVariants, extra: "finetune: \(finetune.path)")
+        let b = try ablate(bad)
+        XCTAssertNotEqual(b.status, 0)
+        XCTAssertTrue(b.err.contains("key 'finetune' names a fine-tuning recipe, but 'eval' does not list finetune"), b.err)
     }
 
     func testTheTableHoldsTheRunsOwnFiguresAndARerunSkipsEveryRun() throws {

@@ -72,7 +72,7 @@ final class SweepTests: XCTestCase {
             ("variants:\n  - name: a/b\n", "must not contain '/'"),
             ("grid: {optim.lr: [0.1]}\nvariants:\n  - name: a\n", "give 'grid' or 'variants', not both"),
             ("seeds: [1, 1]\n", "key 'seeds' must be a list of distinct integers"),
-            ("eval: [probe, linear]\n", "key 'eval' must list some of probe, retrieval, knn, got 'linear'"),
+            ("eval: [probe, linear]\n", "key 'eval' must list some of probe, retrieval, knn, finetune, got 'linear'"),
             ("grid: {loss.temperature: []}\n", "grid key 'loss.temperature' must have a list of values"),
         ]
         for (body, message) in cases {
