@@ -39,7 +39,7 @@ final class ReadmeAndRecipeTests: XCTestCase {
     /// keys override earlier ones).
     func testTheReadmeQuickstartRuns() throws {
         let commands = try Self.quickstartCommands()
-        XCTAssertEqual(commands.map { $0[1] }, ["synth", "prepare", "inspect", "pretrain", "eval", "export"])
+        XCTAssertEqual(commands.map { $0[1] }, ["synth", "prepare", "inspect", "pretrain", "eval", "finetune", "export"])
         let small: [String: [String]] = [
             "synth": ["--classes", "2", "--per-class", "4", "--frames", "16", "--size", "32"],
             "prepare": ["--size", "32x32", "--workers", "1"],
@@ -47,6 +47,8 @@ final class ReadmeAndRecipeTests: XCTestCase {
                          "--set", "data.crop=32", "--set", "model.head_hidden=16", "--set", "eval.probe_iterations=20",
                          "--set", "eval.clips_per_video=1", "--threads", "2"],
             "eval": ["--set", "eval.probe_iterations=20", "--set", "eval.clips_per_video=1", "--set", "data.crop=32", "--threads", "2"],
+            "finetune": ["--set", "optim.steps=2", "--set", "optim.warmup_steps=1", "--set", "optim.batch_size=4", "--set", "data.crop=32",
+                         "--set", "eval.clips_per_video=1", "--threads", "2"],
         ]
         for words in commands {
             let args = words.dropFirst().map { $0.replacingOccurrences(of: "runs/demo", with: dir.path) } + (small[words[1]] ?? [])
