@@ -260,8 +260,8 @@ public extension JSONEncoder {
     static var sorted: JSONEncoder {
         let e = JSONEncoder(); e.outputFormatting = [.prettyPrinted, .sortedKeys]; return e
     }
-    /// One line, keys sorted: metrics.jsonl.
+    /// One line, keys sorted, "/" as it is (monitor/knn_top1, for grep): metrics.jsonl.
     static var compactSorted: JSONEncoder {
-        let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]; return e
+        let e = JSONEncoder(); e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]; return e
     }
 }

@@ -152,8 +152,8 @@ final class MonitorTests: XCTestCase {
         }
         // a metrics line reads back with its monitor figures
         let line = StepMetrics(step: 3, values: ["loss": 1.5], lr: 0.1, clipsPerSecond: 2, elapsedSeconds: 1, dataWait: 0, monitor: ["knn_top1": 0.25])
-        let text = String(decoding: try JSONEncoder().encode(line), as: UTF8.self)
-        XCTAssertTrue(text.contains("\"monitor\\/knn_top1\":0.25") || text.contains("\"monitor/knn_top1\":0.25"), text)
+        let text = String(decoding: try JSONEncoder.compactSorted.encode(line), as: UTF8.self)
+        XCTAssertTrue(text.contains("\"monitor/knn_top1\":0.25"), text)
         XCTAssertEqual(try JSONDecoder().decode(StepMetrics.self, from: Data(text.utf8)), line)
     }
 }
