@@ -116,3 +116,18 @@ func runMaclr(_ args: [String], in folder: URL? = nil, fileSizeLimitKiB: Int? = 
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: errData.data, as: UTF8.self))
 }
+
+/// Starts maclr with `args`, SIGKILLs it as soon as `path` exists (or when 120 s have passed) and
+/// returns whether it was still running then: the kill fell inside the work.
+func killMaclr(_ args: [String], whenExists path: String) throws -> Bool {
+    let p = Process()
+    p.executableURL = CLITests.binary
+    p.arguments = args
+    p.standardError = FileHandle.nullDevice; p.standardOutput = FileHandle.nullDevice
+    try p.run()
+    let deadline = Date().addingTimeInterval(120)
+    while !FileManager.default.fileExists(atPath: path) && p.isRunning && Date() < deadline { usleep(2_000) }
+    kill(p.processIdentifier, SIGKILL)
+    p.waitUntilExit()
+    return p.terminationReason == .uncaughtSignal
+}

@@ -50,18 +50,10 @@ final class DataPipelineTests: XCTestCase {
         let whole = dir.appendingPathComponent("whole"), killed = dir.appendingPathComponent("killed")
         XCTAssertEqual(try prepare(csv, whole).status, 0)
 
-        let p = Process()
-        p.executableURL = CLITests.binary
-        p.arguments = ["prepare", csv.path, killed.path, "--size", "32x32", "--videos-per-shard", "2", "--workers", "1"]
-        p.standardError = FileHandle.nullDevice; p.standardOutput = FileHandle.nullDevice
-        try p.run()
         // Kill once the journal records a finished shard, while later shards are still to do.
-        let journal = killed.appendingPathComponent(".prepare-state.json").path
-        let deadline = Date().addingTimeInterval(60)
-        while !FileManager.default.fileExists(atPath: journal) && p.isRunning && Date() < deadline { usleep(2_000) }
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "prepare finished before it could be killed; the test needs a bigger input")
+        let killedMidway = try killMaclr(["prepare", csv.path, killed.path, "--size", "32x32", "--videos-per-shard", "2", "--workers", "1"],
+                                         whenExists: killed.appendingPathComponent(".prepare-state.json").path)
+        XCTAssertTrue(killedMidway, "prepare finished before it could be killed; the test needs a bigger input")
         XCTAssertFalse(FileManager.default.fileExists(atPath: killed.appendingPathComponent("manifest.json").path))
 
         let r = try prepare(csv, killed)

@@ -59,17 +59,8 @@ final class FinetuneCLITests: XCTestCase {
         let whole = dir.appendingPathComponent("whole"), killed = dir.appendingPathComponent("killed")
         let args = { (out: URL) in ["finetune", recipe, "--from", run.path, "--set", "train.checkpoint_every=3"] + (try self.small(out, steps: 30)) }
         XCTAssertEqual(try runMaclr(try args(whole)).status, 0)
-        let p = Process()
-        p.executableURL = CLITests.binary
-        p.arguments = try args(killed)
-        p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
-        try p.run()
-        let checkpoint = killed.appendingPathComponent("checkpoints/step-0000003/meta.json").path
-        let deadline = Date().addingTimeInterval(120)
-        while !FileManager.default.fileExists(atPath: checkpoint) && p.isRunning && Date() < deadline { usleep(2_000) }
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationReason, .uncaughtSignal, "killed before it finished")
+        let killedMidway = try killMaclr(try args(killed), whenExists: killed.appendingPathComponent("checkpoints/step-0000003/meta.json").path)
+        XCTAssertTrue(killedMidway, "killed before it finished")
         XCTAssertFalse(FileManager.default.fileExists(atPath: killed.appendingPathComponent("finetune.json").path))
         let rerun = try runMaclr(try args(killed))
         XCTAssertEqual(rerun.status, 0, rerun.err)
