@@ -170,7 +170,7 @@ def main():
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     kind = "fine-tuning" if a.supervised else "MCL" if a.alignment else "MaCLR"
     print(f"  PyTorch {kind} step ({'tuned' if a.tuned else 'default'}): median {med * 1e3:.1f} ms, "
-          f"{B / med:.2f} clip pairs/s, peak RSS {rss:.2f} GiB", flush=True)
+          f"{B / med:.2f} {'clips' if a.supervised else 'clip pairs'}/s, peak RSS {rss:.2f} GiB", flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"train_step": {"median_s": med, "all_s": times}, "peak_rss_GiB": rss, "torch": torch.__version__}, f)
