@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's results table: the synthetic motion benchmark at the quickstart's budget on three
+# docs/results.md's synthetic benchmark table: the synthetic motion benchmark at the quickstart's budget on three
 # datasets, each through `maclr ablate Recipes/ablations/benchmark.yaml --output ...` (visual-only,
 # MaCLR, the quickstart's MaCLR + motion intra-modal at its lr and at half of it, supervised;
 # 3 seeds) plus the random-init floor (`maclr eval --recipe Recipes/quickstart.yaml`), and MCL's

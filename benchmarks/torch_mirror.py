@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch reference for the synthetic benchmark's diagnosis (README, "The synthetic motion
-benchmark"): is what maclr learns (or fails to learn) on a dataset the same in PyTorch?
+"""PyTorch reference for the synthetic benchmark's diagnosis (docs/results.md, "The synthetic
+motion benchmark"): is what maclr learns (or fails to learn) on a dataset the same in PyTorch?
 
   train DATASET --steps 400 --lr 0.001 --optimizer adamw [--seed 0]
       trains the mirror of R(2+1)D-18 (scripts/make_parity_fixture.py's classes: torchvision's
@@ -31,7 +31,7 @@ benchmark"): is what maclr learns (or fails to learn) on a dataset the same in P
       full-batch steps); prints test top-1.
 
 Usage: /opt/torchref/bin/python benchmarks/torch_mirror.py train runs/results/plain/dataset
-       (needs torch, safetensors, h5py: see README.md, "Speed")
+       (needs torch, safetensors, h5py: see docs/performance.md, "Steps, the loader and pretraining")
 """
 import argparse
 import copy

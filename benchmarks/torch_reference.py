@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """torch_reference.py - the PyTorch CPU reference for R(2+1)D-18 / R3D-18 training steps.
 
-Usage (set-up: README.md, "Speed"):
+Usage (set-up: docs/performance.md, "Steps, the loader and pretraining"):
   $VENV/bin/python torch_reference.py --model r2plus1d_18 --B 8 --T 8 --HW 64 --mode single
   $VENV/bin/python torch_reference.py --model r2plus1d_18 --B 8 --T 16 --HW 112 --mode single --iters 2 --warmup 1
   $VENV/bin/python torch_reference.py --model r3d_18 --B 8 --T 8 --HW 64 --mode single

@@ -14,7 +14,7 @@ For r2plus1d_18 and r3d_18 at full width:
      mean and std, give features that must match maclr's to 1e-4 relative (max norm).
 
 Usage: /opt/torchref/bin/python scripts/check_torchvision_load.py [--maclr .build/release/maclr]
-       (needs torch, torchvision, safetensors, h5py: see README.md, "Speed")
+       (needs torch, torchvision, safetensors, h5py: see docs/performance.md, "Steps, the loader and pretraining")
 """
 import argparse
 import json

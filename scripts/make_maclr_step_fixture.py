@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Makes Tests/PathwaysTests/Fixtures/maclr_step_*.safetensors: two training steps of the PyTorch
 mirror of maclr (benchmarks/torch_recipe.py's MirrorModel, the code that trains the mirror's
-rows in README) on a tiny MaCLR model, for the Swift test that runs maclr's MaCLRModel, AdamW and
+rows in docs/results.md) on a tiny MaCLR model, for the Swift test that runs maclr's MaCLRModel, AdamW and
 momentum keys on the same weights and batches and compares every number.
 
 The key encoders' batch shuffles are drawn as maclr draws them (xoshiro256** seeded through

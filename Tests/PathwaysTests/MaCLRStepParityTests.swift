@@ -5,7 +5,7 @@ import Pathways
 import Tensor
 import XCTest
 
-/// Two whole MaCLR training steps against the PyTorch mirror that trains README's mirror rows
+/// Two whole MaCLR training steps against the PyTorch mirror that trains docs/results.md's mirror rows
 /// (benchmarks/torch_recipe.py): the same weights, batches and key shuffles
 /// (scripts/make_maclr_step_fixture.py) through MaCLRModel, AdamW and the momentum update. Every
 /// loss term, every gradient of the first step, and every weight, BN statistic and queue row
