@@ -412,6 +412,14 @@ public struct Recipe: Equatable {
         guard s.loss.alignmentLayer == "last" || layers.contains(s.loss.alignmentLayer) else {
             throw RecipeError("\(source): key 'loss.alignment_layer' must be last or one of \(layers.joined(separator: ", ")), got '\(s.loss.alignmentLayer)'")
         }
+        if s.loss.objective != .supervised {
+            if s.model.dropout > 0 {
+                throw RecipeError("\(source): key 'model.dropout' is for a classifier (loss.objective: supervised, as in fine-tuning), got '\(text(s.model.dropout))' with loss.objective \(s.loss.objective.rawValue)")
+            }
+            if let from = s.model.initFromPath {
+                throw RecipeError("\(source): key 'model.init_from' starts fine-tuning from trained weights (loss.objective: supervised); a contrastive run starts from its random init, got '\(from)'")
+            }
+        }
         guard s.optim.minLr <= s.optim.lr else {
             throw RecipeError("\(source): key 'optim.min_lr' must be at most optim.lr (\(text(s.optim.lr))), got '\(text(s.optim.minLr))'")
         }

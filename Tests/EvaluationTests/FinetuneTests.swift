@@ -68,9 +68,13 @@ final class FinetuneTests: XCTestCase {
             compared += 1
         }
         XCTAssertGreaterThan(compared, 50)
-        // a contrastive recipe does not take trained weights
-        let contrastive = try tinyRecipe(dataset: ds, output: dir.appendingPathComponent("c"), ["model.init_from": run.path])
-        XCTAssertThrowsError(try Trainer(recipe: contrastive)) { XCTAssertTrue("\($0)".contains("is for fine-tuning"), "\($0)") }
+        // a contrastive recipe takes neither trained weights nor dropout
+        XCTAssertThrowsError(try tinyRecipe(dataset: ds, output: dir.appendingPathComponent("c"), ["model.init_from": run.path])) {
+            XCTAssertTrue("\($0)".contains("key 'model.init_from' starts fine-tuning from trained weights"), "\($0)")
+        }
+        XCTAssertThrowsError(try tinyRecipe(dataset: ds, output: dir.appendingPathComponent("c"), ["model.dropout": 0.5])) {
+            XCTAssertTrue("\($0)".contains("key 'model.dropout' is for a classifier"), "\($0)")
+        }
     }
 
     /// The classifier's test averages the softmax over the views; precise BN replaces the

@@ -45,6 +45,7 @@ public func tinyRecipe(dataset: URL, output: URL, _ changes: [String: AnyHashabl
         "optim.batch_size": 4, "optim.steps": 6, "optim.warmup_steps": 2, "optim.lr": 0.05,
         "train.output": output.path, "train.checkpoint_every": 3, "train.log_every": 1, "eval.clips_per_video": 2,
     ]
-    for (k, v) in values.merging(changes, uniquingKeysWith: { $1 }) { try r.set(k, v.base) }
+    // together: keys bound to each other (the objective and model.init_from) are checked once all are set
+    try r.set(values.merging(changes, uniquingKeysWith: { $1 }).map { (key: $0.key, value: $0.value.base) })
     return r
 }

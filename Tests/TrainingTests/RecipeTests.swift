@@ -155,14 +155,18 @@ final class RecipeTests: XCTestCase {
         let keys = Set(RecipeKey.all.map(\.key)), typed = Set(defaults.typedValues.keys)
         XCTAssertEqual(keys.subtracting(typed), [], "schema keys without a typed field")
         XCTAssertEqual(typed.subtracting(keys), [], "typed fields without a schema key")
+        var supervised = defaults
+        try supervised.set("loss.objective", "supervised")
         for spec in RecipeKey.all {
             XCTAssertEqual(defaults.typedValues[spec.key], defaults.values[spec.key], spec.key)
-            var r = defaults
-            let other = Self.anotherValue(spec, defaults.values[spec.key]!)
+            // the classifier's keys need the supervised objective
+            let base = ["model.dropout", "model.init_from"].contains(spec.key) ? supervised : defaults
+            var r = base
+            let other = Self.anotherValue(spec, base.values[spec.key]!)
             try r.set(spec.key, other)
-            XCTAssertNotEqual(r.values[spec.key], defaults.values[spec.key], "\(spec.key): the test's other value")
+            XCTAssertNotEqual(r.values[spec.key], base.values[spec.key], "\(spec.key): the test's other value")
             XCTAssertEqual(r.typedValues[spec.key], r.values[spec.key], "\(spec.key) set to \(other) does not reach its typed field unchanged")
-            let changed = Set(RecipeKey.all.map(\.key).filter { r.typedValues[$0] != defaults.typedValues[$0] })
+            let changed = Set(RecipeKey.all.map(\.key).filter { r.typedValues[$0] != base.typedValues[$0] })
             XCTAssertEqual(changed, [spec.key], "setting \(spec.key) changes only its own field")
         }
     }
