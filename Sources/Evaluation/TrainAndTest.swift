@@ -4,6 +4,21 @@ import Foundation
 import Tensor
 import Training
 
+/// `maclr pretrain` and every run of a sweep: trains `recipe` (resuming its run folder), with
+/// the kNN monitor when `train.monitor_every` asks; with `evaluate`, then evaluates the final
+/// encoder and writes the figures to the run folder's eval.json. With several processes all
+/// train and process 0 alone evaluates (the others return nil).
+public func pretrainAndEvaluate(_ recipe: Recipe, fresh: Bool, evaluate: Bool = true, collective: Collective = Processes.single,
+                                holding lock: RunLock? = nil, log: @escaping (String) -> Void) throws -> (folder: RunFolder, report: Evaluation.Report?) {
+    let (folder, _) = try pretrain(recipe, fresh: fresh, collective: collective, holding: lock, monitor: try KNNMonitor(recipe), log: log)
+    guard evaluate && collective.rank == 0 else { return (folder, nil) }
+    let net = try Evaluation.loadEncoder(from: try Checkpoint(path: folder.url.path))
+    let dataset = try ShardDataset(folder: URL(fileURLWithPath: recipe.data.dataset))
+    let report = try Evaluation.run(encoder: { net.features($0) }, dataset: dataset, recipe: recipe, log: log)
+    try report.write(to: folder.evaluation)
+    return (folder, report)
+}
+
 /// `maclr finetune`: trains the whole visual encoder and a linear classifier on a labelled split
 /// (the recipe's `loss.objective: supervised`, its encoder from `model.init_from` or a random init,
 /// dropout before the classifier), with the trainer's checkpoints, resume, metrics and processes;
