@@ -59,6 +59,12 @@ public struct LayoutListing {
         self.inputs = inputs; self.classes = classes; self.listed = listed; self.missing = missing
     }
 
+    /// "N videos found, C classes; split found, ..." (`maclr prepare --check`).
+    public var summary: String {
+        "\(inputs.count) videos found, \(classes.count) classes"
+            + (listed.isEmpty ? "" : "; " + listed.keys.sorted().map { "\($0) \(listed[$0]! - (missing[$0]?.count ?? 0))" }.joined(separator: ", "))
+    }
+
     /// Per split: listed, found, missing; then the first few missing names.
     public var report: [String] {
         var lines: [String] = []

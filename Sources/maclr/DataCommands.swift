@@ -127,8 +127,7 @@ struct Prepare: ParsableCommand {
     func run() throws {
         if check {
             let listing = try DatasetPreparation.list(input: input, layout: layout, splitFiles: splitFiles, log: stderrLog)
-            print("\(input): \(listing.inputs.count) videos found, \(listing.classes.count) classes"
-                  + (listing.listed.isEmpty ? "" : "; " + listing.listed.keys.sorted().map { "\($0) \(listing.listed[$0]! - (listing.missing[$0]?.count ?? 0))" }.joined(separator: ", ")))
+            print("\(input): \(listing.summary)")
             return
         }
         var p = DatasetPreparation()
