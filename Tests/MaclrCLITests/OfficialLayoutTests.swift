@@ -124,21 +124,21 @@ final class OfficialLayoutTests: XCTestCase {
         XCTAssertEqual(m.videoCount, 4, "the unused videos (id 0) are left out")
         XCTAssertEqual(m.splits.mapValues(\.count), ["train1": 2, "test1": 2])
 
-        let kinetics = try Self.kinetics(in: dir, video: video)
-        r = try prepare([kinetics.appendingPathComponent("videos").path, dir.appendingPathComponent("k-ds").path, "--layout", "kinetics",
-                         "--split-files", kinetics.appendingPathComponent("annotations").path])
-        XCTAssertEqual(r.status, 0, r.err)
-        m = try DatasetManifest.load(from: dir.appendingPathComponent("k-ds"))
-        XCTAssertEqual(m.classes, ["abseiling", "air drumming"])
-        XCTAssertEqual(m.splits.mapValues(\.count), ["train": 2, "val": 1])
-
-        let ssv2 = try Self.ssv2(in: dir, video: video)
-        r = try prepare([ssv2.appendingPathComponent("videos").path, dir.appendingPathComponent("s-ds").path, "--layout", "ssv2",
-                         "--split-files", ssv2.appendingPathComponent("labels").path])
-        XCTAssertEqual(r.status, 0, r.err)
-        m = try DatasetManifest.load(from: dir.appendingPathComponent("s-ds"))
-        XCTAssertEqual(m.classes, ["Holding something next to something", "Pushing something from left to right"])
-        XCTAssertEqual(m.splits.mapValues(\.count), ["train": 2, "validation": 1])
+        // the layouts whose videos and split files sit in folders of their own
+        let kinetics = try Self.kinetics(in: dir, video: video), ssv2 = try Self.ssv2(in: dir, video: video)
+        let separate: [(layout: String, top: URL, splitFiles: String, classes: [String], splits: [String: Int])] = [
+            ("kinetics", kinetics, "annotations", ["abseiling", "air drumming"], ["train": 2, "val": 1]),
+            ("ssv2", ssv2, "labels", ["Holding something next to something", "Pushing something from left to right"], ["train": 2, "validation": 1]),
+        ]
+        for t in separate {
+            let out = dir.appendingPathComponent("\(t.layout)-ds")
+            r = try prepare([t.top.appendingPathComponent("videos").path, out.path, "--layout", t.layout,
+                             "--split-files", t.top.appendingPathComponent(t.splitFiles).path])
+            XCTAssertEqual(r.status, 0, r.err)
+            m = try DatasetManifest.load(from: out)
+            XCTAssertEqual(m.classes, t.classes, t.layout)
+            XCTAssertEqual(m.splits.mapValues(\.count), t.splits, t.layout)
+        }
 
         // --check lists and writes nothing
         r = try runMaclr(["prepare", ucf.path, dir.appendingPathComponent("never").path, "--layout", "ucf101", "--check"])
