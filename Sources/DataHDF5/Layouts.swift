@@ -59,18 +59,21 @@ public struct LayoutListing {
         self.inputs = inputs; self.classes = classes; self.listed = listed; self.missing = missing
     }
 
+    /// How many of `split`'s listed videos have a file.
+    public func found(_ split: String) -> Int { (listed[split] ?? 0) - (missing[split]?.count ?? 0) }
+
     /// "N videos found, C classes; split found, ..." (`maclr prepare --check`).
     public var summary: String {
         "\(inputs.count) videos found, \(classes.count) classes"
-            + (listed.isEmpty ? "" : "; " + listed.keys.sorted().map { "\($0) \(listed[$0]! - (missing[$0]?.count ?? 0))" }.joined(separator: ", "))
+            + (listed.isEmpty ? "" : "; " + listed.keys.sorted().map { "\($0) \(found($0))" }.joined(separator: ", "))
     }
 
     /// Per split: listed, found, missing; then the first few missing names.
     public var report: [String] {
         var lines: [String] = []
         for split in listed.keys.sorted() {
-            let gone = missing[split] ?? []
-            lines.append("\(split): \(listed[split]!) listed, \(listed[split]! - gone.count) found" + (gone.isEmpty ? "" : ", \(gone.count) missing"))
+            let gone = missing[split]?.count ?? 0
+            lines.append("\(split): \(listed[split]!) listed, \(found(split)) found" + (gone == 0 ? "" : ", \(gone) missing"))
         }
         let allMissing = Array(Set(missing.values.joined())).sorted()
         if !allMissing.isEmpty {
@@ -83,7 +86,6 @@ public struct LayoutListing {
 /// The readers of the official layouts: each collects (listed name, label, split) and resolves
 /// the names to files under `root`.
 struct LayoutReader {
-    let root: URL
     /// Every video file under the root, by path relative to it; and the same lower-cased, for the
     /// official lists whose case differs from the files' (UCF101's HandStandPushups).
     let byPath: [String: String]
@@ -91,7 +93,6 @@ struct LayoutReader {
     let byStem: [String: String]
 
     init(root: URL) throws {
-        self.root = root
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDir), isDir.boolValue else {
             throw PrepareError("\(root.path): no such folder of videos")
@@ -119,14 +120,13 @@ struct LayoutReader {
             .map { ($0.offset + 1, $0.element.trimmingCharacters(in: .whitespacesAndNewlines)) }.filter { !$0.text.isEmpty }
     }
 
-    /// Gathers (listed name -> file, label, splits) into inputs, checking that no video is in the
-    /// training and the test split of the same number, and that no split is empty.
+    /// What the split files list: each name once, in order, with its label and splits.
     struct Entries {
         var order: [String] = []
         var label: [String: String?] = [:]
         var splits: [String: [String]] = [:]
         var listed: [String: Int] = [:]
-        var firstSeen: [String: String] = [:]    // name + split -> "file:line"
+        var firstSeen: [String: String] = [:]    // name -> "file:line" of its first listing
 
         mutating func add(_ name: String, label l: String?, split: String, at place: String) throws {
             if label[name] == nil { order.append(name); label[name] = .some(l) }
@@ -140,23 +140,26 @@ struct LayoutReader {
         }
     }
 
-    /// `train<k>` and `test<k>` must not share a video; every split must list one.
-    static func checkDisjoint(_ e: Entries, pairs: [(train: String, test: String)], file: (String) -> String) throws {
-        for (train, test) in pairs {
-            if let both = e.order.first(where: { e.splits[$0]!.contains(train) && e.splits[$0]!.contains(test) }) {
-                throw PrepareError("\(file(test)): '\(both)' is in both \(train) and \(test)")
-            }
+    /// Checks the listing, then resolves each name to its file (a file listed under two spellings
+    /// of its name is one input). The splits of each pair in `disjoint` (train<k> and test<k>)
+    /// must share no video, by listed name and by file; no split may be empty. `file(split)`
+    /// names the split file an error points at.
+    func listing(_ e: Entries, classes: [String], disjoint pairs: [(String, String)], file: (String) -> String,
+                 resolve: (String) -> String?) throws -> LayoutListing {
+        func overlap(_ splits: [String]) -> (String, String)? { pairs.first { splits.contains($0.0) && splits.contains($0.1) } }
+        for name in e.order {
+            if let (a, b) = overlap(e.splits[name]!) { throw PrepareError("\(file(b)): '\(name)' is in both \(a) and \(b)") }
         }
         for (split, count) in e.listed where count == 0 { throw PrepareError("\(file(split)): split \(split) lists no video") }
-    }
-
-    func listing(_ e: Entries, classes: [String], resolve: (String) -> String?) throws -> LayoutListing {
         var inputs: [Preparation.Input] = [], missing: [String: [String]] = [:]
-        var at: [String: Int] = [:]   // a file listed under two spellings of its name is one input
+        var at: [String: Int] = [:]
         for name in e.order {
             if let path = resolve(name) {
                 if let i = at[path] {
                     inputs[i].splits += e.splits[name]!.filter { !inputs[i].splits.contains($0) }
+                    if let (a, b) = overlap(inputs[i].splits) {
+                        throw PrepareError("\(path): listed in both \(a) and \(b) (under two spellings of its name)")
+                    }
                 } else {
                     at[path] = inputs.count
                     inputs.append(Preparation.Input(path: path, label: e.label[name]!, splits: e.splits[name]!))
@@ -165,17 +168,12 @@ struct LayoutReader {
                 for split in e.splits[name]! { missing[split, default: []].append(name) }
             }
         }
-        // the same file under two spellings must not end up in training and test either
-        for input in inputs {
-            for split in input.splits where split.hasPrefix("train") {
-                let number = split.dropFirst("train".count)
-                if let test = input.splits.first(where: { $0 != split && !$0.hasPrefix("train") && $0.hasSuffix(number) }) {
-                    throw PrepareError("\(input.path): listed in both \(split) and \(test) (under two spellings of its name)")
-                }
-            }
-        }
         return LayoutListing(inputs: inputs, classes: classes, listed: e.listed, missing: missing)
     }
+
+    /// An .avi listed as `<class>/<video>` (UCF101, HMDB51): its path as listed, in any case, or
+    /// its file name anywhere under the root.
+    func avi(_ name: String) -> String? { file(relative: name + ".avi") ?? byStem[(name as NSString).lastPathComponent] }
 
     // MARK: - UCF101
 
@@ -238,8 +236,7 @@ struct LayoutReader {
             pairs.append(("train\(k)", "test\(k)"))
         }
         guard !pairs.isEmpty else { throw PrepareError("\(dir.path): no trainlist0k.txt / testlist0k.txt (k = 1, 2, 3)") }
-        try Self.checkDisjoint(e, pairs: pairs, file: { fileOf[$0] ?? dir.path })
-        return try listing(e, classes: classes) { name in file(relative: name + ".avi") ?? byStem[(name as NSString).lastPathComponent] }
+        return try listing(e, classes: classes, disjoint: pairs, file: { fileOf[$0] ?? dir.path }, resolve: avi)
     }
 
     // MARK: - HMDB51
@@ -276,8 +273,8 @@ struct LayoutReader {
                 }
             }
         }
-        try Self.checkDisjoint(e, pairs: splitNumbers.map { ("train\($0)", "test\($0)") }, file: { fileOf[$0] ?? dir.path })
-        return try listing(e, classes: classes) { name in file(relative: name + ".avi") ?? byStem[(name as NSString).lastPathComponent] }
+        return try listing(e, classes: classes, disjoint: splitNumbers.map { ("train\($0)", "test\($0)") }, file: { fileOf[$0] ?? dir.path },
+                           resolve: avi)
     }
 
     // MARK: - Kinetics
@@ -317,12 +314,11 @@ struct LayoutReader {
                 try e.add(name, label: label, split: split, at: place)
             }
         }
-        if let both = e.order.first(where: { e.splits[$0]!.count > 1 }) {
-            throw PrepareError("\(fileOf[e.splits[both]![1]] ?? source.path): '\(both)' is in both \(e.splits[both]![0]) and \(e.splits[both]![1])")
-        }
-        try Self.checkDisjoint(e, pairs: [], file: { fileOf[$0] ?? source.path })
+        // a clip belongs to one split, whatever the splits are called
+        let splits = e.listed.keys.sorted()
+        let pairs = splits.indices.flatMap { i in splits[(i + 1)...].map { (splits[i], $0) } }
         let classes = Array(Set(e.label.values.compactMap { $0 })).sorted()
-        return try listing(e, classes: classes) { byStem[$0] }
+        return try listing(e, classes: classes, disjoint: pairs, file: { fileOf[$0] ?? source.path }, resolve: { byStem[$0] })
     }
 
     // MARK: - Something-Something v2
@@ -373,7 +369,7 @@ struct LayoutReader {
             }
         }
         guard found else { throw PrepareError("\(dir.path): no train / validation JSON (something-something-v2-train.json)") }
-        try Self.checkDisjoint(e, pairs: [("train", "validation"), ("train", "test"), ("validation", "test")], file: { fileOf[$0] ?? dir.path })
-        return try listing(e, classes: classes) { byStem[$0] }
+        return try listing(e, classes: classes, disjoint: [("train", "validation"), ("train", "test"), ("validation", "test")],
+                           file: { fileOf[$0] ?? dir.path }, resolve: { byStem[$0] })
     }
 }
