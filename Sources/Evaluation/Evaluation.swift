@@ -103,12 +103,17 @@ public struct Evaluation {
         let logits = noGrad { linear(xTest, weight: w, bias: b) }
         var top1 = 0, top5 = 0
         for i in 0..<test.count {
-            let row = (0..<classes).map { logits.data[i * classes + $0] }
-            let ranked = row.indices.sorted { row[$0] > row[$1] }
-            if ranked.first == test.labels[i] { top1 += 1 }
-            if ranked.prefix(5).contains(test.labels[i]) { top5 += 1 }
+            let hit = Self.hits((0..<classes).map { logits.data[i * classes + $0] }, label: test.labels[i])
+            if hit.top1 { top1 += 1 }
+            if hit.top5 { top5 += 1 }
         }
         return (Double(top1) / Double(max(test.count, 1)), Double(top5) / Double(max(test.count, 1)))
+    }
+
+    /// Whether `label` is the highest of one video's class `scores`, and among the five highest.
+    static func hits(_ scores: [Float], label: Int) -> (top1: Bool, top5: Bool) {
+        let ranked = scores.indices.sorted { scores[$0] > scores[$1] }
+        return (ranked.first == label, ranked.prefix(5).contains(label))
     }
 
     /// Cosine similarity of every test video to every train video: [test][train].
@@ -191,10 +196,10 @@ public struct Evaluation {
             let mean = noGrad { scores.mean(axes: [0]) }.toArray()
             let first = Array(scores.toArray().prefix(classes))
             let label = dataset.entries[i].label
-            let ranked = mean.indices.sorted { mean[$0] > mean[$1] }
-            if ranked.first == label { top1 += 1 }
-            if ranked.prefix(5).contains(label) { top5 += 1 }
-            if first.indices.max(by: { first[$0] < first[$1] }) == label { single += 1 }
+            let hit = Self.hits(mean, label: label)
+            if hit.top1 { top1 += 1 }
+            if hit.top5 { top5 += 1 }
+            if Self.hits(first, label: label).top1 { single += 1 }
             let rate = Double(n + 1) / max(Date().timeIntervalSince(start), 1e-9)
             log(String(format: "\rtest (%@): %d/%d videos, %.1f videos/s, %.0fs left   ", split, n + 1, indices.count, rate, Double(indices.count - n - 1) / rate))
         }
