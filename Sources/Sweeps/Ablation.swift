@@ -108,10 +108,11 @@ public struct Ablation {
             metrics[Sweep.Column(.finetuneTop1).rawValue] = report.top1
             log("\(tag) \(report.summary)\n")
         }
+        guard !sweep.transfer.isEmpty else { return metrics }
+        let encoder = try Evaluation.loadEncoder(from: try Checkpoint(path: run.folder.path))
         for t in sweep.transfer {
             var recipe = run.recipe
             try recipe.set("data.dataset", t.folder)
-            let encoder = try Evaluation.loadEncoder(from: try Checkpoint(path: run.folder.path))
             let report = try Evaluation.run(encoder: { encoder.features($0) }, dataset: try ShardDataset(folder: URL(fileURLWithPath: t.folder)),
                                             recipe: recipe, log: log)
             log("\(tag) on \(t.name): \(report.summary)\n")

@@ -130,7 +130,7 @@ public struct RunFolder: Sendable {
     }
 }
 
-/// One line of metrics.jsonl: the step's loss terms (by name: loss, l_v, ...) beside the
+/// One line of metrics.jsonl: the step's loss terms (by name: loss, loss_v, loss_v2m, ...) beside the
 /// learning rate and the run's pace. In the file the terms are keys of their own.
 public struct StepMetrics: Codable, Equatable, Sendable {
     public var step: Int
