@@ -159,13 +159,19 @@ public struct Sweep {
         }
         var finetuneRecipe: Recipe?
         if evaluations.contains(.finetune) {
-            let given = (dict["finetune"] as? String) ?? "finetune.yaml"
-            let base = URL(fileURLWithPath: basePath).deletingLastPathComponent()
-            finetuneRecipe = try Recipe.load(given.hasPrefix("/") ? given : (dict["finetune"] == nil ? base : url.deletingLastPathComponent())
-                                                .appendingPathComponent(given).path)
-            guard finetuneRecipe!.supervised else {
-                throw RecipeError("\(path): key 'finetune' must name a fine-tuning recipe (loss.objective: supervised), got \(given)")
+            // finetune: relative to the sweep file, like recipe:; by default beside the base recipe
+            let finetunePath: String
+            switch dict["finetune"] {
+            case nil: finetunePath = URL(fileURLWithPath: basePath).deletingLastPathComponent().appendingPathComponent("finetune.yaml").path
+            case let given as String where !given.isEmpty:
+                finetunePath = given.hasPrefix("/") ? given : url.deletingLastPathComponent().appendingPathComponent(given).path
+            case let other?: throw RecipeError("\(path): key 'finetune' must name a fine-tuning recipe file, got '\(Recipe.text(other))'")
             }
+            let loaded = try Recipe.load(finetunePath)
+            guard loaded.supervised else {
+                throw RecipeError("\(path): key 'finetune' must name a fine-tuning recipe (loss.objective: supervised), got \(finetunePath)")
+            }
+            finetuneRecipe = loaded
         } else if dict["finetune"] != nil {
             throw RecipeError("\(path): key 'finetune' names a fine-tuning recipe, but 'eval' does not list finetune")
         }
