@@ -223,7 +223,7 @@ public struct ClipSampler: Sendable {
         let lo = min(hi, Int(sampling.positiveGap.lowerBound * fps))
         let gap = lo + Int(rng.next() % UInt64(hi - lo + 1))
         var first = Int(rng.next() % UInt64(last - gap + 1))
-        if augmentation.enabled && augmentation.motionTemporalSampling && dataset.hasFlow && last - gap > 0 {
+        if augmentation.motionTemporalSampling && dataset.hasFlow && last - gap > 0 {
             first = try motionFocusedStart(e, candidates: last - gap + 1, rng: &rng)
         }
         return rng.uniform() < 0.5 ? (first, first + gap) : (first + gap, first)

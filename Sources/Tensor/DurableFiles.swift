@@ -37,16 +37,21 @@ public enum DurableFiles {
         try sync(to.deletingLastPathComponent())
     }
 
-    /// Writes `data` under a temporary name beside `url`, then commits it to `url`. A failed
-    /// write (a full disk) removes the temporary file and throws naming `url`.
+    /// Writes `data` under a temporary name beside `url` (making `url`'s folder when missing),
+    /// then commits it to `url`. A failed write (a full disk) removes the temporary file and
+    /// throws naming `url`.
     public static func write(_ data: Data, to url: URL) throws {
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).\(UUID().uuidString).tmp")
+        let folder = url.deletingLastPathComponent()
+        do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
+            throw WriteError("\(url.path): cannot create its folder \(folder.path)")
+        }
+        let tmp = folder.appendingPathComponent(".\(url.lastPathComponent).\(getpid()).\(UUID().uuidString).tmp")
         do {
             try writeWhole(data, to: tmp)
             try commit(tmp, to: url)
-        } catch {
+        } catch let error as WriteError {
             try? FileManager.default.removeItem(at: tmp)
-            throw error
+            throw WriteError(error.description.replacingOccurrences(of: tmp.path, with: url.path))
         }
     }
 

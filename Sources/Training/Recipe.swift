@@ -420,6 +420,9 @@ public struct Recipe: Equatable {
                 throw RecipeError("\(source): key 'model.init_from' starts fine-tuning from trained weights (loss.objective: supervised); a contrastive run starts from its random init, got '\(from)'")
             }
         }
+        if s.data.motionSpatialCropping && !s.data.augment {
+            throw RecipeError("\(source): key 'data.motion_spatial_cropping' constrains the random resized crop, which data.augment: false turns off; set data.augment: true (and data.crop_scale, data.color_jitter, data.grayscale, data.blur as wanted)")
+        }
         guard s.optim.minLr <= s.optim.lr else {
             throw RecipeError("\(source): key 'optim.min_lr' must be at most optim.lr (\(text(s.optim.lr))), got '\(text(s.optim.minLr))'")
         }

@@ -51,7 +51,12 @@ extension Recipe {
     public var loaderThreads: Int { data.loaderWorkers > 0 ? data.loaderWorkers : max(2, EngineOptions.cores / 4) }
 
     public var augmentation: Augmentation {
-        guard data.augment else { return .none }
+        guard data.augment else {
+            // which clips are drawn is sampling, not augmentation: MCL's temporal sampling works on whole frames too
+            var plain = Augmentation.none
+            plain.motionTemporalSampling = data.motionTemporalSampling
+            return plain
+        }
         var a = Augmentation(cropScale: data.cropScale.range, jitterProbability: data.colorJitter, grayscaleProbability: data.grayscale,
                              blurProbability: data.blur, blurSigma: data.blurSigma.range,
                              motionTemporalSampling: data.motionTemporalSampling, motionSpatialCropping: data.motionSpatialCropping)

@@ -170,19 +170,22 @@ final class LoaderTests: XCTestCase {
     func testMotionFocusedSamplingPrefersMovingClips() throws {
         // Frames 0..29 still; frames 30..59 have a moving square (motion boundaries).
         let ds = try makeDataset(frames: 60) { f, x, y in f >= 30 && (8..<20).contains(x) && (8..<20).contains(y) ? 6 : 0 }
-        var a = Augmentation.none; a.enabled = true
-        a.jitterProbability = 0; a.grayscaleProbability = 0; a.blurProbability = 0
-        a.motionTemporalSampling = true
-        var s = sampler(ds, a); s.sampling.positiveGap = 0.5...0.6
-        var moving = 0, total = 0
-        for b in 0..<15 {
-            let batch = try s.batch(at: LoaderPosition(epoch: b / 3, batch: b % 3))
-            for i in 0..<2 {
-                for t in [batch.rgbA, batch.rgbB] { total += 1; if red(t, i * 4 * 16 * 16 * 3) >= 24 { moving += 1 } }
+        // with random crops and on whole frames alike: which clips are drawn is not augmentation
+        for cropped in [true, false] {
+            var a = Augmentation.none; a.enabled = cropped
+            a.jitterProbability = 0; a.grayscaleProbability = 0; a.blurProbability = 0
+            a.motionTemporalSampling = true
+            var s = sampler(ds, a); s.sampling.positiveGap = 0.5...0.6
+            var moving = 0, total = 0
+            for b in 0..<15 {
+                let batch = try s.batch(at: LoaderPosition(epoch: b / 3, batch: b % 3))
+                for i in 0..<2 {
+                    for t in [batch.rgbA, batch.rgbB] { total += 1; if red(t, i * 4 * 16 * 16 * 3) >= 24 { moving += 1 } }
+                }
             }
+            // Uniform sampling would put about 40% of clip starts at frame >= 24 here.
+            XCTAssertGreaterThan(Double(moving) / Double(total), 0.6, "cropped \(cropped): \(moving) of \(total) clips start in the moving part")
         }
-        // Uniform sampling would put about 40% of clip starts at frame >= 24 here.
-        XCTAssertGreaterThan(Double(moving) / Double(total), 0.6, "\(moving) of \(total) clips start in the moving part")
 
         // Spatial cropping covers the moving square's box.
         let box = CropBox(x: 8, y: 8, width: 12, height: 12)

@@ -22,6 +22,20 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(headerLength % 8, 0)
     }
 
+    func testDurableWritesMakeTheirFolderAndNameTheFileTheyFailOn() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("durable-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let nested = dir.appendingPathComponent("a/b/figures.json")
+        try DurableFiles.write(Data("{}".utf8), to: nested)
+        XCTAssertEqual(try Data(contentsOf: nested), Data("{}".utf8))
+        // a folder where the file should go: the error names the file, not the temporary one
+        let blocked = dir.appendingPathComponent("a/b")
+        XCTAssertThrowsError(try DurableFiles.write(Data("{}".utf8), to: blocked)) {
+            XCTAssertTrue("\($0)".hasPrefix("\(blocked.path): cannot"), "\($0)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("a").path), ["b"])
+    }
+
     func testTruncatedFileIsAnErrorNamingTheFile() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("trunc-\(UUID().uuidString).safetensors")
         defer { try? FileManager.default.removeItem(at: url) }

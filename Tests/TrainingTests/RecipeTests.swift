@@ -56,6 +56,16 @@ final class RecipeTests: XCTestCase {
         }
     }
 
+    func testMotionFocusedCroppingNeedsTheRandomCropAndTemporalSamplingDoesNot() throws {
+        let path = try write("mcl.yaml", "data:\n  augment: false\n  motion_spatial_cropping: true\n")
+        XCTAssertThrowsError(try Recipe.load(path)) {
+            XCTAssertTrue("\($0)".hasPrefix("\(path): key 'data.motion_spatial_cropping' constrains the random resized crop"), "\($0)")
+        }
+        let temporal = try Recipe.load(try write("t.yaml", "data:\n  augment: false\n  motion_temporal_sampling: true\n"))
+        XCTAssertFalse(temporal.augmentation.enabled)
+        XCTAssertTrue(temporal.augmentation.motionTemporalSampling)
+    }
+
     func testUnknownKeyIsNamedWithTheNearestValidKey() throws {
         let path = try write("typo.yaml", "optim:\n  weight_decy: 0.1\n")
         XCTAssertThrowsError(try Recipe.load(path)) {
