@@ -18,7 +18,6 @@ if [ ! -f "$ds/manifest.json" ]; then
 fi
 layer=${LAYER:-last}; weights=${WEIGHTS:-1}
 common=(--set data.dataset="$ds" --set optim.steps="$steps" --set model.queue_size=32 --set loss.alignment_layer="$layer")
-layer_option=(); [ "$layer" = last ] || layer_option=(--layer "$layer")
 for weight in 0 $weights; do
   [ -f "$out/mal-$weight/encoder.safetensors" ] ||
     $maclr pretrain Recipes/mcl.yaml "${common[@]}" --set loss.alignment_weight=$weight \
@@ -26,19 +25,4 @@ for weight in 0 $weights; do
 done
 sources=("random init:--recipe Recipes/mcl.yaml --set data.dataset=$ds" "MCL without the alignment loss:--checkpoint $out/mal-0")
 for weight in $weights; do sources+=("MCL with the alignment loss x$weight:--checkpoint $out/mal-$weight"); done
-names=$(python3 -c "import json,sys; print('\n'.join(json.load(open(sys.argv[1]))['splits']['test'][:int(sys.argv[2])]))" "$ds/manifest.json" "$videos")
-for source in "${sources[@]}"; do
-  label=${source%%:*}; args=${source#*:}
-  shares=()
-  while read -r name; do
-    line=$($maclr saliency $args "${layer_option[@]}" --video "$name" --output "$out/pictures/${label// /-}/${name//\//-}" 2>/dev/null)
-    shares+=("$(echo "$line" | sed -E 's/.*; ([0-9]+) % of.*\(([0-9]+) % of the pixels.*/\1:\2/')")
-  done <<< "$names"
-  echo "$label: ${shares[*]}" >> "$out/shares.txt"
-  python3 -c "
-import sys
-pairs = [tuple(map(float, x.split(':'))) for x in sys.argv[2:]]
-mass = [m for m, _ in pairs]; area = sum(a for _, a in pairs) / len(pairs)
-print(f'{sys.argv[1]}: {sum(mass)/len(mass):.1f} % of the saliency on moving pixels (min {min(mass):.0f}, max {max(mass):.0f}; '
-      f'they are {area:.1f} % of the pixels; {len(mass)} test videos)')" "$label" "${shares[@]}"
-done
+bash benchmarks/saliency_shares.sh "$out" "$ds" "$videos" "$layer" "${sources[@]}"
