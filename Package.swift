@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Training", "TrainingTestSupport", "Pathways", "Backbones", "DataHDF5",
                                                             "Video", "Tensor"]),
         .testTarget(name: "SweepsTests", dependencies: ["Sweeps", "Training"]),
-        .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks", "Tensor"]),
+        .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks", "Tensor", "Training"]),
         .testTarget(name: "CBindingsTests", dependencies: ["CBLAS", "CHDF5", "CFFmpeg"]),
         .testTarget(name: "MaclrCLITests", dependencies: ["maclr", "Backbones", "Tensor", "DataHDF5", "CHDF5"]),
     ],

@@ -7,13 +7,15 @@ Visual pathway = video ResNet (torchvision's structure, scripts/make_parity_fixt
 Linear-ReLU-Linear, L2-normalised; Motion pathway = 2-D ResNet-18 on every flow frame, features
 averaged over frames, + head; momentum copies of both, keys in shuffled sub-batches of 2; one
 queue per modality; loss L_v + L_v->m + L_m->v (InfoNCE, temperature 0.1); backward; the
-optimiser; EMA of the keys; enqueue.
+optimiser; EMA of the keys; enqueue. --temperature, --cross-weight and --motion-intra-weight
+(L_v + w (L_v->m + L_m->v) + w_m L_m) follow the recipe's loss.* keys.
 
   --no-motion: the visual pathway alone (L_v)
   --alignment: MCL's motion alignment loss on the visual query, as Sources/Losses/
-               MotionAlignment.swift: G = d(q . k)/dA (create_graph) at the last block's conv2
-               output, P = ReLU(sum_C mean_HW(G) G), a random target pooled to P's size, the
-               spatio-temporal, temporal and spatial 1 - cosine terms; double backward
+               MotionAlignment.swift: G = d(q . k)/dA (create_graph) at a conv's output
+               (--alignment-layer, torchvision's name; default the last block's conv2), P = ReLU(sum_C mean_HW(G) G), a random target pooled to P's size, the
+               spatio-temporal, temporal and spatial 1 - cosine terms (--alignment-terms
+               weights them), times --alignment-weight; double backward
 
   --supervised N: the fine-tuning step instead (Recipes/finetune.yaml): the visual encoder, dropout
                (--dropout), a linear classifier of N classes, cross-entropy, the optimiser
@@ -78,6 +80,12 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--no-motion", action="store_true")
     ap.add_argument("--alignment", action="store_true")
+    ap.add_argument("--alignment-layer", default="layer4.0.conv2")
+    ap.add_argument("--alignment-weight", type=float, default=1.0)
+    ap.add_argument("--alignment-terms", type=float, nargs=3, default=[1.0, 1.0, 1.0])
+    ap.add_argument("--temperature", type=float, default=0.1)
+    ap.add_argument("--cross-weight", type=float, default=1.0)
+    ap.add_argument("--motion-intra-weight", type=float, default=0.0)
     ap.add_argument("--supervised", type=int, default=0)
     ap.add_argument("--dropout", type=float, default=0.0)
     a = ap.parse_args()
@@ -105,8 +113,9 @@ def main():
     flow = [torch.randn(B, a.motion_channels, T, S, S).contiguous(memory_format=fmt3d) for _ in range(2)]
     boundaries = torch.rand(B, T, S, S)
     captured = []
-    if a.alignment:  # the last block's conv2 output, before its BN
-        getattr(visual, "layer4")[-1].conv2[0].register_forward_hook(lambda module, inputs, output: captured.append(output))
+    if a.alignment:  # the conv's output, before its BN: layerL.B.convC is the conv inside Sequential(conv, BN[, ReLU])
+        stage, block, conv = a.alignment_layer.split(".")
+        getattr(getattr(visual, stage)[int(block)], conv)[0].register_forward_hook(lambda module, inputs, output: captured.append(output))
 
     def keys(net, x):
         with torch.no_grad():
@@ -128,11 +137,14 @@ def main():
         captured.clear()
         qv = F.normalize(visual(rgb[0]), dim=1)
         kv = keys(visual_key, rgb[1])
-        loss = info_nce(qv, kv, queues[0], 0.1)
+        tau = a.temperature
+        loss = info_nce(qv, kv, queues[0], tau)
         if not a.no_motion:
             qm = F.normalize(motion(flow[0]), dim=1)
             km = keys(motion_key, flow[1])
-            loss = loss + info_nce(qv, km, queues[1], 0.1) + info_nce(qm, kv, queues[0], 0.1)
+            loss = loss + a.cross_weight * (info_nce(qv, km, queues[1], tau) + info_nce(qm, kv, queues[0], tau))
+            if a.motion_intra_weight > 0:
+                loss = loss + a.motion_intra_weight * info_nce(qm, km, queues[1], tau)
         if a.alignment:
             act = captured[0]                                               # (B, C, T', H', W')
             g = torch.autograd.grad((qv * kv).sum(), act, create_graph=True)[0]
@@ -145,7 +157,8 @@ def main():
             st = ((1 - per_step) * torch.softmax(m.sum((2, 3)), 1)).sum(1).mean()
             temporal = (1 - cosine(p.sum((2, 3)), m.sum((2, 3)))).mean()
             spatial = (1 - cosine(p.mean(1), m.mean(1))).mean()
-            loss = loss + st + temporal + spatial
+            w_st, w_t, w_s = a.alignment_terms
+            loss = loss + a.alignment_weight * (w_st * st + w_t * temporal + w_s * spatial)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -78,21 +78,26 @@ public struct StepBenchmark {
     }
 
     /// Whether the PyTorch mirror builds this recipe's model: a supervised classifier, or a
-    /// frame-wise Motion pathway or none, the MaCLR loss with the default weights (and MCL's
-    /// alignment loss with its default layer and weighting), shuffled key BN.
+    /// frame-wise Motion pathway or none, the MaCLR loss with its weights and temperature (and
+    /// MCL's alignment loss at any conv, with Grad-CAM weights times the gradient as MCL's code
+    /// has them), shuffled key BN.
     public var mirrorable: Bool {
         let l = recipe.loss
         if recipe.supervised { return true }
         return [.frames, .none].contains(recipe.model.motionPathway) && l.objective == .maclr
             && recipe.model.keyBn == KeyBatchNorm.shuffledSubBatches
-            && l.crossModalWeight == 1 && l.motionIntraWeight == 0 && l.temperature == 0.1
-            && (!l.alignment || (l.alignmentLayer == "last" && l.alignmentWeighting == .gradient && l.alignmentWeight == 1
-                                 && [l.alignmentSpatiotemporal, l.alignmentTemporal, l.alignmentSpatial] == [1, 1, 1]))
+            && (!l.alignment || l.alignmentWeighting == .gradient)
+    }
+
+    /// The conv the alignment loss aligns, by torchvision's name ("last" resolved).
+    var alignmentLayer: String {
+        let layer = recipe.loss.alignmentLayer
+        return layer != "last" ? layer : VideoResNetConfig(kind: recipe.model.arch, blocksPerStage: recipe.model.blocks).capturableLayers.last!
     }
 
     /// The arguments that make benchmarks/maclr_step_torch.py build the same model and step.
     public var mirrorArguments: [String] {
-        let m = recipe.model
+        let m = recipe.model, l = recipe.loss
         return ["--arch", m.arch.rawValue, "--width", "\(m.width)"]
             + ["--blocks"] + m.blocks.map(String.init)
             + ["--motion-width", "\(m.motionWidth)", "--motion-blocks"] + m.motionBlocks.map(String.init)
@@ -103,7 +108,9 @@ public struct StepBenchmark {
                "--optimizer", recipe.optim.optimizer.rawValue, "--threads", "\(Engine.threads)",
                "--warmup", "\(warmup)", "--iters", "\(iterations)"]
             + (recipe.model.motionPathway == .none ? ["--no-motion"] : [])
-            + (recipe.loss.alignment ? ["--alignment"] : [])
+            + ["--temperature", "\(l.temperature)", "--cross-weight", "\(l.crossModalWeight)", "--motion-intra-weight", "\(l.motionIntraWeight)"]
+            + (l.alignment ? ["--alignment", "--alignment-layer", alignmentLayer, "--alignment-weight", "\(l.alignmentWeight)",
+                              "--alignment-terms", "\(l.alignmentSpatiotemporal)", "\(l.alignmentTemporal)", "\(l.alignmentSpatial)"] : [])
             + (recipe.supervised ? ["--supervised", "\(classes)", "--dropout", "\(recipe.model.dropout)"] : [])
     }
 
