@@ -153,6 +153,10 @@ func runPythonBenchmark(python: String, arguments: [String], tuned: Bool) -> [St
     p.arguments = arguments + ["--json", out.path]
     var env = ProcessInfo.processInfo.environment
     if tuned { env["GLIBC_TUNABLES"] = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184" }
+    if Engine.cpuHasAVX512 && !Engine.options.avx512 {
+        // the anchor on the same instruction set: ATen's kernels and oneDNN's convs at AVX2
+        env["ATEN_CPU_CAPABILITY"] = "avx2"; env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+    }
     p.environment = env
     p.standardOutput = FileHandle.standardError
     do { try p.run() } catch { return nil }

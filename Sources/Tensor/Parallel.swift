@@ -17,10 +17,15 @@ public struct EngineOptions: Sendable, Equatable {
     /// (`ConvPath.implicitGEMM`, `.temporalImplicit`): input runs read in place through pointer
     /// tables, no im2col block written.
     public var implicitConvs: Bool
+    /// Whether the engine may run AVX-512 kernels (our 16-wide microkernels, and the peak probe's
+    /// 16-wide loop). Off on a CPU without it, and when forced off (`EngineOptions.avx2`) so an
+    /// AVX-512 machine measures the paths an AVX2 CPU runs.
+    public var avx512: Bool
 
     public init(threads: Int = EngineOptions.cores, blockedConvs: Bool = EngineOptions.packedGEMMPays,
-                implicitConvs: Bool = true) {
-        self.threads = max(1, threads); self.blockedConvs = blockedConvs; self.implicitConvs = implicitConvs
+                implicitConvs: Bool = true, avx512: Bool = Engine.cpuHasAVX512) {
+        self.threads = max(1, threads); self.blockedConvs = blockedConvs && avx512; self.implicitConvs = implicitConvs
+        self.avx512 = avx512 && Engine.cpuHasAVX512
     }
 
     /// The cores online: the default thread count.
@@ -34,6 +39,12 @@ public struct EngineOptions: Sendable, Equatable {
         return false
         #endif
     }()
+
+    /// What an AVX2-only CPU runs: every conv through OpenBLAS (whose AVX2 kernels
+    /// `BLASKernels.selectBeforeUse` must have chosen when it loaded), no AVX-512 microkernel.
+    public static func avx2(threads: Int = EngineOptions.cores) -> EngineOptions {
+        EngineOptions(threads: threads, avx512: false)
+    }
 
     /// The plainest configuration: every conv on OpenBLAS, the whole-matrix and per-tap paths.
     public static func reference(threads: Int = EngineOptions.cores) -> EngineOptions {
@@ -74,7 +85,7 @@ public enum Engine {
 
     /// What runs the GEMMs, for benchmark headers: e.g. "OpenBLAS SkylakeX; blocked-im2col convs by ours".
     public static var gemmDescription: String {
-        "OpenBLAS \(blasCore)" + (options.blockedConvs ? "; blocked-im2col convs by ours" + (options.implicitConvs ? ", implicit GEMM where faster" : "") : "")
+        "OpenBLAS \(blasCore)" + (Engine.cpuHasAVX512 && !options.avx512 ? "; AVX-512 kernels off (AVX2 forced)" : "") + (options.blockedConvs ? "; blocked-im2col convs by ours" + (options.implicitConvs ? ", implicit GEMM where faster" : "") : "")
     }
 
     /// Reads the first "flags" line of /proc/cpuinfo with stdio: the file reports size 0, so

@@ -14,8 +14,12 @@ public enum Runtime {
     /// im2col without implicit GEMMs, or the reference (whole im2col matrix on OpenBLAS).
     public enum ConvPaths: String, CaseIterable, Sendable { case fastest, blocked, reference }
 
-    public static func configure(threads: Int, convPaths: ConvPaths = .fastest) {
-        var options = EngineOptions(threads: threads)
+    /// Which kernels: the widest this CPU has (auto), or AVX2's on any CPU (the paths an AVX2-only
+    /// machine runs, measurable on an AVX-512 one).
+    public enum Kernels: String, CaseIterable, Sendable { case auto, avx2 }
+
+    public static func configure(threads: Int, convPaths: ConvPaths = .fastest, kernels: Kernels = .auto) {
+        var options = kernels == .avx2 ? EngineOptions.avx2(threads: threads) : EngineOptions(threads: threads)
         switch convPaths {
         case .fastest: break
         case .blocked: options.implicitConvs = false
@@ -31,11 +35,20 @@ public enum Runtime {
 /// Choosing OpenBLAS's kernels before it is used.
 public enum BLASKernels {
     /// On a CPU with AVX-512 and no OPENBLAS_CORETYPE chosen by the user, sets it to SkylakeX and
-    /// re-executes the process once (OpenBLAS reads the variable only when it loads).
-    public static func selectBeforeUse() {
+    /// re-executes the process once (OpenBLAS reads the variable only when it loads); with
+    /// `arguments` asking for AVX2 kernels (`--kernels avx2`), Haswell's, whatever the environment says.
+    public static func selectBeforeUse(arguments: [String] = CommandLine.arguments) {
         let env = ProcessInfo.processInfo.environment
-        guard env["OPENBLAS_CORETYPE"] == nil, Engine.cpuHasAVX512 else { return }
-        setenv("OPENBLAS_CORETYPE", "SkylakeX", 1)
+        let forcedAVX2 = zip(arguments, arguments.dropFirst()).contains { $0 == ("--kernels", "avx2") } || arguments.contains("--kernels=avx2")
+        let wanted: String
+        if forcedAVX2 {
+            guard env["OPENBLAS_CORETYPE"] != "Haswell" else { return }
+            wanted = "Haswell"
+        } else {
+            guard env["OPENBLAS_CORETYPE"] == nil, Engine.cpuHasAVX512 else { return }
+            wanted = "SkylakeX"
+        }
+        setenv("OPENBLAS_CORETYPE", wanted, 1)
         let args = CommandLine.arguments
         var cArgs = args.map { strdup($0) } + [nil]
         execv("/proc/self/exe", &cArgs)

@@ -9,6 +9,7 @@ let stderrLog = standardErrorLog
 extension Architecture: ExpressibleByArgument {}
 extension EvaluatedPathway: ExpressibleByArgument {}
 extension Runtime.ConvPaths: ExpressibleByArgument {}
+extension Runtime.Kernels: ExpressibleByArgument {}
 extension PreparationLayout: ExpressibleByArgument {}
 
 /// How the engine runs: shared by every command that computes.
@@ -16,12 +17,14 @@ struct EngineFlags: ParsableArguments {
     @Option(help: "Threads of the engine (OpenBLAS runs single-threaded inside them).")
     var threads: Int = Runtime.cores
     @Option(help: .hidden) var convPaths: Runtime.ConvPaths = .fastest
+    @Option(help: "Kernels: the widest this CPU has (auto), or AVX2's on any CPU (what an AVX2-only machine runs: OpenBLAS's Haswell kernels, no AVX-512 microkernel).")
+    var kernels: Runtime.Kernels = .auto
 
     func validate() throws {
         guard threads > 0 else { throw ValidationError("--threads \(threads) must be at least 1") }
     }
 
-    func apply() { Runtime.configure(threads: threads, convPaths: convPaths) }
+    func apply() { Runtime.configure(threads: threads, convPaths: convPaths, kernels: kernels) }
 }
 
 /// `--set key=value` overrides of recipe keys: every command that takes a recipe has this group.

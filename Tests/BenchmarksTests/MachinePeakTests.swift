@@ -19,6 +19,7 @@ final class MachinePeakTests: XCTestCase {
             XCTAssertEqual(loop.flopsPerIteration, accumulators * lanes * 2, "\(loop)")
         }
         XCTAssertEqual(FMALoop.forThisCPU, Engine.cpuHasAVX512 ? .wide16 : .wide8)
+        Engine.with(.avx2(threads: 1)) { XCTAssertEqual(FMALoop.forThisCPU, .wide8) }
     }
 
     /// The kernel probe times the multiply-adds it counts: one call of the 12x32 kernel adds

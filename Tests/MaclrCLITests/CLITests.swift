@@ -89,6 +89,13 @@ final class CLITests: XCTestCase {
         let firstConvMACs = Double(2 * 4 * 16 * 16 * 64 * (3 * 7 * 7 * 3))
         XCTAssertGreaterThan(fwd, 0)
         XCTAssertEqual(ours["trainGFLOPs"] as! Double, 3 * fwd - 2 * firstConvMACs / 1e9, accuracy: 1e-6)
+
+        // --kernels avx2: OpenBLAS's Haswell kernels (chosen before it loads) and none of ours at AVX-512
+        let avx2 = try run(["bench", "engine", "--arch", "r3d_18", "--batch", "2", "--frames", "4", "--size", "32",
+                            "--iterations", "1", "--warmup", "0", "--no-torch", "--kernels", "avx2"])
+        XCTAssertEqual(avx2.status, 0, avx2.err)
+        XCTAssertTrue(avx2.out.contains("GEMMs: OpenBLAS Haswell" + (Engine.cpuHasAVX512 ? "; AVX-512 kernels off (AVX2 forced))" : ")")), avx2.out)
+        XCTAssertFalse(avx2.out.contains("blocked-im2col"), avx2.out)
     }
 }
 
