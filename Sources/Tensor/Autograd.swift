@@ -65,10 +65,25 @@ private func topologicalOrder(from root: Tensor, stops: Set<ObjectIdentifier>) -
     return order
 }
 
+/// The tensors of `order` (inputs before outputs) from which some tensor of `targets` is reached
+/// through recorded nodes: the only ones whose gradient leads to a target's.
+private func leadingTo(_ targets: Set<ObjectIdentifier>, in order: [Tensor]) -> Set<ObjectIdentifier> {
+    var leading = Set<ObjectIdentifier>()
+    for t in order {
+        let id = ObjectIdentifier(t)
+        if targets.contains(id) || t.node?.inputs.contains(where: { leading.contains(ObjectIdentifier($0)) }) == true { leading.insert(id) }
+    }
+    return leading
+}
+
+/// Backpropagates `seed` from `root`. With `onlyTowards`, only the nodes between `root` and
+/// those tensors run their backward (as torch.autograd.grad prunes): the gradient of a saliency
+/// at a late layer then costs the layers after it, not the whole network.
 private func propagate(root: Tensor, seed: Tensor, stops: Set<ObjectIdentifier>, keep: Set<ObjectIdentifier>,
-                       createGraph: Bool, releaseGraph: Bool) -> [ObjectIdentifier: Tensor] {
+                       createGraph: Bool, releaseGraph: Bool, onlyTowards targets: Set<ObjectIdentifier>? = nil) -> [ObjectIdentifier: Tensor] {
     precondition(seed.shape == root.shape, "gradient seed \(seed.shape) does not match output \(root.shape)")
     let order = topologicalOrder(from: root, stops: stops)
+    let leading = targets.map { leadingTo($0, in: order) }
     var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
     var kept: [ObjectIdentifier: Tensor] = [:]
     GradMode.with(createGraph) {
@@ -77,10 +92,12 @@ private func propagate(root: Tensor, seed: Tensor, stops: Set<ObjectIdentifier>,
             guard let g = grads[id] else { continue }
             if keep.contains(id) { kept[id] = g }
             guard let node = t.node, !stops.contains(id), let backward = node.backward else { continue }
+            // a node none of whose inputs leads to a target (a target's own, say) has nothing to pass on
+            if let leading, !node.inputs.contains(where: { leading.contains(ObjectIdentifier($0)) }) { continue }
             grads[id] = nil
             let inputGrads = backward(g)
             for (input, ig) in zip(node.inputs, inputGrads) {
-                guard let ig, input.tracksGrad else { continue }
+                guard let ig, input.tracksGrad, leading?.contains(ObjectIdentifier(input)) ?? true else { continue }
                 precondition(ig.shape == input.shape, "\(node.name) backward gave \(ig.shape) for input \(input.shape)")
                 let iid = ObjectIdentifier(input)
                 if let existing = grads[iid] { grads[iid] = existing + ig } else { grads[iid] = ig }
@@ -121,7 +138,7 @@ public func gradients(of output: Tensor, wrt inputs: [Tensor], seed: Tensor? = n
                       createGraph: Bool = false, retainGraph: Bool? = nil) -> [Tensor?] {
     let ids = inputs.map { ObjectIdentifier($0) }
     let grads = propagate(root: output, seed: seed ?? Tensor.ones(output.shape), stops: [], keep: Set(ids),
-                          createGraph: createGraph, releaseGraph: !(retainGraph ?? createGraph))
+                          createGraph: createGraph, releaseGraph: !(retainGraph ?? createGraph), onlyTowards: Set(ids))
     return ids.map { grads[$0] }
 }
 
