@@ -5,14 +5,18 @@
 # (--checkpoint RUN, or --recipe R --set ... for a random init). Pictures go to
 # OUT/pictures/LABEL/VIDEO/; the per-video shares are appended to OUT/shares.txt.
 #   bash benchmarks/saliency_shares.sh OUT DATASET VIDEOS LAYER SOURCE...
-#        VIDEOS: how many test videos (the manifest's first); LAYER: a conv's name, or last
+#        VIDEOS: how many test videos (the manifest's first; with SPREAD=1 evenly spaced over the
+#        test split, so every class is drawn); LAYER: a conv's name, or last
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$1; ds=$2; videos=$3; layer=$4; shift 4
 maclr=${MACLR:-.build/release/maclr}
 layer_option=(); [ "$layer" = last ] || layer_option=(--layer "$layer")
 mkdir -p "$out"
-names=$(python3 -c "import json,sys; print('\n'.join(json.load(open(sys.argv[1]))['splits']['test'][:int(sys.argv[2])]))" "$ds/manifest.json" "$videos")
+names=$(python3 -c "
+import json, sys
+test, n = json.load(open(sys.argv[1]))['splits']['test'], int(sys.argv[2])
+print('\n'.join([test[i * len(test) // n] for i in range(n)] if sys.argv[3] == '1' else test[:n]))" "$ds/manifest.json" "$videos" "${SPREAD:-0}")
 for source in "$@"; do
   label=${source%%:*}; read -r -a args <<< "${source#*:}"
   shares=()
