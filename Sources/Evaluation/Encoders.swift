@@ -66,6 +66,12 @@ public struct EncoderSelection {
         return try Evaluation.run(encoder: encoder, dataset: ds, recipe: r, motion: pathway == .motion, log: log)
     }
 
+    /// `maclr eval --views`: the motion test (normal, shuffled, frozen and reversed test clips).
+    public func evaluateViews(log: (String) -> Void) throws -> Evaluation.ViewsReport {
+        let (r, encoder, ds) = try resolve()
+        return try Evaluation.runViews(encoder: encoder, dataset: ds, recipe: r, motion: pathway == .motion, log: log)
+    }
+
     /// `maclr extract`: features of `split` to an HDF5 file; returns (videos, dimension).
     public func extractFeatures(split: String, to output: String, log: (String) -> Void) throws -> (count: Int, dimension: Int) {
         let (r, encoder, ds) = try resolve()

@@ -44,9 +44,10 @@ public struct Evaluation {
     }
 
     /// Features of every video in `split` (or `limit` of them, evenly spread), `clipsPerVideo` clips each,
-    /// averaged; with `motion` the clips are the Motion pathway's input instead of RGB.
+    /// averaged; with `motion` the clips are the Motion pathway's input instead of RGB; `view`
+    /// reorders each clip's frames first (the motion test), its shuffle seeded by the video's index.
     public static func features(encoder: (Tensor) -> Tensor, dataset: ShardDataset, split: String, sampling: ClipSampling,
-                                clipsPerVideo: Int, crops: Int = 1, motion: Bool = false, limit: Int? = nil,
+                                clipsPerVideo: Int, crops: Int = 1, motion: Bool = false, limit: Int? = nil, view: TemporalView = .normal,
                                 log: (String) -> Void = { _ in }) throws -> Features {
         // with a limit, videos spread evenly over the split (a split is often ordered by class)
         let all = try dataset.indices(split: split)
@@ -56,7 +57,7 @@ public struct Evaluation {
         var dim = 0
         let start = Date()
         for (n, i) in indices.enumerated() {
-            let clips = try sampler.evaluationClips(entry: i, count: clipsPerVideo, crops: crops, motion: motion)
+            let clips = view.apply(try sampler.evaluationClips(entry: i, count: clipsPerVideo, crops: crops, motion: motion), seed: UInt64(i))
             let f = noGrad { encoder(clips) }                           // (views, d)
             dim = f.shape[1]
             let mean = noGrad { f.mean(axes: [0]) }
@@ -169,6 +170,11 @@ public struct Evaluation {
                                  crops: crops, motion: motion, log: log)
         let test = try features(encoder: encoder, dataset: dataset, split: recipe.eval.splitTest, sampling: sampling, clipsPerVideo: clips,
                                 crops: crops, motion: motion, log: log)
+        return report(train: train, test: test, dataset: dataset, recipe: recipe)
+    }
+
+    /// Probe, retrieval and kNN of `test` features against `train` ones.
+    static func report(train: Features, test: Features, dataset: ShardDataset, recipe: Recipe) -> Report {
         let classes = max(dataset.manifest.classes.count, (train.labels + test.labels).max().map { $0 + 1 } ?? 1)
         let (top1, top5) = linearProbe(train: train, test: test, classes: classes, l2: Float(recipe.eval.probeL2),
                                        iterations: recipe.eval.probeIterations)

@@ -108,8 +108,22 @@ public struct Ablation {
             metrics[Sweep.Column(.finetuneTop1).rawValue] = report.top1
             log("\(tag) \(report.summary)\n")
         }
-        guard !sweep.transfer.isEmpty else { return metrics }
+        guard !sweep.transfer.isEmpty || sweep.evaluations.contains(.views) else { return metrics }
         let encoder = try Evaluation.loadEncoder(from: try Checkpoint(path: run.folder.path))
+        if sweep.evaluations.contains(.views) {
+            let views: [TemporalView] = [.shuffled, .frozen, .reversed]
+            let report = try Evaluation.runViews(encoder: { encoder.features($0) }, dataset: try ShardDataset(folder: URL(fileURLWithPath: run.recipe.data.dataset)),
+                                                 recipe: run.recipe, views: views, log: log)
+            let metricsOfView: [TemporalView: (Sweep.Metric, Sweep.Metric)] = [.shuffled: (.probeTop1Shuffled, .knnTop1Shuffled),
+                                                                               .frozen: (.probeTop1Frozen, .knnTop1Frozen),
+                                                                               .reversed: (.probeTop1Reversed, .knnTop1Reversed)]
+            for view in views {
+                guard let r = report.views[view.rawValue], let (probe, knn) = metricsOfView[view] else { continue }
+                metrics[Sweep.Column(probe).rawValue] = r.top1
+                metrics[Sweep.Column(knn).rawValue] = r.knnTop1
+            }
+            log("[\(run.id)] motion test: " + views.map { v in String(format: "%@ probe %.1f%%", v.rawValue, 100 * (report.views[v.rawValue]?.top1 ?? 0)) }.joined(separator: ", ") + "\n")
+        }
         for t in sweep.transfer {
             var recipe = run.recipe
             try recipe.set("data.dataset", t.folder)

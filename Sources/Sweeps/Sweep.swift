@@ -27,6 +27,9 @@ public struct Sweep {
         case finetuneTop1 = "finetune_top1"
         /// The training loss at the last step.
         case finalLoss = "final_loss"
+        /// The motion test (`eval: [views]`): probe and kNN top-1 on test clips with their time destroyed.
+        case probeTop1Shuffled = "probe_top1_shuffled", probeTop1Frozen = "probe_top1_frozen", probeTop1Reversed = "probe_top1_reversed"
+        case knnTop1Shuffled = "knn_top1_shuffled", knnTop1Frozen = "knn_top1_frozen", knnTop1Reversed = "knn_top1_reversed"
 
         /// Higher is better, except for a loss.
         public var higherIsBetter: Bool { self != .finalLoss }
@@ -42,6 +45,12 @@ public struct Sweep {
             case .knnTop1: return "kNN top-1 %"
             case .finetuneTop1: return "fine-tuned top-1 %"
             case .finalLoss: return "final loss"
+            case .probeTop1Shuffled: return "probe top-1 %, shuffled"
+            case .probeTop1Frozen: return "probe top-1 %, frozen"
+            case .probeTop1Reversed: return "probe top-1 %, reversed"
+            case .knnTop1Shuffled: return "kNN top-1 %, shuffled"
+            case .knnTop1Frozen: return "kNN top-1 %, frozen"
+            case .knnTop1Reversed: return "kNN top-1 %, reversed"
             }
         }
     }
@@ -49,8 +58,11 @@ public struct Sweep {
     /// What `eval:` may name, and the metrics each puts in the tables.
     public enum EvalKind: String, CaseIterable, Sendable {
         case probe, retrieval, knn, finetune
+        /// The motion test: the test clips shuffled, frozen and reversed (`maclr eval --views`).
+        case views
         var metrics: [Metric] {
             switch self {
+            case .views: return [.probeTop1Shuffled, .probeTop1Frozen, .probeTop1Reversed, .knnTop1Shuffled, .knnTop1Frozen, .knnTop1Reversed]
             case .probe: return [.probeTop1]
             case .retrieval: return [.retrievalR1]
             case .knn: return [.knnTop1]
@@ -118,7 +130,8 @@ public struct Sweep {
 
     /// Loads and expands `path`; `overrides` (`key=value`, as `--set`) apply to every variant
     /// after the sweep's own shared `set:`.
-    public static func load(_ path: String, overrides: [String] = [], output outputOverride: String? = nil) throws -> Sweep {
+    /// `seeds` replaces the file's seeds (`maclr ablate --seeds`).
+    public static func load(_ path: String, overrides: [String] = [], output outputOverride: String? = nil, seeds seedsOverride: [Int]? = nil) throws -> Sweep {
         let url = URL(fileURLWithPath: path).standardizedFileURL
         guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw RecipeError("\(path): cannot read sweep file") }
         let root: Any?
@@ -135,9 +148,10 @@ public struct Sweep {
         let name = (dict["name"] as? String) ?? url.deletingPathExtension().lastPathComponent
         if let o = dict["output"], (o as? String)?.isEmpty ?? true { throw RecipeError("\(path): key 'output' must be a folder, got '\(Recipe.text(o))'") }
         let outputText = outputOverride ?? (dict["output"] as? String) ?? "runs/ablations/\(name)"
-        let seeds = try intList(dict["seeds"] ?? [0], key: "seeds", file: path)
+        let seeds = try seedsOverride ?? intList(dict["seeds"] ?? [0], key: "seeds", file: path)
         guard !seeds.isEmpty, Set(seeds).count == seeds.count, seeds.allSatisfy({ (0...Int(UInt32.max)).contains($0) }) else {
-            throw RecipeError("\(path): key 'seeds' must be a list of distinct integers in 0...\(UInt32.max), got '\(Recipe.text(dict["seeds"] ?? []))'")
+            let given = seedsOverride.map { "--seeds '\($0.map(String.init).joined(separator: ","))'" } ?? "\(path): key 'seeds'"
+            throw RecipeError("\(given) must be a list of distinct integers in 0...\(UInt32.max), got '\(Recipe.text(seedsOverride ?? dict["seeds"] ?? []))'")
         }
         let evalNames = (dict["eval"] as? [Any] ?? (dict["eval"].map { [$0] } ?? ["probe", "retrieval", "knn"])).map { "\($0)" }
         var evaluations: [EvalKind] = []
@@ -176,7 +190,9 @@ public struct Sweep {
             throw RecipeError("\(path): key 'finetune' names a fine-tuning recipe, but 'eval' does not list finetune")
         }
         let perDataset = evaluations.flatMap(\.metrics)
-        let metrics = perDataset.map { Column($0) } + transfer.flatMap { t in perDataset.map { Column($0, dataset: t.name) } } + [Column(.finalLoss)]
+        // the motion test runs on the run's own dataset only
+        let perTransfer = evaluations.filter { $0 != .views }.flatMap(\.metrics)
+        let metrics = perDataset.map { Column($0) } + transfer.flatMap { t in perTransfer.map { Column($0, dataset: t.name) } } + [Column(.finalLoss)]
 
         var shared = try overrideList(dict["set"], file: path, context: "set")
         for o in overrides {

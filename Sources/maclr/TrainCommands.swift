@@ -101,15 +101,29 @@ struct Eval: ParsableCommand {
         discussion: """
             Features are averaged over eval.clips_per_video clips x eval.crops_per_clip crops per video. \
             --splits 1,2,3 evaluates on train1 / test1, train2 / test2, ... and reports the mean and \
-            standard deviation.
+            standard deviation. --views is the motion test: the test clips as they are, with their \
+            frames shuffled, with their middle frame repeated (frozen) and played backwards, each \
+            against the normal train features; an encoder that uses motion falls on shuffled and \
+            frozen clips, one that reads appearance does not.
             """)
     @OptionGroup var source: EncoderOptions
     @OptionGroup var splits: SplitOptions
     @Option(help: "Write the figures to this JSON file (with --splits, one per split: FILE-split-K.json).") var json: String?
+    @Flag(help: "The motion test: normal, shuffled, frozen and reversed test clips, and each one's change from normal.") var views = false
     @OptionGroup var engine: EngineFlags
+
+    func validate() throws {
+        if views && splits.splits != nil { throw ValidationError("--views runs on the recipe's eval splits; drop --splits") }
+    }
 
     func run() throws {
         engine.apply()
+        if views {
+            let report = try source.selection.evaluateViews(log: stderrLog)
+            print(report.table)
+            if let json { try report.write(to: URL(fileURLWithPath: json)) }
+            return
+        }
         let numbers = splits.numbers
         var runs: [[String: Double]] = []
         for split in numbers.isEmpty ? [nil] : numbers.map(Optional.some) {
@@ -208,17 +222,27 @@ struct Ablate: ParsableCommand {
     @OptionGroup var set: RecipeOverrides
     @Option(help: "Run every N-th run from the i-th (i/N).") var shard: ShardSpec?
     @Option(help: "Folder of the runs and reports instead of the sweep's 'output' (the same sweep on another dataset).") var output: String?
+    @Option(help: "Seeds instead of the sweep file's, e.g. 0,1 (fewer to try a sweep, more to tighten it).") var seeds: String?
     @Flag(help: "List the runs with their estimated cost (a few timed steps of each variant), run nothing.") var dryRun = false
     @Flag(help: "Only gather the complete runs into the reports.") var report = false
     @OptionGroup var engine: EngineFlags
 
     func validate() throws {
         guard !(dryRun && report) else { throw ValidationError("give --dry-run or --report, not both") }
+        if let seeds, seedList == nil { throw ValidationError("--seeds '\(seeds)': expected distinct integers 0...\(UInt32.max) separated by commas, e.g. 0,1,2") }
+    }
+
+    /// `--seeds` as numbers; nil when absent or malformed.
+    var seedList: [Int]? {
+        guard let seeds else { return nil }
+        let parts = seeds.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && (0...Int(UInt32.max)).contains($0!) }), Set(parts).count == parts.count else { return nil }
+        return parts.map { $0! }
     }
 
     func run() throws {
         engine.apply()
-        let loaded = try Sweep.load(sweep, overrides: set.overrides, output: output)
+        let loaded = try Sweep.load(sweep, overrides: set.overrides, output: output, seeds: seedList)
         let ablation = try Ablation(sweep: loaded, shard: shard?.index ?? 1, of: shard?.count ?? 1)
         if report {
             let counts = try AblationReport.write(loaded)

@@ -39,6 +39,12 @@ final class CLITests: XCTestCase {
 
     /// bench conv names the bad value before any conv runs (a zero stride divided by zero, an
     /// oversized kernel tripped a precondition).
+    func testAblateNamesABadSeedList() throws {
+        let r = try run(["ablate", "Recipes/ablations/benchmark.yaml", "--seeds", "0,x", "--dry-run"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("--seeds '0,x'"), r.err)
+    }
+
     func testBenchConvRejectsBadShapesByName() throws {
         for (args, named) in [(["--stride", "0,1,1"], "'0,1,1'"), (["--input", "8,8,2,2,16", "--padding", "0,0,0"], "does not fit"),
                               (["--weight", "36,1,3,3,8"], "16 channels")] {

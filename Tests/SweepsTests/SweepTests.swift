@@ -43,7 +43,18 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(run.recipe.optim.steps, 50, "the sweep's shared set")
         XCTAssertEqual(run.recipe.optim.batchSize, 4, "--set on the command line")
         XCTAssertEqual(run.recipe.train.output, "\(dir.path)/out/runs/temperature=0.05,queue_size=128/seed-4")
+        // --seeds replaces the file's
+        let fewer = try Sweep.load(dir.appendingPathComponent("s.yaml").path, seeds: [4])
+        XCTAssertEqual(fewer.runs.map(\.seed), [4, 4, 4, 4, 4, 4])
+        XCTAssertEqual(fewer.runs[1].recipe.train.output, s.runs[7].recipe.train.output, "the same run folder as the file's seed 4")
+        XCTAssertThrowsError(try Sweep.load(dir.appendingPathComponent("s.yaml").path, seeds: [1, 1])) {
+            XCTAssertTrue("\($0)".hasPrefix("--seeds '1,1' must be a list of distinct integers"), "\($0)")
+        }
         XCTAssertEqual(s.metrics.map(\.rawValue), ["probe_top1", "retrieval_r1", "knn_top1", "final_loss"])
+        // the motion test's columns, on the run's own dataset only
+        let views = try Sweep.load(try write("eval: [probe, views]\ntransfer: {real: /somewhere}\n"))
+        XCTAssertEqual(views.metrics.map(\.rawValue), ["probe_top1", "probe_top1_shuffled", "probe_top1_frozen", "probe_top1_reversed",
+                                                         "knn_top1_shuffled", "knn_top1_frozen", "knn_top1_reversed", "probe_top1@real", "final_loss"])
 
         // --output: the same sweep elsewhere, every run's folder under it
         let moved = try Sweep.load(try write("variants:\n  - name: a\n  - name: b\n    set: {optim.lr: 0.001}\n"), output: "\(dir.path)/elsewhere")
@@ -72,7 +83,7 @@ final class SweepTests: XCTestCase {
             ("variants:\n  - name: a/b\n", "must not contain '/'"),
             ("grid: {optim.lr: [0.1]}\nvariants:\n  - name: a\n", "give 'grid' or 'variants', not both"),
             ("seeds: [1, 1]\n", "key 'seeds' must be a list of distinct integers"),
-            ("eval: [probe, linear]\n", "key 'eval' must list some of probe, retrieval, knn, finetune, got 'linear'"),
+            ("eval: [probe, linear]\n", "key 'eval' must list some of probe, retrieval, knn, finetune, views, got 'linear'"),
             ("grid: {loss.temperature: []}\n", "grid key 'loss.temperature' must have a list of values"),
         ]
         for (body, message) in cases {
