@@ -250,19 +250,3 @@ func upsample(_ f: FlowField, width: Int, height: Int) -> FlowField {
     let rx = Float(width) / Float(f.width), ry = Float(height) / Float(f.height)
     return FlowField(width: width, height: height, u: u.pixels.map { $0 * rx }, v: v.pixels.map { $0 * ry })
 }
-
-/// Median filter with a square window, clamped at borders.
-func median(_ a: [Float], _ w: Int, _ h: Int, _ size: Int) -> [Float] {
-    let r = size / 2
-    var out = a
-    var window = [Float](repeating: 0, count: size * size)
-    for y in 0..<h { for x in 0..<w {
-        var c = 0
-        for dy in -r...r { for dx in -r...r {
-            window[c] = a[min(max(y + dy, 0), h - 1) * w + min(max(x + dx, 0), w - 1)]; c += 1
-        }}
-        window.sort()
-        out[y * w + x] = window[c / 2]
-    }}
-    return out
-}
