@@ -104,59 +104,67 @@ public struct TVL1 : Sendable {
         return field
     }
 
-    /// The warping and dual-primal iterations at one scale.
+    /// The warping and dual-primal iterations at one scale. Each iteration is two passes over
+    /// the pixels: the thresholding, the divergence of the duals and the primal update at once
+    /// (each pixel's arithmetic as the textbook's three loops have it), then both dual updates.
+    /// One thread per frame pair: `Motion.flows` runs the pairs in parallel.
     func solve(_ i0: GrayImage, _ i1: GrayImage, _ field: inout FlowField) {
         let w = i0.width, h = i0.height, n = w * h
         let (i1x, i1y) = centeredGradient(i1)
-        var p11 = [Float](repeating: 0, count: n), p12 = p11, p21 = p11, p22 = p11
-        var i1w = p11, i1wx = p11, i1wy = p11, grad = p11, rhoC = p11
-        var v1 = p11, v2 = p11, div1 = p11, div2 = p11
+        var duals = [Float](repeating: 0, count: 4 * n)         // p11, p12, p21, p22
+        var warped = [Float](repeating: 0, count: 4 * n)        // i1 warped: its x and y gradients, |grad|^2, rho's constant
         let lt = lambda * theta, taut = tau / theta
         for _ in 0..<warps {
-            // Warp the second image (and its gradient) by the current flow.
-            field.u.withUnsafeBufferPointer { u in field.v.withUnsafeBufferPointer { v in
-                i1w.withUnsafeMutableBufferPointer { iw in i1wx.withUnsafeMutableBufferPointer { ix in i1wy.withUnsafeMutableBufferPointer { iy in
-                    grad.withUnsafeMutableBufferPointer { g in rhoC.withUnsafeMutableBufferPointer { rc in
-                        let iwp = iw.baseAddress!, ixp = ix.baseAddress!, iyp = iy.baseAddress!, gp = g.baseAddress!, rcp = rc.baseAddress!
-                        parallelFor(h, minPerThread: 16) { s, e in
-                            for y in s..<e { for x in 0..<w {
-                                let k = y * w + x
-                                let fx = Float(x) + u[k], fy = Float(y) + v[k]
-                                let a = i1.sample(fx, fy), gx = i1x.sample(fx, fy), gy = i1y.sample(fx, fy)
-                                iwp[k] = a; ixp[k] = gx; iyp[k] = gy
-                                gp[k] = gx * gx + gy * gy
-                                rcp[k] = a - gx * u[k] - gy * v[k] - i0.pixels[k]
-                            }}
-                        }
+            field.u.withUnsafeMutableBufferPointer { ub in field.v.withUnsafeMutableBufferPointer { vb in
+                warped.withUnsafeMutableBufferPointer { wb in duals.withUnsafeMutableBufferPointer { db in
+                    let u = ub.baseAddress!, v = vb.baseAddress!
+                    let ix = wb.baseAddress!, iy = ix + n, grad = ix + 2 * n, rhoC = ix + 3 * n
+                    let p11 = db.baseAddress!, p12 = p11 + n, p21 = p11 + 2 * n, p22 = p11 + 3 * n
+                    // Warp the second image (and its gradient) by the current flow.
+                    for y in 0..<h { for x in 0..<w {
+                        let k = y * w + x
+                        let fx = Float(x) + u[k], fy = Float(y) + v[k]
+                        let a = i1.sample(fx, fy), gx = i1x.sample(fx, fy), gy = i1y.sample(fx, fy)
+                        ix[k] = gx; iy[k] = gy
+                        grad[k] = gx * gx + gy * gy
+                        rhoC[k] = a - gx * u[k] - gy * v[k] - i0.pixels[k]
                     }}
-                }}}
+                    var iteration = 0
+                    var change = Float.infinity
+                    while change > epsilon * epsilon && iteration < innerIterations * outerIterations {
+                        iteration += 1
+                        var sum: Float = 0
+                        for y in 0..<h { for x in 0..<w {
+                            let k = y * w + x
+                            // thresholding: v = argmin of the linearised data term around u
+                            let rho = rhoC[k] + ix[k] * u[k] + iy[k] * v[k]
+                            var d1: Float = 0, d2: Float = 0
+                            if rho < -lt * grad[k] { d1 = lt * ix[k]; d2 = lt * iy[k] }
+                            else if rho > lt * grad[k] { d1 = -lt * ix[k]; d2 = -lt * iy[k] }
+                            else if grad[k] > 1e-10 { let f = -rho / grad[k]; d1 = f * ix[k]; d2 = f * iy[k] }
+                            let v1 = u[k] + d1, v2 = v[k] + d2
+                            // div p with backward differences (the adjoint of the forward-difference gradient)
+                            let a1 = x == 0 ? p11[k] : (x == w - 1 ? -p11[k - 1] : p11[k] - p11[k - 1])
+                            let b1 = y == 0 ? p12[k] : (y == h - 1 ? -p12[k - w] : p12[k] - p12[k - w])
+                            let a2 = x == 0 ? p21[k] : (x == w - 1 ? -p21[k - 1] : p21[k] - p21[k - 1])
+                            let b2 = y == 0 ? p22[k] : (y == h - 1 ? -p22[k - w] : p22[k] - p22[k - w])
+                            let nu = v1 + theta * (a1 + b1), nv = v2 + theta * (a2 + b2)
+                            sum += (nu - u[k]) * (nu - u[k]) + (nv - v[k]) * (nv - v[k])
+                            u[k] = nu; v[k] = nv
+                        }}
+                        change = sum / Float(n)
+                        // Dual update with forward differences, projected back onto the unit ball.
+                        for y in 0..<h { for x in 0..<w {
+                            let k = y * w + x
+                            let ux = x < w - 1 ? u[k + 1] - u[k] : 0, uy = y < h - 1 ? u[k + w] - u[k] : 0
+                            let vx = x < w - 1 ? v[k + 1] - v[k] : 0, vy = y < h - 1 ? v[k + w] - v[k] : 0
+                            let normU = 1 + taut * (ux * ux + uy * uy).squareRoot(), normV = 1 + taut * (vx * vx + vy * vy).squareRoot()
+                            p11[k] = (p11[k] + taut * ux) / normU; p12[k] = (p12[k] + taut * uy) / normU
+                            p21[k] = (p21[k] + taut * vx) / normV; p22[k] = (p22[k] + taut * vy) / normV
+                        }}
+                    }
+                }}
             }}
-            var iteration = 0
-            var change = Float.infinity
-            while change > epsilon * epsilon && iteration < innerIterations * outerIterations {
-                iteration += 1
-                // Thresholding step: v = argmin of the linearised data term around u.
-                for k in 0..<n {
-                    let rho = rhoC[k] + i1wx[k] * field.u[k] + i1wy[k] * field.v[k]
-                    var d1: Float = 0, d2: Float = 0
-                    if rho < -lt * grad[k] { d1 = lt * i1wx[k]; d2 = lt * i1wy[k] }
-                    else if rho > lt * grad[k] { d1 = -lt * i1wx[k]; d2 = -lt * i1wy[k] }
-                    else if grad[k] > 1e-10 { let f = -rho / grad[k]; d1 = f * i1wx[k]; d2 = f * i1wy[k] }
-                    v1[k] = field.u[k] + d1; v2[k] = field.v[k] + d2
-                }
-                divergence(p11, p12, w, h, &div1)
-                divergence(p21, p22, w, h, &div2)
-                var sum: Float = 0
-                for k in 0..<n {
-                    let nu = v1[k] + theta * div1[k], nv = v2[k] + theta * div2[k]
-                    sum += (nu - field.u[k]) * (nu - field.u[k]) + (nv - field.v[k]) * (nv - field.v[k])
-                    field.u[k] = nu; field.v[k] = nv
-                }
-                change = sum / Float(n)
-                // Dual update with forward differences, projected back onto the unit ball.
-                dualStep(field.u, &p11, &p12, w, h, taut)
-                dualStep(field.v, &p21, &p22, w, h, taut)
-            }
             if medianFilter > 1 {
                 field.u = median(field.u, w, h, medianFilter)
                 field.v = median(field.v, w, h, medianFilter)
@@ -179,32 +187,6 @@ func centeredGradient(_ img: GrayImage) -> (GrayImage, GrayImage) {
         }
     }
     return (gx, gy)
-}
-
-/// div p with backward differences (the adjoint of the forward-difference gradient).
-func divergence(_ p1: [Float], _ p2: [Float], _ w: Int, _ h: Int, _ out: inout [Float]) {
-    for y in 0..<h {
-        for x in 0..<w {
-            let k = y * w + x
-            let a = x == 0 ? p1[k] : (x == w - 1 ? -p1[k - 1] : p1[k] - p1[k - 1])
-            let b = y == 0 ? p2[k] : (y == h - 1 ? -p2[k - w] : p2[k] - p2[k - w])
-            out[k] = a + b
-        }
-    }
-}
-
-/// p = (p + taut * grad u) / (1 + taut * |grad u|), forward differences (zero at the far border).
-func dualStep(_ u: [Float], _ p1: inout [Float], _ p2: inout [Float], _ w: Int, _ h: Int, _ taut: Float) {
-    for y in 0..<h {
-        for x in 0..<w {
-            let k = y * w + x
-            let ux = x < w - 1 ? u[k + 1] - u[k] : 0
-            let uy = y < h - 1 ? u[k + w] - u[k] : 0
-            let norm = 1 + taut * (ux * ux + uy * uy).squareRoot()
-            p1[k] = (p1[k] + taut * ux) / norm
-            p2[k] = (p2[k] + taut * uy) / norm
-        }
-    }
 }
 
 /// Separable Gaussian blur with clamped borders.
