@@ -34,6 +34,8 @@ public struct Preparation {
     /// written by part k % parts; each part keeps its own progress, and the part that finds
     /// every other one finished writes the manifest.
     public var part = 0, parts = 1
+    /// Where this preparation's time went, summed over its threads.
+    public let times = PreparationTimes()
 
     public init() {}
 
@@ -149,12 +151,23 @@ public struct Preparation {
 
     /// Decodes one video and computes its flow, quantised.
     func prepareVideo(_ input: Input, name: String, label: Int) throws -> (PreparedVideo, [String], Double) {
+        var clock = DispatchTime.now().uptimeNanoseconds
+        func lap(_ phase: PreparationTimes.Phase) {
+            let now = DispatchTime.now().uptimeNanoseconds
+            times.add(phase, Double(now - clock) / 1e9)
+            clock = now
+        }
         let video = try VideoReader(path: input.path).decodeAll(size: .fixed(width: width, height: height), fps: fps)
+        lap(.decode)
         var flowBytes: [UInt8]? = nil
         if flow {
             let n = video.height * video.width
             let grays = (0..<video.frameCount).map { GrayImage(rgb: video.frame($0), width: video.width, height: video.height) }
-            let fields = Motion.flows(grays, tvl1: tvl1)
+            lap(.gray)
+            let times = self.times
+            // TV-L1 runs its frame pairs on several threads: its time is the sum of theirs, by level
+            let fields = Motion.flows(grays, tvl1: tvl1) { w, h, seconds in times.addLevel(width: w, height: h, seconds) }
+            clock = DispatchTime.now().uptimeNanoseconds
             var q = [UInt8](repeating: 0, count: video.frameCount * n * 2)
             let b = Float(flowBound)
             for (f, field) in fields.enumerated() {
@@ -164,6 +177,7 @@ public struct Preparation {
                 }
             }
             flowBytes = q
+            lap(.quantize)
         }
         return (PreparedVideo(name: name, source: input.path, label: label, frames: video.frameCount, height: video.height,
                               width: video.width, rgb: video.pixels, flow: flowBytes),
@@ -259,8 +273,11 @@ public struct Preparation {
                 let writer = try ShardWriter(path: path, attributes: ShardAttributes(
                     height: first.height, width: first.width, fps: fps ?? sourceFPS[first.source] ?? 0,
                     flowAlgorithm: flow ? "tvl1" : "none", flowBound: flowBound))
+                let writeStart = DispatchTime.now().uptimeNanoseconds
                 for v in good { try writer.append(v) }
                 try writer.finish()
+                times.add(.write, Double(DispatchTime.now().uptimeNanoseconds - writeStart) / 1e9 - writer.motionScoreSeconds)
+                times.add(.motionScores, writer.motionScoreSeconds)
                 entry = try .init(measuring: file, in: output, videos: good.count, frames: writer.frameCount)
             }
             state.finished[shard] = .some(entry)
@@ -327,4 +344,44 @@ func commonFolder(_ paths: [String]) -> String {
         parts = Array(parts.prefix(n))
     }
     return "/" + parts.joined(separator: "/")
+}
+
+/// Where a preparation's time goes, in seconds summed over its threads: decoding (with the resize
+/// FFmpeg does), luma, TV-L1 (and each pyramid level of it), quantising the flow, each frame's
+/// motion score, and the HDF5 writes.
+public final class PreparationTimes: @unchecked Sendable {
+    public enum Phase: String, CaseIterable, Sendable {
+        case decode = "decode and resize", gray = "luma", flow = "TV-L1", quantize = "quantise flow"
+        case motionScores = "motion scores", write = "HDF5 writes"
+    }
+    private let lock = NSLock()
+    private var seconds: [Phase: Double] = [:]
+    /// TV-L1's time per pyramid level, by its frame size "WxH".
+    private var levels: [String: (pixels: Int, seconds: Double)] = [:]
+
+    public init() {}
+
+    func add(_ phase: Phase, _ s: Double) { lock.lock(); seconds[phase, default: 0] += s; lock.unlock() }
+
+    func addLevel(width: Int, height: Int, _ s: Double) {
+        lock.lock(); levels["\(width)x\(height)", default: (width * height, 0)].seconds += s; seconds[.flow, default: 0] += s; lock.unlock()
+    }
+
+    public func seconds(of phase: Phase) -> Double { lock.lock(); defer { lock.unlock() }; return seconds[phase] ?? 0 }
+
+    /// One line: each phase's seconds and share, TV-L1's split by level (largest first); nil when nothing was timed.
+    public var summary: String? {
+        lock.lock(); defer { lock.unlock() }
+        let total = seconds.values.reduce(0, +)
+        guard total > 0 else { return nil }
+        func share(_ s: Double) -> String { String(format: "%.1f s (%.0f %%)", s, 100 * s / total) }
+        var parts = Phase.allCases.compactMap { p in seconds[p].map { "\(p.rawValue) \(share($0))" } }
+        let flow = seconds[.flow] ?? 0
+        if flow > 0, let i = parts.firstIndex(where: { $0.hasPrefix(Phase.flow.rawValue) }) {
+            let byLevel = levels.sorted { $0.value.pixels > $1.value.pixels }
+                .map { String(format: "%@ %.0f %%", $0.key, 100 * $0.value.seconds / flow) }
+            parts[i] += " [levels: " + byLevel.joined(separator: ", ") + "]"
+        }
+        return "time (summed over threads): " + parts.joined(separator: ", ")
+    }
 }

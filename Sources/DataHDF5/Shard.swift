@@ -1,3 +1,4 @@
+import Dispatch
 import CHDF5
 import Foundation
 import Tensor
@@ -94,6 +95,9 @@ public final class ShardWriter {
     public var videoCount: Int { videos.count }
     public var frameCount: Int { rows }
 
+    /// Seconds spent on the frames' motion scores so far (the rest of `append` is HDF5 writes).
+    public private(set) var motionScoreSeconds = 0.0
+
     public func append(_ v: PreparedVideo) throws {
         guard v.height == attributes.height, v.width == attributes.width else {
             throw HDF5Error("\(path): video \(v.name) is \(v.width)x\(v.height), the shard holds \(attributes.width)x\(attributes.height)")
@@ -107,8 +111,10 @@ public final class ShardWriter {
                 throw HDF5Error("\(path): video \(v.name) has no flow of \(v.frames) frames")
             }
             try vf.withUnsafeBytes { try flow.append($0.baseAddress!, rows: v.frames, memoryType: maclr_H5T_NATIVE_UINT8()) }
+            let start = DispatchTime.now().uptimeNanoseconds
             motion += ShardFormat.frameMotion(quantizedFlow: vf, frames: v.frames, height: v.height, width: v.width,
                                               bound: Float(attributes.flowBound))
+            motionScoreSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         }
         videos.append(ShardVideo(name: v.name, source: v.source, start: rows, length: v.frames, label: v.label))
         rows += v.frames

@@ -5,15 +5,17 @@ import Tensor
 /// Flow and motion representations computed from frames.
 public enum Motion {
     /// Flow between consecutive frames (i -> i+1) of a video; the last frame gets zero flow, as in
-    /// the shard format. Pairs are computed in parallel, one per thread.
-    public static func flows(_ frames: [GrayImage], tvl1: TVL1 = TVL1()) -> [FlowField] {
+    /// the shard format. Pairs are computed in parallel, one per thread; `levelTime` as `TVL1.flow`'s
+    /// (called from those threads).
+    public static func flows(_ frames: [GrayImage], tvl1: TVL1 = TVL1(),
+                             levelTime: (@Sendable (_ width: Int, _ height: Int, _ seconds: Double) -> Void)? = nil) -> [FlowField] {
         guard let first = frames.first else { return [] }
         var out = [FlowField](repeating: FlowField(width: first.width, height: first.height), count: frames.count)
         let pairs = frames.count - 1
         guard pairs > 0 else { return out }
         out.withUnsafeMutableBufferPointer { buf in
             let base = buf.baseAddress!
-            parallelDynamic(pairs) { i in base[i] = tvl1.flow(frames[i], frames[i + 1]) }
+            parallelDynamic(pairs) { i in base[i] = tvl1.flow(frames[i], frames[i + 1], levelTime: levelTime) }
         }
         return out
     }

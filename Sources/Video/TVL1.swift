@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Tensor
 
@@ -80,8 +81,9 @@ public struct TVL1 : Sendable {
 
     public init() {}
 
-    /// Flow from `first` to `second` (same size).
-    public func flow(_ first: GrayImage, _ second: GrayImage) -> FlowField {
+    /// Flow from `first` to `second` (same size). `levelTime`, when given, is told each pyramid
+    /// level's size (W, H) and the seconds its warps and iterations took, coarsest first.
+    public func flow(_ first: GrayImage, _ second: GrayImage, levelTime: ((_ width: Int, _ height: Int, _ seconds: Double) -> Void)? = nil) -> FlowField {
         precondition(first.width == second.width && first.height == second.height, "TV-L1 frames differ in size")
         // Pyramids, finest first.
         var pyr0 = [first], pyr1 = [second]
@@ -96,10 +98,12 @@ public struct TVL1 : Sendable {
         var field = FlowField(width: pyr0.last!.width, height: pyr0.last!.height)
         for level in stride(from: pyr0.count - 1, through: 0, by: -1) {
             let i0 = pyr0[level], i1 = pyr1[level]
+            let start = DispatchTime.now().uptimeNanoseconds
             if field.width != i0.width || field.height != i0.height {
                 field = upsample(field, width: i0.width, height: i0.height)
             }
             solve(i0, i1, &field)
+            levelTime?(i0.width, i0.height, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
         return field
     }

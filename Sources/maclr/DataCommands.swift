@@ -142,6 +142,7 @@ struct Prepare: ParsableCommand {
                     return
                 }
                 print("\(output): \(m.shards.count) shard(s), \(m.videoCount) videos, \(m.frameCount) frames, \(m.failed.count) failed")
+                if let times = p.times.summary { print(times) }
                 for f in m.failed { print("  failed: \(f.source): \(f.reason)") }
             }
         }

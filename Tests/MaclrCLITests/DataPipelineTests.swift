@@ -35,6 +35,10 @@ final class DataPipelineTests: XCTestCase {
         let r = try prepare(csv, out)
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertTrue(r.err.contains("skipped: \(dir.path)/syn/videos/broken.mp4: cannot open as a video"), r.err)
+        // where the time went, TV-L1 by pyramid level
+        XCTAssertTrue(r.out.contains("time (summed over threads): decode and resize "), r.out)
+        XCTAssertTrue(r.out.contains("[levels: 32x32 "), r.out)
+        XCTAssertTrue(r.out.contains("HDF5 writes "), r.out)
         let m = try DatasetManifest.load(from: out)
         XCTAssertEqual(m.videoCount, 6)
         XCTAssertEqual(m.failed.map { URL(fileURLWithPath: $0.source).lastPathComponent }, ["broken.mp4"])
