@@ -230,15 +230,14 @@ public struct ClipSampler: Sendable {
     }
 
     /// MCL's temporal sampling: rank candidate starts by the clip's mean motion-boundary magnitude,
-    /// and with probability 0.7 take one from the more moving half. Every window is ranked when
-    /// the shard stores per-frame scores (version 2); from a version 1 shard, whose scores come
-    /// from reading the flow, 8 random ones.
+    /// and with probability 0.7 take one from the more moving half, otherwise any of them (as MCL's
+    /// released code does). Every window is ranked when the shard stores per-frame scores
+    /// (version 2); from a version 1 shard, whose scores come from reading the flow, 8 random ones.
     func motionFocusedStart(_ e: ShardDataset.Entry, candidates: Int, rng: inout RandomGenerator) throws -> Int {
         let picks = dataset.shards[e.shard].frameMotion != nil ? Array(0..<candidates)
             : (0..<min(8, candidates)).map { _ in Int(rng.next() % UInt64(candidates)) }
         let scored = try picks.map { ($0, try motionScore(e, start: $0)) }.sorted { $0.1 > $1.1 }
-        let top = Array(scored.prefix(max(1, scored.count / 2))), rest = Array(scored.dropFirst(top.count))
-        let pool = (Double(rng.uniform()) < augmentation.motionTopProbability || rest.isEmpty) ? top : rest
+        let pool = Double(rng.uniform()) < augmentation.motionTopProbability ? Array(scored.prefix(max(1, scored.count / 2))) : scored
         return pool[Int(rng.next() % UInt64(pool.count))].0
     }
 
