@@ -133,9 +133,8 @@ public struct Sweep {
     /// `seeds` replaces the file's seeds (`maclr ablate --seeds`).
     public static func load(_ path: String, overrides: [String] = [], output outputOverride: String? = nil, seeds seedsOverride: [Int]? = nil) throws -> Sweep {
         let url = URL(fileURLWithPath: path).standardizedFileURL
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw RecipeError("\(path): cannot read sweep file") }
-        let root: Any?
-        do { root = try Yams.load(yaml: text) } catch { throw RecipeError("\(path): not valid YAML (\(error))") }
+        guard let text = try BoundedYAML.read(url.path) else { throw RecipeError("\(path): cannot read sweep file") }
+        let root = try BoundedYAML.load(text, source: path)
         guard let dict = root as? [String: Any] else { throw RecipeError("\(path): a sweep file is a mapping of keys") }
         try checkKeys(dict.keys, valid: topLevelKeys, file: path, what: "sweep key")
 

@@ -301,7 +301,10 @@ public struct Recipe: Equatable {
             guard let eq = o.firstIndex(of: "=") else { throw RecipeError("--set '\(o)': expected key=value") }
             let key = String(o[..<eq]), raw = String(o[o.index(after: eq)...])
             try Self.check(key: key, file: "--set")
-            v[key] = try Self.coerce((try? Yams.load(yaml: raw)) ?? raw, for: RecipeKey.byKey[key]!, file: "--set")
+            // a value that is not YAML is taken as the string it is; one past a bound is refused
+            let parsed: Any?
+            do { parsed = try BoundedYAML.load(raw, source: "--set '\(key)=...'") } catch let e as BoundedYAML.Exceeded { throw e } catch { parsed = nil }
+            v[key] = try Self.coerce(parsed ?? raw, for: RecipeKey.byKey[key]!, file: "--set")
         }
         (seed, data, model, loss, optim, train, eval) = try Self.decode(v, source: overrides.isEmpty ? source : "--set")
         values = v
@@ -325,9 +328,8 @@ public struct Recipe: Equatable {
     static func loadFlat(_ path: String, visited: inout Set<String>) throws -> [String: Any] {
         let url = URL(fileURLWithPath: path).standardizedFileURL
         guard visited.insert(url.path).inserted else { throw RecipeError("\(path): extends itself (cycle)") }
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw RecipeError("\(path): cannot read recipe") }
-        let root: Any?
-        do { root = try Yams.load(yaml: text) } catch { throw RecipeError("\(path): not valid YAML (\(error))") }
+        guard let text = try BoundedYAML.read(url.path) else { throw RecipeError("\(path): cannot read recipe") }
+        let root = try BoundedYAML.load(text, source: path)
         guard let dict = (root ?? [String: Any]()) as? [String: Any] else { throw RecipeError("\(path): a recipe is a mapping of keys") }
         var base: [String: Any] = [:]
         if let parent = dict["extends"] {

@@ -106,12 +106,15 @@ final class CLITests: XCTestCase {
 }
 
 /// Runs the built `maclr` with `args`; returns exit status, stdout and stderr.
-/// Runs maclr to its end; with `fileSizeLimitKiB`, under `ulimit -f` (a full disk, as the writer sees it).
-func runMaclr(_ args: [String], in folder: URL? = nil, fileSizeLimitKiB: Int? = nil) throws -> (status: Int32, out: String, err: String) {
+/// Runs maclr to its end; with `fileSizeLimitKiB`, under `ulimit -f` (a full disk, as the writer
+/// sees it); with `addressSpaceLimitKiB`, under `ulimit -v` (a machine without the memory).
+func runMaclr(_ args: [String], in folder: URL? = nil, fileSizeLimitKiB: Int? = nil,
+              addressSpaceLimitKiB: Int? = nil) throws -> (status: Int32, out: String, err: String) {
     let p = Process()
-    if let limit = fileSizeLimitKiB {
+    let limits = [fileSizeLimitKiB.map { "ulimit -f \($0)" }, addressSpaceLimitKiB.map { "ulimit -v \($0)" }].compactMap { $0 }
+    if !limits.isEmpty {
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = ["-c", "ulimit -f \(limit) && exec \"$0\" \"$@\"", CLITests.binary.path] + args
+        p.arguments = ["-c", limits.joined(separator: " && ") + " && exec \"$0\" \"$@\"", CLITests.binary.path] + args
     } else {
         p.executableURL = CLITests.binary
         p.arguments = args

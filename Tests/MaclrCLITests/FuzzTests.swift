@@ -140,6 +140,40 @@ final class FuzzTests: XCTestCase {
         XCTAssertGreaterThan(counts.refused, 0)
     }
 
+    /// Structure-level cases: well-formed YAML too big to build (an alias bomb, deep nesting in
+    /// flow and block style, a huge value, a file past the size bound), as a recipe, as a sweep
+    /// file and as a --set value. Each is refused with one line naming the file (or --set) and
+    /// the bound, under a 600 MB address-space limit (the bomb alone would take gigabytes).
+    func testWellFormedButTooBigYAML() throws {
+        var bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+        for i in 1..<10 { bomb.append("a\(i): &a\(i) [" + Array(repeating: "*a\(i - 1)", count: 10).joined(separator: ", ") + "]") }
+        let block = (0..<200).map { String(repeating: " ", count: $0) + "k\($0):" }.joined(separator: "\n") + " 1"
+        let cases: [(String, String, String)] = [
+            ("bomb", bomb.joined(separator: "\n") + "\n", "once its aliases are expanded"),
+            ("flow", "seed: " + String(repeating: "[", count: 50_000) + String(repeating: "]", count: 50_000) + "\n", "levels deep"),
+            ("block", block + "\n", "levels deep"),
+            ("scalar", "train:\n  output: \"" + String(repeating: "a", count: 100_000) + "\"\n", "characters, more than"),
+            ("size", "# " + String(repeating: "x", count: 2 << 20) + "\n", "bytes, more than"),
+        ]
+        let recipe = ReadmeAndRecipeTests.repository.appendingPathComponent("Recipes/base.yaml").path
+        for (name, text, bound) in cases {
+            let file = dir.appendingPathComponent("\(name).yaml")
+            try text.write(to: file, atomically: true, encoding: .utf8)
+            let sweep = dir.appendingPathComponent("\(name)-sweep.yaml")
+            try ("recipe: \(recipe)\n" + text).write(to: sweep, atomically: true, encoding: .utf8)
+            for args in [["recipe", file.path], ["ablate", sweep.path, "--dry-run"]] {
+                let r = try runMaclr(args, addressSpaceLimitKiB: 600_000)
+                XCTAssertEqual(r.status, 1, "\(name) \(args[0]): \(r.err.suffix(300))")
+                let lines = r.err.split(separator: "\n")
+                XCTAssertEqual(lines.count, 1, "\(name) \(args[0]): one line: \(r.err.suffix(300))")
+                XCTAssertTrue(r.err.contains(args[0] == "recipe" ? file.path : sweep.path) && r.err.contains(bound), "\(name) \(args[0]): \(r.err.suffix(300))")
+            }
+        }
+        let set = try runMaclr(["recipe", recipe, "--set", "data.crop_scale=" + String(repeating: "[", count: 1000) + String(repeating: "]", count: 1000)])
+        XCTAssertEqual(set.status, 1, set.err)
+        XCTAssertTrue(set.err.contains("--set 'data.crop_scale=...': nested 1000 levels deep, more than the 64 allowed"), set.err)
+    }
+
     /// A copy of the tiny dataset whose files are links, but for `mutable`, which the case rewrites.
     func datasetCopy(_ i: Int, replacing mutable: String) throws -> URL {
         let source = try TinyDataset.url(), folder = dir.appendingPathComponent("dataset-\(i)")
