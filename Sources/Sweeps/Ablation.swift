@@ -89,8 +89,9 @@ public struct Ablation {
             switch estimates[run.variant.name]! {
             case .success(let e):
                 if state.isEmpty { total += e.total }
-                out(String(format: "  %@%@: %d steps x %.2f s + eval %.0f s = %@", run.id, state, e.steps, e.secondsPerStep, e.evalSeconds,
-                           formatDuration(e.total)))
+                out(String(format: "  %@%@: %d steps x %.2f s + eval %.0f s = %@; %@ %.2f GiB of memory at peak", run.id, state, e.steps,
+                           e.secondsPerStep, e.evalSeconds, formatDuration(e.total), e.memory.isLowerBound ? "at least" : "about",
+                           Double(e.memory.total) / Double(1 << 30)))
             case .failure(let error): out("  \(run.id): cannot estimate: \(error)")
             }
         }
@@ -157,6 +158,8 @@ public struct Ablation {
     public struct Estimate {
         public var secondsPerStep: Double, steps: Int, evalSeconds: Double
         public var total: Double { secondsPerStep * Double(steps) + evalSeconds }
+        /// The run's peak memory, estimated before it starts.
+        public var memory: MemoryEstimate
     }
 
     /// Times `timedSteps` steps (after one untimed) of `run`'s recipe in a scratch folder, and
@@ -181,7 +184,7 @@ public struct Ablation {
                                     clipsPerVideo: recipe.eval.clipsPerVideo, limit: sample)
         let perVideo = Date().timeIntervalSince(evalBegin) / Double(sample)
         let videos = try dataset.indices(split: recipe.eval.splitTrain).count + dataset.indices(split: recipe.eval.splitTest).count
-        return Estimate(secondsPerStep: perStep, steps: recipe.optim.steps, evalSeconds: perVideo * Double(videos))
+        return Estimate(secondsPerStep: perStep, steps: recipe.optim.steps, evalSeconds: perVideo * Double(videos), memory: trainer.memoryEstimate)
     }
 }
 

@@ -31,6 +31,8 @@ public final class BufferPool: @unchecked Sendable {
     public var limitBytes = 4 << 30
     /// Bytes allocated fresh (not reused) so far: a benchmark's steady state should add none.
     public private(set) var freshBytes = 0
+    /// Bytes the pool holds now, in use or idle.
+    public private(set) var heldBytes = 0
 
     init() { pthread_mutex_init(&lock, nil) }
 
@@ -44,11 +46,17 @@ public final class BufferPool: @unchecked Sendable {
             return p
         }
         freshBytes += n * MemoryLayout<Float>.stride
+        heldBytes += n * MemoryLayout<Float>.stride
         pthread_mutex_unlock(&lock)
         // 64-byte alignment for AVX-512 loads.
         var raw: UnsafeMutableRawPointer?
         guard posix_memalign(&raw, 64, n * MemoryLayout<Float>.stride) == 0, let raw else {
-            fatalError("out of memory allocating \(n) floats")
+            // No op can go on without its buffer, and a trap prints a backtrace: one line and
+            // exit. Checkpoints are written whole and renamed, so the newest good one stays.
+            let line = String(format: "maclr: out of memory allocating %.2f GiB (%.2f GiB held by the engine); lower the batch size, clip size or width\n",
+                              Double(n * 4) / Double(1 << 30), Double(heldBytes) / Double(1 << 30))
+            FileHandle.standardError.write(Data(line.utf8))
+            exit(1)
         }
         return raw.bindMemory(to: Float.self, capacity: n)
     }
@@ -62,6 +70,7 @@ public final class BufferPool: @unchecked Sendable {
             pthread_mutex_unlock(&lock)
             return
         }
+        heldBytes -= n * 4
         pthread_mutex_unlock(&lock)
         free(p)
     }
@@ -70,6 +79,7 @@ public final class BufferPool: @unchecked Sendable {
     public func drain() {
         pthread_mutex_lock(&lock)
         for (_, list) in idle { for p in list { free(p) } }
+        heldBytes -= idleFloats * 4
         idle = [:]
         idleFloats = 0
         pthread_mutex_unlock(&lock)

@@ -11,6 +11,8 @@ public func pretrain(_ recipe: Recipe, fresh: Bool, collective: Collective = Sin
     if let source = recipe.model.initFromPath, !FileManager.default.fileExists(atPath: source) {
         throw TrainingError("model.init_from \(source): no such run folder, checkpoint folder or encoder file")
     }
+    // refused before the run folder is made
+    let estimate = try MemoryEstimate.checked(recipe)
     var lock: RunLock? = held
     if held == nil && collective.rank == 0 {
         guard let taken = try RunLock.acquire(folder) else {
@@ -20,7 +22,7 @@ public func pretrain(_ recipe: Recipe, fresh: Bool, collective: Collective = Sin
     }
     defer { if held == nil { lock?.release() } }
     let log = { (text: String) in lock?.heartbeat(); log(text) }
-    let trainer = try Trainer(recipe: recipe, fresh: fresh, collective: collective)
+    let trainer = try Trainer(recipe: recipe, fresh: fresh, collective: collective, memoryEstimate: estimate)
     trainer.monitor = monitor
     try trainer.run(log: log)
     return (trainer.folder, trainer.step)

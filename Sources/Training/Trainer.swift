@@ -80,6 +80,8 @@ public protocol TrainingMonitor {
 /// `maclr pretrain`: runs a recipe, checkpointing and resuming.
 public final class Trainer {
     public let recipe: Recipe
+    /// The run's peak memory as estimated before it started.
+    public let memoryEstimate: MemoryEstimate
     public let folder: RunFolder
     let dataset: ShardDataset
     let sampler: ClipSampler
@@ -99,9 +101,12 @@ public final class Trainer {
 
     /// With `collective` of several processes, each trains on its slice of every global batch
     /// (`optim.batch_size` stays the global batch) and gradients are averaged over them.
-    public init(recipe: Recipe, fresh: Bool = false, collective: Collective = SingleProcess()) throws {
+    /// `memoryEstimate`: the recipe's, when the caller has made and checked it already.
+    public init(recipe: Recipe, fresh: Bool = false, collective: Collective = SingleProcess(), memoryEstimate: MemoryEstimate? = nil) throws {
         self.recipe = recipe
         self.collective = collective
+        // a run that cannot fit is refused before it takes the machine's memory
+        self.memoryEstimate = try memoryEstimate ?? MemoryEstimate.checked(recipe)
         folder = RunFolder(path: recipe.train.output)
         dataset = try ShardDataset(folder: URL(fileURLWithPath: recipe.data.dataset))
         let videos = try Self.trainingVideos(recipe, in: dataset)
@@ -241,6 +246,7 @@ public final class Trainer {
         let loader = StreamingLoader(sampler: sampler, position: loaderPosition, workers: recipe.loaderThreads, depth: 4)
         defer { loader.stop() }
         for w in warnings + notes { log(w + "\n") }
+        log(memoryEstimate.summary + "\n")
         if let r = resumedFrom { log("resuming from \(r.path) at step \(step)\n") }
         if collective.size > 1 { log("data-parallel: \(collective.size) processes, \(sampler.slice?.count ?? 0) clip pairs each per step\n") }
         if isLeader { folder.trimMetrics(after: step) }
@@ -318,6 +324,8 @@ public final class Trainer {
             }
         }
         log("\n")
+        log(String(format: "peak memory: %.2f GiB (estimated %.2f GiB)\n", Double(MemoryEstimate.peakResidentBytes()) / Double(1 << 30),
+                   Double(memoryEstimate.total) / Double(1 << 30)))
         if step == total && isLeader { try exportEncoder() }
         return history
     }

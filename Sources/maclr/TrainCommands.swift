@@ -187,10 +187,18 @@ struct RecipeCommand: ParsableCommand {
     @Argument(help: "A recipe to resolve (omit to list every key with its default and valid values).") var recipe: String?
     @OptionGroup var set: RecipeOverrides
     @Flag(help: "List the keys as a Markdown table (README's recipe table).") var markdown = false
+    @Flag(inversion: .prefixedNo, help: "Estimate the recipe's peak memory (one small training step, on stderr).") var memory = true
 
     func run() throws {
         if let recipe {
-            print(String(decoding: try Recipe.load(recipe, overrides: set.overrides).json(), as: UTF8.self))
+            let resolved = try Recipe.load(recipe, overrides: set.overrides)
+            print(String(decoding: try resolved.json(), as: UTF8.self))
+            if memory {
+                Runtime.configure(threads: 1)
+                let estimate = try MemoryEstimate.of(resolved)
+                let available = MemoryEstimate.availableBytes().map { String(format: "; %.1f GiB available now", Double($0) / Double(1 << 30)) } ?? ""
+                stderrLog(estimate.summary + available + "\n")
+            }
             return
         }
         print(markdown ? RecipeKey.markdownTable : RecipeKey.textTable)
