@@ -30,6 +30,16 @@ public struct Evaluation {
         public var knnTop1: Double?
         /// Views per video whose features were averaged: clips x crops (nil: written before views).
         public var views: Int?
+        /// Each test video's outcome, for paired comparisons (nil in reports written before).
+        public var perVideo: PerVideo?
+    }
+
+    /// Whether each test video (by name, in the split's order) was classified right by the probe
+    /// (top-1) and by the kNN classifier.
+    public struct PerVideo: Codable, Equatable, Sendable {
+        public var names: [String]
+        public var probe: [Bool], knn: [Bool]
+        public init(names: [String], probe: [Bool], knn: [Bool]) { self.names = names; self.probe = probe; self.knn = knn }
     }
 
     /// A fine-tuned classifier tested: each test video's class scores averaged over its views.
@@ -86,6 +96,12 @@ public struct Evaluation {
     /// Multinomial logistic regression with L2 on standardised features, full batch, Adam until
     /// the loss stops improving (relative change < 1e-7) or `iterations`. Returns (top-1, top-5).
     public static func linearProbe(train: Features, test: Features, classes: Int, l2: Float, iterations: Int) -> (Double, Double) {
+        let r = probe(train: train, test: test, classes: classes, l2: l2, iterations: iterations)
+        return (r.top1, r.top5)
+    }
+
+    /// The linear probe's top-1 and top-5, and whether each test video's top-1 is right.
+    static func probe(train: Features, test: Features, classes: Int, l2: Float, iterations: Int) -> (top1: Double, top5: Double, hits: [Bool]) {
         let (xTrain, xTest) = standardize(train, test)
         let w = Tensor.zeros([classes, train.dimension], requiresGrad: true), b = Tensor.zeros([classes], requiresGrad: true)
         let opt = AdamW([Parameter(name: "w", tensor: w, decays: false), Parameter(name: "b", tensor: b, decays: false)],
@@ -103,12 +119,14 @@ public struct Evaluation {
         }
         let logits = noGrad { linear(xTest, weight: w, bias: b) }
         var top1 = 0, top5 = 0
+        var hits: [Bool] = []
         for i in 0..<test.count {
             let hit = Self.hits((0..<classes).map { logits.data[i * classes + $0] }, label: test.labels[i])
             if hit.top1 { top1 += 1 }
             if hit.top5 { top5 += 1 }
+            hits.append(hit.top1)
         }
-        return (Double(top1) / Double(max(test.count, 1)), Double(top5) / Double(max(test.count, 1)))
+        return (Double(top1) / Double(max(test.count, 1)), Double(top5) / Double(max(test.count, 1)), hits)
     }
 
     /// Whether `label` is the highest of one video's class `scores`, and among the five highest.
@@ -148,17 +166,24 @@ public struct Evaluation {
     /// test video's `k` most cosine-similar train videos vote for their class with weight
     /// exp(similarity / temperature); ties go to the lower class index.
     public static func knn(train: Features, test: Features, classes: Int, k: Int, temperature: Double) -> Double {
+        let hits = knnHits(train: train, test: test, classes: classes, k: k, temperature: temperature)
+        return Double(hits.filter { $0 }.count) / Double(max(test.count, 1))
+    }
+
+    /// Whether the weighted kNN classifier gets each test video right.
+    static func knnHits(train: Features, test: Features, classes: Int, k: Int, temperature: Double) -> [Bool] {
         let similarities = cosineSimilarities(train: train, test: test)
-        var correct = 0
+        var hits: [Bool] = []
         for i in 0..<test.count {
             let sims = similarities[i].map(Double.init)
             var votes = [Double](repeating: 0, count: classes)
             for j in sims.indices.sorted(by: { sims[$0] > sims[$1] }).prefix(k) where (0..<classes).contains(train.labels[j]) {
                 votes[train.labels[j]] += exp(sims[j] / temperature)
             }
-            if let best = votes.indices.max(by: { votes[$0] < votes[$1] || (votes[$0] == votes[$1] && $0 > $1) }), best == test.labels[i] { correct += 1 }
+            let best = votes.indices.max(by: { votes[$0] < votes[$1] || (votes[$0] == votes[$1] && $0 > $1) })
+            hits.append(best == test.labels[i])
         }
-        return Double(correct) / Double(max(test.count, 1))
+        return hits
     }
 
     /// The whole evaluation of an encoder on a dataset with train / test splits.
@@ -176,12 +201,14 @@ public struct Evaluation {
     /// Probe, retrieval and kNN of `test` features against `train` ones.
     static func report(train: Features, test: Features, dataset: ShardDataset, recipe: Recipe) -> Report {
         let classes = max(dataset.manifest.classes.count, (train.labels + test.labels).max().map { $0 + 1 } ?? 1)
-        let (top1, top5) = linearProbe(train: train, test: test, classes: classes, l2: Float(recipe.eval.probeL2),
-                                       iterations: recipe.eval.probeIterations)
+        let (top1, top5, probeHits) = probe(train: train, test: test, classes: classes, l2: Float(recipe.eval.probeL2),
+                                            iterations: recipe.eval.probeIterations)
         let r = retrieval(train: train, test: test)
-        let knnTop1 = knn(train: train, test: test, classes: classes, k: recipe.eval.knnK, temperature: recipe.eval.knnTemperature)
+        let knnHits = knnHits(train: train, test: test, classes: classes, k: recipe.eval.knnK, temperature: recipe.eval.knnTemperature)
+        let knnTop1 = Double(knnHits.filter { $0 }.count) / Double(max(test.count, 1))
         return Report(top1: top1, top5: top5, recallAt1: r[0], recallAt5: r[1], recallAt10: r[2], recallAt20: r[3], recallAt50: r[4],
-                      trainVideos: train.count, testVideos: test.count, classes: classes, knnTop1: knnTop1, views: recipe.eval.views)
+                      trainVideos: train.count, testVideos: test.count, classes: classes, knnTop1: knnTop1, views: recipe.eval.views,
+                      perVideo: PerVideo(names: test.names, probe: probeHits, knn: knnHits))
     }
 
     /// A classifier (a fine-tuned network with its fc) on the recipe's test split: every view of

@@ -34,6 +34,7 @@ public struct Ablation {
         try FileManager.default.createDirectory(at: sweep.output, withIntermediateDirectories: true)
         let mine = runs
         log("\(sweep.name): \(mine.count) of \(sweep.runs.count) runs in this process (shard \(shard)/\(shards)), output \(sweep.output.path)\n")
+        if shard == 1 { try evaluateFloor(log: log) }
         let started = Date()
         var trained = 0
         for (i, run) in mine.enumerated() {
@@ -55,7 +56,7 @@ public struct Ablation {
                 log("\(tag): \(report.summary)\n")
                 var metrics = RunFiles.metrics(of: report, dataset: nil)
                 metrics.merge(try evaluateFurther(run, log: log)) { $1 }
-                try RunFiles(run.folder).writeResult(run: run, metrics: metrics, seconds: Date().timeIntervalSince(runStart))
+                try RunFiles(run.folder).writeResult(run: run, metrics: metrics, perVideo: report.perVideo, seconds: Date().timeIntervalSince(runStart))
                 outcome.completed.append(run.id)
             } catch let interrupted as Interrupted {
                 throw interrupted
@@ -73,6 +74,20 @@ public struct Ablation {
         }
         if trained == 0 { _ = try AblationReport.write(sweep) }
         return outcome
+    }
+
+    /// The reports' floor: the random init of the sweep's base recipe (with its shared settings)
+    /// evaluated at each seed whose figures are not kept yet (`Sweep.floorFile`).
+    func evaluateFloor(log: @escaping (String) -> Void) throws {
+        for seed in sweep.seeds where !FileManager.default.fileExists(atPath: sweep.floorFile(seed: seed).path) {
+            var recipe = sweep.floorRecipe
+            try recipe.set("seed", seed)
+            let net = try Evaluation.loadEncoder(checkpoint: nil, encoderFile: nil, recipe: recipe)
+            let report = try Evaluation.run(encoder: { net.features($0) }, dataset: try ShardDataset(folder: URL(fileURLWithPath: recipe.data.dataset)),
+                                            recipe: recipe, log: log)
+            log("random init, seed \(seed): \(report.summary)\n")
+            try report.write(to: sweep.floorFile(seed: seed))
+        }
     }
 
     /// `maclr ablate --dry-run`: every run of this shard with its estimated cost (one estimate per
@@ -201,6 +216,8 @@ struct RunFiles {
         var variant: String, seed: Int
         var overrides: [String: String]
         var metrics: [String: Double]
+        /// Each test video's outcome on the run's own dataset (nil in results written before).
+        var perVideo: Evaluation.PerVideo?
         var seconds: Double
     }
 
@@ -214,10 +231,11 @@ struct RunFiles {
         return Dictionary(uniqueKeysWithValues: figures.map { (Sweep.Column($0.key, dataset: dataset).rawValue, $0.value) })
     }
 
-    func writeResult(run: Sweep.Run, metrics given: [String: Double], seconds: Double) throws {
+    func writeResult(run: Sweep.Run, metrics given: [String: Double], perVideo: Evaluation.PerVideo? = nil, seconds: Double) throws {
         var metrics = given
         if let loss = finalLoss() { metrics[Sweep.Metric.finalLoss.rawValue] = loss }
-        let r = Result(variant: run.variant.name, seed: run.seed, overrides: run.variant.overrideValues, metrics: metrics, seconds: seconds)
+        let r = Result(variant: run.variant.name, seed: run.seed, overrides: run.variant.overrideValues, metrics: metrics, perVideo: perVideo,
+                       seconds: seconds)
         try writeAtomically(try JSONEncoder.sorted.encode(r), to: folder.result)
     }
 

@@ -117,10 +117,25 @@ enum Plot {
 
     /// Each category's values (one per seed) as dots, their mean as a bar and their range as a
     /// vertical line; category names under the axis, slanted.
-    static func dots(title: String, yLabel: String, categories: [String], values: [[Double]], to url: URL) throws {
-        let all = values.flatMap { $0 }
+    /// `references` are dashed horizontal lines across the plot, labelled at their right end
+    /// (the random-init floor, the baseline's mean).
+    static func dots(title: String, yLabel: String, categories: [String], values: [[Double]], references: [(label: String, value: Double)] = [],
+                     to url: URL) throws {
+        let all = values.flatMap { $0 } + references.map(\.value)
         let canvas = Canvas(xRange: -0.5...(Double(max(categories.count, 1)) - 0.5), yRange: range(all, includeZero: true))
         canvas.axes(title: title, yLabel: yLabel)
+        var labelled: [Double] = []
+        for r in references {
+            cairo_set_source_rgba(canvas.cr, 0.35, 0.35, 0.35, 1)
+            var dash: [Double] = [6, 4]
+            cairo_set_dash(canvas.cr, &dash, 2, 0)
+            canvas.line([(-0.5, r.value), (Double(max(categories.count, 1)) - 0.5, r.value)], width: 1.2)
+            cairo_set_dash(canvas.cr, nil, 0, 0)
+            // a label that would overprint the one before goes under its line
+            let y = canvas.y(r.value), labelY = labelled.contains(where: { abs($0 - (y - 4)) < 12 }) ? y + 12 : y - 4
+            labelled.append(labelY)
+            canvas.text(r.label, at: canvas.x(Double(max(categories.count, 1)) - 0.5) - 4, labelY, size: 10, anchor: 1)
+        }
         for (i, vs) in values.enumerated() where !vs.isEmpty {
             let c = palette[i % palette.count], x = Double(i)
             canvas.color(c, alpha: 0.5)

@@ -14,6 +14,7 @@ import Yams
 ///     set: {optim.steps: 600}           # every variant
 ///     transfer: {real: runs/real/dataset}   # also evaluate (and fine-tune) every encoder on these
 ///     finetune: ../finetune.yaml        # with eval: [..., finetune] (default: beside the base recipe)
+///     baseline: visual-only             # every variant's paired difference from this one, with intervals
 ///     variants:                         # or  grid: {loss.temperature: [0.05, 0.1, 0.2]}
 ///       - name: visual-only
 ///         set: {model.motion_pathway: none}
@@ -119,13 +120,21 @@ public struct Sweep {
     /// The recipe a run's encoder is fine-tuned with (`eval:` names finetune): `finetune:` in the
     /// sweep file, by default finetune.yaml beside the base recipe.
     public let finetuneRecipe: Recipe?
+    /// The variant every other one is compared with (`baseline:`): paired differences with
+    /// intervals in the reports.
+    public let baseline: String?
+    /// The base recipe with the sweep's shared settings: its random init is the reports' floor,
+    /// evaluated once per seed.
+    public let floorRecipe: Recipe
+    /// Where the floor's evaluation of `seed` is kept.
+    public func floorFile(seed: Int) -> URL { output.appendingPathComponent("floor").appendingPathComponent("seed-\(seed).json") }
     public let variants: [Variant]
     /// The keys some variant sets: the tables' columns.
     public let variedKeys: [String]
     /// Every variant x seed, seeds outer.
     public let runs: [Run]
 
-    static let topLevelKeys = ["name", "recipe", "output", "seeds", "eval", "set", "grid", "variants", "transfer", "finetune"]
+    static let topLevelKeys = ["name", "recipe", "output", "seeds", "eval", "set", "grid", "variants", "transfer", "finetune", "baseline"]
     static let variantKeys = ["name", "set"]
 
     /// Loads and expands `path`; `overrides` (`key=value`, as `--set`) apply to every variant
@@ -227,12 +236,18 @@ public struct Sweep {
             throw RecipeError("\(path): give 'grid' or 'variants', not both")
         }
         let names = variants.map(\.name)
+        let baseline = dict["baseline"].map { "\($0)" }
+        if let baseline, !names.contains(baseline) {
+            throw RecipeError("\(path): key 'baseline' must name one of the variants (\(names.joined(separator: ", "))), got '\(baseline)'")
+        }
         if let dup = names.first(where: { n in names.filter { $0 == n }.count > 1 }) { throw RecipeError("\(path): two variants are named '\(dup)'") }
         if let bad = names.first(where: { $0.contains("/") || $0.hasPrefix(".") }) {
             throw RecipeError("\(path): variant name '\(bad)' must not contain '/' or start with '.' (it names a folder)")
         }
 
         let output = URL(fileURLWithPath: outputText)
+        var floorRecipe = base
+        try floorRecipe.set(shared.map { (key: $0.0, value: parsedValue($0.1)) }, file: "\(path) (set)")
         var runs: [Run] = []
         // seeds outer: a sweep stopped part-way has every variant at its first seeds
         for seed in seeds {
@@ -248,7 +263,7 @@ public struct Sweep {
         var varied: [String] = []
         for v in variants { for o in v.overrides where !varied.contains(o.key) { varied.append(o.key) } }
         return Sweep(file: path, name: name, output: output, seeds: seeds, metrics: metrics, evaluations: evaluations, transfer: transfer,
-                     finetuneRecipe: finetuneRecipe, variants: variants, variedKeys: varied, runs: runs)
+                     finetuneRecipe: finetuneRecipe, baseline: baseline, floorRecipe: floorRecipe, variants: variants, variedKeys: varied, runs: runs)
     }
 
     /// The last part of a dotted key, for grid variant names ("loss.temperature" -> "temperature").

@@ -110,7 +110,7 @@ final class AblateTests: XCTestCase {
     }
 
     func testTheTableHoldsTheRunsOwnFiguresAndARerunSkipsEveryRun() throws {
-        let sweep = try sweepFile("sweep", variants: Self.twoVariants)
+        let sweep = try sweepFile("sweep", variants: Self.twoVariants, extra: "baseline: visual-only")
         let out = dir.appendingPathComponent("sweep")
         let first = try ablate(sweep)
         XCTAssertEqual(first.status, 0, first.err)
@@ -142,10 +142,25 @@ final class AblateTests: XCTestCase {
         let md = try String(contentsOf: out.appendingPathComponent("results.md"), encoding: .utf8)
         for (variant, values) in probeByVariant {
             let cell = String(format: "%.1f ± %.1f", 100 * values.reduce(0, +) / 2, 100 * (values.max()! - values.min()!) / 2)
-            let row = md.split(separator: "\n").first { $0.hasPrefix("| \(variant) |") }
+            let row = md.split(separator: "\n").first { $0.hasPrefix("| \(variant) |") || $0.hasPrefix("| \(variant) (baseline) |") }
             XCTAssertNotNil(row, md)
             XCTAssertTrue(row!.contains(cell), "\(row!) lacks \(cell)")
         }
+        // the random-init floor, evaluated once per seed and kept
+        for seed in [0, 1] {
+            let floor = try json(out.appendingPathComponent("floor/seed-\(seed).json"))
+            XCTAssertNotNil(floor["top1"] as? Double)
+        }
+        XCTAssertNotNil(md.split(separator: "\n").first { $0.hasPrefix("| random init (floor) | 2/2 |") }, md)
+        // MaCLR against the baseline, paired by test video: the mean change is the difference of the two rows' probe means
+        let paired = (results["paired"] as! [[String: Any]]).first { $0["variant"] as? String == "maclr" && $0["metric"] as? String == "probe_top1" }!
+        let change = (probeByVariant["maclr"]!.reduce(0, +) - probeByVariant["visual-only"]!.reduce(0, +)) / 2
+        XCTAssertEqual(paired["mean"] as! Double, change, accuracy: 1e-9)
+        XCTAssertLessThanOrEqual(paired["low"] as! Double, paired["mean"] as! Double)
+        XCTAssertGreaterThanOrEqual(paired["high"] as! Double, paired["mean"] as! Double)
+        XCTAssertTrue(md.contains("Against the baseline (visual-only)"), md)
+        XCTAssertTrue(md.contains("| maclr | " + String(format: "%+.1f", 100 * change)), md)
+        XCTAssertTrue(try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8).contains("Against the baseline"))
         for file in ["results.csv", "report.html", "plot-probe_top1.png", "plot-knn_top1.png", "loss-curves.png"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(file).path), file)
         }

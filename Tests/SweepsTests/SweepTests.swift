@@ -50,6 +50,11 @@ final class SweepTests: XCTestCase {
         XCTAssertThrowsError(try Sweep.load(dir.appendingPathComponent("s.yaml").path, seeds: [1, 1])) {
             XCTAssertTrue("\($0)".hasPrefix("--seeds '1,1' must be a list of distinct integers"), "\($0)")
         }
+        // a baseline must be one of the variants
+        XCTAssertThrowsError(try Sweep.load(try write("baseline: nothing\nvariants:\n  - name: a\n    set: {}\n  - name: b\n    set: {}\n"))) {
+            XCTAssertTrue("\($0)".contains("key 'baseline' must name one of the variants (a, b), got 'nothing'"), "\($0)")
+        }
+        XCTAssertEqual(try Sweep.load(try write("baseline: b\nvariants:\n  - name: a\n    set: {}\n  - name: b\n    set: {}\n")).baseline, "b")
         XCTAssertEqual(s.metrics.map(\.rawValue), ["probe_top1", "retrieval_r1", "knn_top1", "final_loss"])
         // the motion test's columns, on the run's own dataset only
         let views = try Sweep.load(try write("eval: [probe, views]\ntransfer: {real: /somewhere}\n"))
@@ -104,5 +109,30 @@ final class SweepTests: XCTestCase {
             XCTAssertEqual(s.seeds, [0, 1, 2], f)
             XCTAssertGreaterThan(s.variants.count, 1, f)
         }
+    }
+
+    /// The paired bootstrap on outcomes whose interval is known by hand.
+    func testPairedDifferencesByHand() {
+        let all = [Bool](repeating: true, count: 4), none = [Bool](repeating: false, count: 4)
+        // every video right for the variant, wrong for the baseline, on both seeds: +1, whatever is drawn
+        let plusOne = AblationReport.pairedDifference([(all, none), (all, none)])!
+        XCTAssertEqual([plusOne.mean, plusOne.low, plusOne.high], [1, 1, 1])
+        // the same outcomes: 0 exactly
+        let same = AblationReport.pairedDifference([([true, false, true, false], [true, false, true, false])])!
+        XCTAssertEqual([same.mean, same.low, same.high], [0, 0, 0])
+        // one seed, four videos: the variant gains video 0 and loses none: mean 1/4; a draw of four
+        // videos holds video 0 zero to four times, so every resampled mean is a multiple of 1/4 in 0...1
+        let one = AblationReport.pairedDifference([([true, true, false, false], [false, true, false, false])])!
+        XCTAssertEqual(one.mean, 0.25)
+        XCTAssertEqual(one.low, 0)
+        XCTAssertGreaterThanOrEqual(one.high, 0.5)
+        XCTAssertEqual(one.high.truncatingRemainder(dividingBy: 0.25), 0)
+        // a gain on one seed and an equal loss on the other: centred on 0, both signs in the interval
+        let mixed = AblationReport.pairedDifference([(all, none), (none, all)])!
+        XCTAssertEqual(mixed.mean, 0)
+        XCTAssertEqual(mixed.low, -1)
+        XCTAssertEqual(mixed.high, 1)
+        XCTAssertNil(AblationReport.pairedDifference([]))
+        XCTAssertNil(AblationReport.pairedDifference([([true], [true, false])]))
     }
 }
