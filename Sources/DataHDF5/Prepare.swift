@@ -367,8 +367,6 @@ public final class PreparationTimes: @unchecked Sendable {
         lock.lock(); levels["\(width)x\(height)", default: (width * height, 0)].seconds += s; seconds[.flow, default: 0] += s; lock.unlock()
     }
 
-    public func seconds(of phase: Phase) -> Double { lock.lock(); defer { lock.unlock() }; return seconds[phase] ?? 0 }
-
     /// One line: each phase's seconds and share, TV-L1's split by level (largest first); nil when nothing was timed.
     public var summary: String? {
         lock.lock(); defer { lock.unlock() }

@@ -24,7 +24,7 @@ public struct EngineOptions: Sendable, Equatable {
 
     public init(threads: Int = EngineOptions.cores, blockedConvs: Bool = EngineOptions.packedGEMMPays,
                 implicitConvs: Bool = true, avx512: Bool = Engine.cpuHasAVX512) {
-        self.threads = max(1, threads); self.blockedConvs = blockedConvs && avx512; self.implicitConvs = implicitConvs
+        self.threads = max(1, threads); self.blockedConvs = blockedConvs; self.implicitConvs = implicitConvs
         self.avx512 = avx512 && Engine.cpuHasAVX512
     }
 
@@ -43,7 +43,7 @@ public struct EngineOptions: Sendable, Equatable {
     /// What an AVX2-only CPU runs: every conv through OpenBLAS (whose AVX2 kernels
     /// `BLASKernels.selectBeforeUse` must have chosen when it loaded), no AVX-512 microkernel.
     public static func avx2(threads: Int = EngineOptions.cores) -> EngineOptions {
-        EngineOptions(threads: threads, avx512: false)
+        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false, avx512: false)
     }
 
     /// The plainest configuration: every conv on OpenBLAS, the whole-matrix and per-tap paths.
