@@ -2,7 +2,7 @@
 # docs/results.md's "MCL at its own geometry": Recipes/ablations/mcl-geometry.yaml (16-frame
 # 112-px clips; visual-only, with the alignment loss at layer4 and at layer3, and all of MCL) on
 # six classes of the real-background set made at 112 px, then the share of the saliency on moving
-# pixels for 16 test videos at layer4 (benchmarks/saliency_shares.sh).
+# pixels for 16 test videos spread over the classes, at layer4 (benchmarks/saliency_shares.sh).
 #   bash benchmarks/mcl_geometry.sh [OUT] [BACKGROUNDS]
 #        (defaults: runs/mcl-geometry; opencv-doc's example videos, installed when missing)
 #   THREADS=2             threads of the engine
@@ -35,7 +35,7 @@ $maclr ablate Recipes/ablations/mcl-geometry.yaml --output "$out/ablation" --set
 cat "$out/ablation/results.md"
 runs="$out/ablation/runs"
 recipe_args="--recipe Recipes/quickstart.yaml --set model.motion_pathway=none --set data.clip_frames=16 --set data.crop=112"
-MACLR=$maclr bash benchmarks/saliency_shares.sh "$out/saliency" "$ds" 16 layer4.0.conv2 \
+SPREAD=1 MACLR=$maclr bash benchmarks/saliency_shares.sh "$out/saliency" "$ds" 16 layer4.0.conv2 \
     "random init:$recipe_args" "visual-only:--checkpoint $runs/visual-only/seed-0" \
     "with the alignment loss at layer4:--checkpoint $runs/visual-only+alignment@layer4/seed-0" \
     "MCL (all three pieces):--checkpoint $runs/mcl@layer4/seed-0"
