@@ -8,7 +8,7 @@
 #        (defaults: runs/mcl-pieces; opencv-doc's example videos, installed when missing)
 #   RUNS="plain:600 real:600 real:1200 plain:1200"   which set and budget, in this order
 #   PLAIN=DS REAL=DS      use these prepared datasets instead of making them under OUT
-#   TABLE_ONLY=1          tabulate what is complete
+#   TABLE_ONLY=1          tabulate what is complete (benchmarks/mcl_pieces_table.py OUT)
 # Resumable: a stopped session reruns the same command and goes on where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,30 +58,4 @@ for run in $runs; do
     [ $status = 0 ] || echo "some runs of $set at $steps steps failed: $out/$set/steps-$steps/results.md lists them" >&2
 done
 
-python3 - "$out" <<'PY'
-import json, os, statistics, sys
-out = sys.argv[1]
-columns = [("plain", 600), ("real", 600), ("plain", 1200), ("real", 1200)]
-names = {"plain": "plain", "real": "real backgrounds"}
-variants = ["visual-only", "visual-only+temporal", "visual-only+spatial", "visual-only+alignment", "mcl",
-            "quickstart", "quickstart+temporal", "quickstart+spatial", "quickstart+alignment", "quickstart+mcl"]
-def cell(v):
-    if not v:
-        return "-"
-    text = f"{100 * statistics.mean(v):.1f} ± {100 * (max(v) - min(v)) / 2:.1f}"
-    return text if len(v) == 3 else f"{text} (n={len(v)})"
-def runs(s, steps):
-    path = f"{out}/{s}/steps-{steps}/results.json"
-    return [r for r in json.load(open(path))["runs"] if r["status"] == "complete"] if os.path.exists(path) else []
-def floor(s):
-    found = [json.load(open(p)) for p in (f"{out}/{s}/random-init-{k}.json" for k in range(3)) if os.path.exists(p)]
-    return cell([e["top1"] for e in found])
-for metric, title in [("probe_top1", "probe top-1"), ("knn_top1", "kNN top-1")]:
-    lines = ["| variant | " + " | ".join(f"{names[s]}, {n} steps" for s, n in columns) + " |", "|---" * (1 + len(columns)) + "|"]
-    if metric == "probe_top1":
-        lines.append("| random init | " + " | ".join(floor(s) for s, _ in columns) + " |")
-    for v in variants:
-        lines.append(f"| {v} | " + " | ".join(cell([r["metrics"][metric] for r in runs(s, n) if r["variant"] == v]) for s, n in columns) + " |")
-    print(f"{title} (%, mean ± half the range over seeds 0, 1, 2; n = seeds complete where fewer; 8 classes, chance 12.5 %)\n")
-    print("\n".join(lines) + "\n")
-PY
+python3 benchmarks/mcl_pieces_table.py "$out"
