@@ -47,7 +47,8 @@ public enum BoundedYAML {
         // here; counting stops at the bound, before an expansion could grow.
         var count = 0
         try countNodes(node, &count, source: source, bounds: bounds)
-        do { return try Yams.load(yaml: text) } catch { throw RecipeError("\(source): not valid YAML (\(error))") }
+        // what Yams.load gives, from the node already composed (no second parse)
+        return node.any
     }
 
     /// Counts `node`'s expanded nodes into `count`, throwing once it passes the bound.
