@@ -54,16 +54,20 @@ public enum AblationReport {
     public static func summarize(_ sweep: Sweep, _ records: [RunRecord]) -> [VariantSummary] {
         sweep.variants.map { v in
             let done = records.filter { $0.variant == v.name && $0.status == "complete" }
-            var mean: [String: Double] = [:], spread: [String: Double] = [:]
-            for m in sweep.metrics {
-                let values = done.compactMap { $0.metrics[m.rawValue] }
-                guard !values.isEmpty else { continue }
-                mean[m.rawValue] = values.reduce(0, +) / Double(values.count)
-                spread[m.rawValue] = (values.max()! - values.min()!) / 2
-            }
-            return VariantSummary(variant: v.name, overrides: v.overrideValues,
-                                  seedsComplete: done.count, mean: mean, spread: spread)
+            return summary(v.name, overrides: v.overrideValues, seeds: done.map(\.metrics), metrics: sweep.metrics)
         }
+    }
+
+    /// Mean and half the range of each metric over `seeds` (one figure set per seed).
+    static func summary(_ name: String, overrides: [String: String], seeds: [[String: Double]], metrics: [Sweep.Column]) -> VariantSummary {
+        var mean: [String: Double] = [:], spread: [String: Double] = [:]
+        for m in metrics {
+            let values = seeds.compactMap { $0[m.rawValue] }
+            guard !values.isEmpty else { continue }
+            mean[m.rawValue] = values.reduce(0, +) / Double(values.count)
+            spread[m.rawValue] = (values.max()! - values.min()!) / 2
+        }
+        return VariantSummary(variant: name, overrides: overrides, seedsComplete: seeds.count, mean: mean, spread: spread)
     }
 
     /// The floor's evaluations kept so far, by seed.
@@ -80,15 +84,7 @@ public enum AblationReport {
     /// The floor as a summary row: its probe, retrieval and kNN figures over the seeds evaluated.
     static func floorSummary(_ sweep: Sweep, _ floor: [Int: Evaluation.Report]) -> VariantSummary? {
         guard !floor.isEmpty else { return nil }
-        var mean: [String: Double] = [:], spread: [String: Double] = [:]
-        let figures = floor.values.map { RunFiles.metrics(of: $0, dataset: nil) }
-        for m in sweep.metrics {
-            let values = figures.compactMap { $0[m.rawValue] }
-            guard !values.isEmpty else { continue }
-            mean[m.rawValue] = values.reduce(0, +) / Double(values.count)
-            spread[m.rawValue] = (values.max()! - values.min()!) / 2
-        }
-        return VariantSummary(variant: "random init (floor)", overrides: [:], seedsComplete: floor.count, mean: mean, spread: spread)
+        return summary("random init (floor)", overrides: [:], seeds: floor.values.map { RunFiles.metrics(of: $0, dataset: nil) }, metrics: sweep.metrics)
     }
 
     /// Every variant against the baseline, on the probe's and the kNN's per-video outcomes.
