@@ -6,6 +6,8 @@
 # (LABELS.csv: path,label[,split] lines with absolute paths; take its first lines for a short run.)
 set -euo pipefail
 before=$1; after=$2; labels=$3; size=$4; workers=${5:-2}
+# GNU time for the peak RSS (Debian's `time` package), installed when missing
+[ -x /usr/bin/time ] || { [ "$(id -u)" -eq 0 ] && apt-get install -y -qq time >/dev/null || sudo apt-get install -y -qq time >/dev/null; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for build in "$before" "$after"; do
