@@ -7,6 +7,8 @@ import Training
 
 /// The visual encoder's network family, as `--arch` names it.
 public typealias Architecture = VideoResNetKind
+/// Whose tensor names an encoder file uses, as `--layout` names it.
+public typealias EncoderLayout = WeightLayout
 
 /// The encoder a command works on: a run or checkpoint folder, an exported .safetensors, or the
 /// random init of a recipe (the floor), with the recipe's settings and dataset.
@@ -87,26 +89,29 @@ public struct EncoderSelection {
 /// or the Motion pathway's, on its own input (how much of the classes the motion teacher holds).
 public enum EvaluatedPathway: String, CaseIterable, Sendable { case visual, motion }
 
-/// `maclr export`: a visual encoder to torchvision-compatible safetensors. Returns a summary line.
+/// `maclr export`: a visual encoder to safetensors in torchvision's, pytorchvideo's or
+/// mmaction2's names (`WeightLayout`). Returns a summary line.
 public enum EncoderExport {
     /// The trained encoder of a run or checkpoint folder.
-    public static func trained(checkpoint: String, to output: String) throws -> String {
+    public static func trained(checkpoint: String, layout: WeightLayout = .torchvision, to output: String) throws -> String {
         let saved = try Checkpoint(path: checkpoint)
         let net = try Evaluation.loadEncoder(from: saved)
-        var meta = VisualEncoder.metadata(for: net.config)
-        meta["source"] = saved.folder.path
-        try net.saveSafetensors(to: URL(fileURLWithPath: output), metadata: meta)
-        return "wrote \(output): \(net.config.kind.rawValue), width \(net.config.width), \(net.parameterCount) parameters"
+        return try write(net, layout: layout, metadata: ["source": saved.folder.path], to: output)
     }
 
     /// The randomly initialised encoder of `seed` (the floor).
-    public static func randomInit(arch: Architecture, width: Double, seed: UInt64, to output: String) throws -> String {
-        let config = VideoResNetConfig(kind: arch, width: width)
-        let model = VideoResNet(config, seed: seed)
-        var meta = VisualEncoder.metadata(for: config)
-        meta["seed"] = "\(seed)"; meta["source"] = "maclr random init"
-        try model.saveSafetensors(to: URL(fileURLWithPath: output), metadata: meta)
-        return "wrote \(output): \(arch.rawValue), width \(width), \(model.parameterCount) parameters"
+    public static func randomInit(arch: Architecture, width: Double, seed: UInt64, layout: WeightLayout = .torchvision, to output: String) throws -> String {
+        let net = VideoResNet(VideoResNetConfig(kind: arch, width: width), seed: seed)
+        return try write(net, layout: layout, metadata: ["seed": "\(seed)", "source": "maclr random init"], to: output)
+    }
+
+    static func write(_ net: VideoResNet, layout: WeightLayout, metadata: [String: String], to output: String) throws -> String {
+        guard let state = net.stateDict(layout: layout) else {
+            throw TrainingError("--layout \(layout.rawValue): \(layout.rawValue) has no \(net.config.kind.rawValue) (its ResNet2Plus1d has another stem); use torchvision or pytorchvideo")
+        }
+        let meta = VisualEncoder.metadata(for: net.config, layout: layout).merging(metadata) { $1 }
+        try SafeTensors.write(state, metadata: meta, to: URL(fileURLWithPath: output))
+        return "wrote \(output): \(net.config.kind.rawValue), width \(net.config.width), \(net.parameterCount) parameters, \(layout.rawValue)'s names"
     }
 }
 

@@ -12,24 +12,17 @@ public final class VisualEncoder {
 
     public init(_ network: VideoResNet) { self.network = network; network.eval() }
 
-    /// Reads the architecture from the file's metadata (arch, width, blocks, input_channels).
+    /// Reads a video ResNet's weights in torchvision's, pytorchvideo's or mmaction2's names
+    /// (`EncoderFile`): the network is recognised from the tensors' names and shapes, the
+    /// metadata `maclr export` writes is optional.
     public convenience init(contentsOf url: URL) throws {
-        let (tensors, meta) = try SafeTensors.read(url)
-        guard let arch = meta["arch"].flatMap(VideoResNetKind.init(rawValue:)) else {
-            throw WeightsError(description: "\(url.path): metadata has no known 'arch' (r3d_18 or r2plus1d_18)")
-        }
-        let width = meta["width"].flatMap(Double.init) ?? 1
-        let blocks = meta["blocks"].map { $0.split(separator: ",").compactMap { Int($0) } } ?? [2, 2, 2, 2]
-        let channels = meta["input_channels"].flatMap(Int.init) ?? 3
-        let net = VideoResNet(VideoResNetConfig(kind: arch, width: width, blocksPerStage: blocks, inputChannels: channels))
-        try net.loadTorchStateDict(tensors, source: url.path, ignoring: ["fc."])
-        self.init(net)
+        self.init(try EncoderFile(path: url.path).network())
     }
 
     /// Metadata that lets `init(contentsOf:)` rebuild the network.
-    public static func metadata(for config: VideoResNetConfig) -> [String: String] {
+    public static func metadata(for config: VideoResNetConfig, layout: WeightLayout = .torchvision) -> [String: String] {
         ["arch": config.kind.rawValue, "width": "\(config.width)", "blocks": config.blocksPerStage.map(String.init).joined(separator: ","),
-         "input_channels": "\(config.inputChannels)", "format": "pt"]
+         "input_channels": "\(config.inputChannels)", "format": "pt", "layout": layout.rawValue]
     }
 
     /// Features (N, d) of clips (N, T, H, W, C), in evaluation mode.

@@ -1,3 +1,4 @@
+import Backbones
 import DataHDF5
 import Foundation
 import Tensor
@@ -36,6 +37,9 @@ public struct ArtifactInspection {
             let verified = meta[SafeTensors.checksumKey] != nil ? "checksums verified" : "no checksums recorded"
             summary.append("\(url.path): \(tensors.count) tensors, \(values) values, \(verified)"
                            + (described.isEmpty ? "" : "; " + described.joined(separator: ", ")))
+            if let encoder = try? EncoderFile(tensors: tensors, metadata: meta, path: url.path) {
+                summary.append(encoder.summary + "; " + encoder.loadSummary)
+            }
         } catch {
             faults.append("\(error)")
         }

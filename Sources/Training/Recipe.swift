@@ -76,7 +76,7 @@ public enum RecipeKey {
         Spec("model.init", .choices(WeightInit.self), "torchvision",
              "weight init: torchvision's (Kaiming normal, fan_out) or PyTorch's layer default (uniform +-1/sqrt(fan_in))"),
         Spec("model.init_from", .optionalString, "",
-             "weights the visual encoder starts from: a run or checkpoint folder, or an exported encoder .safetensors (null: random init)"),
+             "weights the visual encoder starts from, in fine-tuning or pretraining: a run or checkpoint folder, or an encoder .safetensors in torchvision's, pytorchvideo's or mmaction2's names (null: random init)"),
         Spec("model.dropout", .number(min: 0, max: 0.95), 0.0, "dropout before the classifier of a supervised run or fine-tuning"),
         Spec("model.head_hidden", .int(1...65_536), 512, "hidden size of the projection heads (paper: 2048)"),
         Spec("model.embedding", .int(1...65_536), 128, "embedding size of the projection heads"),
@@ -417,9 +417,6 @@ public struct Recipe: Equatable {
         if s.loss.objective != .supervised {
             if s.model.dropout > 0 {
                 throw RecipeError("\(source): key 'model.dropout' is for a classifier (loss.objective: supervised, as in fine-tuning), got '\(text(s.model.dropout))' with loss.objective \(s.loss.objective.rawValue)")
-            }
-            if let from = s.model.initFromPath {
-                throw RecipeError("\(source): key 'model.init_from' starts fine-tuning from trained weights (loss.objective: supervised); a contrastive run starts from its random init, got '\(from)'")
             }
         }
         if s.data.motionSpatialCropping && !s.data.augment {

@@ -183,14 +183,21 @@ public final class Trainer {
         }
     }
 
-    /// A run that starts (no checkpoint to resume) loads `model.init_from` into its visual encoder.
+    /// A run that starts (no checkpoint to resume) loads `model.init_from` into its visual
+    /// encoder: the classifier of a fine-tuning, or the query and momentum encoders of a
+    /// contrastive run (its projection heads start from their random init).
     func initializeFromSource() throws {
         guard let source = recipe.model.initFromPath else { return }
-        guard case .supervised(let net) = learner else {
-            throw TrainingError("model.init_from \(source): starting from trained weights is for fine-tuning (loss.objective: supervised); a contrastive run starts from its random init")
+        switch learner {
+        case .supervised(let net):
+            let loaded = try EncoderWeights.load(into: net, from: source)
+            notes.append("visual encoder from \(source): \(loaded); the classifier (fc, \(net.fc?.weight.shape.first ?? 0) classes) starts from its random init")
+        case .contrastive(let model):
+            guard let encoder = model.visual.encoder as? VideoResNet else { return }
+            let loaded = try EncoderWeights.load(into: encoder, from: source)
+            model.visualKey.copyState(from: model.visual)
+            notes.append("visual encoder from \(source): \(loaded); its momentum copy the same; the projection heads\(model.motion == nil ? "" : " and the Motion pathway") start from their random init")
         }
-        let loaded = try EncoderWeights.load(into: net, from: source)
-        notes.append("visual encoder from \(source): \(loaded) tensors loaded; the classifier (fc, \(net.fc?.weight.shape.first ?? 0) classes) starts from its random init")
     }
 
     /// Measures the visual encoder every `train.monitor_every` steps (process 0 only).

@@ -11,6 +11,7 @@ extension EvaluatedPathway: ExpressibleByArgument {}
 extension Runtime.ConvPaths: ExpressibleByArgument {}
 extension Runtime.Kernels: ExpressibleByArgument {}
 extension PreparationLayout: ExpressibleByArgument {}
+extension EncoderLayout: ExpressibleByArgument {}
 
 /// How the engine runs: shared by every command that computes.
 struct EngineFlags: ParsableArguments {

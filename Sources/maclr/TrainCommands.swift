@@ -156,17 +156,23 @@ struct Extract: ParsableCommand {
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a visual encoder to torchvision-compatible safetensors.",
+        abstract: "Write a visual encoder to safetensors in torchvision's, pytorchvideo's or mmaction2's names.",
         discussion: """
-            Names and layouts follow torchvision.models.video, so PyTorch loads the file with
-            load_state_dict(strict=True) (fc aside). With --checkpoint, the trained encoder of a
-            run; without, the randomly initialised encoder of the given seed (the floor).
+            --layout torchvision (default): torchvision.models.video's names, so PyTorch loads the
+            file with load_state_dict(strict=True) (fc aside). pytorchvideo: the names of its Net of
+            a ResNetBasicStem and ResStages of ResBlocks (branch2 conv_a / conv_b; Conv2plus1d
+            with conv_xy first for R(2+1)D). mmaction2: its ResNet3d backbone's names (depth 18,
+            with_pool1=False, temporal_strides=(1, 2, 2, 2)), for R3D-18 only. With --checkpoint,
+            the trained encoder of a run; without, the randomly initialised encoder of the given
+            seed (the floor). maclr reads files in any of these layouts back (eval --encoder,
+            model.init_from) from their names and shapes.
             """)
 
     @Option(help: "A run folder or checkpoint folder of maclr pretrain.") var checkpoint: String?
     @Option(help: "Network of the random init.") var arch: Architecture = .r2plus1d18
     @Option(help: "Width multiplier of the random init (1 is torchvision's network).") var width: Double = 1
     @Option(help: "Seed of the random init.") var seed: UInt64 = 0
+    @Option(help: "Whose tensor names to write.") var layout: EncoderLayout = .torchvision
     @Option(help: "Output .safetensors file.") var output: String
 
     func validate() throws {
@@ -175,9 +181,9 @@ struct Export: ParsableCommand {
 
     func run() throws {
         if let checkpoint {
-            print(try EncoderExport.trained(checkpoint: checkpoint, to: output))
+            print(try EncoderExport.trained(checkpoint: checkpoint, layout: layout, to: output))
         } else {
-            print(try EncoderExport.randomInit(arch: arch, width: width, seed: seed, to: output))
+            print(try EncoderExport.randomInit(arch: arch, width: width, seed: seed, layout: layout, to: output))
         }
     }
 }

@@ -3,7 +3,7 @@ import DataHDF5
 import Evaluation
 import Foundation
 import Tensor
-import Training
+@testable import Training
 import TrainingTestSupport
 import XCTest
 
@@ -68,12 +68,35 @@ final class FinetuneTests: XCTestCase {
             compared += 1
         }
         XCTAssertGreaterThan(compared, 50)
-        // a contrastive recipe takes neither trained weights nor dropout
-        XCTAssertThrowsError(try tinyRecipe(dataset: ds, output: dir.appendingPathComponent("c"), ["model.init_from": run.path])) {
-            XCTAssertTrue("\($0)".contains("key 'model.init_from' starts fine-tuning from trained weights"), "\($0)")
-        }
+        // a contrastive recipe takes no dropout
         XCTAssertThrowsError(try tinyRecipe(dataset: ds, output: dir.appendingPathComponent("c"), ["model.dropout": 0.5])) {
             XCTAssertTrue("\($0)".contains("key 'model.dropout' is for a classifier"), "\($0)")
+        }
+    }
+
+    /// Pretraining starts from an encoder file in another library's names: the query and the
+    /// momentum visual encoders both hold its weights, and the run says what it loaded.
+    func testPretrainingStartsFromAnEncoderFileInPytorchvideosNames() throws {
+        let ds = dir.appendingPathComponent("ds")
+        let run = dir.appendingPathComponent("run-for-init")
+        try Trainer(recipe: try tinyRecipe(dataset: ds, output: run)).run { _ in }
+        let file = dir.appendingPathComponent("encoder-pytorchvideo.safetensors").path
+        _ = try EncoderExport.trained(checkpoint: run.path, layout: .pytorchvideo, to: file)
+        let recipe = try tinyRecipe(dataset: ds, output: dir.appendingPathComponent("from-file"), ["model.init_from": file])
+        let trainer = try Trainer(recipe: recipe)
+        let note = try XCTUnwrap(trainer.notes.first { $0.hasPrefix("visual encoder from \(file): ") })
+        XCTAssertTrue(note.contains("pytorchvideo's names, ") && note.contains("every tensor of the file loaded; its momentum copy the same"), note)
+        let saved = try Checkpoint(path: run.path).tensors
+        let state = Dictionary(uniqueKeysWithValues: trainer.learner.modules.flatMap { $0.1.namedState(prefix: $0.0) })
+        var compared = 0
+        for (name, tensor) in saved where name.hasPrefix("visual.encoder.") {
+            XCTAssertEqual(state[name]?.toArray(), tensor.toArray(), name)
+            XCTAssertEqual(state["visual_key" + name.dropFirst(6)]?.toArray(), tensor.toArray(), "momentum copy of \(name)")
+            compared += 1
+        }
+        XCTAssertGreaterThan(compared, 50)
+        XCTAssertThrowsError(try Trainer(recipe: try tinyRecipe(dataset: ds, output: dir.appendingPathComponent("wide"), ["model.init_from": file, "model.width": 0.5]))) {
+            XCTAssertTrue("\($0)".contains("holds r2plus1d_18 width 0.0625") && "\($0)".contains("the recipe has model.arch r2plus1d_18, model.width 0.5"), "\($0)")
         }
     }
 

@@ -92,6 +92,6 @@ final class FinetuneCLITests: XCTestCase {
         XCTAssertEqual(try runMaclr(["export", "--arch", "r2plus1d_18", "--width", "0.5", "--output", encoder.path]).status, 0)
         let r = try runMaclr(["finetune", finetune, "--from", encoder.path] + (try small(out, steps: 2)))
         XCTAssertNotEqual(r.status, 0)
-        XCTAssertTrue(r.err.contains("model.arch, model.width and model.blocks must be those of the encoder in \(encoder.path)"), r.err)
+        XCTAssertTrue(r.err.contains("\(encoder.path) holds r2plus1d_18 width 0.5, blocks [2, 2, 2, 2], 3 input channels (torchvision's names); the recipe has model.arch r2plus1d_18, model.width 0.25, model.blocks [1, 1, 1, 1]"), r.err)
     }
 }
