@@ -77,17 +77,49 @@ public struct Ablation {
     }
 
     /// The reports' floor: the random init of the sweep's base recipe (with its shared settings)
-    /// evaluated at each seed whose figures are not kept yet (`Sweep.floorFile`).
+    /// evaluated at each seed whose figures are not kept yet (`Sweep.floorFile`), with the
+    /// motion test when the sweep runs it (`Sweep.floorViewsFile`).
     func evaluateFloor(log: @escaping (String) -> Void) throws {
-        for seed in sweep.seeds where !FileManager.default.fileExists(atPath: sweep.floorFile(seed: seed).path) {
+        for seed in sweep.seeds {
+            let evaluated = FileManager.default.fileExists(atPath: sweep.floorFile(seed: seed).path)
+            let viewed = !sweep.evaluations.contains(.views) || FileManager.default.fileExists(atPath: sweep.floorViewsFile(seed: seed).path)
+            guard !evaluated || !viewed else { continue }
             var recipe = sweep.floorRecipe
             try recipe.set("seed", seed)
             let net = try Evaluation.loadEncoder(checkpoint: nil, encoderFile: nil, recipe: recipe)
-            let report = try Evaluation.run(encoder: { net.features($0) }, dataset: try ShardDataset(folder: URL(fileURLWithPath: recipe.data.dataset)),
-                                            recipe: recipe, log: log)
-            log("random init, seed \(seed): \(report.summary)\n")
-            try report.write(to: sweep.floorFile(seed: seed))
+            let dataset = try ShardDataset(folder: URL(fileURLWithPath: recipe.data.dataset))
+            if !evaluated {
+                let report = try Evaluation.run(encoder: { net.features($0) }, dataset: dataset, recipe: recipe, log: log)
+                log("random init, seed \(seed): \(report.summary)\n")
+                try report.write(to: sweep.floorFile(seed: seed))
+            }
+            if !viewed {
+                let report = try Evaluation.runViews(encoder: { net.features($0) }, dataset: dataset, recipe: recipe, views: Self.motionTestViews, log: log)
+                log("random init, seed \(seed), motion test: \(Self.motionTestSummary(report))\n")
+                try report.write(to: sweep.floorViewsFile(seed: seed))
+            }
         }
+    }
+
+    /// The motion test's views (`eval: [views]`), besides the normal one the probe has.
+    static let motionTestViews: [TemporalView] = [.shuffled, .frozen, .reversed]
+
+    /// The motion test's figures as table columns.
+    static func motionTestMetrics(_ report: Evaluation.ViewsReport) -> [String: Double] {
+        let metricsOfView: [TemporalView: (Sweep.Metric, Sweep.Metric)] = [.shuffled: (.probeTop1Shuffled, .knnTop1Shuffled),
+                                                                           .frozen: (.probeTop1Frozen, .knnTop1Frozen),
+                                                                           .reversed: (.probeTop1Reversed, .knnTop1Reversed)]
+        var metrics: [String: Double] = [:]
+        for view in motionTestViews {
+            guard let r = report.views[view.rawValue], let (probe, knn) = metricsOfView[view] else { continue }
+            metrics[Sweep.Column(probe).rawValue] = r.top1
+            metrics[Sweep.Column(knn).rawValue] = r.knnTop1
+        }
+        return metrics
+    }
+
+    static func motionTestSummary(_ report: Evaluation.ViewsReport) -> String {
+        motionTestViews.map { v in String(format: "%@ probe %.1f%%", v.rawValue, 100 * (report.views[v.rawValue]?.top1 ?? 0)) }.joined(separator: ", ")
     }
 
     /// `maclr ablate --dry-run`: every run of this shard with its estimated cost (one estimate per
@@ -127,18 +159,10 @@ public struct Ablation {
         guard !sweep.transfer.isEmpty || sweep.evaluations.contains(.views) else { return metrics }
         let encoder = try Evaluation.loadEncoder(from: try Checkpoint(path: run.folder.path))
         if sweep.evaluations.contains(.views) {
-            let views: [TemporalView] = [.shuffled, .frozen, .reversed]
             let report = try Evaluation.runViews(encoder: { encoder.features($0) }, dataset: try ShardDataset(folder: URL(fileURLWithPath: run.recipe.data.dataset)),
-                                                 recipe: run.recipe, views: views, log: log)
-            let metricsOfView: [TemporalView: (Sweep.Metric, Sweep.Metric)] = [.shuffled: (.probeTop1Shuffled, .knnTop1Shuffled),
-                                                                               .frozen: (.probeTop1Frozen, .knnTop1Frozen),
-                                                                               .reversed: (.probeTop1Reversed, .knnTop1Reversed)]
-            for view in views {
-                guard let r = report.views[view.rawValue], let (probe, knn) = metricsOfView[view] else { continue }
-                metrics[Sweep.Column(probe).rawValue] = r.top1
-                metrics[Sweep.Column(knn).rawValue] = r.knnTop1
-            }
-            log("[\(run.id)] motion test: " + views.map { v in String(format: "%@ probe %.1f%%", v.rawValue, 100 * (report.views[v.rawValue]?.top1 ?? 0)) }.joined(separator: ", ") + "\n")
+                                                 recipe: run.recipe, views: Self.motionTestViews, log: log)
+            metrics.merge(Self.motionTestMetrics(report)) { $1 }
+            log("\(tag) motion test: \(Self.motionTestSummary(report))\n")
         }
         for t in sweep.transfer {
             var recipe = run.recipe

@@ -84,7 +84,15 @@ public enum AblationReport {
     /// The floor as a summary row: its probe, retrieval and kNN figures over the seeds evaluated.
     static func floorSummary(_ sweep: Sweep, _ floor: [Int: Evaluation.Report]) -> VariantSummary? {
         guard !floor.isEmpty else { return nil }
-        return summary("random init (floor)", overrides: [:], seeds: floor.values.map { RunFiles.metrics(of: $0, dataset: nil) }, metrics: sweep.metrics)
+        let seeds = floor.map { seed, report in
+            var metrics = RunFiles.metrics(of: report, dataset: nil)
+            if let data = try? Data(contentsOf: sweep.floorViewsFile(seed: seed)),
+               let views = try? JSONDecoder().decode(Evaluation.ViewsReport.self, from: data) {
+                metrics.merge(Ablation.motionTestMetrics(views)) { $1 }
+            }
+            return metrics
+        }
+        return summary("random init (floor)", overrides: [:], seeds: seeds, metrics: sweep.metrics)
     }
 
     /// Every variant against the baseline, on the probe's and the kNN's per-video outcomes.

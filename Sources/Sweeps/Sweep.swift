@@ -128,6 +128,8 @@ public struct Sweep {
     public let floorRecipe: Recipe
     /// Where the floor's evaluation of `seed` is kept.
     public func floorFile(seed: Int) -> URL { output.appendingPathComponent("floor").appendingPathComponent("seed-\(seed).json") }
+    /// Where the floor's motion test (`eval: [views]`) at `seed` is kept.
+    public func floorViewsFile(seed: Int) -> URL { output.appendingPathComponent("floor").appendingPathComponent("seed-\(seed)-views.json") }
     public let variants: [Variant]
     /// The keys some variant sets: the tables' columns.
     public let variedKeys: [String]

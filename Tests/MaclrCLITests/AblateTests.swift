@@ -109,6 +109,27 @@ final class AblateTests: XCTestCase {
         XCTAssertTrue(b.err.contains("key 'finetune' names a fine-tuning recipe, but 'eval' does not list finetune"), b.err)
     }
 
+    /// eval: [views]: the motion test's columns for every run and for the floor, each figure the
+    /// one its views report holds, the floor's kept beside its evaluation.
+    func testTheMotionTestColumnsCoverTheRunsAndTheFloor() throws {
+        let sweep = try sweepFile("views", variants: "  - name: maclr\n    set: {loss.cross_modal_weight: 1.0}", seeds: "[0]",
+                                  eval: "[probe, knn, views]")
+        let r = try ablate(sweep)
+        XCTAssertEqual(r.status, 0, r.err)
+        let out = dir.appendingPathComponent("views")
+        let result = try json(out.appendingPathComponent("runs/maclr/seed-0/result.json"))["metrics"] as! [String: Double]
+        for key in ["probe_top1_shuffled", "probe_top1_frozen", "probe_top1_reversed", "knn_top1_shuffled", "knn_top1_frozen", "knn_top1_reversed"] {
+            XCTAssertNotNil(result[key], key)
+        }
+        let floorViews = try json(out.appendingPathComponent("floor/seed-0-views.json"))["views"] as! [String: [String: Any]]
+        let shuffled = try XCTUnwrap(floorViews["shuffled"]?["top1"] as? Double)
+        let md = try String(contentsOf: out.appendingPathComponent("results.md"), encoding: .utf8)
+        let floorRow = try XCTUnwrap(md.split(separator: "\n").first { $0.hasPrefix("| random init (floor) |") })
+        // columns: variant, seeds, probe, kNN, then the views: probe shuffled first
+        let cells = floorRow.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+        XCTAssertEqual(cells[4], String(format: "%.1f ± 0.0", 100 * shuffled), String(floorRow))
+    }
+
     func testTheTableHoldsTheRunsOwnFiguresAndARerunSkipsEveryRun() throws {
         let sweep = try sweepFile("sweep", variants: Self.twoVariants, extra: "baseline: visual-only")
         let out = dir.appendingPathComponent("sweep")
