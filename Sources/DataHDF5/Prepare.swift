@@ -30,6 +30,10 @@ public struct Preparation {
     public var videosPerShard = 64
     public var workers = 2
     public var tvl1 = TVL1()
+    /// Bytes of prepared frames and flow the videos of a shard may hold in memory until it is
+    /// written; beyond it they wait on disk beside the shard, so a long video does not need
+    /// memory for its length.
+    public var frameMemoryBytes = 24 << 20
     /// This process's part of a preparation split over `parts` processes (0-based): shard k is
     /// written by part k % parts; each part keeps its own progress, and the part that finds
     /// every other one finished writes the manifest.
@@ -149,39 +153,70 @@ public struct Preparation {
         var failed: [Int: [DatasetManifest.FailedVideo]] = [:]
     }
 
-    /// Decodes one video and computes its flow, quantised.
-    func prepareVideo(_ input: Input, name: String, label: Int) throws -> (PreparedVideo, [String], Double) {
+    /// Frames decoded, their flow computed and stored per window: what one video holds in
+    /// memory besides its store, whatever its length.
+    static let windowFrames = 32
+
+    /// Decodes one video and computes its flow, quantised, window by window into a store that
+    /// spills to `output` once `frameMemory` is spent, so memory does not grow with the video.
+    func prepareVideo(_ input: Input, name: String, label: Int, output: URL, frameMemory: FrameMemoryBudget) throws -> (StoredVideo, [String], Double) {
         var clock = DispatchTime.now().uptimeNanoseconds
         func lap(_ phase: PreparationTimes.Phase) {
             let now = DispatchTime.now().uptimeNanoseconds
             times.add(phase, Double(now - clock) / 1e9)
             clock = now
         }
-        let video = try VideoReader(path: input.path).decodeAll(size: .fixed(width: width, height: height), fps: fps)
-        lap(.decode)
-        var flowBytes: [UInt8]? = nil
-        if flow {
-            let n = video.height * video.width
-            let grays = (0..<video.frameCount).map { GrayImage(rgb: video.frame($0), width: video.width, height: video.height) }
-            lap(.gray)
-            let times = self.times
+        let store = FrameStore(rgbFrameBytes: width * height * 3, flowFrameBytes: flow ? width * height * 2 : 0,
+                               budget: frameMemory, spillFolder: output)
+        let frameBytes = width * height * 3, n = width * height
+        // the window's frames (k, H, W, 3) and their luma; with flow, the last frame stays for the next window's first pair
+        var window: [UInt8] = []
+        window.reserveCapacity((Self.windowFrames + 1) * frameBytes)
+        var grays: [GrayImage] = []
+        let bound = Float(flowBound)
+        let times = self.times
+        func storeWindow(final: Bool) throws {
+            let frames = window.count / frameBytes
+            guard flow else {
+                try window.withUnsafeBufferPointer { try store.append(rgb: $0, flow: nil, frames: frames, part: part) }
+                window.removeAll(keepingCapacity: true)
+                return
+            }
+            let kept = final ? frames : frames - 1
+            guard kept > 0 else { return }
             // TV-L1 runs its frame pairs on several threads: its time is the sum of theirs, by level
             let fields = Motion.flows(grays, tvl1: tvl1) { w, h, seconds in times.addLevel(width: w, height: h, seconds) }
             clock = DispatchTime.now().uptimeNanoseconds
-            var q = [UInt8](repeating: 0, count: video.frameCount * n * 2)
-            let b = Float(flowBound)
-            for (f, field) in fields.enumerated() {
+            var q = [UInt8](repeating: 0, count: kept * n * 2)
+            for f in 0..<kept {
+                let field = fields[f]
                 for i in 0..<n {
-                    q[(f * n + i) * 2] = Motion.quantize(field.u[i], bound: b)
-                    q[(f * n + i) * 2 + 1] = Motion.quantize(field.v[i], bound: b)
+                    q[(f * n + i) * 2] = Motion.quantize(field.u[i], bound: bound)
+                    q[(f * n + i) * 2 + 1] = Motion.quantize(field.v[i], bound: bound)
                 }
             }
-            flowBytes = q
             lap(.quantize)
+            try window.withUnsafeBufferPointer { rgb in
+                try q.withUnsafeBufferPointer { try store.append(rgb: UnsafeBufferPointer(rebasing: rgb[0..<(kept * frameBytes)]), flow: $0, frames: kept, part: part) }
+            }
+            window.removeFirst(kept * frameBytes)
+            grays.removeFirst(kept)
+            lap(.write)
         }
-        return (PreparedVideo(name: name, source: input.path, label: label, frames: video.frameCount, height: video.height,
-                              width: video.width, rgb: video.pixels, flow: flowBytes),
-                video.warnings, video.fps)
+        let decoded = try VideoReader(path: input.path).decode(size: .fixed(width: width, height: height), fps: fps) { frame in
+            lap(.decode)
+            window.append(contentsOf: frame)
+            if flow {
+                grays.append(GrayImage(rgb: frame, width: width, height: height))
+                lap(.gray)
+            }
+            if window.count / frameBytes == Self.windowFrames + (flow ? 1 : 0) { try storeWindow(final: false) }
+            clock = DispatchTime.now().uptimeNanoseconds
+        }
+        lap(.decode)
+        try storeWindow(final: true)
+        return (StoredVideo(name: name, source: input.path, label: label, height: decoded.height, width: decoded.width, store: store),
+                decoded.warnings, decoded.fps)
     }
 
     /// Where part `p` of `parts` records its finished shards.
@@ -214,6 +249,8 @@ public struct Preparation {
             if m.complete && m.preparation == settings { log("\(output.path): already prepared\n"); return m }
             throw PrepareError("\(output.path): holds a dataset prepared with other settings; use a new folder")
         }
+        FrameStore.removeLeftovers(in: output, part: part)
+        let frameMemory = FrameMemoryBudget(limit: frameMemoryBytes)
         let shardCount = (inputs.count + videosPerShard - 1) / videosPerShard
         let mine = (0..<shardCount).filter { $0 % parts == part }
         let myVideos = mine.reduce(0) { $0 + min(videosPerShard, inputs.count - $1 * videosPerShard) }
@@ -226,20 +263,20 @@ public struct Preparation {
         for shard in mine where state.finished[shard] == nil {
             let range = (shard * videosPerShard)..<min(inputs.count, (shard + 1) * videosPerShard)
             // Decode and compute flow for the shard's videos on `workers` threads; write in order.
-            var results = [Result<(PreparedVideo, [String], Double), Error>?](repeating: nil, count: range.count)
+            var results = [Result<(StoredVideo, [String], Double), Error>?](repeating: nil, count: range.count)
             let lock = NSLock()
             var finishedInShard = 0
             parallelDynamic(range.count, threads: workers) { k in
                     let i = range.lowerBound + k
                     // after SIGTERM or SIGINT the shard's remaining videos are not started: it is redone on the rerun
-                    let r = Result { () throws -> (PreparedVideo, [String], Double) in
+                    let r = Result { () throws -> (StoredVideo, [String], Double) in
                         try StopRequests.shared.check("")
-                        return try prepareVideo(inputs[i], name: names[i], label: labels[i])
+                        return try prepareVideo(inputs[i], name: names[i], label: labels[i], output: output, frameMemory: frameMemory)
                     }
                     lock.lock()
                     results[k] = r
                     finishedInShard += 1
-                    if case .success(let (v, _, _)) = r { doneFrames += v.frames }
+                    if case .success(let (v, _, _)) = r { doneFrames += v.store.frames }
                     let videosNow = doneVideos + finishedInShard
                     let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                     let rate = Double(videosNow - resumedVideos) / max(elapsed, 1e-9)
@@ -252,7 +289,7 @@ public struct Preparation {
             try StopRequests.shared.check("\(finishedShards) of \(mine.count) shards complete in \(output.path), shard \(shard) left to be redone; rerun the same command to continue")
             doneVideos += range.count
             var failed: [DatasetManifest.FailedVideo] = []
-            var good: [PreparedVideo] = []
+            var good: [StoredVideo] = []
             var sourceFPS: [String: Double] = [:]
             for (k, r) in results.enumerated() {
                 switch r! {
@@ -280,6 +317,7 @@ public struct Preparation {
                 times.add(.motionScores, writer.motionScoreSeconds)
                 entry = try .init(measuring: file, in: output, videos: good.count, frames: writer.frameCount)
             }
+            results = []; good = []   // the stores go: their memory and files with them
             state.finished[shard] = .some(entry)
             state.failed[shard] = failed
             let encoder = JSONEncoder(); encoder.outputFormatting = [.sortedKeys]

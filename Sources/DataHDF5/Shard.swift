@@ -18,6 +18,10 @@ public enum ShardFormat {
     /// quantised flow (F, H, W, 2), in pixels. A clip window's score (MCL's ranking of clips by
     /// motion) is the mean of its frames' scores.
     public static func frameMotion(quantizedFlow q: [UInt8], frames: Int, height h: Int, width w: Int, bound: Float) -> [Float] {
+        q.withUnsafeBufferPointer { frameMotion(quantizedFlow: $0, frames: frames, height: h, width: w, bound: bound) }
+    }
+
+    static func frameMotion(quantizedFlow q: UnsafeBufferPointer<UInt8>, frames: Int, height h: Int, width w: Int, bound: Float) -> [Float] {
         let n = h * w
         return (0..<frames).map { f in
             var field = FlowField(width: w, height: h)
@@ -99,25 +103,52 @@ public final class ShardWriter {
     public private(set) var motionScoreSeconds = 0.0
 
     public func append(_ v: PreparedVideo) throws {
-        guard v.height == attributes.height, v.width == attributes.width else {
-            throw HDF5Error("\(path): video \(v.name) is \(v.width)x\(v.height), the shard holds \(attributes.width)x\(attributes.height)")
-        }
         let frameBytes = attributes.height * attributes.width
         precondition(v.rgb.count == v.frames * frameBytes * 3, "\(v.name): rgb has \(v.rgb.count) bytes for \(v.frames) frames")
-        guard let rgb else { throw HDF5Error("\(path): shard is already finished") }
-        try v.rgb.withUnsafeBytes { try rgb.append($0.baseAddress!, rows: v.frames, memoryType: maclr_H5T_NATIVE_UINT8()) }
-        if let flow {
+        try checkVideo(name: v.name, height: v.height, width: v.width)
+        if flow != nil {
             guard let vf = v.flow, vf.count == v.frames * frameBytes * 2 else {
                 throw HDF5Error("\(path): video \(v.name) has no flow of \(v.frames) frames")
             }
-            try vf.withUnsafeBytes { try flow.append($0.baseAddress!, rows: v.frames, memoryType: maclr_H5T_NATIVE_UINT8()) }
-            let start = DispatchTime.now().uptimeNanoseconds
-            motion += ShardFormat.frameMotion(quantizedFlow: vf, frames: v.frames, height: v.height, width: v.width,
-                                              bound: Float(attributes.flowBound))
-            motionScoreSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        }
+        try v.rgb.withUnsafeBufferPointer { rgb in
+            if let vf = v.flow, flow != nil {
+                try vf.withUnsafeBufferPointer { try appendFrames(rgb: rgb, flow: $0, count: v.frames) }
+            } else {
+                try appendFrames(rgb: rgb, flow: nil, count: v.frames)
+            }
         }
         videos.append(ShardVideo(name: v.name, source: v.source, start: rows, length: v.frames, label: v.label))
         rows += v.frames
+    }
+
+    /// A video from its store, one window of frames at a time.
+    func append(_ v: StoredVideo) throws {
+        try checkVideo(name: v.name, height: v.height, width: v.width)
+        if flow != nil && v.store.flowFrameBytes == 0 { throw HDF5Error("\(path): video \(v.name) has no flow") }
+        try v.store.forEachWindow(of: 4 * ShardFormat.chunkFrames) { rgb, flow, n in try appendFrames(rgb: rgb, flow: flow, count: n) }
+        videos.append(ShardVideo(name: v.name, source: v.source, start: rows, length: v.store.frames, label: v.label))
+        rows += v.store.frames
+    }
+
+    private func checkVideo(name: String, height: Int, width: Int) throws {
+        guard height == attributes.height, width == attributes.width else {
+            throw HDF5Error("\(path): video \(name) is \(width)x\(height), the shard holds \(attributes.width)x\(attributes.height)")
+        }
+        guard rgb != nil else { throw HDF5Error("\(path): shard is already finished") }
+    }
+
+    /// Appends `count` frames of one video: rgb (count, H, W, 3), flow (count, H, W, 2) when the shard has flow.
+    private func appendFrames(rgb frames: UnsafeBufferPointer<UInt8>, flow fields: UnsafeBufferPointer<UInt8>?, count: Int) throws {
+        guard let rgb else { throw HDF5Error("\(path): shard is already finished") }
+        try rgb.append(frames.baseAddress!, rows: count, memoryType: maclr_H5T_NATIVE_UINT8())
+        if let flow, let fields {
+            try flow.append(fields.baseAddress!, rows: count, memoryType: maclr_H5T_NATIVE_UINT8())
+            let start = DispatchTime.now().uptimeNanoseconds
+            motion += ShardFormat.frameMotion(quantizedFlow: fields, frames: count, height: attributes.height, width: attributes.width,
+                                              bound: Float(attributes.flowBound))
+            motionScoreSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        }
     }
 
     /// Writes the video table and attributes, closes, and renames into place.

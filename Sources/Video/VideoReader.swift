@@ -113,12 +113,29 @@ public final class VideoReader {
     }
 
     /// Decodes every frame, resized to `size`, resampled to `fps` (nearest earlier-or-closest
-    /// frame in time) when given, stopping after `maxFrames` output frames.
+    /// frame in time) when given, stopping after `maxFrames` output frames: the whole video in memory.
     public func decodeAll(size: FrameSize = .original, fps targetFPS: Double? = nil, maxFrames: Int = .max) throws -> DecodedVideo {
+        var pixels: [UInt8] = []
+        let stream = try decode(size: size, fps: targetFPS, maxFrames: maxFrames) { pixels.append(contentsOf: $0) }
+        return DecodedVideo(pixels: pixels, frameCount: stream.frameCount, height: stream.height, width: stream.width,
+                            fps: stream.fps, warnings: stream.warnings)
+    }
+
+    /// What `decode(size:fps:maxFrames:frame:)` handed out: the frames' count, size and rate, and
+    /// the problems that did not stop it.
+    public struct DecodedStream: Sendable {
+        public var frameCount: Int, height: Int, width: Int
+        public var fps: Double
+        public var warnings: [String]
+    }
+
+    /// Decodes as `decodeAll`, handing each output frame (H, W, 3) to `frame` as it comes, so
+    /// memory does not grow with the video's length. The buffer is valid during the call only.
+    public func decode(size: FrameSize = .original, fps targetFPS: Double? = nil, maxFrames: Int = .max,
+                       frame deliver: (UnsafeBufferPointer<UInt8>) throws -> Void) throws -> DecodedStream {
         guard let format, let codec else { throw VideoError("\(path): reader is closed") }
         guard info.width > 0, info.height > 0 else { throw VideoError("\(path): video has no frame size") }
         let (outW, outH) = size.resolve(width: info.width, height: info.height)
-        var pixels: [UInt8] = []
         var warnings: [String] = []
         let frameBytes = outW * outH * 3
         var decodedFrames = 0, outputFrames = 0
@@ -134,14 +151,14 @@ public final class VideoReader {
         guard let packet, let frame else { throw VideoError("\(path): out of memory") }
 
         /// Emits `current` for every output time before `limit` (all frames when not resampling).
-        func emit(until limit: Double) {
+        func emit(until limit: Double) throws {
             guard currentTime != nil else { return }
             if let r = targetFPS {
                 while outputFrames < maxFrames && Double(outputFrames) / r < limit {
-                    pixels.append(contentsOf: current); outputFrames += 1
+                    try current.withUnsafeBufferPointer(deliver); outputFrames += 1
                 }
             } else if outputFrames < maxFrames {
-                pixels.append(contentsOf: current); outputFrames += 1
+                try current.withUnsafeBufferPointer(deliver); outputFrames += 1
             }
         }
 
@@ -169,7 +186,7 @@ public final class VideoReader {
                 let pts = frame.pointee.best_effort_timestamp
                 let time = pts != maclr_AV_NOPTS_VALUE() ? Double(pts) * timeBase : Double(decodedFrames) * sourceStep
                 // The previous frame covers output times up to the midpoint between the two.
-                if let prev = currentTime { emit(until: (prev + time) / 2) }
+                if let prev = currentTime { try emit(until: (prev + time) / 2) }
                 try convert()
                 currentTime = time
                 decodedFrames += 1
@@ -195,7 +212,7 @@ public final class VideoReader {
         }
         avcodec_send_packet(codec, nil)   // flush
         if outputFrames < maxFrames { try drain() }
-        if let time = currentTime { emit(until: time + sourceStep - 1e-9) }   // the last frame lasts one step
+        if let time = currentTime { try emit(until: time + sourceStep - 1e-9) }   // the last frame lasts one step
         if badPackets > 0 { warnings.append("\(badPackets) damaged packet(s) skipped") }
         // A stream that ends well before the duration its container declares was cut short.
         if outputFrames < maxFrames, let declared = info.durationSeconds, let last = currentTime,
@@ -206,7 +223,6 @@ public final class VideoReader {
         guard outputFrames > 0 else {
             throw VideoError("\(path): no frame could be decoded" + (warnings.isEmpty ? "" : " (\(warnings.joined(separator: "; ")))"))
         }
-        return DecodedVideo(pixels: pixels, frameCount: outputFrames, height: outH, width: outW,
-                            fps: targetFPS ?? info.fps, warnings: warnings)
+        return DecodedStream(frameCount: outputFrames, height: outH, width: outW, fps: targetFPS ?? info.fps, warnings: warnings)
     }
 }

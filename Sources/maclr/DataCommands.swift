@@ -98,6 +98,8 @@ struct Prepare: ParsableCommand {
     @Option(help: "Flow quantisation bound in pixels.") var flowBound: Double = Self.defaults.flowBound
     @Option(help: "Videos per shard.") var videosPerShard = Self.defaults.videosPerShard
     @Option(help: "Videos decoded in parallel.") var workers = Self.defaults.workers
+    @Option(help: "MiB of prepared frames a shard's videos may hold in memory until it is written; beyond it they wait on disk beside the shard, so a long video needs no memory for its length.")
+    var frameMemory = Self.defaults.frameMemoryBytes >> 20
     @Option(help: "Prepare every N-th shard from the i-th (i/N), one of N processes or machines sharing the output folder; the last to finish writes the manifest. Under mpirun: the rank and size.")
     var shard: ShardSpec?
 
@@ -121,6 +123,7 @@ struct Prepare: ParsableCommand {
         guard size == nil || shortSide == nil else { throw ValidationError("give --size or --short-side, not both") }
         guard splitFiles == nil || layout != .files else { throw ValidationError("--split-files goes with --layout ucf101, hmdb51, kinetics or ssv2") }
         guard videosPerShard > 0, workers > 0, flowBound > 0 else { throw ValidationError("--videos-per-shard, --workers and --flow-bound must be positive") }
+        guard (0...(1 << 20)).contains(frameMemory) else { throw ValidationError("--frame-memory \(frameMemory) must be 0 to 1048576 MiB") }
         if let fps, fps <= 0 { throw ValidationError("--fps \(fps) must be positive") }
     }
 
@@ -133,6 +136,7 @@ struct Prepare: ParsableCommand {
         var p = DatasetPreparation()
         (p.width, p.height) = try frameSize()
         p.fps = fps; p.flow = flow; p.flowBound = flowBound; p.videosPerShard = videosPerShard; p.workers = workers
+        p.frameMemoryBytes = frameMemory << 20
         let world = shard == nil ? Processes.world : Processes.single
         (p.part, p.parts) = shard.map { ($0.index - 1, $0.count) } ?? (world.rank, world.size)
         let status = try endingEveryProcessOnError(world) {

@@ -69,6 +69,26 @@ final class DataPipelineTests: XCTestCase {
         XCTAssertEqual(leftovers, [], "no temporary files left behind")
     }
 
+    /// Videos longer than a window are prepared window by window; with no memory for frames every
+    /// video waits on disk instead, and the shards are byte for byte the same, with and without flow.
+    func testVideosPreparedInWindowsAndSpilledToDiskGiveTheSameShards() throws {
+        let csv = try makeVideos(perClass: 2, frames: 75, size: 32)
+        for flow in [[], ["--no-flow"]] {
+            let held = dir.appendingPathComponent("held\(flow.count)"), spilled = dir.appendingPathComponent("spilled\(flow.count)")
+            let a = try prepare(csv, held, extra: flow), b = try prepare(csv, spilled, extra: flow + ["--frame-memory", "0"])
+            XCTAssertEqual(a.status, 0, a.err)
+            XCTAssertEqual(b.status, 0, b.err)
+            let m = try DatasetManifest.load(from: held)
+            XCTAssertEqual(m.frameCount, 4 * 75)
+            XCTAssertEqual(m, try DatasetManifest.load(from: spilled), "the same shards, checksums and manifest \(flow)")
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: spilled.path).filter { $0.hasPrefix(".") }
+            XCTAssertEqual(leftovers, [], "the spilled frames are removed with their shard written")
+        }
+        let r = try prepare(csv, dir.appendingPathComponent("x"), extra: ["--frame-memory=-1"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("--frame-memory -1 must be 0 to 1048576 MiB"), r.err)
+    }
+
     /// Opens a shard read-write with the C API to damage it in a specific way.
     func tamper(_ path: String, _ body: (hid_t) -> Void) {
         let f = H5Fopen(path, maclr_H5F_ACC_RDWR(), maclr_H5P_DEFAULT())
