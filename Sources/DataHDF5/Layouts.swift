@@ -114,7 +114,7 @@ struct LayoutReader {
     func file(relative: String) -> String? { byPath[relative] ?? byLowerPath[relative.lowercased()] }
 
     static func lines(_ url: URL) throws -> [(number: Int, text: String)] {
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw PrepareError("\(url.path): cannot read split file") }
+        let text = try BoundedInput.text(url, what: "split file")
         // "\r\n" (the official lists' line end) is one Character in Swift: split on any newline
         return text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated()
             .map { ($0.offset + 1, $0.element.trimmingCharacters(in: .whitespacesAndNewlines)) }.filter { !$0.text.isEmpty }
@@ -291,7 +291,7 @@ struct LayoutReader {
         var fileOf: [String: String] = [:]
         let columns = ["label", "youtube_id", "time_start", "time_end", "split"]
         for csv in csvs {
-            guard let text = try? String(contentsOf: csv, encoding: .utf8) else { throw PrepareError("\(csv.path): cannot read") }
+            let text = try BoundedInput.text(csv, what: "annotation CSV")
             let table: CSV<Enumerated>
             do { table = try CSV<Enumerated>(string: text, delimiter: .comma, loadColumns: false) } catch {
                 throw PrepareError("\(csv.path): not a CSV (\(error))")
@@ -327,7 +327,7 @@ struct LayoutReader {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted()
         func file(_ suffix: String) -> URL? { names.first { $0.hasSuffix(suffix) }.map { dir.appendingPathComponent($0) } }
         guard let labelsFile = file("labels.json") else { throw PrepareError("\(dir.path): no labels JSON (something-something-v2-labels.json)") }
-        guard let labels = (try? JSONSerialization.jsonObject(with: Data(contentsOf: labelsFile))) as? [String: Any] else {
+        guard let labels = try BoundedInput.json(labelsFile, what: "labels JSON") as? [String: Any] else {
             throw PrepareError("\(labelsFile.path): not a JSON object of template -> index")
         }
         var indexed: [(Int, String)] = []
@@ -350,7 +350,7 @@ struct LayoutReader {
             found = true
             fileOf[split] = url.path
             e.listed[split] = 0
-            guard let entries = (try? JSONSerialization.jsonObject(with: Data(contentsOf: url))) as? [Any] else {
+            guard let entries = try BoundedInput.json(url, what: "split JSON") as? [Any] else {
                 throw PrepareError("\(url.path): not a JSON list of {id, template} entries")
             }
             for (n, item) in entries.enumerated() {

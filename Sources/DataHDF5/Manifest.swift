@@ -61,11 +61,20 @@ public struct DatasetManifest: Codable, Equatable, Sendable {
 
     public static func load(from folder: URL) throws -> DatasetManifest {
         let url = folder.appendingPathComponent("manifest.json")
-        guard let data = FileManager.default.contents(atPath: url.path) else {
+        guard FileManager.default.fileExists(atPath: url.path) else {
             throw HDF5Error("\(url.path): no manifest (is \(folder.path) a dataset made by maclr prepare?)")
         }
+        let data = try BoundedInput.data(url, what: "manifest")
+        try BoundedInput.checkDepth(data, source: url.path)
         do {
-            return try JSONDecoder().decode(DatasetManifest.self, from: data)
+            let manifest = try JSONDecoder().decode(DatasetManifest.self, from: data)
+            // manifests written before checksums have none: nothing to verify
+            if let recorded = try JSONDecoder().decode(Checksummed.self, from: data).checksum, recorded != (try manifest.contentChecksum()) {
+                throw HDF5Error("\(url.path): its checksum does not match its content (damaged, or edited by hand): prepare the dataset again, or delete the \"checksum\" line to accept an edit")
+            }
+            return manifest
+        } catch let error as HDF5Error {
+            throw error
         } catch let DecodingError.keyNotFound(key, _) {
             throw HDF5Error("\(url.path): missing key '\(key.stringValue)'")
         } catch let DecodingError.typeMismatch(_, context) {
@@ -77,11 +86,38 @@ public struct DatasetManifest: Codable, Equatable, Sendable {
 
     /// Written to a temporary name, synced and renamed: readers never see half a manifest, nor a
     /// crash a manifest without its contents.
+    /// The manifest carries the checksum of its own content (`contentChecksum`), verified on load.
     public func save(to folder: URL) throws {
+        let url = folder.appendingPathComponent("manifest.json")
+        try DurableFiles.write(try Self.encoder.encode(Checksummed(manifest: self, checksum: try contentChecksum())), to: url)
+    }
+
+    static var encoder: JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let url = folder.appendingPathComponent("manifest.json")
-        try DurableFiles.write(try encoder.encode(self), to: url)
+        return encoder
+    }
+
+    /// FNV-1a 64 of the manifest's JSON without its checksum, hex.
+    func contentChecksum() throws -> String {
+        let bytes = try Self.encoder.encode(self)
+        return String(format: "%016llx", bytes.withUnsafeBytes { fnv1a64($0) })
+    }
+
+    /// manifest.json as written: the manifest's keys and "checksum".
+    struct Checksummed: Codable {
+        var manifest: DatasetManifest?
+        var checksum: String?
+        enum Key: String, CodingKey { case checksum }
+        init(manifest: DatasetManifest, checksum: String) { self.manifest = manifest; self.checksum = checksum }
+        init(from decoder: Decoder) throws {
+            checksum = try decoder.container(keyedBy: Key.self).decodeIfPresent(String.self, forKey: .checksum)
+        }
+        func encode(to encoder: Encoder) throws {
+            try manifest?.encode(to: encoder)
+            var c = encoder.container(keyedBy: Key.self)
+            try c.encodeIfPresent(checksum, forKey: .checksum)
+        }
     }
 }
 

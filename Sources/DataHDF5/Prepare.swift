@@ -57,7 +57,7 @@ public struct Preparation {
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: source.path, isDirectory: &isDir) else { throw PrepareError("\(source.path): no such file or folder") }
         if !isDir.boolValue {
-            guard let text = try? String(contentsOf: source, encoding: .utf8) else { throw PrepareError("\(source.path): cannot read as text") }
+            let text = try BoundedInput.text(source, what: "list of videos")
             // RFC 4180: quoted fields may hold commas, quotes ("") and line breaks.
             let table: CSV<Enumerated>
             do { table = try CSV<Enumerated>(string: text, delimiter: .comma, loadColumns: false) } catch {
@@ -110,7 +110,9 @@ public struct Preparation {
         var listing = try layout.read(videos: source, splitFiles: splitFiles.map { URL(fileURLWithPath: $0) })
         if layout == .files {
             let namesFile = source.deletingLastPathComponent().appendingPathComponent("classes.txt")
-            listing.classes = (try? String(contentsOf: namesFile, encoding: .utf8))?.split(whereSeparator: \.isNewline).map(String.init) ?? []
+            if FileManager.default.fileExists(atPath: namesFile.path) {
+                listing.classes = try BoundedInput.text(namesFile, what: "class list").split(whereSeparator: \.isNewline).map(String.init)
+            }
         } else {
             for line in listing.report { log(line + "\n") }
         }

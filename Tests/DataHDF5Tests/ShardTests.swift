@@ -177,3 +177,59 @@ final class FrameStoreTests: XCTestCase {
         XCTAssertTrue(budget.reserve(budget.limit), "the store gave its memory back")
     }
 }
+
+/// manifest.json carries the checksum of its content, verified on load; text inputs are bounded.
+final class ManifestAndInputBoundsTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("manifest-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func testTheManifestsChecksumCatchesAnEditAndOldManifestsStillLoad() throws {
+        var m = DatasetManifest(preparation: .init(size: "64x64", fps: nil, flowAlgorithm: "tvl1", flowBound: 4, videosPerShard: 64))
+        m.shards = [.init(file: "shard-00000.h5", videos: 2, frames: 64, bytes: 1000, checksum: "00000000000000aa")]
+        m.classes = ["left", "right"]
+        m.splits = ["train": ["a", "b"]]
+        m.complete = true
+        try m.save(to: dir)
+        let url = dir.appendingPathComponent("manifest.json")
+        let text = try String(contentsOf: url, encoding: .utf8)
+        XCTAssertTrue(text.contains("\"checksum\" : \"\(try m.contentChecksum())\""), text)
+        XCTAssertEqual(try DatasetManifest.load(from: dir), m)
+        // one figure changed by hand
+        try text.replacingOccurrences(of: "\"frames\" : 64", with: "\"frames\" : 65").write(to: url, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try DatasetManifest.load(from: dir)) {
+            XCTAssertEqual("\($0)", "\(url.path): its checksum does not match its content (damaged, or edited by hand): prepare the dataset again, or delete the \"checksum\" line to accept an edit")
+        }
+        // a manifest written before checksums (no such key) loads as it is
+        try DatasetManifest.encoder.encode(m).write(to: url)
+        XCTAssertEqual(try DatasetManifest.load(from: dir), m)
+    }
+
+    func testTooBigOrTooDeepInputsAreRefusedInOneLine() throws {
+        let deep = dir.appendingPathComponent("deep.json")
+        try Data((String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)).utf8).write(to: deep)
+        XCTAssertThrowsError(try BoundedInput.json(deep, what: "split JSON")) {
+            XCTAssertEqual("\($0)", "\(deep.path): JSON nested more than 64 levels deep")
+        }
+        // brackets inside strings are text, not nesting
+        let quoted = dir.appendingPathComponent("quoted.json")
+        try Data(("[\"" + String(repeating: "[", count: 1000) + "\\\"\"]").utf8).write(to: quoted)
+        XCTAssertEqual((try BoundedInput.json(quoted, what: "split JSON") as? [String])?.first?.count, 1001)
+        // a sparse file past the bound: refused from its size, never read
+        let big = dir.appendingPathComponent("big.csv")
+        FileManager.default.createFile(atPath: big.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: big)
+        try handle.truncate(atOffset: UInt64(BoundedInput.fileBytes + 1))
+        try handle.close()
+        XCTAssertThrowsError(try Preparation.discover(big)) {
+            XCTAssertEqual("\($0)", "\(big.path): \(BoundedInput.fileBytes + 1) bytes, more than the \(BoundedInput.fileBytes) a list of videos may have")
+        }
+        try Data(String(repeating: "{\"a\":", count: 70).utf8).write(to: dir.appendingPathComponent("manifest.json"))
+        XCTAssertThrowsError(try DatasetManifest.load(from: dir)) {
+            XCTAssertTrue("\($0)".hasSuffix("manifest.json: JSON nested more than 64 levels deep"), "\($0)")
+        }
+    }
+}

@@ -174,6 +174,45 @@ final class FuzzTests: XCTestCase {
         XCTAssertTrue(set.err.contains("--set 'data.crop_scale=...': nested 1000 levels deep, more than the 64 allowed"), set.err)
     }
 
+    /// The data's text inputs well formed but too big: a split JSON nested 100,000 deep, a manifest
+    /// nested past the bound, a video list and an annotation CSV past the size bound (sparse files,
+    /// never read). Each refused in one line naming the file, within a 600 MB address space.
+    func testWellFormedButTooBigDataInputs() throws {
+        let video = try OfficialLayoutTests.sampleVideo(in: dir)
+        let ssv2 = try OfficialLayoutTests.ssv2(in: dir, video: video), kinetics = try OfficialLayoutTests.kinetics(in: dir, video: video)
+        let deepJSON = ssv2.appendingPathComponent("labels/something-something-v2-train.json")
+        try Data((String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)).utf8).write(to: deepJSON)
+        func sparse(_ url: URL) throws {
+            try? FileManager.default.removeItem(at: url)
+            FileManager.default.createFile(atPath: url.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: url)
+            try handle.truncate(atOffset: 300 << 20)
+            try handle.close()
+        }
+        let bigCSV = kinetics.appendingPathComponent("annotations/train.csv")
+        try sparse(bigCSV)
+        let list = dir.appendingPathComponent("list.csv")
+        try sparse(list)
+        let dataset = try datasetCopy(0, replacing: "manifest.json")
+        try Data(("{\"a\":" + String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000) + "}").utf8).write(to: dataset)
+        let cases: [([String], String, String)] = [
+            (["prepare", ssv2.appendingPathComponent("videos").path, dir.appendingPathComponent("never").path, "--layout", "ssv2", "--check",
+              "--split-files", deepJSON.deletingLastPathComponent().path], deepJSON.path, "JSON nested more than 64 levels deep"),
+            (["prepare", kinetics.appendingPathComponent("videos").path, dir.appendingPathComponent("never").path, "--layout", "kinetics", "--check",
+              "--split-files", bigCSV.deletingLastPathComponent().path], bigCSV.path, "more than the 268435456 a annotation CSV may have"),
+            (["prepare", list.path, dir.appendingPathComponent("never").path], list.path, "more than the 268435456 a list of videos may have"),
+            (["inspect", dataset.deletingLastPathComponent().path], dataset.path, "JSON nested more than 64 levels deep"),
+        ]
+        for (args, file, bound) in cases {
+            let r = try runMaclr(args, addressSpaceLimitKiB: 600_000)
+            XCTAssertEqual(r.status, 1, "\(args[0]) \(file): \(r.err.suffix(300))")
+            let errors = r.err.split(separator: "\n").filter { $0.lowercased().hasPrefix("error") }
+            XCTAssertEqual(errors.count, 1, "\(args[0]): one line: \(r.err.suffix(300))")
+            XCTAssertTrue(r.err.contains(file) && r.err.contains(bound), "\(args[0]): \(r.err.suffix(300))")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("never").path))
+    }
+
     /// A copy of the tiny dataset whose files are links, but for `mutable`, which the case rewrites.
     func datasetCopy(_ i: Int, replacing mutable: String) throws -> URL {
         let source = try TinyDataset.url(), folder = dir.appendingPathComponent("dataset-\(i)")
