@@ -212,6 +212,74 @@ final class AblateTests: XCTestCase {
         XCTAssertTrue(md.contains("2 runs complete, 1 failed"), md)
     }
 
+    func startAblate(_ sweep: URL, _ extra: [String] = []) throws -> Process {
+        let p = Process()
+        p.executableURL = CLITests.binary
+        p.arguments = ["ablate", sweep.path, "--threads", "1"] + extra
+        p.standardError = FileHandle.nullDevice; p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
+    /// SIGTERM stops a sweep with a checkpoint and exit 143; then rounds of SIGTERM and SIGKILL
+    /// at random moments on a sweep split over two shard processes. Each rerun ends in the
+    /// uninterrupted sweep's tables.
+    func testSIGTERMAndRandomKillsOfTwoShardsEndInTheUninterruptedTables() throws {
+        let steps = ["--set", "optim.steps=24"]
+        let whole = try sweepFile("whole", variants: Self.twoVariants)
+        XCTAssertEqual(try ablate(whole, steps).status, 0)
+        let expected = try tables(dir.appendingPathComponent("whole"))
+
+        let stopped = try sweepFile("stopped", variants: Self.twoVariants)
+        let p = try startAblate(stopped, steps)
+        let firstRun = dir.appendingPathComponent("stopped/runs/visual-only/seed-0")
+        let deadline = Date().addingTimeInterval(120)
+        while p.isRunning && Date() < deadline
+                && !FileManager.default.fileExists(atPath: firstRun.appendingPathComponent("checkpoints/step-0000004/meta.json").path) {
+            usleep(2_000)
+        }
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .exit)
+        XCTAssertEqual(p.terminationStatus, 143, "128 + SIGTERM: interrupted")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: firstRun.appendingPathComponent("result.json").path))
+        let kept = try FileManager.default.contentsOfDirectory(atPath: firstRun.appendingPathComponent("checkpoints").path).filter { $0.hasPrefix("step-") }
+        XCTAssertFalse(kept.isEmpty, "a checkpoint to resume from")
+        let resumed = try ablate(stopped, steps)
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+        XCTAssertTrue(resumed.err.contains("resuming from"), resumed.err)
+        XCTAssertEqual(try tables(dir.appendingPathComponent("stopped")).markdown, expected.markdown)
+        XCTAssertEqual(try tables(dir.appendingPathComponent("stopped")).csv, expected.csv)
+
+        // chaos: two shards, each stopped at a random moment by SIGTERM or SIGKILL, four rounds
+        let chaos = try sweepFile("chaos", variants: Self.twoVariants)
+        var rng = SeededGenerator(state: 7)
+        var outcomes: [String] = []
+        for _ in 0..<4 {
+            let shards = try (1...2).map { try startAblate(chaos, steps + ["--shard", "\($0)/2"]) }
+            for shard in shards {
+                usleep(UInt32(100_000 + rng.next() % 900_000))
+                let signal = rng.next() % 2 == 0 ? SIGTERM : SIGKILL
+                let wasRunning = shard.isRunning
+                kill(shard.processIdentifier, signal)
+                shard.waitUntilExit()
+                if !wasRunning { outcomes.append("finished"); continue }
+                if signal == SIGTERM {
+                    XCTAssertEqual(shard.terminationStatus, 143)
+                    outcomes.append("SIGTERM")
+                } else {
+                    outcomes.append("SIGKILL")
+                }
+            }
+        }
+        print("chaos rounds: \(outcomes.joined(separator: ", "))")
+        for i in 1...2 { XCTAssertEqual(try ablate(chaos, steps + ["--shard", "\(i)/2"]).status, 0) }
+        let report = try ablate(chaos, ["--report"])
+        XCTAssertEqual(report.status, 0, report.err)
+        XCTAssertEqual(try tables(dir.appendingPathComponent("chaos")).markdown, expected.markdown)
+        XCTAssertEqual(try tables(dir.appendingPathComponent("chaos")).csv, expected.csv)
+    }
+
     func testAKilledSweepResumesAndShardsInTwoProcessesGiveTheSameTable() throws {
         let whole = try sweepFile("whole", variants: Self.twoVariants)
         XCTAssertEqual(try ablate(whole).status, 0)
@@ -311,5 +379,17 @@ final class SaliencyCLITests: XCTestCase {
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.err.contains("no video named 'nope'"), bad.err)
         XCTAssertFalse(bad.err.contains("Fatal"), bad.err)
+    }
+}
+
+/// A seeded generator for tests that draw their timing (SplitMix64).
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
