@@ -27,8 +27,10 @@ public struct MemoryEstimate: Sendable, Equatable {
     public static func of(_ recipe: Recipe, available: Int? = availableBytes()) throws -> MemoryEstimate {
         let (t, crop, batch) = (recipe.data.clipFrames, recipe.data.crop, recipe.optim.batchSize)
         let (t0, s0) = (min(t, 8), min(crop, 64))
-        // the engine's idle buffers (an earlier run's in this process) are not this run's
+        // the engine's idle buffers (an earlier run's in this process) are not this run's, nor
+        // the heap they leave free: given back, so a sweep's later runs are not counted twice
         BufferPool.shared.drain()
+        returnFreeHeapToTheSystem()
         let base = residentBytes()
         let loader = loaderBytes(recipe)
         let keys = ["optim.batch_size", "data.crop", "data.clip_frames", "model.width"]
@@ -122,6 +124,13 @@ public struct MemoryEstimate: Sendable, Equatable {
 
     /// This process's resident memory now (VmRSS), in bytes.
     static func residentBytes() -> Int { procStatus("VmRSS:") ?? 0 }
+
+    /// glibc's malloc_trim(0) where the C library has it (looked up: Swift's Glibc module leaves it out).
+    static func returnFreeHeapToTheSystem() {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
+        typealias Trim = @convention(c) (Int) -> Int32
+        _ = unsafeBitCast(symbol, to: Trim.self)(0)
+    }
 
     /// The most this process has held resident (VmHWM), in bytes.
     public static func peakResidentBytes() -> Int { procStatus("VmHWM:") ?? 0 }
