@@ -16,8 +16,9 @@ public struct ConvBenchmark {
     /// and implicit GEMMs where the routing picks them.
     public static let configurations: [(name: String, options: (Int) -> EngineOptions)] = [
         ("whole im2col, OpenBLAS", { .reference(threads: $0) }),
-        ("blocked im2col", { EngineOptions(threads: $0, blockedConvs: true, implicitConvs: false) }),
-        ("implicit where picked", { EngineOptions(threads: $0, blockedConvs: true, implicitConvs: true) })]
+        ("blocked im2col", { EngineOptions(threads: $0, blockedConvs: true, implicitConvs: false, winogradConvs: false) }),
+        ("implicit where picked", { EngineOptions(threads: $0, blockedConvs: true, implicitConvs: true, winogradConvs: false) }),
+        ("Winograd where it applies", { EngineOptions(threads: $0, blockedConvs: true, implicitConvs: true, winogradConvs: true) })]
 
     public struct Row { public var configuration: String, direction: ConvDirection, path: ConvPath, milliseconds: Double, gflops: Double }
 

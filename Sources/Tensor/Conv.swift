@@ -30,6 +30,8 @@ public enum ConvPath: String, Sendable, CaseIterable {
     case temporalBlocked
     /// A temporal conv's input gradient as one implicit GEMM over the taps' runs of gy.
     case temporalImplicit
+    /// A (1, 3, 3) conv at stride 1 as Winograd F(2x2, 3x3): fewer products, transforms around them.
+    case winograd
 }
 
 /// The kernel path for `direction` of a conv of geometry `g` under `options`.
@@ -41,6 +43,12 @@ public enum ConvPath: String, Sendable, CaseIterable {
 public func convPath(_ g: ConvGeometry, _ direction: ConvDirection, options: EngineOptions = Engine.options) -> ConvPath {
     if g.isPointwise { return .pointwise }
     let blocked = options.blockedConvs, implicit = options.blockedConvs && options.implicitConvs
+    // Winograd pays where a frame's tiles outnumber the weights' columns well: its weights'
+    // transforms and packing cost per call, its products per tile. (The weight gradient's
+    // partial sums are 16 times the kernel's: it needs more tiles still.)
+    if blocked && options.winogradConvs && g.isWinogradShape && g.n * g.rowsPerSample >= (direction == .weightGrad ? 16 : 8) * g.o {
+        return .winograd
+    }
     if g.isTemporalOnly {
         switch direction {
         case .forward: return blocked ? .temporalBlocked : .temporalPerTap
@@ -85,17 +93,20 @@ func runConvKernel(_ direction: ConvDirection, _ path: ConvPath, _ g: ConvGeomet
     case (.forward, .implicitGEMM): implicitForward(a, b, g, out)
     case (.forward, .temporalPerTap): temporalForward(a, b, g, out)
     case (.forward, .temporalBlocked): blockedTemporalForward(a, b, g, out)
+    case (.forward, .winograd): winogradForward(a, b, g, out)
     case (.inputGrad, .pointwise): sgemm(false, false, rows, k, g.o, 1, a, g.o, b, k, 0, out, k)
     case (.inputGrad, .wholeMatrix): wholeMatrixInputGrad(a, b, g, out)
     case (.inputGrad, .blockedIm2col): blockedCol2imInputGrad(a, b, g, out)
     case (.inputGrad, .temporalPerTap): temporalInputGrad(a, b, g, out)
     case (.inputGrad, .temporalImplicit): implicitTemporalInputGrad(a, b, g, out)
+    case (.inputGrad, .winograd): winogradInputGrad(a, b, g, out)
     case (.weightGrad, .pointwise): sgemm(true, false, g.o, k, rows, 1, b, g.o, a, k, 0, out, k)
     case (.weightGrad, .wholeMatrix): wholeMatrixWeightGrad(a, b, g, out)
     case (.weightGrad, .blockedIm2col): blockedIm2colWeightGrad(a, b, g, out)
     case (.weightGrad, .implicitGEMM): implicitWeightGrad(a, b, g, out)
     case (.weightGrad, .temporalPerTap): temporalWeightGrad(a, b, g, out)
     case (.weightGrad, .temporalBlocked): blockedTemporalWeightGrad(a, b, g, out)
+    case (.weightGrad, .winograd): winogradWeightGrad(a, b, g, out)
     default: preconditionFailure("conv path \(path.rawValue) has no \(direction.rawValue) kernel")
     }
 }

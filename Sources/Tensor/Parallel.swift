@@ -17,14 +17,18 @@ public struct EngineOptions: Sendable, Equatable {
     /// (`ConvPath.implicitGEMM`, `.temporalImplicit`): input runs read in place through pointer
     /// tables, no im2col block written.
     public var implicitConvs: Bool
+    /// Whether, with `blockedConvs`, the (1, 3, 3) convs at stride 1 run as Winograd F(2x2, 3x3)
+    /// (`ConvPath.winograd`): 16 products per 2x2 output tile and channel pair instead of 36.
+    public var winogradConvs: Bool
     /// Whether the engine may run AVX-512 kernels (our 16-wide microkernels, and the peak probe's
     /// 16-wide loop). Off on a CPU without it, and when forced off (`EngineOptions.avx2`) so an
     /// AVX-512 machine measures the paths an AVX2 CPU runs.
     public var avx512: Bool
 
     public init(threads: Int = EngineOptions.cores, blockedConvs: Bool = EngineOptions.packedGEMMPays,
-                implicitConvs: Bool = true, avx512: Bool = Engine.cpuHasAVX512) {
+                implicitConvs: Bool = true, winogradConvs: Bool = true, avx512: Bool = Engine.cpuHasAVX512) {
         self.threads = max(1, threads); self.blockedConvs = blockedConvs; self.implicitConvs = implicitConvs
+        self.winogradConvs = winogradConvs
         self.avx512 = avx512 && Engine.cpuHasAVX512
     }
 
@@ -43,12 +47,12 @@ public struct EngineOptions: Sendable, Equatable {
     /// What an AVX2-only CPU runs: every conv through OpenBLAS (whose AVX2 kernels
     /// `BLASKernels.selectBeforeUse` must have chosen when it loaded), no AVX-512 microkernel.
     public static func avx2(threads: Int = EngineOptions.cores) -> EngineOptions {
-        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false, avx512: false)
+        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false, winogradConvs: false, avx512: false)
     }
 
     /// The plainest configuration: every conv on OpenBLAS, the whole-matrix and per-tap paths.
     public static func reference(threads: Int = EngineOptions.cores) -> EngineOptions {
-        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false)
+        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false, winogradConvs: false)
     }
 }
 

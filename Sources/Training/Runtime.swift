@@ -10,9 +10,10 @@ public enum Runtime {
     /// This machine's cores: the default thread count.
     public static var cores: Int { EngineOptions.cores }
 
-    /// Which conv paths the engine may take: the fastest the routing picks (default), blocked
-    /// im2col without implicit GEMMs, or the reference (whole im2col matrix on OpenBLAS).
-    public enum ConvPaths: String, CaseIterable, Sendable { case fastest, blocked, reference }
+    /// Which conv paths the engine may take: the fastest the routing picks (default), the same
+    /// without Winograd (direct convs only), blocked im2col without implicit GEMMs or Winograd, or
+    /// the reference (whole im2col matrix on OpenBLAS).
+    public enum ConvPaths: String, CaseIterable, Sendable { case fastest, direct, blocked, reference }
 
     /// Which kernels: the widest this CPU has (auto), or AVX2's on any CPU (the paths an AVX2-only
     /// machine runs, measurable on an AVX-512 one).
@@ -22,7 +23,8 @@ public enum Runtime {
         var options = kernels == .avx2 ? EngineOptions.avx2(threads: threads) : EngineOptions(threads: threads)
         switch convPaths {
         case .fastest: break
-        case .blocked: options.implicitConvs = false
+        case .direct: options.winogradConvs = false
+        case .blocked: options.implicitConvs = false; options.winogradConvs = false
         case .reference: options = .reference(threads: threads)
         }
         Engine.options = options

@@ -1,0 +1,348 @@
+import Foundation
+
+// Winograd F(2x2, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks") for
+// the (1, 3, 3) convs of R(2+1)D at stride 1 and padding (0, 1, 1). A 2x2 output tile comes from
+// the 4x4 input tile d around it as
+//     Y = Aᵀ [ Σ_c (G g Gᵀ) ⊙ (Bᵀ d B) ] A,
+// 16 products per channel pair instead of 36: at each of the 16 places ξ of a transformed tile
+// one GEMM, (tiles x C) times (C x O). The input gradient is the same conv of gy by the kernel
+// turned by 180° with its channels swapped; the weight gradient sums (A gy Aᵀ) ⊙ (Bᵀ d B) over the
+// tiles, one GEMM per ξ, and maps the sum back with Gᵀ (.) G.
+//     Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]   Aᵀ = [1 1 1 0; 0 1 -1 -1]
+// Tiles are taken a block at a time, so the transformed block stays in L2 while our packed GEMM
+// multiplies it (the weights' 16 transforms packed once per call).
+
+extension ConvGeometry {
+    /// A (1, 3, 3) kernel at stride 1 with padding (0, 1, 1): what F(2x2, 3x3) computes.
+    public var isWinogradShape: Bool { kernel == [1, 3, 3] && stride == [1, 1, 1] && padding == [0, 1, 1] }
+}
+
+enum Winograd {
+    /// Tiles per block: the block's 16 transformed inputs and 16 products stay in L2.
+    static func blockTiles(inputs c: Int, outputs o: Int, most: Int = 96) -> Int {
+        let perTile = 16 * (c + o) * MemoryLayout<Float>.stride
+        return max(PackedGEMM.mr, min(most, (768 << 10) / perTile / PackedGEMM.mr * PackedGEMM.mr))
+    }
+
+    /// Where a frame's tiles sit: (tile rows, tile columns) of 2x2 outputs over an h x w frame.
+    struct Tiling {
+        let frames: Int, h: Int, w: Int
+        var rows: Int { (h + 1) / 2 }
+        var columns: Int { (w + 1) / 2 }
+        var perFrame: Int { rows * columns }
+        var count: Int { frames * perFrame }
+    }
+
+    // MARK: transforms, over a vector of channels at a time
+
+    @inline(__always)
+    static func inputTransform<V: SIMD>(_ d: UnsafeMutablePointer<V>) where V.Scalar == Float {
+        // rows, then columns: Bᵀ d B
+        for j in 0..<4 {
+            let d0 = d[j], d1 = d[4 + j], d2 = d[8 + j], d3 = d[12 + j]
+            d[j] = d0 - d2; d[4 + j] = d1 + d2; d[8 + j] = d2 - d1; d[12 + j] = d1 - d3
+        }
+        for i in 0..<4 {
+            let d0 = d[4 * i], d1 = d[4 * i + 1], d2 = d[4 * i + 2], d3 = d[4 * i + 3]
+            d[4 * i] = d0 - d2; d[4 * i + 1] = d1 + d2; d[4 * i + 2] = d2 - d1; d[4 * i + 3] = d1 - d3
+        }
+    }
+
+    /// Aᵀ m A: 16 values -> the 2x2 tile (row-major) in m[0], m[1], m[4], m[5].
+    @inline(__always)
+    static func outputTransform<V: SIMD>(_ m: UnsafeMutablePointer<V>) where V.Scalar == Float {
+        for j in 0..<4 {
+            let m0 = m[j], m1 = m[4 + j], m2 = m[8 + j], m3 = m[12 + j]
+            m[j] = m0 + m1 + m2; m[4 + j] = m1 - m2 - m3
+        }
+        for i in 0..<2 {
+            let m0 = m[4 * i], m1 = m[4 * i + 1], m2 = m[4 * i + 2], m3 = m[4 * i + 3]
+            m[4 * i] = m0 + m1 + m2; m[4 * i + 1] = m1 - m2 - m3
+        }
+    }
+
+    /// A q Aᵀ of a 2x2 tile in q[0], q[1], q[4], q[5] -> 16 values.
+    @inline(__always)
+    static func gradientTransform<V: SIMD>(_ q: UnsafeMutablePointer<V>) where V.Scalar == Float {
+        for i in [0, 1] {
+            let a = q[4 * i], b = q[4 * i + 1]
+            q[4 * i] = a; q[4 * i + 1] = a + b; q[4 * i + 2] = a - b; q[4 * i + 3] = -b
+        }
+        for j in 0..<4 {
+            let a = q[j], b = q[4 + j]
+            q[j] = a; q[4 + j] = a + b; q[8 + j] = a - b; q[12 + j] = -b
+        }
+    }
+
+    /// G g Gᵀ of one 3x3 kernel (row-major, `g`) -> 16 values (`u`); `t` holds G g (4 x 3).
+    @inline(__always)
+    static func kernelTransform(_ g: UnsafePointer<Float>, _ u: UnsafeMutablePointer<Float>, scratch t: UnsafeMutablePointer<Float>) {
+        for j in 0..<3 {
+            let g0 = g[j], g1 = g[3 + j], g2 = g[6 + j]
+            t[j] = g0; t[3 + j] = 0.5 * (g0 + g1 + g2); t[6 + j] = 0.5 * (g0 - g1 + g2); t[9 + j] = g2
+        }
+        for i in 0..<4 {
+            let t0 = t[3 * i], t1 = t[3 * i + 1], t2 = t[3 * i + 2]
+            u[4 * i] = t0; u[4 * i + 1] = 0.5 * (t0 + t1 + t2); u[4 * i + 2] = 0.5 * (t0 - t1 + t2); u[4 * i + 3] = t2
+        }
+    }
+
+    /// Gᵀ z G of 16 values -> one 3x3 kernel (row-major).
+    static func kernelGradientTransform(_ z: [Float]) -> [Float] {
+        var t = [Float](repeating: 0, count: 12)   // Gᵀ z: 3 x 4
+        for j in 0..<4 {
+            let z0 = z[j], z1 = z[4 + j], z2 = z[8 + j], z3 = z[12 + j]
+            t[j] = z0 + 0.5 * (z1 + z2); t[4 + j] = 0.5 * (z1 - z2); t[8 + j] = 0.5 * (z1 + z2) + z3
+        }
+        var w = [Float](repeating: 0, count: 9)
+        for i in 0..<3 {
+            let t0 = t[4 * i], t1 = t[4 * i + 1], t2 = t[4 * i + 2], t3 = t[4 * i + 3]
+            w[3 * i] = t0 + 0.5 * (t1 + t2); w[3 * i + 1] = 0.5 * (t1 - t2); w[3 * i + 2] = 0.5 * (t1 + t2) + t3
+        }
+        return w
+    }
+
+    /// U (16, inputs, outputs): the transformed kernels, ξ-major, for the GEMM's B. Weights are
+    /// ours, (O, 1, 3, 3, C); `turned` gives the input gradient's conv (C <- O, the kernel turned
+    /// by 180°).
+    static func transformedWeights(_ weight: UnsafePointer<Float>, o: Int, c: Int, turned: Bool) -> Storage {
+        let (inputs, outputs) = turned ? (o, c) : (c, o)
+        let u = Storage(uninitialized: 16 * inputs * outputs)
+        let out = u.pointer
+        parallelFor(o, minPerThread: max(1, 4096 / max(1, c))) { o0, o1 in
+            let g = UnsafeMutablePointer<Float>.allocate(capacity: 9), t = UnsafeMutablePointer<Float>.allocate(capacity: 16)
+            let gt = UnsafeMutablePointer<Float>.allocate(capacity: 12)
+            defer { g.deallocate(); t.deallocate(); gt.deallocate() }
+            for oi in o0..<o1 {
+                for ci in 0..<c {
+                    for tap in 0..<9 { g[turned ? 8 - tap : tap] = weight[(oi * 9 + tap) * c + ci] }
+                    kernelTransform(g, t, scratch: gt)
+                    let (i, j) = turned ? (oi, ci) : (ci, oi)
+                    for xi in 0..<16 { out[(xi * inputs + i) * outputs + j] = t[xi] }
+                }
+            }
+        }
+        return u
+    }
+
+    // MARK: the three products
+
+    /// y (frames, H, W, outputs) = the conv of x (frames, H, W, inputs) by U (`transformedWeights`).
+    static func convolve(_ x: UnsafePointer<Float>, _ u: Storage, _ tiling: Tiling, inputs c: Int, outputs o: Int, _ y: UnsafeMutablePointer<Float>) {
+        let packed = (0..<16).map { xi in PackedGEMM.PackedB(false, u.pointer + xi * c * o, o, k: c, n: o) }
+        let block = blockTiles(inputs: c, outputs: o)
+        let blocks = (tiling.count + block - 1) / block
+        parallelClaims(blocks, grain: claimGrain(blocks)) { claims in
+            let v = Storage(uninitialized: 16 * block * c), m = Storage(uninitialized: 16 * block * o)
+            let zeros = Storage(uninitialized: c)
+            zeros.pointer.update(repeating: 0, count: c)
+            let scratch = Scratch()
+            for claimed in claims { for b in claimed {
+                let t0 = b * block, tiles = min(tiling.count, t0 + block) - t0
+                for local in 0..<tiles {
+                    let (f, r, col) = position(t0 + local, tiling)
+                    gatherInput(x, tiling, channels: c, f: f, r: r, col: col, zeros: zeros.pointer, into: scratch.pointers)
+                    transformTile(scratch.pointers, channels: c, into: v.pointer + local * c, xiStride: block * c, scratch)
+                }
+                for xi in 0..<16 {
+                    PackedGEMM.multiply(false, tiles, 1, v.pointer + xi * block * c, c, packed[xi], accumulate: false,
+                                        m.pointer + xi * block * o, o)
+                }
+                for local in 0..<tiles {
+                    let (f, r, col) = position(t0 + local, tiling)
+                    for k in 0..<4 {
+                        let pixel = outputPixel(tiling, f: f, r: r, col: col, corner: k)
+                        if let pixel { scratch.outputs[k] = y + pixel * o } else { scratch.outputs[k] = nil }
+                    }
+                    untransformTile(m.pointer + local * o, xiStride: block * o, channels: o, into: scratch.outputs, scratch)
+                }
+            } }
+        }
+    }
+
+    /// gW (O, 1, 3, 3, C) of the conv of x (frames, H, W, C) giving gy (frames, H, W, O).
+    static func weightGradient(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ tiling: Tiling, c: Int, o: Int,
+                               _ gw: UnsafeMutablePointer<Float>) {
+        // the tiles are the GEMMs' depth here: deeper blocks, fewer passes over the partial sums
+        let block = blockTiles(inputs: c, outputs: o, most: PackedGEMM.kc)
+        let blocks = (tiling.count + block - 1) / block
+        let (grain, grains) = weightGradGrains(blocks, partialFloats: 16 * c * o)
+        // per grain: Z (16, O, C) when O >= C, else Zᵀ (16, C, O): Σ over its tiles of Qᵀ V, ξ by ξ
+        let partials = (0..<grains).map { _ in Storage(uninitialized: 16 * c * o) }
+        parallelClaims(blocks, grain: grain) { claims in
+            let v = Storage(uninitialized: 16 * block * c), q = Storage(uninitialized: 16 * block * o)
+            let zeros = Storage(uninitialized: max(c, o))
+            zeros.pointer.update(repeating: 0, count: max(c, o))
+            let scratch = Scratch(), grads = Scratch()
+            for claimed in claims {
+                let z = partials[claimed.lowerBound / grain].pointer
+                for b in claimed {
+                    let t0 = b * block, tiles = min(tiling.count, t0 + block) - t0
+                    for local in 0..<tiles {
+                        let (f, r, col) = position(t0 + local, tiling)
+                        gatherInput(x, tiling, channels: c, f: f, r: r, col: col, zeros: zeros.pointer, into: scratch.pointers)
+                        transformTile(scratch.pointers, channels: c, into: v.pointer + local * c, xiStride: block * c, scratch)
+                        for k in 0..<4 {
+                            let pixel = outputPixel(tiling, f: f, r: r, col: col, corner: k)
+                            if let pixel { grads.pointers[k] = gy + pixel * o } else { grads.pointers[k] = UnsafePointer(zeros.pointer) }
+                        }
+                        transformGradientTile(grads.pointers, channels: o, into: q.pointer + local * o, xiStride: block * o, scratch)
+                    }
+                    let first = b == claimed.lowerBound
+                    // Z_ξ (O x C) += Q_ξᵀ V_ξ: the wider of the two is A, read in place; the other is packed
+                    for xi in 0..<16 {
+                        if o >= c {
+                            let vBlock = PackedGEMM.PackedB(false, v.pointer + xi * block * c, c, k: tiles, n: c)
+                            PackedGEMM.multiply(true, o, 1, q.pointer + xi * block * o, o, vBlock, accumulate: !first, z + xi * c * o, c)
+                        } else {
+                            let qBlock = PackedGEMM.PackedB(false, q.pointer + xi * block * o, o, k: tiles, n: o)
+                            PackedGEMM.multiply(true, c, 1, v.pointer + xi * block * c, c, qBlock, accumulate: !first, z + xi * c * o, o)
+                        }
+                    }
+                }
+            }
+        }
+        let total = partials[0].pointer
+        if partials.count > 1 {
+            parallelFor(16 * c * o, minPerThread: 16_384) { s, e in
+                for partial in partials.dropFirst() {
+                    let p = partial.pointer
+                    for i in s..<e { total[i] += p[i] }
+                }
+            }
+        }
+        parallelFor(o, minPerThread: max(1, 4096 / max(1, c))) { o0, o1 in
+            var zt = [Float](repeating: 0, count: 16)
+            for oi in o0..<o1 { for ci in 0..<c {
+                for xi in 0..<16 { zt[xi] = o >= c ? total[(xi * o + oi) * c + ci] : total[(xi * c + ci) * o + oi] }
+                let k = kernelGradientTransform(zt)
+                for tap in 0..<9 { gw[(oi * 9 + tap) * c + ci] = k[tap] }
+            } }
+        }
+    }
+
+    /// One thread's scratch for the tile loops: no allocation per tile.
+    final class Scratch {
+        let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: 16)
+        let outputs = UnsafeMutablePointer<UnsafeMutablePointer<Float>?>.allocate(capacity: 4)
+        let wide = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: 16)
+        let narrow = UnsafeMutablePointer<SIMD2<Float>>.allocate(capacity: 16)
+        deinit { pointers.deallocate(); outputs.deallocate(); wide.deallocate(); narrow.deallocate() }
+    }
+
+    /// Frame, tile row and tile column of tile `t`.
+    @inline(__always)
+    static func position(_ t: Int, _ tiling: Tiling) -> (Int, Int, Int) {
+        let f = t / tiling.perFrame, within = t % tiling.perFrame
+        return (f, within / tiling.columns, within % tiling.columns)
+    }
+
+    /// Bᵀ d B of one tile, channels at a time: `rows` the 16 input pixels (channels contiguous),
+    /// out[ξ * xiStride + channel].
+    static func transformTile(_ rows: UnsafePointer<UnsafePointer<Float>>, channels: Int, into out: UnsafeMutablePointer<Float>,
+                              xiStride: Int, _ scratch: Scratch) {
+        var ch = 0
+        let d = scratch.wide, s = scratch.narrow
+        while ch + 16 <= channels {
+            for p in 0..<16 { d[p] = UnsafeRawPointer(rows[p] + ch).loadUnaligned(as: SIMD16<Float>.self) }
+            inputTransform(d)
+            for p in 0..<16 { UnsafeMutableRawPointer(out + p * xiStride + ch).storeBytes(of: d[p], as: SIMD16<Float>.self) }
+            ch += 16
+        }
+        while ch < channels {
+            for p in 0..<16 { s[p] = SIMD2(rows[p][ch], 0) }
+            inputTransform(s)
+            for p in 0..<16 { out[p * xiStride + ch] = s[p][0] }
+            ch += 1
+        }
+    }
+
+    /// The 2x2 tile's places among the 16.
+    static let corners = [0, 1, 4, 5]
+
+    /// A q Aᵀ of one gradient tile: `rows` the 2x2 gy pixels, out[ξ * xiStride + channel].
+    static func transformGradientTile(_ rows: UnsafePointer<UnsafePointer<Float>>, channels: Int, into out: UnsafeMutablePointer<Float>,
+                                      xiStride: Int, _ scratch: Scratch) {
+        var ch = 0
+        let q = scratch.wide, s = scratch.narrow
+        while ch + 16 <= channels {
+            for k in 0..<4 { q[corners[k]] = UnsafeRawPointer(rows[k] + ch).loadUnaligned(as: SIMD16<Float>.self) }
+            gradientTransform(q)
+            for p in 0..<16 { UnsafeMutableRawPointer(out + p * xiStride + ch).storeBytes(of: q[p], as: SIMD16<Float>.self) }
+            ch += 16
+        }
+        while ch < channels {
+            for k in 0..<4 { s[corners[k]] = SIMD2(rows[k][ch], 0) }
+            gradientTransform(s)
+            for p in 0..<16 { out[p * xiStride + ch] = s[p][0] }
+            ch += 1
+        }
+    }
+
+    /// Aᵀ m A of one tile's 16 products (m[ξ * xiStride + channel]) into its 2x2 outputs (nil: outside the frame).
+    static func untransformTile(_ m: UnsafePointer<Float>, xiStride: Int, channels: Int,
+                                into outs: UnsafePointer<UnsafeMutablePointer<Float>?>, _ scratch: Scratch) {
+        var ch = 0
+        let v = scratch.wide, s = scratch.narrow
+        while ch + 16 <= channels {
+            for p in 0..<16 { v[p] = UnsafeRawPointer(m + p * xiStride + ch).loadUnaligned(as: SIMD16<Float>.self) }
+            outputTransform(v)
+            for k in 0..<4 {
+                if let out = outs[k] { UnsafeMutableRawPointer(out + ch).storeBytes(of: v[corners[k]], as: SIMD16<Float>.self) }
+            }
+            ch += 16
+        }
+        while ch < channels {
+            for p in 0..<16 { s[p] = SIMD2(m[p * xiStride + ch], 0) }
+            outputTransform(s)
+            for k in 0..<4 { outs[k]?[ch] = s[corners[k]][0] }
+            ch += 1
+        }
+    }
+
+    /// The pixel index (frame-major) of output corner k (0...3, row-major) of tile (f, r, col); nil outside the frame.
+    @inline(__always)
+    static func outputPixel(_ tiling: Tiling, f: Int, r: Int, col: Int, corner k: Int) -> Int? {
+        let yy = 2 * r + k / 2, xx = 2 * col + k % 2
+        guard yy < tiling.h && xx < tiling.w else { return nil }
+        let pixel: Int = (f * tiling.h + yy) * tiling.w + xx
+        return pixel
+    }
+
+    /// The 16 input pixels of tile (f, r, col) into `rows`: pointers into x, or to `zeros` in the padding.
+    @inline(__always)
+    static func gatherInput(_ x: UnsafePointer<Float>, _ tiling: Tiling, channels c: Int, f: Int, r: Int, col: Int,
+                            zeros: UnsafePointer<Float>, into rows: UnsafeMutablePointer<UnsafePointer<Float>>) {
+        let (h, w) = (tiling.h, tiling.w)
+        for i in 0..<4 {
+            let yy = 2 * r - 1 + i
+            let rowInside = yy >= 0 && yy < h
+            for j in 0..<4 {
+                let xx = 2 * col - 1 + j
+                if rowInside && xx >= 0 && xx < w {
+                    let pixel: Int = (f * h + yy) * w + xx
+                    rows[4 * i + j] = x + pixel * c
+                } else {
+                    rows[4 * i + j] = zeros
+                }
+            }
+        }
+    }
+}
+
+/// The forward product of a `isWinogradShape` conv: x (N, T, H, W, C), W (O, 1, 3, 3, C) -> y.
+func winogradForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
+    let u = Winograd.transformedWeights(w, o: g.o, c: g.c, turned: false)
+    Winograd.convolve(x, u, .init(frames: g.n * g.t, h: g.h, w: g.w), inputs: g.c, outputs: g.o, y)
+}
+
+/// The input gradient: gy (N, T, H, W, O) convolved by the kernel turned by 180°, channels swapped.
+func winogradInputGrad(_ gy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry, _ gx: UnsafeMutablePointer<Float>) {
+    let u = Winograd.transformedWeights(w, o: g.o, c: g.c, turned: true)
+    Winograd.convolve(gy, u, .init(frames: g.n * g.t, h: g.h, w: g.w), inputs: g.o, outputs: g.c, gx)
+}
+
+/// The weight gradient: x (N, T, H, W, C) and gy (N, T, H, W, O) -> gW (O, 1, 3, 3, C).
+func winogradWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
+    Winograd.weightGradient(x, gy, .init(frames: g.n * g.t, h: g.h, w: g.w), c: g.c, o: g.o, gw)
+}
