@@ -1,20 +1,25 @@
 import Foundation
 
 // Winograd F(2x2, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks") for
-// the (1, 3, 3) convs of R(2+1)D at stride 1 and padding (0, 1, 1). A 2x2 output tile comes from
-// the 4x4 input tile d around it as
+// convs with a 3x3 spatial kernel at stride 1, padded by one: R(2+1)D's (1, 3, 3) convs and
+// R3D's (3, 3, 3) ones. A 2x2 output tile comes from the 4x4 input tile d around it as
 //     Y = Aᵀ [ Σ_c (G g Gᵀ) ⊙ (Bᵀ d B) ] A,
 // 16 products per channel pair instead of 36: at each of the 16 places ξ of a transformed tile
-// one GEMM, (tiles x C) times (C x O). The input gradient is the same conv of gy by the kernel
-// turned by 180° with its channels swapped; the weight gradient sums (A gy Aᵀ) ⊙ (Bᵀ d B) over the
-// tiles, one GEMM per ξ, and maps the sum back with Gᵀ (.) G.
+// one GEMM, (tiles x C) times (C x O), and with several temporal taps the taps' products added
+// up, each tap reading its own input frame. The input gradient is the same conv of gy by the
+// kernel turned by 180° with its channels swapped; the weight gradient sums (A gy Aᵀ) ⊙ (Bᵀ d B)
+// over the tiles, one GEMM per tap and ξ, and maps the sum back with Gᵀ (.) G.
 //     Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]   Aᵀ = [1 1 1 0; 0 1 -1 -1]
-// Tiles are taken a block at a time, so the transformed block stays in L2 while our packed GEMM
-// multiplies it (the weights' 16 transforms packed once per call).
+// Tiles are taken a block at a time, so the transformed block stays in L2 while it is multiplied:
+// by our packed GEMM (the weights' transforms packed once per call) where the engine runs it, by
+// OpenBLAS single-threaded inside our threads elsewhere.
 
 extension ConvGeometry {
-    /// A (1, 3, 3) kernel at stride 1 with padding (0, 1, 1): what F(2x2, 3x3) computes.
-    public var isWinogradShape: Bool { kernel == [1, 3, 3] && stride == [1, 1, 1] && padding == [0, 1, 1] }
+    /// A (kT, 3, 3) kernel at stride 1, padded by one in space and by at most kT - 1 in time:
+    /// what F(2x2, 3x3) computes, frame by frame for each temporal tap.
+    public var isWinogradShape: Bool {
+        kernel[1] == 3 && kernel[2] == 3 && stride == [1, 1, 1] && padding[1] == 1 && padding[2] == 1 && padding[0] < kernel[0]
+    }
 }
 
 enum Winograd {
@@ -24,13 +29,22 @@ enum Winograd {
         return max(PackedGEMM.mr, min(most, (768 << 10) / perTile / PackedGEMM.mr * PackedGEMM.mr))
     }
 
-    /// Where a frame's tiles sit: (tile rows, tile columns) of 2x2 outputs over an h x w frame.
+    /// The tiles of a conv's output: 2x2 outputs over each h x w output frame, and the input
+    /// frame each temporal tap reads (stride 1 over time).
     struct Tiling {
-        let frames: Int, h: Int, w: Int
+        let samples: Int, inputFrames: Int, outputFrames: Int, taps: Int, temporalPadding: Int, h: Int, w: Int
         var rows: Int { (h + 1) / 2 }
         var columns: Int { (w + 1) / 2 }
         var perFrame: Int { rows * columns }
-        var count: Int { frames * perFrame }
+        var count: Int { samples * outputFrames * perFrame }
+
+        /// The input frame (samples' frames in a row) that tap i of output frame f reads; nil in the padding.
+        @inline(__always)
+        func inputFrame(outputFrame f: Int, tap i: Int) -> Int? {
+            let n = f / outputFrames, frame = f % outputFrames - temporalPadding + i
+            guard frame >= 0 && frame < inputFrames else { return nil }
+            return n * inputFrames + frame
+        }
     }
 
     // MARK: transforms, over a vector of channels at a time
@@ -102,25 +116,24 @@ enum Winograd {
         return w
     }
 
-    /// U (16, inputs, outputs): the transformed kernels, ξ-major, for the GEMM's B. Weights are
-    /// ours, (O, 1, 3, 3, C); `turned` gives the input gradient's conv (C <- O, the kernel turned
-    /// by 180°).
-    static func transformedWeights(_ weight: UnsafePointer<Float>, o: Int, c: Int, turned: Bool) -> Storage {
+    /// U (kT, 16, inputs, outputs): the transformed kernels, tap- then ξ-major, for the GEMMs' B.
+    /// Weights are ours, (O, kT, 3, 3, C); `turned` gives the input gradient's conv (C <- O, the
+    /// kernel turned by 180° in time and space).
+    static func transformedWeights(_ weight: UnsafePointer<Float>, o: Int, c: Int, taps: Int, turned: Bool) -> Storage {
         let (inputs, outputs) = turned ? (o, c) : (c, o)
-        let u = Storage(uninitialized: 16 * inputs * outputs)
+        let u = Storage(uninitialized: taps * 16 * inputs * outputs)
         let out = u.pointer
         parallelFor(o, minPerThread: max(1, 4096 / max(1, c))) { o0, o1 in
             let g = UnsafeMutablePointer<Float>.allocate(capacity: 9), t = UnsafeMutablePointer<Float>.allocate(capacity: 16)
             let gt = UnsafeMutablePointer<Float>.allocate(capacity: 12)
             defer { g.deallocate(); t.deallocate(); gt.deallocate() }
-            for oi in o0..<o1 {
-                for ci in 0..<c {
-                    for tap in 0..<9 { g[turned ? 8 - tap : tap] = weight[(oi * 9 + tap) * c + ci] }
-                    kernelTransform(g, t, scratch: gt)
-                    let (i, j) = turned ? (oi, ci) : (ci, oi)
-                    for xi in 0..<16 { out[(xi * inputs + i) * outputs + j] = t[xi] }
-                }
-            }
+            for oi in o0..<o1 { for ti in 0..<taps { for ci in 0..<c {
+                for tap in 0..<9 { g[turned ? 8 - tap : tap] = weight[((oi * taps + ti) * 9 + tap) * c + ci] }
+                kernelTransform(g, t, scratch: gt)
+                let (i, j) = turned ? (oi, ci) : (ci, oi)
+                let plane = (turned ? taps - 1 - ti : ti) * 16
+                for xi in 0..<16 { out[((plane + xi) * inputs + i) * outputs + j] = t[xi] }
+            } } }
         }
         return u
     }
@@ -129,7 +142,8 @@ enum Winograd {
 
     /// y (frames, H, W, outputs) = the conv of x (frames, H, W, inputs) by U (`transformedWeights`).
     static func convolve(_ x: UnsafePointer<Float>, _ u: Storage, _ tiling: Tiling, inputs c: Int, outputs o: Int, _ y: UnsafeMutablePointer<Float>) {
-        let packed = (0..<16).map { xi in PackedGEMM.PackedB(false, u.pointer + xi * c * o, o, k: c, n: o) }
+        let ours = Engine.options.blockedConvs
+        let packed = ours ? (0..<(tiling.taps * 16)).map { plane in PackedGEMM.PackedB(false, u.pointer + plane * c * o, o, k: c, n: o) } : []
         let block = blockTiles(inputs: c, outputs: o)
         let blocks = (tiling.count + block - 1) / block
         parallelClaims(blocks, grain: claimGrain(blocks)) { claims in
@@ -139,14 +153,22 @@ enum Winograd {
             let scratch = Scratch()
             for claimed in claims { for b in claimed {
                 let t0 = b * block, tiles = min(tiling.count, t0 + block) - t0
-                for local in 0..<tiles {
-                    let (f, r, col) = position(t0 + local, tiling)
-                    gatherInput(x, tiling, channels: c, f: f, r: r, col: col, zeros: zeros.pointer, into: scratch.pointers)
-                    transformTile(scratch.pointers, channels: c, into: v.pointer + local * c, xiStride: block * c, scratch)
-                }
-                for xi in 0..<16 {
-                    PackedGEMM.multiply(false, tiles, 1, v.pointer + xi * block * c, c, packed[xi], accumulate: false,
-                                        m.pointer + xi * block * o, o)
+                // each temporal tap's products added up (a tap in the padding transforms zeros)
+                for tap in 0..<tiling.taps {
+                    for local in 0..<tiles {
+                        let (f, r, col) = position(t0 + local, tiling)
+                        gatherInput(x, tiling, channels: c, frame: tiling.inputFrame(outputFrame: f, tap: tap), r: r, col: col,
+                                    zeros: zeros.pointer, into: scratch.pointers)
+                        transformTile(scratch.pointers, channels: c, into: v.pointer + local * c, xiStride: block * c, scratch)
+                    }
+                    for xi in 0..<16 {
+                        let (vPlane, mPlane) = (v.pointer + xi * block * c, m.pointer + xi * block * o)
+                        if ours {
+                            PackedGEMM.multiply(false, tiles, 1, vPlane, c, packed[tap * 16 + xi], accumulate: tap > 0, mPlane, o)
+                        } else {
+                            singleThreadSgemm(false, false, tiles, o, c, 1, vPlane, c, u.pointer + (tap * 16 + xi) * c * o, o, tap > 0 ? 1 : 0, mPlane, o)
+                        }
+                    }
                 }
                 for local in 0..<tiles {
                     let (f, r, col) = position(t0 + local, tiling)
@@ -160,15 +182,17 @@ enum Winograd {
         }
     }
 
-    /// gW (O, 1, 3, 3, C) of the conv of x (frames, H, W, C) giving gy (frames, H, W, O).
+    /// gW (O, kT, 3, 3, C) of the conv of x (N, T, H, W, C) giving gy (N, oT, H, W, O).
     static func weightGradient(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ tiling: Tiling, c: Int, o: Int,
                                _ gw: UnsafeMutablePointer<Float>) {
         // the tiles are the GEMMs' depth here: deeper blocks, fewer passes over the partial sums
         let block = blockTiles(inputs: c, outputs: o, most: PackedGEMM.kc)
+        let ours = Engine.options.blockedConvs
         let blocks = (tiling.count + block - 1) / block
-        let (grain, grains) = weightGradGrains(blocks, partialFloats: 16 * c * o)
-        // per grain: Z (16, O, C) when O >= C, else Zᵀ (16, C, O): Σ over its tiles of Qᵀ V, ξ by ξ
-        let partials = (0..<grains).map { _ in Storage(uninitialized: 16 * c * o) }
+        let planes = tiling.taps * 16
+        let (grain, grains) = weightGradGrains(blocks, partialFloats: planes * c * o)
+        // per grain and tap: Z (16, O, C) when O >= C, else Zᵀ (16, C, O): Σ over its tiles of Qᵀ V, ξ by ξ
+        let partials = (0..<grains).map { _ in Storage(uninitialized: planes * c * o) }
         parallelClaims(blocks, grain: grain) { claims in
             let v = Storage(uninitialized: 16 * block * c), q = Storage(uninitialized: 16 * block * o)
             let zeros = Storage(uninitialized: max(c, o))
@@ -180,8 +204,6 @@ enum Winograd {
                     let t0 = b * block, tiles = min(tiling.count, t0 + block) - t0
                     for local in 0..<tiles {
                         let (f, r, col) = position(t0 + local, tiling)
-                        gatherInput(x, tiling, channels: c, f: f, r: r, col: col, zeros: zeros.pointer, into: scratch.pointers)
-                        transformTile(scratch.pointers, channels: c, into: v.pointer + local * c, xiStride: block * c, scratch)
                         for k in 0..<4 {
                             let pixel = outputPixel(tiling, f: f, r: r, col: col, corner: k)
                             if let pixel { grads.pointers[k] = gy + pixel * o } else { grads.pointers[k] = UnsafePointer(zeros.pointer) }
@@ -189,14 +211,30 @@ enum Winograd {
                         transformGradientTile(grads.pointers, channels: o, into: q.pointer + local * o, xiStride: block * o, scratch)
                     }
                     let first = b == claimed.lowerBound
-                    // Z_ξ (O x C) += Q_ξᵀ V_ξ: the wider of the two is A, read in place; the other is packed
-                    for xi in 0..<16 {
-                        if o >= c {
-                            let vBlock = PackedGEMM.PackedB(false, v.pointer + xi * block * c, c, k: tiles, n: c)
-                            PackedGEMM.multiply(true, o, 1, q.pointer + xi * block * o, o, vBlock, accumulate: !first, z + xi * c * o, c)
-                        } else {
-                            let qBlock = PackedGEMM.PackedB(false, q.pointer + xi * block * o, o, k: tiles, n: o)
-                            PackedGEMM.multiply(true, c, 1, v.pointer + xi * block * c, c, qBlock, accumulate: !first, z + xi * c * o, o)
+                    for tap in 0..<tiling.taps {
+                        for local in 0..<tiles {
+                            let (f, r, col) = position(t0 + local, tiling)
+                            gatherInput(x, tiling, channels: c, frame: tiling.inputFrame(outputFrame: f, tap: tap), r: r, col: col,
+                                        zeros: zeros.pointer, into: scratch.pointers)
+                            transformTile(scratch.pointers, channels: c, into: v.pointer + local * c, xiStride: block * c, scratch)
+                        }
+                        // Z_ξ (O x C) += Q_ξᵀ V_ξ: the wider of the two is A, read in place; the other is packed
+                        for xi in 0..<16 {
+                            let zPlane = z + (tap * 16 + xi) * c * o
+                            if !ours {
+                                let (vPlane, qPlane) = (v.pointer + xi * block * c, q.pointer + xi * block * o)
+                                if o >= c {
+                                    singleThreadSgemm(true, false, o, c, tiles, 1, qPlane, o, vPlane, c, first ? 0 : 1, zPlane, c)
+                                } else {
+                                    singleThreadSgemm(true, false, c, o, tiles, 1, vPlane, c, qPlane, o, first ? 0 : 1, zPlane, o)
+                                }
+                            } else if o >= c {
+                                let vBlock = PackedGEMM.PackedB(false, v.pointer + xi * block * c, c, k: tiles, n: c)
+                                PackedGEMM.multiply(true, o, 1, q.pointer + xi * block * o, o, vBlock, accumulate: !first, zPlane, c)
+                            } else {
+                                let qBlock = PackedGEMM.PackedB(false, q.pointer + xi * block * o, o, k: tiles, n: o)
+                                PackedGEMM.multiply(true, c, 1, v.pointer + xi * block * c, c, qBlock, accumulate: !first, zPlane, o)
+                            }
                         }
                     }
                 }
@@ -204,7 +242,7 @@ enum Winograd {
         }
         let total = partials[0].pointer
         if partials.count > 1 {
-            parallelFor(16 * c * o, minPerThread: 16_384) { s, e in
+            parallelFor(planes * c * o, minPerThread: 16_384) { s, e in
                 for partial in partials.dropFirst() {
                     let p = partial.pointer
                     for i in s..<e { total[i] += p[i] }
@@ -213,11 +251,14 @@ enum Winograd {
         }
         parallelFor(o, minPerThread: max(1, 4096 / max(1, c))) { o0, o1 in
             var zt = [Float](repeating: 0, count: 16)
-            for oi in o0..<o1 { for ci in 0..<c {
-                for xi in 0..<16 { zt[xi] = o >= c ? total[(xi * o + oi) * c + ci] : total[(xi * c + ci) * o + oi] }
+            for oi in o0..<o1 { for ti in 0..<tiling.taps { for ci in 0..<c {
+                for xi in 0..<16 {
+                    let plane = ti * 16 + xi
+                    zt[xi] = o >= c ? total[(plane * o + oi) * c + ci] : total[(plane * c + ci) * o + oi]
+                }
                 let k = kernelGradientTransform(zt)
-                for tap in 0..<9 { gw[(oi * 9 + tap) * c + ci] = k[tap] }
-            } }
+                for tap in 0..<9 { gw[((oi * tiling.taps + ti) * 9 + tap) * c + ci] = k[tap] }
+            } } }
         }
     }
 
@@ -309,18 +350,23 @@ enum Winograd {
         return pixel
     }
 
-    /// The 16 input pixels of tile (f, r, col) into `rows`: pointers into x, or to `zeros` in the padding.
+    /// The 16 input pixels of the tile at (r, col) of input frame `frame` into `rows`: pointers
+    /// into x, or to `zeros` in the padding (all of them for a frame in the temporal padding).
     @inline(__always)
-    static func gatherInput(_ x: UnsafePointer<Float>, _ tiling: Tiling, channels c: Int, f: Int, r: Int, col: Int,
+    static func gatherInput(_ x: UnsafePointer<Float>, _ tiling: Tiling, channels c: Int, frame: Int?, r: Int, col: Int,
                             zeros: UnsafePointer<Float>, into rows: UnsafeMutablePointer<UnsafePointer<Float>>) {
         let (h, w) = (tiling.h, tiling.w)
+        guard let frame else {
+            for p in 0..<16 { rows[p] = zeros }
+            return
+        }
         for i in 0..<4 {
             let yy = 2 * r - 1 + i
             let rowInside = yy >= 0 && yy < h
             for j in 0..<4 {
                 let xx = 2 * col - 1 + j
                 if rowInside && xx >= 0 && xx < w {
-                    let pixel: Int = (f * h + yy) * w + xx
+                    let pixel: Int = (frame * h + yy) * w + xx
                     rows[4 * i + j] = x + pixel * c
                 } else {
                     rows[4 * i + j] = zeros
@@ -330,19 +376,29 @@ enum Winograd {
     }
 }
 
-/// The forward product of a `isWinogradShape` conv: x (N, T, H, W, C), W (O, 1, 3, 3, C) -> y.
+extension ConvGeometry {
+    /// The tiles of this conv's output, each tap reading the input's frames.
+    var winogradTiling: Winograd.Tiling {
+        .init(samples: n, inputFrames: t, outputFrames: outT, taps: kernel[0], temporalPadding: padding[0], h: h, w: w)
+    }
+}
+
+/// The forward product of a `isWinogradShape` conv: x (N, T, H, W, C), W (O, kT, 3, 3, C) -> y.
 func winogradForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>) {
-    let u = Winograd.transformedWeights(w, o: g.o, c: g.c, turned: false)
-    Winograd.convolve(x, u, .init(frames: g.n * g.t, h: g.h, w: g.w), inputs: g.c, outputs: g.o, y)
+    let u = Winograd.transformedWeights(w, o: g.o, c: g.c, taps: g.kernel[0], turned: false)
+    Winograd.convolve(x, u, g.winogradTiling, inputs: g.c, outputs: g.o, y)
 }
 
-/// The input gradient: gy (N, T, H, W, O) convolved by the kernel turned by 180°, channels swapped.
+/// The input gradient: gy (N, oT, H, W, O) convolved by the kernel turned by 180° in time and
+/// space, channels swapped, over time with the padding that gives back T frames.
 func winogradInputGrad(_ gy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ g: ConvGeometry, _ gx: UnsafeMutablePointer<Float>) {
-    let u = Winograd.transformedWeights(w, o: g.o, c: g.c, turned: true)
-    Winograd.convolve(gy, u, .init(frames: g.n * g.t, h: g.h, w: g.w), inputs: g.o, outputs: g.c, gx)
+    let u = Winograd.transformedWeights(w, o: g.o, c: g.c, taps: g.kernel[0], turned: true)
+    let tiling = Winograd.Tiling(samples: g.n, inputFrames: g.outT, outputFrames: g.t, taps: g.kernel[0],
+                                 temporalPadding: g.kernel[0] - 1 - g.padding[0], h: g.h, w: g.w)
+    Winograd.convolve(gy, u, tiling, inputs: g.o, outputs: g.c, gx)
 }
 
-/// The weight gradient: x (N, T, H, W, C) and gy (N, T, H, W, O) -> gW (O, 1, 3, 3, C).
+/// The weight gradient: x (N, T, H, W, C) and gy (N, oT, H, W, O) -> gW (O, kT, 3, 3, C).
 func winogradWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
-    Winograd.weightGradient(x, gy, .init(frames: g.n * g.t, h: g.h, w: g.w), c: g.c, o: g.o, gw)
+    Winograd.weightGradient(x, gy, g.winogradTiling, c: g.c, o: g.o, gw)
 }
