@@ -8,7 +8,7 @@ import PackageDescription
 // The kernel modules are optimised even in debug builds (tests stay fast; preconditions stay on)
 // and compiled for the CPU that builds them: without it Swift targets baseline x86-64 (SSE2, no
 // FMA), so every SIMD loop runs 4 floats wide on a CPU that has 16. Set MACLR_PORTABLE=1 when
-// building a binary for other machines, or MACLR_TARGET_CPU=x86-64-v3 for one that runs AVX2 code
+// building a binary for other machines, or MACLR_TARGET_CPU=znver3 (or haswell) for one that runs AVX2 code
 // only (an AVX2 CPU's build, measurable on an AVX-512 one); MACLR_NATIVE then stays undefined:
 // see EngineOptions.packedGEMMPays.
 let targetCPU = Context.environment["MACLR_TARGET_CPU"]

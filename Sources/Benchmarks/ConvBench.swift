@@ -13,14 +13,12 @@ public struct ConvBenchmark {
     }
 
     /// The engine configurations compared: every conv on OpenBLAS, blocked im2col on our GEMM,
-    /// implicit GEMMs where the routing picks them, Winograd where it applies on our GEMM, and
-    /// Winograd with OpenBLAS's GEMMs (what a build without our AVX-512 kernels runs).
+    /// implicit GEMMs where the routing picks them, and Winograd where it applies.
     public static let configurations: [(name: String, options: (Int) -> EngineOptions)] = [
         ("whole im2col, OpenBLAS", { .reference(threads: $0) }),
         ("blocked im2col", { EngineOptions(threads: $0, blockedConvs: true, implicitConvs: false, winogradConvs: false) }),
         ("implicit where picked", { EngineOptions(threads: $0, blockedConvs: true, implicitConvs: true, winogradConvs: false) }),
-        ("Winograd where it applies", { EngineOptions(threads: $0, blockedConvs: true, implicitConvs: true, winogradConvs: true) }),
-        ("Winograd on OpenBLAS (AVX2 builds)", { EngineOptions(threads: $0, blockedConvs: false, implicitConvs: false, winogradConvs: true) })]
+        ("Winograd where it applies", { EngineOptions(threads: $0, blockedConvs: true, implicitConvs: true, winogradConvs: true) })]
 
     public struct Row { public var configuration: String, direction: ConvDirection, path: ConvPath, milliseconds: Double, gflops: Double }
 

@@ -44,15 +44,10 @@ public func convPath(_ g: ConvGeometry, _ direction: ConvDirection, options: Eng
     if g.isPointwise { return .pointwise }
     let blocked = options.blockedConvs, implicit = options.blockedConvs && options.implicitConvs
     // Winograd pays where a frame's tiles outnumber the weights' columns well: its weights'
-    // transforms and packing cost per call, its products per tile. The weight gradient's partial
-    // sums are 16 times the kernel's: it needs more tiles still, and a kernel over one frame
-    // (with several temporal taps each tap's input is transformed again, and it loses).
-    if options.winogradConvs && g.isWinogradShape {
-        let rows = g.n * g.rowsPerSample
-        switch direction {
-        case .forward, .inputGrad: if rows >= 8 * g.o { return .winograd }
-        case .weightGrad: if g.kernel[0] == 1 && rows >= 16 * g.o { return .winograd }
-        }
+    // transforms cost per call, its products per tile. The weight gradient's partial sums are 16
+    // times the kernel's: it needs more tiles still.
+    if options.winogradConvs && g.isWinogradShape && g.n * g.rowsPerSample >= (direction == .weightGrad ? 16 : 8) * g.o {
+        return .winograd
     }
     if g.isTemporalOnly {
         switch direction {

@@ -10,9 +10,9 @@ import Foundation
 // kernel turned by 180° with its channels swapped; the weight gradient sums (A gy Aᵀ) ⊙ (Bᵀ d B)
 // over the tiles, one GEMM per tap and ξ, and maps the sum back with Gᵀ (.) G.
 //     Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]   Aᵀ = [1 1 1 0; 0 1 -1 -1]
-// Tiles are taken a block at a time, so the transformed block stays in L2 while it is multiplied:
-// by our packed GEMM (the weights' transforms packed once per call) where the engine runs it, by
-// OpenBLAS single-threaded inside our threads elsewhere.
+// Tiles are taken a block at a time, so the transformed block stays in L2 while OpenBLAS multiplies
+// it, single-threaded inside our threads (it matched or beat our packed GEMM here, and serves the
+// AVX2 builds that have no packed GEMM).
 
 extension ConvGeometry {
     /// A (kT, 3, 3) kernel at stride 1, padded by one in space and by at most kT - 1 in time:
@@ -26,7 +26,7 @@ enum Winograd {
     /// Tiles per block: the block's 16 transformed inputs and 16 products stay in L2.
     static func blockTiles(inputs c: Int, outputs o: Int, most: Int = 96) -> Int {
         let perTile = 16 * (c + o) * MemoryLayout<Float>.stride
-        return max(PackedGEMM.mr, min(most, (768 << 10) / perTile / PackedGEMM.mr * PackedGEMM.mr))
+        return max(16, min(most, (768 << 10) / perTile / 16 * 16))
     }
 
     /// The tiles of a conv's output: 2x2 outputs over each h x w output frame, and the input
@@ -142,8 +142,6 @@ enum Winograd {
 
     /// y (frames, H, W, outputs) = the conv of x (frames, H, W, inputs) by U (`transformedWeights`).
     static func convolve(_ x: UnsafePointer<Float>, _ u: Storage, _ tiling: Tiling, inputs c: Int, outputs o: Int, _ y: UnsafeMutablePointer<Float>) {
-        let ours = Engine.options.blockedConvs
-        let packed = ours ? (0..<(tiling.taps * 16)).map { plane in PackedGEMM.PackedB(false, u.pointer + plane * c * o, o, k: c, n: o) } : []
         let block = blockTiles(inputs: c, outputs: o)
         let blocks = (tiling.count + block - 1) / block
         parallelClaims(blocks, grain: claimGrain(blocks)) { claims in
@@ -162,12 +160,8 @@ enum Winograd {
                         transformTile(scratch.pointers, channels: c, into: v.pointer + local * c, xiStride: block * c, scratch)
                     }
                     for xi in 0..<16 {
-                        let (vPlane, mPlane) = (v.pointer + xi * block * c, m.pointer + xi * block * o)
-                        if ours {
-                            PackedGEMM.multiply(false, tiles, 1, vPlane, c, packed[tap * 16 + xi], accumulate: tap > 0, mPlane, o)
-                        } else {
-                            singleThreadSgemm(false, false, tiles, o, c, 1, vPlane, c, u.pointer + (tap * 16 + xi) * c * o, o, tap > 0 ? 1 : 0, mPlane, o)
-                        }
+                        singleThreadSgemm(false, false, tiles, o, c, 1, v.pointer + xi * block * c, c, u.pointer + (tap * 16 + xi) * c * o, o,
+                                          tap > 0 ? 1 : 0, m.pointer + xi * block * o, o)
                     }
                 }
                 for local in 0..<tiles {
@@ -186,8 +180,7 @@ enum Winograd {
     static func weightGradient(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ tiling: Tiling, c: Int, o: Int,
                                _ gw: UnsafeMutablePointer<Float>) {
         // the tiles are the GEMMs' depth here: deeper blocks, fewer passes over the partial sums
-        let block = blockTiles(inputs: c, outputs: o, most: PackedGEMM.kc)
-        let ours = Engine.options.blockedConvs
+        let block = blockTiles(inputs: c, outputs: o, most: 256)
         let blocks = (tiling.count + block - 1) / block
         let planes = tiling.taps * 16
         let (grain, grains) = weightGradGrains(blocks, partialFloats: planes * c * o)
@@ -218,22 +211,13 @@ enum Winograd {
                                         zeros: zeros.pointer, into: scratch.pointers)
                             transformTile(scratch.pointers, channels: c, into: v.pointer + local * c, xiStride: block * c, scratch)
                         }
-                        // Z_ξ (O x C) += Q_ξᵀ V_ξ: the wider of the two is A, read in place; the other is packed
+                        // Z_ξ (O x C) += Q_ξᵀ V_ξ, or its transpose when C > O
                         for xi in 0..<16 {
-                            let zPlane = z + (tap * 16 + xi) * c * o
-                            if !ours {
-                                let (vPlane, qPlane) = (v.pointer + xi * block * c, q.pointer + xi * block * o)
-                                if o >= c {
-                                    singleThreadSgemm(true, false, o, c, tiles, 1, qPlane, o, vPlane, c, first ? 0 : 1, zPlane, c)
-                                } else {
-                                    singleThreadSgemm(true, false, c, o, tiles, 1, vPlane, c, qPlane, o, first ? 0 : 1, zPlane, o)
-                                }
-                            } else if o >= c {
-                                let vBlock = PackedGEMM.PackedB(false, v.pointer + xi * block * c, c, k: tiles, n: c)
-                                PackedGEMM.multiply(true, o, 1, q.pointer + xi * block * o, o, vBlock, accumulate: !first, zPlane, c)
+                            let (zPlane, vPlane, qPlane) = (z + (tap * 16 + xi) * c * o, v.pointer + xi * block * c, q.pointer + xi * block * o)
+                            if o >= c {
+                                singleThreadSgemm(true, false, o, c, tiles, 1, qPlane, o, vPlane, c, first ? 0 : 1, zPlane, c)
                             } else {
-                                let qBlock = PackedGEMM.PackedB(false, q.pointer + xi * block * o, o, k: tiles, n: o)
-                                PackedGEMM.multiply(true, c, 1, v.pointer + xi * block * c, c, qBlock, accumulate: !first, zPlane, o)
+                                singleThreadSgemm(true, false, c, o, tiles, 1, vPlane, c, qPlane, o, first ? 0 : 1, zPlane, o)
                             }
                         }
                     }

@@ -17,8 +17,9 @@ public struct EngineOptions: Sendable, Equatable {
     /// (`ConvPath.implicitGEMM`, `.temporalImplicit`): input runs read in place through pointer
     /// tables, no im2col block written.
     public var implicitConvs: Bool
-    /// Whether, with `blockedConvs`, the (1, 3, 3) convs at stride 1 run as Winograd F(2x2, 3x3)
-    /// (`ConvPath.winograd`): 16 products per 2x2 output tile and channel pair instead of 36.
+    /// Whether the convs with a 3x3 spatial kernel at stride 1 whose geometry suits it run as
+    /// Winograd F(2x2, 3x3) (`ConvPath.winograd`): 16 products per 2x2 output tile and channel
+    /// pair instead of 36, its GEMMs on OpenBLAS (so AVX2 builds have it too).
     public var winogradConvs: Bool
     /// Whether the engine may run AVX-512 kernels (our 16-wide microkernels, and the peak probe's
     /// 16-wide loop). Off on a CPU without it, and when forced off (`EngineOptions.avx2`) so an
@@ -44,10 +45,11 @@ public struct EngineOptions: Sendable, Equatable {
         #endif
     }()
 
-    /// What an AVX2-only CPU runs: every conv through OpenBLAS (whose AVX2 kernels
-    /// `BLASKernels.selectBeforeUse` must have chosen when it loaded), no AVX-512 microkernel.
+    /// What an AVX2-only CPU runs: every GEMM through OpenBLAS (whose AVX2 kernels
+    /// `BLASKernels.selectBeforeUse` must have chosen when it loaded), Winograd's included, no
+    /// AVX-512 microkernel.
     public static func avx2(threads: Int = EngineOptions.cores) -> EngineOptions {
-        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false, winogradConvs: false, avx512: false)
+        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false, winogradConvs: true, avx512: false)
     }
 
     /// The plainest configuration: every conv on OpenBLAS, the whole-matrix and per-tap paths.
