@@ -43,11 +43,19 @@ public enum ConvPath: String, Sendable, CaseIterable {
 public func convPath(_ g: ConvGeometry, _ direction: ConvDirection, options: EngineOptions = Engine.options) -> ConvPath {
     if g.isPointwise { return .pointwise }
     let blocked = options.blockedConvs, implicit = options.blockedConvs && options.implicitConvs
-    // Winograd pays where a frame's tiles outnumber the weights' columns well: its weights'
-    // transforms cost per call, its products per tile. The weight gradient's partial sums are 16
-    // times the kernel's: it needs more tiles still.
-    if options.winogradConvs && g.isWinogradShape && g.n * g.rowsPerSample >= (direction == .weightGrad ? 16 : 8) * g.o {
-        return .winograd
+    // Winograd pays where a frame's tiles outnumber the weights' columns well (its weights'
+    // transforms cost per call, its products per tile; the weight gradient's partial sums are 16
+    // times the kernel's, so it needs more tiles still), on frames of 8x8 or more (a smaller one
+    // wastes much of its edge tiles), and where each of its 16 GEMMs is deep enough for OpenBLAS
+    // to run at speed: the input channels forward, the output ones backward; the weight
+    // gradient's GEMMs run over the tiles, but small channel counts make them narrow.
+    if options.winogradConvs && g.isWinogradShape && g.h >= 8 && g.w >= 8 {
+        let rows = g.n * g.rowsPerSample
+        switch direction {
+        case .forward: if g.c >= 32 && rows >= 8 * g.o { return .winograd }
+        case .inputGrad: if g.o >= 48 && rows >= 8 * g.o { return .winograd }
+        case .weightGrad: if min(g.c, g.o) >= 16 && rows >= 16 * g.o { return .winograd }
+        }
     }
     if g.isTemporalOnly {
         switch direction {
