@@ -10,7 +10,7 @@ final class TorchParityTests: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
 
     /// max |ours - theirs| / max |theirs|
-    func relativeError(_ ours: Tensor, _ theirs: Tensor) -> Float {
+    static func relativeError(_ ours: Tensor, _ theirs: Tensor) -> Float {
         XCTAssertEqual(ours.count, theirs.count)
         let scale = max(theirs.toArray().map(abs).max() ?? 0, 1e-12)
         return zip(ours.toArray(), theirs.toArray()).map { abs($0 - $1) }.max()! / scale
@@ -24,13 +24,13 @@ final class TorchParityTests: XCTestCase {
         let input = tensors["input"]!.permute([0, 2, 3, 4, 1])   // (N, C, T, H, W) -> (N, T, H, W, C)
 
         model.eval()
-        let evalError = relativeError(noGrad { forward(input) }, tensors["eval_output"]!)
+        let evalError = Self.relativeError(noGrad { forward(input) }, tensors["eval_output"]!)
         XCTAssertLessThan(evalError, 1e-3, "\(file): eval output")
 
         model.train()
         model.requireGradients()
         let out = forward(input)
-        let trainError = relativeError(out, tensors["train_output"]!)
+        let trainError = Self.relativeError(out, tensors["train_output"]!)
         XCTAssertLessThan(trainError, 1e-3, "\(file): train output")
         (out * tensors["loss_weights"]!).sum().backward()
 
@@ -42,7 +42,7 @@ final class TorchParityTests: XCTestCase {
                 guard let expected = tensors["grad." + key] else { XCTFail("\(file): no PyTorch gradient for \(key)"); continue }
                 guard let g = t.grad else { XCTFail("\(file): no gradient for \(key)"); continue }
                 let ours = (m as? Conv3d)?.toTorchLayout(g) ?? g
-                let e = relativeError(ours, expected)
+                let e = Self.relativeError(ours, expected)
                 if e > worst.0 { worst = (e, key) }
                 XCTAssertLessThan(e, 1e-3, "\(file): gradient of \(key)")
                 compared += 1

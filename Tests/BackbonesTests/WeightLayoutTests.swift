@@ -9,13 +9,6 @@ import XCTest
 final class WeightLayoutTests: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/layouts")
 
-    /// max |ours - theirs| / max |theirs|
-    func relativeError(_ ours: Tensor, _ theirs: Tensor) -> Float {
-        XCTAssertEqual(ours.shape, theirs.shape)
-        let scale = max(theirs.toArray().map(abs).max() ?? 0, 1e-12)
-        return zip(ours.toArray(), theirs.toArray()).map { abs($0 - $1) }.max()! / scale
-    }
-
     func features(_ net: VideoResNet, _ inputNCTHW: Tensor) -> Tensor {
         net.eval()
         return noGrad { net.features(inputNCTHW.permute([0, 2, 3, 4, 1])) }
@@ -35,8 +28,9 @@ final class WeightLayoutTests: XCTestCase {
             XCTAssertEqual(file.config, VideoResNetConfig(kind: kind, width: width, blocksPerStage: [1, 2, 1, 1], inputChannels: 3), name)
             XCTAssertEqual(file.notLoaded, [head.replacingOccurrences(of: "weight", with: "bias"), head], "\(name): the head is all that is left")
             let (expected, _) = try SafeTensors.read(Self.fixtures.appendingPathComponent(name + ".expected.safetensors"))
-            let error = relativeError(features(try file.network(), expected["input"]!), expected["features"]!)
+            let error = TorchParityTests.relativeError(features(try file.network(), expected["input"]!), expected["features"]!)
             XCTAssertLessThan(error, 1e-5, "\(name): features against the library's")
+            print("\(name): \(file.layout.rawValue), \(file.config.kind.rawValue) width \(file.config.width); features against the library's: \(error) relative")
         }
     }
 

@@ -287,11 +287,7 @@ final class AblateTests: XCTestCase {
 
         // SIGKILL once the first run has a checkpoint and before it is complete
         let killed = try sweepFile("killed", variants: Self.twoVariants)
-        let p = Process()
-        p.executableURL = CLITests.binary
-        p.arguments = ["ablate", killed.path, "--threads", "1"]
-        p.standardError = FileHandle.nullDevice; p.standardOutput = FileHandle.nullDevice
-        try p.run()
+        let p = try startAblate(killed)
         let firstRun = dir.appendingPathComponent("killed/runs/visual-only/seed-0")
         let deadline = Date().addingTimeInterval(120)
         while p.isRunning && Date() < deadline
@@ -310,14 +306,7 @@ final class AblateTests: XCTestCase {
 
         // two shards at once on one folder, then --report
         let sharded = try sweepFile("sharded", variants: Self.twoVariants)
-        let shards = (1...2).map { i -> Process in
-            let s = Process()
-            s.executableURL = CLITests.binary
-            s.arguments = ["ablate", sharded.path, "--threads", "1", "--shard", "\(i)/2"]
-            s.standardError = FileHandle.nullDevice; s.standardOutput = FileHandle.nullDevice
-            return s
-        }
-        for s in shards { try s.run() }
+        let shards = try (1...2).map { try startAblate(sharded, ["--shard", "\($0)/2"]) }
         for s in shards { s.waitUntilExit(); XCTAssertEqual(s.terminationStatus, 0) }
         let report = try ablate(sharded, ["--report"])
         XCTAssertEqual(report.status, 0, report.err)
