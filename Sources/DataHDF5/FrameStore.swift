@@ -34,12 +34,14 @@ final class FrameStore {
     private var spill: (rgb: FileHandle, flow: FileHandle?, urls: [URL])?
     let budget: FrameMemoryBudget
     let spillFolder: URL
+    /// The preparation's part, in the spill files' names (`removeLeftovers`).
+    let part: Int
     /// Whether the frames went to disk.
     var spilled: Bool { spill != nil }
 
-    init(rgbFrameBytes: Int, flowFrameBytes: Int, budget: FrameMemoryBudget, spillFolder: URL) {
+    init(rgbFrameBytes: Int, flowFrameBytes: Int, budget: FrameMemoryBudget, spillFolder: URL, part: Int = 0) {
         self.rgbFrameBytes = rgbFrameBytes; self.flowFrameBytes = flowFrameBytes
-        self.budget = budget; self.spillFolder = spillFolder
+        self.budget = budget; self.spillFolder = spillFolder; self.part = part
     }
 
     deinit {
@@ -59,7 +61,7 @@ final class FrameStore {
     }
 
     /// Adds `count` frames: `rgb` (count, H, W, 3) and, with flow, `flow` (count, H, W, 2).
-    func append(rgb newRGB: UnsafeBufferPointer<UInt8>, flow newFlow: UnsafeBufferPointer<UInt8>?, frames count: Int, part: Int) throws {
+    func append(rgb newRGB: UnsafeBufferPointer<UInt8>, flow newFlow: UnsafeBufferPointer<UInt8>?, frames count: Int) throws {
         precondition(newRGB.count == count * rgbFrameBytes && (newFlow?.count ?? 0) == count * flowFrameBytes)
         if spill == nil {
             let bytes = newRGB.count + (newFlow?.count ?? 0)
@@ -70,7 +72,7 @@ final class FrameStore {
                 frames += count
                 return
             }
-            try startSpilling(part: part)
+            try startSpilling()
         }
         try spill!.rgb.write(contentsOf: Data(buffer: newRGB))
         if let newFlow { try spill!.flow?.write(contentsOf: Data(buffer: newFlow)) }
@@ -78,7 +80,7 @@ final class FrameStore {
     }
 
     /// Moves what memory holds to the files and writes there from now on.
-    private func startSpilling(part: Int) throws {
+    private func startSpilling() throws {
         let stem = ".spill-part\(part)-\(UUID().uuidString)"
         let urls = [spillFolder.appendingPathComponent(stem + ".rgb")] + (flowFrameBytes > 0 ? [spillFolder.appendingPathComponent(stem + ".flow")] : [])
         var handles: [FileHandle] = []

@@ -169,7 +169,7 @@ public struct Preparation {
             clock = now
         }
         let store = FrameStore(rgbFrameBytes: width * height * 3, flowFrameBytes: flow ? width * height * 2 : 0,
-                               budget: frameMemory, spillFolder: output)
+                               budget: frameMemory, spillFolder: output, part: part)
         let frameBytes = width * height * 3, n = width * height
         // the window's frames (k, H, W, 3) and their luma; with flow, the last frame stays for the next window's first pair
         var window: [UInt8] = []
@@ -180,7 +180,7 @@ public struct Preparation {
         func storeWindow(final: Bool) throws {
             let frames = window.count / frameBytes
             guard flow else {
-                try window.withUnsafeBufferPointer { try store.append(rgb: $0, flow: nil, frames: frames, part: part) }
+                try window.withUnsafeBufferPointer { try store.append(rgb: $0, flow: nil, frames: frames) }
                 window.removeAll(keepingCapacity: true)
                 return
             }
@@ -199,7 +199,7 @@ public struct Preparation {
             }
             lap(.quantize)
             try window.withUnsafeBufferPointer { rgb in
-                try q.withUnsafeBufferPointer { try store.append(rgb: UnsafeBufferPointer(rebasing: rgb[0..<(kept * frameBytes)]), flow: $0, frames: kept, part: part) }
+                try q.withUnsafeBufferPointer { try store.append(rgb: UnsafeBufferPointer(rebasing: rgb[0..<(kept * frameBytes)]), flow: $0, frames: kept) }
             }
             window.removeFirst(kept * frameBytes)
             grays.removeFirst(kept)

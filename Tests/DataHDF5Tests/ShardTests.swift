@@ -160,7 +160,7 @@ final class FrameStoreTests: XCTestCase {
             let store = FrameStore(rgbFrameBytes: rgbBytes, flowFrameBytes: flowBytes, budget: budget, spillFolder: folder)
             for window in 0..<4 {
                 let r = (0..<(2 * rgbBytes)).map { UInt8((window * 31 + $0) % 256) }, f = (0..<(2 * flowBytes)).map { UInt8((window * 17 + $0) % 256) }
-                try r.withUnsafeBufferPointer { rb in try f.withUnsafeBufferPointer { try store.append(rgb: rb, flow: $0, frames: 2, part: 0) } }
+                try r.withUnsafeBufferPointer { rb in try f.withUnsafeBufferPointer { try store.append(rgb: rb, flow: $0, frames: 2) } }
                 rgb += r; flow += f
                 XCTAssertEqual(store.spilled, window >= 1, "the second window passes the budget of 3 frames")
             }
