@@ -153,12 +153,8 @@ enum Winograd {
                 let t0 = b * block, tiles = min(tiling.count, t0 + block) - t0
                 // each temporal tap's products added up (a tap in the padding transforms zeros)
                 for tap in 0..<tiling.taps {
-                    for local in 0..<tiles {
-                        let (f, r, col) = position(t0 + local, tiling)
-                        gatherInput(x, tiling, channels: c, frame: tiling.inputFrame(outputFrame: f, tap: tap), r: r, col: col,
-                                    zeros: zeros.pointer, into: scratch.pointers)
-                        transformTile(scratch.pointers, channels: c, into: v.pointer + local * c, xiStride: block * c, scratch)
-                    }
+                    transformInputs(x, tiling, tap: tap, tiles: t0..<(t0 + tiles), channels: c, into: v.pointer, xiStride: block * c,
+                                    zeros: zeros.pointer, scratch)
                     for xi in 0..<16 {
                         singleThreadSgemm(false, false, tiles, o, c, 1, v.pointer + xi * block * c, c, u.pointer + (tap * 16 + xi) * c * o, o,
                                           tap > 0 ? 1 : 0, m.pointer + xi * block * o, o)
@@ -205,12 +201,8 @@ enum Winograd {
                     }
                     let first = b == claimed.lowerBound
                     for tap in 0..<tiling.taps {
-                        for local in 0..<tiles {
-                            let (f, r, col) = position(t0 + local, tiling)
-                            gatherInput(x, tiling, channels: c, frame: tiling.inputFrame(outputFrame: f, tap: tap), r: r, col: col,
-                                        zeros: zeros.pointer, into: scratch.pointers)
-                            transformTile(scratch.pointers, channels: c, into: v.pointer + local * c, xiStride: block * c, scratch)
-                        }
+                        transformInputs(x, tiling, tap: tap, tiles: t0..<(t0 + tiles), channels: c, into: v.pointer, xiStride: block * c,
+                                        zeros: zeros.pointer, scratch)
                         // Z_ξ (O x C) += Q_ξᵀ V_ξ, or its transpose when C > O
                         for xi in 0..<16 {
                             let (zPlane, vPlane, qPlane) = (z + (tap * 16 + xi) * c * o, v.pointer + xi * block * c, q.pointer + xi * block * o)
@@ -332,6 +324,17 @@ enum Winograd {
         guard yy < tiling.h && xx < tiling.w else { return nil }
         let pixel: Int = (f * tiling.h + yy) * tiling.w + xx
         return pixel
+    }
+
+    /// Bᵀ d B of every tile in `tiles` as temporal tap `tap` reads it: out[ξ * xiStride + local tile * channels + channel].
+    static func transformInputs(_ x: UnsafePointer<Float>, _ tiling: Tiling, tap: Int, tiles: Range<Int>, channels c: Int,
+                                into out: UnsafeMutablePointer<Float>, xiStride: Int, zeros: UnsafePointer<Float>, _ scratch: Scratch) {
+        for t in tiles {
+            let (f, r, col) = position(t, tiling)
+            gatherInput(x, tiling, channels: c, frame: tiling.inputFrame(outputFrame: f, tap: tap), r: r, col: col,
+                        zeros: zeros, into: scratch.pointers)
+            transformTile(scratch.pointers, channels: c, into: out + (t - tiles.lowerBound) * c, xiStride: xiStride, scratch)
+        }
     }
 
     /// The 16 input pixels of the tile at (r, col) of input frame `frame` into `rows`: pointers

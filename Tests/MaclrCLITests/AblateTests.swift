@@ -221,6 +221,16 @@ final class AblateTests: XCTestCase {
         return p
     }
 
+    /// Sends `signal` to a sweep once `run` has the checkpoint of `step` (or the sweep ended, or
+    /// two minutes passed), and waits for it to exit.
+    func stop(_ p: Process, with signal: Int32, once run: URL, hasCheckpoint step: Int) {
+        let meta = run.appendingPathComponent(String(format: "checkpoints/step-%07d/meta.json", step)).path
+        let deadline = Date().addingTimeInterval(120)
+        while p.isRunning && Date() < deadline && !FileManager.default.fileExists(atPath: meta) { usleep(2_000) }
+        kill(p.processIdentifier, signal)
+        p.waitUntilExit()
+    }
+
     /// SIGTERM stops a sweep with a checkpoint and exit 143; then rounds of SIGTERM and SIGKILL
     /// at random moments on a sweep split over two shard processes. Each rerun ends in the
     /// uninterrupted sweep's tables.
@@ -233,13 +243,7 @@ final class AblateTests: XCTestCase {
         let stopped = try sweepFile("stopped", variants: Self.twoVariants)
         let p = try startAblate(stopped, steps)
         let firstRun = dir.appendingPathComponent("stopped/runs/visual-only/seed-0")
-        let deadline = Date().addingTimeInterval(120)
-        while p.isRunning && Date() < deadline
-                && !FileManager.default.fileExists(atPath: firstRun.appendingPathComponent("checkpoints/step-0000004/meta.json").path) {
-            usleep(2_000)
-        }
-        kill(p.processIdentifier, SIGTERM)
-        p.waitUntilExit()
+        stop(p, with: SIGTERM, once: firstRun, hasCheckpoint: 4)
         XCTAssertEqual(p.terminationReason, .exit)
         XCTAssertEqual(p.terminationStatus, 143, "128 + SIGTERM: interrupted")
         XCTAssertFalse(FileManager.default.fileExists(atPath: firstRun.appendingPathComponent("result.json").path))
@@ -291,13 +295,7 @@ final class AblateTests: XCTestCase {
         let killed = try sweepFile("killed", variants: Self.twoVariants)
         let p = try startAblate(killed)
         let firstRun = dir.appendingPathComponent("killed/runs/visual-only/seed-0")
-        let deadline = Date().addingTimeInterval(120)
-        while p.isRunning && Date() < deadline
-                && !FileManager.default.fileExists(atPath: firstRun.appendingPathComponent("checkpoints/step-0000002/meta.json").path) {
-            usleep(2_000)
-        }
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        stop(p, with: SIGKILL, once: firstRun, hasCheckpoint: 2)
         XCTAssertEqual(p.terminationReason, .uncaughtSignal)
         XCTAssertFalse(FileManager.default.fileExists(atPath: firstRun.appendingPathComponent("result.json").path), "killed before the run completed")
         let resumed = try ablate(killed)
