@@ -42,7 +42,7 @@ struct Finetune: ParsableCommand {
             train.output/split-K, and reports the mean and standard deviation.
             """)
     @OptionGroup var recipe: RecipeOptions
-    @Option(help: "The encoder to start from: a run or checkpoint folder of maclr pretrain, or an encoder .safetensors of maclr export.")
+    @Option(help: "The encoder to start from: a run or checkpoint folder of maclr pretrain, or an encoder .safetensors (maclr export's, or a state dict in torchvision's, pytorchvideo's or mmaction2's names).")
     var from: String?
     @Flag(help: "Start from a random init (the from-scratch baseline), whatever the recipe's model.init_from.") var scratch = false
     @OptionGroup var splits: SplitOptions
@@ -76,7 +76,7 @@ struct Finetune: ParsableCommand {
 /// Which encoder a command works on.
 struct EncoderOptions: ParsableArguments {
     @Option(help: "A run folder or checkpoint folder of maclr pretrain.") var checkpoint: String?
-    @Option(help: "An encoder .safetensors written by maclr export.") var encoder: String?
+    @Option(help: "An encoder .safetensors: maclr export's, or a state dict in torchvision's, pytorchvideo's or mmaction2's names.") var encoder: String?
     @Option(help: "A recipe: its randomly initialised encoder (the floor), or the settings for --encoder.") var recipe: String?
     @OptionGroup var set: RecipeOverrides
     @Option(help: "Dataset folder (default: the recipe's data.dataset).") var dataset: String?
