@@ -86,29 +86,31 @@ public enum WeightLayout: String, CaseIterable, Codable, Sendable {
     /// "convK.0.0" / ".0.1" / ".0.3" the spatial conv, its BN and the temporal conv of a (2+1)D
     /// conv; "convK.1" the BN after it; "downsample.0" / ".1" the shortcut's conv and BN.
     var blockInner: [String: String] {
-        var map: [String: String] = [:]
-        for (conv, letter) in [("conv1", "a"), ("conv2", "b")] {
-            switch self {
-            case .torchvision:
-                for inner in ["0", "0.0", "0.1", "0.3", "1"] { map["\(conv).\(inner)"] = "\(conv).\(inner)" }
-            case .pytorchvideo:
-                map["\(conv).0"] = "branch2.conv_\(letter)"
-                map["\(conv).0.0"] = "branch2.conv_\(letter).conv_xy"
-                map["\(conv).0.1"] = "branch2.conv_\(letter).norm"
-                map["\(conv).0.3"] = "branch2.conv_\(letter).conv_t"
-                map["\(conv).1"] = "branch2.norm_\(letter)"
-            case .mmaction2:
-                map["\(conv).0"] = "\(conv).conv"
-                map["\(conv).0.0"] = "\(conv).conv.conv_s"
-                map["\(conv).0.1"] = "\(conv).conv.bn_s"
-                map["\(conv).0.3"] = "\(conv).conv.conv_t"
-                map["\(conv).1"] = "\(conv).bn"
-            }
-        }
+        // per block conv (torchvision's name, pytorchvideo's letter): the conv, and inside a
+        // (2+1)D conv its spatial conv, BN and temporal conv; the BN after it; then the shortcut's
+        // conv and BN
+        typealias Names = (conv: String, spatial: String, middleNorm: String, temporal: String, norm: String)
+        let names: (String, String) -> Names
+        let shortcut: (conv: String, norm: String)
         switch self {
-        case .torchvision: map["downsample.0"] = "downsample.0"; map["downsample.1"] = "downsample.1"
-        case .pytorchvideo: map["downsample.0"] = "branch1_conv"; map["downsample.1"] = "branch1_norm"
-        case .mmaction2: map["downsample.0"] = "downsample.conv"; map["downsample.1"] = "downsample.bn"
+        case .torchvision:
+            names = { conv, _ in ("\(conv).0", ".0", ".1", ".3", "\(conv).1") }
+            shortcut = ("downsample.0", "downsample.1")
+        case .pytorchvideo:
+            names = { _, letter in ("branch2.conv_\(letter)", ".conv_xy", ".norm", ".conv_t", "branch2.norm_\(letter)") }
+            shortcut = ("branch1_conv", "branch1_norm")
+        case .mmaction2:
+            names = { conv, _ in ("\(conv).conv", ".conv_s", ".bn_s", ".conv_t", "\(conv).bn") }
+            shortcut = ("downsample.conv", "downsample.bn")
+        }
+        var map = ["downsample.0": shortcut.conv, "downsample.1": shortcut.norm]
+        for (conv, letter) in [("conv1", "a"), ("conv2", "b")] {
+            let n = names(conv, letter)
+            map["\(conv).0"] = n.conv
+            map["\(conv).0.0"] = n.conv + n.spatial
+            map["\(conv).0.1"] = n.conv + n.middleNorm
+            map["\(conv).0.3"] = n.conv + n.temporal
+            map["\(conv).1"] = n.norm
         }
         return map
     }

@@ -166,9 +166,11 @@ public struct Evaluation {
     /// test video's `k` most cosine-similar train videos vote for their class with weight
     /// exp(similarity / temperature); ties go to the lower class index.
     public static func knn(train: Features, test: Features, classes: Int, k: Int, temperature: Double) -> Double {
-        let hits = knnHits(train: train, test: test, classes: classes, k: k, temperature: temperature)
-        return Double(hits.filter { $0 }.count) / Double(max(test.count, 1))
+        fraction(knnHits(train: train, test: test, classes: classes, k: k, temperature: temperature))
     }
+
+    /// The share of test videos right.
+    static func fraction(_ hits: [Bool]) -> Double { Double(hits.filter { $0 }.count) / Double(max(hits.count, 1)) }
 
     /// Whether the weighted kNN classifier gets each test video right.
     static func knnHits(train: Features, test: Features, classes: Int, k: Int, temperature: Double) -> [Bool] {
@@ -205,7 +207,7 @@ public struct Evaluation {
                                             iterations: recipe.eval.probeIterations)
         let r = retrieval(train: train, test: test)
         let knnHits = knnHits(train: train, test: test, classes: classes, k: recipe.eval.knnK, temperature: recipe.eval.knnTemperature)
-        let knnTop1 = Double(knnHits.filter { $0 }.count) / Double(max(test.count, 1))
+        let knnTop1 = fraction(knnHits)
         return Report(top1: top1, top5: top5, recallAt1: r[0], recallAt5: r[1], recallAt10: r[2], recallAt20: r[3], recallAt50: r[4],
                       trainVideos: train.count, testVideos: test.count, classes: classes, knnTop1: knnTop1, views: recipe.eval.views,
                       perVideo: PerVideo(names: test.names, probe: probeHits, knn: knnHits))

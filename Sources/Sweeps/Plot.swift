@@ -131,8 +131,15 @@ enum Plot {
             cairo_set_dash(canvas.cr, &dash, 2, 0)
             canvas.line([(-0.5, r.value), (Double(max(categories.count, 1)) - 0.5, r.value)], width: 1.2)
             cairo_set_dash(canvas.cr, nil, 0, 0)
-            // a label that would overprint the one before goes under its line
-            let y = canvas.y(r.value), labelY = labelled.contains(where: { abs($0 - (y - 4)) < 12 }) ? y + 12 : y - 4
+            // just above its line; one that would overprint a label before moves away from it, up
+            // when its line is the higher one, until it clears every label
+            let y = canvas.y(r.value)
+            var labelY = y - 4, away: Double? = nil
+            while let clash = labelled.first(where: { abs($0 - labelY) < 12 }) {
+                let step = away ?? (y < clash ? -12 : 12)
+                away = step
+                labelY = clash + step
+            }
             labelled.append(labelY)
             canvas.text(r.label, at: canvas.x(Double(max(categories.count, 1)) - 0.5) - 4, labelY, size: 10, anchor: 1)
         }

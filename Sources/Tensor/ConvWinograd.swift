@@ -101,19 +101,17 @@ enum Winograd {
         }
     }
 
-    /// Gᵀ z G of 16 values -> one 3x3 kernel (row-major).
-    static func kernelGradientTransform(_ z: [Float]) -> [Float] {
-        var t = [Float](repeating: 0, count: 12)   // Gᵀ z: 3 x 4
+    /// Gᵀ z G of 16 values (`z`) -> one 3x3 kernel (row-major, `w`); `t` holds Gᵀ z (3 x 4).
+    @inline(__always)
+    static func kernelGradientTransform(_ z: UnsafePointer<Float>, _ w: UnsafeMutablePointer<Float>, scratch t: UnsafeMutablePointer<Float>) {
         for j in 0..<4 {
             let z0 = z[j], z1 = z[4 + j], z2 = z[8 + j], z3 = z[12 + j]
             t[j] = z0 + 0.5 * (z1 + z2); t[4 + j] = 0.5 * (z1 - z2); t[8 + j] = 0.5 * (z1 + z2) + z3
         }
-        var w = [Float](repeating: 0, count: 9)
         for i in 0..<3 {
             let t0 = t[4 * i], t1 = t[4 * i + 1], t2 = t[4 * i + 2], t3 = t[4 * i + 3]
             w[3 * i] = t0 + 0.5 * (t1 + t2); w[3 * i + 1] = 0.5 * (t1 - t2); w[3 * i + 2] = 0.5 * (t1 + t2) + t3
         }
-        return w
     }
 
     /// U (kT, 16, inputs, outputs): the transformed kernels, tap- then ξ-major, for the GEMMs' B.
@@ -226,13 +224,15 @@ enum Winograd {
             }
         }
         parallelFor(o, minPerThread: max(1, 4096 / max(1, c))) { o0, o1 in
-            var zt = [Float](repeating: 0, count: 16)
+            let zt = UnsafeMutablePointer<Float>.allocate(capacity: 16), k = UnsafeMutablePointer<Float>.allocate(capacity: 9)
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 12)
+            defer { zt.deallocate(); k.deallocate(); scratch.deallocate() }
             for oi in o0..<o1 { for ti in 0..<tiling.taps { for ci in 0..<c {
                 for xi in 0..<16 {
                     let plane = ti * 16 + xi
                     zt[xi] = o >= c ? total[(plane * o + oi) * c + ci] : total[(plane * c + ci) * o + oi]
                 }
-                let k = kernelGradientTransform(zt)
+                kernelGradientTransform(zt, k, scratch: scratch)
                 for tap in 0..<9 { gw[((oi * tiling.taps + ti) * 9 + tap) * c + ci] = k[tap] }
             } } }
         }
