@@ -13,12 +13,12 @@ public struct ConvBenchmark {
     }
 
     /// The engine configurations compared: every conv on OpenBLAS, blocked im2col on our GEMM,
-    /// implicit GEMMs where the routing picks them, and Winograd where it applies.
+    /// implicit GEMMs where the routing picks them, and Winograd and the stems' row vectors where they apply.
     public static let configurations: [(name: String, options: (Int) -> EngineOptions)] = [
         ("whole im2col, OpenBLAS", { .reference(threads: $0) }),
-        ("blocked im2col", { EngineOptions(threads: $0, blockedConvs: true, implicitConvs: false, winogradConvs: false) }),
-        ("implicit where picked", { EngineOptions(threads: $0, blockedConvs: true, implicitConvs: true, winogradConvs: false) }),
-        ("Winograd where it applies", { EngineOptions(threads: $0, blockedConvs: true, implicitConvs: true, winogradConvs: true) })]
+        ("blocked im2col", { EngineOptions(threads: $0, blockedConvs: true, implicitConvs: false, winogradConvs: false, stemRowConvs: false) }),
+        ("implicit where picked", { EngineOptions(threads: $0, blockedConvs: true, implicitConvs: true, winogradConvs: false, stemRowConvs: false) }),
+        ("Winograd and stem rows where they apply", { EngineOptions(threads: $0, blockedConvs: true, implicitConvs: true, winogradConvs: true, stemRowConvs: true) })]
 
     public struct Row { public var configuration: String, direction: ConvDirection, path: ConvPath, milliseconds: Double, gflops: Double }
 

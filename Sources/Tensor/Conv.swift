@@ -32,6 +32,9 @@ public enum ConvPath: String, Sendable, CaseIterable {
     case temporalImplicit
     /// A (1, 3, 3) conv at stride 1 as Winograd F(2x2, 3x3): fewer products, transforms around them.
     case winograd
+    /// Few input and output channels (the stems): vectors along an output row, read from the
+    /// input split into planes per channel and stride phase.
+    case stemRows
 }
 
 /// The kernel path for `direction` of a conv of geometry `g` under `options`.
@@ -57,6 +60,9 @@ public func convPath(_ g: ConvGeometry, _ direction: ConvDirection, options: Eng
         case .weightGrad: if min(g.c, g.o) >= 16 && rows >= 16 * g.o { return .winograd }
         }
     }
+    // The stems: 2-4 channels in and at most 16 out, whose runs and output rows fill few of a
+    // channel-wide tile's lanes; an output row wide enough to fill most of a vector's.
+    if blocked && options.stemRowConvs && direction != .inputGrad && g.isStemShape { return .stemRows }
     if g.isTemporalOnly {
         switch direction {
         case .forward: return blocked ? .temporalBlocked : .temporalPerTap
@@ -102,6 +108,7 @@ func runConvKernel(_ direction: ConvDirection, _ path: ConvPath, _ g: ConvGeomet
     case (.forward, .temporalPerTap): temporalForward(a, b, g, out)
     case (.forward, .temporalBlocked): blockedTemporalForward(a, b, g, out)
     case (.forward, .winograd): winogradForward(a, b, g, out)
+    case (.forward, .stemRows): stemRowsForward(a, b, g, out)
     case (.inputGrad, .pointwise): sgemm(false, false, rows, k, g.o, 1, a, g.o, b, k, 0, out, k)
     case (.inputGrad, .wholeMatrix): wholeMatrixInputGrad(a, b, g, out)
     case (.inputGrad, .blockedIm2col): blockedCol2imInputGrad(a, b, g, out)
@@ -115,6 +122,7 @@ func runConvKernel(_ direction: ConvDirection, _ path: ConvPath, _ g: ConvGeomet
     case (.weightGrad, .temporalPerTap): temporalWeightGrad(a, b, g, out)
     case (.weightGrad, .temporalBlocked): blockedTemporalWeightGrad(a, b, g, out)
     case (.weightGrad, .winograd): winogradWeightGrad(a, b, g, out)
+    case (.weightGrad, .stemRows): stemRowsWeightGrad(a, b, g, out)
     default: preconditionFailure("conv path \(path.rawValue) has no \(direction.rawValue) kernel")
     }
 }

@@ -21,15 +21,19 @@ public struct EngineOptions: Sendable, Equatable {
     /// Winograd F(2x2, 3x3) (`ConvPath.winograd`): 16 products per 2x2 output tile and channel
     /// pair instead of 36, its GEMMs on OpenBLAS (so AVX2 builds have it too).
     public var winogradConvs: Bool
+    /// Whether, with `blockedConvs`, convs with few input and output channels (the stems) run
+    /// on vectors along the output row (`ConvPath.stemRows`).
+    public var stemRowConvs: Bool
     /// Whether the engine may run AVX-512 kernels (our 16-wide microkernels, and the peak probe's
     /// 16-wide loop). Off on a CPU without it, and when forced off (`EngineOptions.avx2`) so an
     /// AVX-512 machine measures the paths an AVX2 CPU runs.
     public var avx512: Bool
 
     public init(threads: Int = EngineOptions.cores, blockedConvs: Bool = EngineOptions.packedGEMMPays,
-                implicitConvs: Bool = true, winogradConvs: Bool = true, avx512: Bool = Engine.cpuHasAVX512) {
+                implicitConvs: Bool = true, winogradConvs: Bool = true, stemRowConvs: Bool = true,
+                avx512: Bool = Engine.cpuHasAVX512) {
         self.threads = max(1, threads); self.blockedConvs = blockedConvs; self.implicitConvs = implicitConvs
-        self.winogradConvs = winogradConvs
+        self.winogradConvs = winogradConvs; self.stemRowConvs = stemRowConvs
         self.avx512 = avx512 && Engine.cpuHasAVX512
     }
 
@@ -49,12 +53,12 @@ public struct EngineOptions: Sendable, Equatable {
     /// `BLASKernels.selectBeforeUse` must have chosen when it loaded), Winograd's included, no
     /// AVX-512 microkernel.
     public static func avx2(threads: Int = EngineOptions.cores) -> EngineOptions {
-        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false, winogradConvs: true, avx512: false)
+        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false, winogradConvs: true, stemRowConvs: false, avx512: false)
     }
 
     /// The plainest configuration: every conv on OpenBLAS, the whole-matrix and per-tap paths.
     public static func reference(threads: Int = EngineOptions.cores) -> EngineOptions {
-        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false, winogradConvs: false)
+        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false, winogradConvs: false, stemRowConvs: false)
     }
 }
 

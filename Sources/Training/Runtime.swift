@@ -11,7 +11,7 @@ public enum Runtime {
     public static var cores: Int { EngineOptions.cores }
 
     /// Which conv paths the engine may take: the fastest the routing picks (default), the same
-    /// without Winograd (direct convs only), blocked im2col without implicit GEMMs or Winograd, or
+    /// without Winograd and the stems' row vectors (the paths that were there before them), blocked im2col without implicit GEMMs or Winograd, or
     /// the reference (whole im2col matrix on OpenBLAS).
     public enum ConvPaths: String, CaseIterable, Sendable { case fastest, direct, blocked, reference }
 
@@ -23,8 +23,8 @@ public enum Runtime {
         var options = kernels == .avx2 ? EngineOptions.avx2(threads: threads) : EngineOptions(threads: threads)
         switch convPaths {
         case .fastest: break
-        case .direct: options.winogradConvs = false
-        case .blocked: options.implicitConvs = false; options.winogradConvs = false
+        case .direct: options.winogradConvs = false; options.stemRowConvs = false
+        case .blocked: options.implicitConvs = false; options.winogradConvs = false; options.stemRowConvs = false
         case .reference: options = .reference(threads: threads)
         }
         Engine.options = options
