@@ -52,17 +52,19 @@ public func convPath(_ g: ConvGeometry, _ direction: ConvDirection, options: Eng
     // wastes much of its edge tiles), and where each of its 16 GEMMs is deep enough for OpenBLAS
     // to run at speed: the input channels forward, the output ones backward; the weight
     // gradient's GEMMs run over the tiles, but small channel counts make them narrow.
+    // Without our packed GEMM the direct alternative is one whole-matrix OpenBLAS GEMM, which
+    // the narrow layers (16-36 channels) leave at half its speed: there shallower GEMMs pay.
     if options.winogradConvs && g.isWinogradShape && g.h >= 8 && g.w >= 8 {
-        let rows = g.n * g.rowsPerSample
+        let rows = g.n * g.rowsPerSample, shallow = !blocked
         switch direction {
-        case .forward: if g.c >= 32 && rows >= 8 * g.o { return .winograd }
-        case .inputGrad: if g.o >= 48 && rows >= 8 * g.o { return .winograd }
+        case .forward: if g.c >= (shallow ? 16 : 32) && rows >= 8 * g.o { return .winograd }
+        case .inputGrad: if g.o >= (shallow ? 32 : 48) && rows >= 8 * g.o { return .winograd }
         case .weightGrad: if min(g.c, g.o) >= 16 && rows >= 16 * g.o { return .winograd }
         }
     }
     // The stems: 2-4 channels in and at most 16 out, whose runs and output rows fill few of a
     // channel-wide tile's lanes; an output row wide enough to fill most of a vector's.
-    if blocked && options.stemRowConvs && direction != .inputGrad && g.isStemShape { return .stemRows }
+    if options.stemRowConvs && direction != .inputGrad && g.isStemShape { return .stemRows }
     if g.isTemporalOnly {
         switch direction {
         case .forward: return blocked ? .temporalBlocked : .temporalPerTap

@@ -70,9 +70,11 @@ struct StemPlanes {
 }
 
 enum StemRows {
-    typealias Vector = SIMD16<Float>
-    /// Output channels per tile: 12 (24 accumulators over two vectors), or 8 where 12 would
-    /// leave more of the last tile empty (8 channels, and 13-16 as two tiles of 8).
+    /// Whether the 16-wide kernels run (an AVX-512 build, not forced to AVX2's), else the 8-wide.
+    static var wide: Bool { Engine.options.avx512 && EngineOptions.packedGEMMPays }
+
+    /// Output channels per tile: 12, or 8 where 12 would leave more of the last tile empty
+    /// (8 channels, and 13-16 as two tiles of 8).
     static func tileChannels(_ o: Int) -> Int { o > 8 && o <= 12 ? 12 : 8 }
 
     /// The input rows output row `row` (n, ot, oh) reads, one per (kt, kh) tap inside the input,
@@ -103,87 +105,91 @@ enum StemRows {
     }
 
     /// A tile of one output row: tile[j * 32 + q] = sum over the taps' depth steps of
-    /// plane(tap)[offset(q step)][q] * weights(tap)[step * channels + j], for 16 or 32 outputs q
-    /// and 8 or 12 channels j.
-    @inline(__always)
-    static func forwardTile(channels: Int, two: Bool, taps: Int, _ planes: UnsafePointer<UnsafePointer<Float>>,
-                            _ weights: UnsafePointer<UnsafePointer<Float>>, run: Int, _ offsets: UnsafePointer<Int>,
-                            _ tile: UnsafeMutablePointer<Float>) {
-        var a0 = Vector(), a1 = Vector(), a2 = Vector(), a3 = Vector(), a4 = Vector(), a5 = Vector()
-        var a6 = Vector(), a7 = Vector(), a8 = Vector(), a9 = Vector(), a10 = Vector(), a11 = Vector()
-        var b0 = Vector(), b1 = Vector(), b2 = Vector(), b3 = Vector(), b4 = Vector(), b5 = Vector()
-        var b6 = Vector(), b7 = Vector(), b8 = Vector(), b9 = Vector(), b10 = Vector(), b11 = Vector()
+    /// plane(tap)[offset(step) + q] * weights(tap)[step * channels + j], for one or two vectors
+    /// of outputs q and 8 or 12 channels j. AVX-512 takes two vectors of 16 (24 accumulators of
+    /// 32 registers), AVX2 one of 8 (12 of 16).
+    @_transparent
+    static func forwardTile<V: SIMD>(_: V.Type, channels: Int, two: Bool, taps: Int, _ planes: UnsafePointer<UnsafePointer<Float>>,
+                                     _ weights: UnsafePointer<UnsafePointer<Float>>, run: Int, _ offsets: UnsafePointer<Int>,
+                                     _ tile: UnsafeMutablePointer<Float>) where V.Scalar == Float {
+        let vectorBytes = V.scalarCount &* 4
+        var a0 = V(), a1 = V(), a2 = V(), a3 = V(), a4 = V(), a5 = V(), a6 = V(), a7 = V(), a8 = V(), a9 = V(), a10 = V(), a11 = V()
+        var b0 = V(), b1 = V(), b2 = V(), b3 = V(), b4 = V(), b5 = V(), b6 = V(), b7 = V(), b8 = V(), b9 = V(), b10 = V(), b11 = V()
         for t in 0..<taps {
             let plane = UnsafeRawPointer(planes[t])
             var w = weights[t]
             for q in 0..<run {
                 let at = offsets[q] &* 4
-                let x0 = plane.loadUnaligned(fromByteOffset: at, as: Vector.self)
-                let x1 = two ? plane.loadUnaligned(fromByteOffset: at &+ 64, as: Vector.self) : x0
-                // each broadcast weight used at once by both vectors: 24 accumulators, 2 inputs and 1 weight in registers
-                var s = Vector(repeating: w[0]); a0.addProduct(x0, s); if two { b0.addProduct(x1, s) }
-                s = Vector(repeating: w[1]); a1.addProduct(x0, s); if two { b1.addProduct(x1, s) }
-                s = Vector(repeating: w[2]); a2.addProduct(x0, s); if two { b2.addProduct(x1, s) }
-                s = Vector(repeating: w[3]); a3.addProduct(x0, s); if two { b3.addProduct(x1, s) }
-                s = Vector(repeating: w[4]); a4.addProduct(x0, s); if two { b4.addProduct(x1, s) }
-                s = Vector(repeating: w[5]); a5.addProduct(x0, s); if two { b5.addProduct(x1, s) }
-                s = Vector(repeating: w[6]); a6.addProduct(x0, s); if two { b6.addProduct(x1, s) }
-                s = Vector(repeating: w[7]); a7.addProduct(x0, s); if two { b7.addProduct(x1, s) }
-                if channels > 8 { s = Vector(repeating: w[8]); a8.addProduct(x0, s); if two { b8.addProduct(x1, s) } }
-                if channels > 8 { s = Vector(repeating: w[9]); a9.addProduct(x0, s); if two { b9.addProduct(x1, s) } }
-                if channels > 8 { s = Vector(repeating: w[10]); a10.addProduct(x0, s); if two { b10.addProduct(x1, s) } }
-                if channels > 8 { s = Vector(repeating: w[11]); a11.addProduct(x0, s); if two { b11.addProduct(x1, s) } }
+                let x0 = plane.loadUnaligned(fromByteOffset: at, as: V.self)
+                let x1 = two ? plane.loadUnaligned(fromByteOffset: at &+ vectorBytes, as: V.self) : x0
+                // each broadcast weight used at once by both vectors: the accumulators, 2 inputs and 1 weight in registers
+                var s = V(repeating: w[0]); a0.addProduct(x0, s); if two { b0.addProduct(x1, s) }
+                s = V(repeating: w[1]); a1.addProduct(x0, s); if two { b1.addProduct(x1, s) }
+                s = V(repeating: w[2]); a2.addProduct(x0, s); if two { b2.addProduct(x1, s) }
+                s = V(repeating: w[3]); a3.addProduct(x0, s); if two { b3.addProduct(x1, s) }
+                s = V(repeating: w[4]); a4.addProduct(x0, s); if two { b4.addProduct(x1, s) }
+                s = V(repeating: w[5]); a5.addProduct(x0, s); if two { b5.addProduct(x1, s) }
+                s = V(repeating: w[6]); a6.addProduct(x0, s); if two { b6.addProduct(x1, s) }
+                s = V(repeating: w[7]); a7.addProduct(x0, s); if two { b7.addProduct(x1, s) }
+                if channels > 8 {
+                    s = V(repeating: w[8]); a8.addProduct(x0, s); if two { b8.addProduct(x1, s) }
+                    s = V(repeating: w[9]); a9.addProduct(x0, s); if two { b9.addProduct(x1, s) }
+                    s = V(repeating: w[10]); a10.addProduct(x0, s); if two { b10.addProduct(x1, s) }
+                    s = V(repeating: w[11]); a11.addProduct(x0, s); if two { b11.addProduct(x1, s) }
+                }
                 w += channels
             }
         }
         let out = UnsafeMutableRawPointer(tile)
-        @inline(__always) func store(_ j: Int, _ low: Vector, _ high: Vector) {
-            out.storeBytes(of: low, toByteOffset: j &* 128, as: Vector.self)
-            if two { out.storeBytes(of: high, toByteOffset: j &* 128 &+ 64, as: Vector.self) }
+        @inline(__always) func store(_ j: Int, _ low: V, _ high: V) {
+            out.storeBytes(of: low, toByteOffset: j &* 128, as: V.self)
+            if two { out.storeBytes(of: high, toByteOffset: j &* 128 &+ vectorBytes, as: V.self) }
         }
         store(0, a0, b0); store(1, a1, b1); store(2, a2, b2); store(3, a3, b3); store(4, a4, b4); store(5, a5, b5)
         store(6, a6, b6); store(7, a7, b7)
         if channels > 8 { store(8, a8, b8); store(9, a9, b9); store(10, a10, b10); store(11, a11, b11) }
     }
 
-    /// Sums over `rows` output rows and `vectors` vectors of 16 outputs each:
-    /// acc[j][s] += gy_row[v][j] * plane_row[offset_s + 16 v + lanes] for the two depth steps s
-    /// (the second dropped unless `pair`) and 8 or 12 channels j, gy's row laid out as `channels`
-    /// channel vectors per vector of outputs; then adds the accumulators into `partial` (vector
-    /// (s, j) at partial + (s * partialStride + j) * 16).
-    @inline(__always)
-    static func weightGradTile(channels: Int, pair: Bool, rows: Int, _ planes: UnsafePointer<UnsafePointer<Float>>,
-                               _ gradients: UnsafePointer<UnsafePointer<Float>>, offset0: Int, offset1: Int,
-                               vectors: Int, _ partial: UnsafeMutablePointer<Float>, partialStride: Int) {
-        var a0 = Vector(), a1 = Vector(), a2 = Vector(), a3 = Vector(), a4 = Vector(), a5 = Vector()
-        var a6 = Vector(), a7 = Vector(), a8 = Vector(), a9 = Vector(), a10 = Vector(), a11 = Vector()
-        var b0 = Vector(), b1 = Vector(), b2 = Vector(), b3 = Vector(), b4 = Vector(), b5 = Vector()
-        var b6 = Vector(), b7 = Vector(), b8 = Vector(), b9 = Vector(), b10 = Vector(), b11 = Vector()
+    /// Sums over `rows` output rows and `vectors` vectors of outputs each:
+    /// acc[j][s] += gy_row[v][j] * plane_row[offset_s + v * lanes + lane] for the two depth steps
+    /// s (the second dropped unless `pair`: AVX2's registers hold one) and 8 or 12 channels j,
+    /// gy's row laid out as `channels` channel vectors per vector of outputs; then adds the
+    /// accumulators into `partial` (vector (s, j) at partial + (s * partialStride + j) * lanes).
+    @_transparent
+    static func weightGradTile<V: SIMD>(_: V.Type, channels: Int, pair: Bool, rows: Int, _ planes: UnsafePointer<UnsafePointer<Float>>,
+                                        _ gradients: UnsafePointer<UnsafePointer<Float>>, offset0: Int, offset1: Int,
+                                        vectors: Int, _ partial: UnsafeMutablePointer<Float>, partialStride: Int) where V.Scalar == Float {
+        let vectorBytes = V.scalarCount &* 4
+        var a0 = V(), a1 = V(), a2 = V(), a3 = V(), a4 = V(), a5 = V(), a6 = V(), a7 = V(), a8 = V(), a9 = V(), a10 = V(), a11 = V()
+        var b0 = V(), b1 = V(), b2 = V(), b3 = V(), b4 = V(), b5 = V(), b6 = V(), b7 = V(), b8 = V(), b9 = V(), b10 = V(), b11 = V()
         for r in 0..<rows {
             var x0p = UnsafeRawPointer(planes[r] + offset0), x1p = UnsafeRawPointer(planes[r] + offset1)
             var gp = UnsafeRawPointer(gradients[r])
             for _ in 0..<vectors {
-                let x0 = x0p.loadUnaligned(as: Vector.self)
-                let x1 = pair ? x1p.loadUnaligned(as: Vector.self) : x0
-                var d = gp.load(fromByteOffset: 0, as: Vector.self); a0.addProduct(d, x0); if pair { b0.addProduct(d, x1) }
-                d = gp.load(fromByteOffset: 64, as: Vector.self); a1.addProduct(d, x0); if pair { b1.addProduct(d, x1) }
-                d = gp.load(fromByteOffset: 128, as: Vector.self); a2.addProduct(d, x0); if pair { b2.addProduct(d, x1) }
-                d = gp.load(fromByteOffset: 192, as: Vector.self); a3.addProduct(d, x0); if pair { b3.addProduct(d, x1) }
-                d = gp.load(fromByteOffset: 256, as: Vector.self); a4.addProduct(d, x0); if pair { b4.addProduct(d, x1) }
-                d = gp.load(fromByteOffset: 320, as: Vector.self); a5.addProduct(d, x0); if pair { b5.addProduct(d, x1) }
-                d = gp.load(fromByteOffset: 384, as: Vector.self); a6.addProduct(d, x0); if pair { b6.addProduct(d, x1) }
-                d = gp.load(fromByteOffset: 448, as: Vector.self); a7.addProduct(d, x0); if pair { b7.addProduct(d, x1) }
-                if channels > 8 { d = gp.load(fromByteOffset: 512, as: Vector.self); a8.addProduct(d, x0); if pair { b8.addProduct(d, x1) } }
-                if channels > 8 { d = gp.load(fromByteOffset: 576, as: Vector.self); a9.addProduct(d, x0); if pair { b9.addProduct(d, x1) } }
-                if channels > 8 { d = gp.load(fromByteOffset: 640, as: Vector.self); a10.addProduct(d, x0); if pair { b10.addProduct(d, x1) } }
-                if channels > 8 { d = gp.load(fromByteOffset: 704, as: Vector.self); a11.addProduct(d, x0); if pair { b11.addProduct(d, x1) } }
-                x0p += 64; x1p += 64; gp += channels &* 64
+                let x0 = x0p.loadUnaligned(as: V.self)
+                let x1 = pair ? x1p.loadUnaligned(as: V.self) : x0
+                @inline(__always) func g(_ j: Int) -> V { gp.load(fromByteOffset: j &* vectorBytes, as: V.self) }
+                var d = g(0); a0.addProduct(d, x0); if pair { b0.addProduct(d, x1) }
+                d = g(1); a1.addProduct(d, x0); if pair { b1.addProduct(d, x1) }
+                d = g(2); a2.addProduct(d, x0); if pair { b2.addProduct(d, x1) }
+                d = g(3); a3.addProduct(d, x0); if pair { b3.addProduct(d, x1) }
+                d = g(4); a4.addProduct(d, x0); if pair { b4.addProduct(d, x1) }
+                d = g(5); a5.addProduct(d, x0); if pair { b5.addProduct(d, x1) }
+                d = g(6); a6.addProduct(d, x0); if pair { b6.addProduct(d, x1) }
+                d = g(7); a7.addProduct(d, x0); if pair { b7.addProduct(d, x1) }
+                if channels > 8 {
+                    d = g(8); a8.addProduct(d, x0); if pair { b8.addProduct(d, x1) }
+                    d = g(9); a9.addProduct(d, x0); if pair { b9.addProduct(d, x1) }
+                    d = g(10); a10.addProduct(d, x0); if pair { b10.addProduct(d, x1) }
+                    d = g(11); a11.addProduct(d, x0); if pair { b11.addProduct(d, x1) }
+                }
+                x0p += vectorBytes; x1p += vectorBytes; gp += channels &* vectorBytes
             }
         }
         let out = UnsafeMutableRawPointer(partial)
-        @inline(__always) func add(_ s: Int, _ j: Int, _ v: Vector) {
-            let at = (s &* partialStride &+ j) &* 64
-            out.storeBytes(of: out.loadUnaligned(fromByteOffset: at, as: Vector.self) + v, toByteOffset: at, as: Vector.self)
+        @inline(__always) func add(_ s: Int, _ j: Int, _ v: V) {
+            let at = (s &* partialStride &+ j) &* vectorBytes
+            out.storeBytes(of: out.loadUnaligned(fromByteOffset: at, as: V.self) + v, toByteOffset: at, as: V.self)
         }
         add(0, 0, a0); add(0, 1, a1); add(0, 2, a2); add(0, 3, a3); add(0, 4, a4); add(0, 5, a5); add(0, 6, a6); add(0, 7, a7)
         if channels > 8 { add(0, 8, a8); add(0, 9, a9); add(0, 10, a10); add(0, 11, a11) }
@@ -201,11 +207,14 @@ func stemRowsForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g:
     let channels = StemRows.tileChannels(o), chunks = (o + channels - 1) / channels
     let packed = StemRows.packWeights(wt, o: o, k: k, channels: channels)
     let outRows = g.n * g.outT * g.outH, outW = g.outW
+    // AVX-512: tiles of up to 32 outputs (two vectors of 16); AVX2: of 8 (one vector).
+    let wide = StemRows.wide, tileWidth = wide ? 32 : 8
     planes.columnOffsets.withUnsafeBufferPointer { offsets in
         parallelClaims(outRows, grain: claimGrain(outRows)) { claims in
             withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: 2 * taps) { table in
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: 12 * 32) { tileBuffer in
                     let rowPlanes = table.baseAddress!, rowWeights = table.baseAddress! + taps, tile = tileBuffer.baseAddress!
+                    let offsets = offsets.baseAddress!
                     for claimed in claims {
                         for row in claimed {
                             for chunk in 0..<chunks {
@@ -216,15 +225,16 @@ func stemRowsForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g:
                                     live += 1
                                 }
                                 let count = min(channels, o - chunk * channels)
-                                for ow0 in stride(from: 0, to: outW, by: 32) {
-                                    let width = min(32, outW - ow0)
-                                    if ow0 > 0 { for t in 0..<live { rowPlanes[t] += 32 } }
-                                    let offsets = offsets.baseAddress!
-                                    switch (channels, width > 16) {
-                                    case (12, true): StemRows.forwardTile(channels: 12, two: true, taps: live, rowPlanes, rowWeights, run: run, offsets, tile)
-                                    case (12, false): StemRows.forwardTile(channels: 12, two: false, taps: live, rowPlanes, rowWeights, run: run, offsets, tile)
-                                    case (_, true): StemRows.forwardTile(channels: 8, two: true, taps: live, rowPlanes, rowWeights, run: run, offsets, tile)
-                                    case (_, false): StemRows.forwardTile(channels: 8, two: false, taps: live, rowPlanes, rowWeights, run: run, offsets, tile)
+                                for ow0 in stride(from: 0, to: outW, by: tileWidth) {
+                                    let width = min(tileWidth, outW - ow0)
+                                    if ow0 > 0 { for t in 0..<live { rowPlanes[t] += tileWidth } }
+                                    switch (wide, channels, width > 16) {
+                                    case (true, 12, true): StemRows.forwardTile(SIMD16<Float>.self, channels: 12, two: true, taps: live, rowPlanes, rowWeights, run: run, offsets, tile)
+                                    case (true, 12, false): StemRows.forwardTile(SIMD16<Float>.self, channels: 12, two: false, taps: live, rowPlanes, rowWeights, run: run, offsets, tile)
+                                    case (true, _, true): StemRows.forwardTile(SIMD16<Float>.self, channels: 8, two: true, taps: live, rowPlanes, rowWeights, run: run, offsets, tile)
+                                    case (true, _, false): StemRows.forwardTile(SIMD16<Float>.self, channels: 8, two: false, taps: live, rowPlanes, rowWeights, run: run, offsets, tile)
+                                    case (false, 12, _): StemRows.forwardTile(SIMD8<Float>.self, channels: 12, two: false, taps: live, rowPlanes, rowWeights, run: run, offsets, tile)
+                                    case (false, _, _): StemRows.forwardTile(SIMD8<Float>.self, channels: 8, two: false, taps: live, rowPlanes, rowWeights, run: run, offsets, tile)
                                     }
                                     let dst = y + (row * outW + ow0) * o + chunk * channels
                                     for q in 0..<width {
@@ -242,16 +252,19 @@ func stemRowsForward(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ g:
 
 /// gW (O, kT, kH, kW, C) = sum over output positions of gy times the input each tap reads,
 /// per block of output rows: gy's rows transposed (channels by outputs along W, zero past
-/// the row's end), then each tile of two depth steps by 8 or 12 channels summed over the block's rows
-/// in vectors of 16 outputs. Partial sums per grain, added in order, their lanes summed at the end.
+/// the row's end), then each tile of one or two depth steps by 8 or 12 channels summed over the
+/// block's rows in vectors of outputs. Partial sums per grain, added in order, their lanes
+/// summed at the end.
 func stemRowsWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
     let planes = StemPlanes(x, g)
     let k = g.columns, o = g.o, run = g.kernel[2] * g.c, taps = g.kernel[0] * g.kernel[1]
     let channels = StemRows.tileChannels(o), chunks = (o + channels - 1) / channels, paddedO = chunks * channels
-    let outRows = g.n * g.outT * g.outH, outW = g.outW, paddedW = planes.paddedW, vectors = paddedW / 16
+    // AVX-512: vectors of 16 outputs and two depth steps a tile; AVX2: of 8, one step.
+    let wide = StemRows.wide, lanes = wide ? 16 : 8, stepsPerTile = wide ? 2 : 1
+    let outRows = g.n * g.outT * g.outH, outW = g.outW, paddedW = planes.paddedW, vectors = (outW + lanes - 1) / lanes
     let blockRows = 16, blocks = (outRows + blockRows - 1) / blockRows
-    // Partial (K x paddedO) vectors of 16 lanes.
-    let partialFloats = k * paddedO * 16
+    // Partial (K x paddedO) vectors.
+    let partialFloats = k * paddedO * lanes
     // Two grains per thread: the partials are large (K x O vectors), and each is added up at the end.
     let wanted = min(blocks, 2 * Engine.threads), grain = (blocks + wanted - 1) / wanted, grains = (blocks + grain - 1) / grain
     let partials = (0..<grains).map { _ in Storage(zeros: partialFloats) }
@@ -265,18 +278,18 @@ func stemRowsWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _
                     let partial = partials[claimed.lowerBound / grain].pointer
                     for block in claimed {
                         let r0 = block * blockRows, r1 = min(outRows, r0 + blockRows)
-                        // gy's rows by chunk of channels, vector of 16 outputs, channel: output q of
-                        // channel j at ((j / ch * vectors + q / 16) * ch + j % ch) * 16 + q % 16,
+                        // gy's rows by chunk of channels, vector of outputs, channel: output q of channel
+                        // j at ((j / ch * vectors + q / lanes) * ch + j % ch) * lanes + q % lanes,
                         // zero past the row's end and the channels
                         let gyT = transposed.pointer
                         for r in r0..<r1 {
                             let src = gy + r * outW * o, dst = gyT + (r - r0) * paddedO * paddedW
                             for j in 0..<o {
-                                let channel = dst + (j / channels * vectors * channels + j % channels) * 16
+                                let channel = dst + (j / channels * vectors * channels + j % channels) * lanes
                                 for v in 0..<vectors {
-                                    let to = channel + v &* channels &* 16
-                                    let from = src + (v &* 16 &* o &+ j)
-                                    for lane in 0..<min(16, outW &- v &* 16) { to[lane] = from[lane &* o] }
+                                    let to = channel + v &* channels &* lanes
+                                    let from = src + (v &* lanes &* o &+ j)
+                                    for lane in 0..<min(lanes, outW &- v &* lanes) { to[lane] = from[lane &* o] }
                                 }
                             }
                         }
@@ -292,19 +305,23 @@ func stemRowsWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _
                             }
                             guard live > 0 else { continue }
                             for chunk in 0..<chunks {
-                                if chunk > 0 { for i in 0..<live { rowGradients[i] += vectors * channels * 16 } }
-                                for q in stride(from: 0, to: run, by: 2) {
-                                    let p = tap * run + q, into = partial + (p * paddedO + chunk * channels) * 16
-                                    let pair = q + 1 < run, offset0 = offsets[q], offset1 = offsets[pair ? q + 1 : q]
-                                    switch (channels, pair) {
-                                    case (12, true): StemRows.weightGradTile(channels: 12, pair: true, rows: live, rowPlanes, rowGradients, offset0: offset0, offset1: offset1,
-                                                                             vectors: vectors, into, partialStride: paddedO)
-                                    case (12, false): StemRows.weightGradTile(channels: 12, pair: false, rows: live, rowPlanes, rowGradients, offset0: offset0, offset1: offset1,
-                                                                              vectors: vectors, into, partialStride: paddedO)
-                                    case (_, true): StemRows.weightGradTile(channels: 8, pair: true, rows: live, rowPlanes, rowGradients, offset0: offset0, offset1: offset1,
-                                                                            vectors: vectors, into, partialStride: paddedO)
-                                    case (_, false): StemRows.weightGradTile(channels: 8, pair: false, rows: live, rowPlanes, rowGradients, offset0: offset0, offset1: offset1,
-                                                                             vectors: vectors, into, partialStride: paddedO)
+                                if chunk > 0 { for i in 0..<live { rowGradients[i] += vectors * channels * lanes } }
+                                for q in stride(from: 0, to: run, by: stepsPerTile) {
+                                    let p = tap * run + q, into = partial + (p * paddedO + chunk * channels) * lanes
+                                    let pair = wide && q + 1 < run, offset0 = offsets[q], offset1 = offsets[pair ? q + 1 : q]
+                                    switch (wide, channels, pair) {
+                                    case (true, 12, true): StemRows.weightGradTile(SIMD16<Float>.self, channels: 12, pair: true, rows: live, rowPlanes, rowGradients,
+                                                                                   offset0: offset0, offset1: offset1, vectors: vectors, into, partialStride: paddedO)
+                                    case (true, 12, false): StemRows.weightGradTile(SIMD16<Float>.self, channels: 12, pair: false, rows: live, rowPlanes, rowGradients,
+                                                                                    offset0: offset0, offset1: offset1, vectors: vectors, into, partialStride: paddedO)
+                                    case (true, _, true): StemRows.weightGradTile(SIMD16<Float>.self, channels: 8, pair: true, rows: live, rowPlanes, rowGradients,
+                                                                                  offset0: offset0, offset1: offset1, vectors: vectors, into, partialStride: paddedO)
+                                    case (true, _, false): StemRows.weightGradTile(SIMD16<Float>.self, channels: 8, pair: false, rows: live, rowPlanes, rowGradients,
+                                                                                   offset0: offset0, offset1: offset1, vectors: vectors, into, partialStride: paddedO)
+                                    case (false, 12, _): StemRows.weightGradTile(SIMD8<Float>.self, channels: 12, pair: false, rows: live, rowPlanes, rowGradients,
+                                                                                 offset0: offset0, offset1: offset1, vectors: vectors, into, partialStride: paddedO)
+                                    case (false, _, _): StemRows.weightGradTile(SIMD8<Float>.self, channels: 8, pair: false, rows: live, rowPlanes, rowGradients,
+                                                                                offset0: offset0, offset1: offset1, vectors: vectors, into, partialStride: paddedO)
                                     }
                                 }
                             }
@@ -314,14 +331,18 @@ func stemRowsWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _
             }
         }
     }
-    // In grain order, then the 16 lanes of each (p, j): gW[j, p].
+    // In grain order, then the lanes of each (p, j): gW[j, p].
     parallelFor(k, minPerThread: 16) { p0, p1 in
         for p in p0..<p1 {
             for j in 0..<o {
-                let at = (p * paddedO + j) * 16
-                var lanes = UnsafeRawPointer(partials[0].pointer + at).load(as: SIMD16<Float>.self)
-                for partial in partials.dropFirst() { lanes += UnsafeRawPointer(partial.pointer + at).load(as: SIMD16<Float>.self) }
-                gw[j * k + p] = lanes.sum()
+                let at = (p * paddedO + j) * lanes
+                var sum: Float = 0
+                for lane in 0..<lanes {
+                    var value = partials[0].pointer[at + lane]
+                    for partial in partials.dropFirst() { value += partial.pointer[at + lane] }
+                    sum += value
+                }
+                gw[j * k + p] = sum
             }
         }
     }

@@ -42,11 +42,32 @@ func temporalInputGrad(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _
 }
 
 /// gW_i (O x C, row stride kT*C) = sum over n of gy[n, frames]^T x[n, frames shifted by the tap].
+/// Each product is small (O x C) and deep (a sample's frames): threads share the (tap, sample)
+/// products, each run of them adding into a partial of its own, the partials added in order.
 func temporalWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
-    let hw = g.h * g.w, kt = g.kernel[0]
-    gw.update(repeating: 0, count: g.o * kt * g.c)
-    forEachTemporalTap(g) { i, frames, input, output in
-        sgemm(true, false, g.o, g.c, frames * hw, 1, gy + output, g.o, x + input, g.c, 1, gw + i * g.c, kt * g.c)
+    let hw = g.h * g.w, kt = g.kernel[0], c = g.c, o = g.o, size = o * kt * c
+    var products: [(tap: Int, frames: Int, input: Int, output: Int)] = []
+    for i in 0..<kt {
+        let frames = g.validFrames(tap: i)
+        guard !frames.isEmpty else { continue }
+        for n in 0..<g.n {
+            products.append((i, frames.count, (n * g.t + frames.lowerBound - g.padding[0] + i) * hw * c, (n * g.outT + frames.lowerBound) * hw * o))
+        }
+    }
+    let parts = max(1, min(Engine.threads, products.count))
+    let partials = Storage(zeros: (parts - 1) * size)
+    gw.update(repeating: 0, count: size)
+    parallelClaims(parts, grain: 1) { claims in
+        for part in claims.joined() {
+            let out = part == 0 ? gw : partials.pointer + (part - 1) * size
+            for p in products[(part * products.count / parts)..<((part + 1) * products.count / parts)] {
+                singleThreadSgemm(true, false, o, c, p.frames * hw, 1, gy + p.output, o, x + p.input, c, 1, out + p.tap * c, kt * c)
+            }
+        }
+    }
+    for part in 1..<parts {
+        let partial = partials.pointer + (part - 1) * size
+        for j in 0..<size { gw[j] += partial[j] }
     }
 }
 

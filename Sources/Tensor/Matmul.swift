@@ -39,8 +39,15 @@ public func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, 
     // else one (on the quickstart's small products the second block's packing cost more than
     // the balance it bought).
     let parts = Engine.threads * (work >= 67_108_864 && extent >= 64 * Engine.threads ? 2 : 1)
-    guard Engine.threads > 1, work >= 2_097_152, extent >= 32 * Engine.threads else {
+    guard Engine.threads > 1, work >= 2_097_152 else {
         singleThreadSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    }
+    guard extent >= 32 * Engine.threads else {
+        // Neither rows nor columns to share (a narrow conv's weight gradient: 16 x 36 summed over
+        // every output position): the depth is shared instead.
+        if k >= 1024 * Engine.threads { sgemmSplittingDepth(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) }
+        else { singleThreadSgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) }
         return
     }
     // Blocks of a multiple of 16 rows or columns, so each part starts on a SIMD boundary; the
@@ -59,6 +66,33 @@ public func sgemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, 
                                   beta, c + start, ldc)
             }
         }
+    }
+}
+
+/// C = alpha op(A) op(B) + beta C with the depth cut into one slice per thread: the first slice
+/// into C (with beta), each other into a partial of its own, then the partials added into C in
+/// slice order, so the sums do not depend on which thread finishes first.
+func sgemmSplittingDepth(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                         _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                         _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    let parts = Engine.threads, step = ((k + parts - 1) / parts + 15) / 16 * 16
+    let partials = Storage(uninitialized: (parts - 1) * m * n)
+    parallelClaims(parts, grain: 1) { claims in
+        for part in claims.joined() {
+            let start = part * step, depth = min(k, start + step) - start
+            let aSlice = transA ? a + start * lda : a + start, bSlice = transB ? b + start : b + start * ldb
+            if part == 0 {
+                singleThreadSgemm(transA, transB, m, n, max(0, depth), alpha, aSlice, lda, bSlice, ldb, beta, c, ldc)
+            } else if depth > 0 {
+                singleThreadSgemm(transA, transB, m, n, depth, alpha, aSlice, lda, bSlice, ldb, 0, partials.pointer + (part - 1) * m * n, n)
+            } else {
+                (partials.pointer + (part - 1) * m * n).update(repeating: 0, count: m * n)
+            }
+        }
+    }
+    for part in 1..<parts {
+        let partial = partials.pointer + (part - 1) * m * n
+        for i in 0..<m { for j in 0..<n { c[i * ldc + j] += partial[i * n + j] } }
     }
 }
 

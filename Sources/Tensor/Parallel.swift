@@ -21,8 +21,8 @@ public struct EngineOptions: Sendable, Equatable {
     /// Winograd F(2x2, 3x3) (`ConvPath.winograd`): 16 products per 2x2 output tile and channel
     /// pair instead of 36, its GEMMs on OpenBLAS (so AVX2 builds have it too).
     public var winogradConvs: Bool
-    /// Whether, with `blockedConvs`, convs with few input and output channels (the stems) run
-    /// on vectors along the output row (`ConvPath.stemRows`).
+    /// Whether convs with few input and output channels (the stems) run on vectors along the
+    /// output row (`ConvPath.stemRows`), 16 wide with `avx512`, else 8.
     public var stemRowConvs: Bool
     /// Whether the engine may run AVX-512 kernels (our 16-wide microkernels, and the peak probe's
     /// 16-wide loop). Off on a CPU without it, and when forced off (`EngineOptions.avx2`) so an
@@ -53,7 +53,7 @@ public struct EngineOptions: Sendable, Equatable {
     /// `BLASKernels.selectBeforeUse` must have chosen when it loaded), Winograd's included, no
     /// AVX-512 microkernel.
     public static func avx2(threads: Int = EngineOptions.cores) -> EngineOptions {
-        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false, winogradConvs: true, stemRowConvs: false, avx512: false)
+        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false, winogradConvs: true, stemRowConvs: true, avx512: false)
     }
 
     /// The plainest configuration: every conv on OpenBLAS, the whole-matrix and per-tap paths.
