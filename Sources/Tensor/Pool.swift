@@ -20,15 +20,13 @@ public func maxPool3d(_ x: Tensor, kernel: [Int], stride: [Int], padding: [Int] 
     indices.withUnsafeMutableBufferPointer { ib in
         let ip = recording ? ib.baseAddress : nil
         parallelFor(n * ot * oh * ow, minPerThread: 256) { s, e in
-            var position = OutputPosition(row: s, outT: ot, outH: oh, outW: ow)
-            for r in s..<e {
-                let (b, i, j, l) = (position.n, position.ot, position.oh, position.ow)
-                // Channels 16 at a time: the window's elements in order, the first maximum kept
-                // (a strictly greater value replaces it), as the scalar loop did.
-                var q0 = 0
-                while q0 < c {
-                    let width = min(16, c - q0)
-                    var best = SIMD16<Float>(repeating: -.infinity), at = SIMD16<Int32>(repeating: -1)
+            // The window's elements inside the input, in order: their offsets (of channel 0).
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: kt * kh * kw) { table in
+                let window = table.baseAddress!
+                var position = OutputPosition(row: s, outT: ot, outH: oh, outW: ow)
+                for r in s..<e {
+                    let (b, i, j, l) = (position.n, position.ot, position.oh, position.ow)
+                    var count = 0
                     for a in 0..<kt {
                         let ti = i &* st &- pt &+ a
                         if ti < 0 || ti >= t { continue }
@@ -38,26 +36,52 @@ public func maxPool3d(_ x: Tensor, kernel: [Int], stride: [Int], padding: [Int] 
                             for cc in 0..<kw {
                                 let wi = l &* sw &- pw &+ cc
                                 if wi < 0 || wi >= w { continue }
-                                let base = (((b &* t &+ ti) &* h &+ hi) &* w &+ wi) &* c &+ q0
-                                var v = SIMD16<Float>(repeating: -.infinity)
-                                for q in 0..<width { v[q] = xp[base &+ q] }
-                                let take = (v .> best) .| (at .< 0)
-                                best.replace(with: v, where: take)
-                                at.replace(with: SIMD16<Int32>(repeating: Int32(base)) &+ SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), where: take)
+                                window[count] = (((b &* t &+ ti) &* h &+ hi) &* w &+ wi) &* c
+                                count &+= 1
                             }
                         }
                     }
-                    let yr = yp + (r &* c &+ q0)
-                    for q in 0..<width { yr[q] = best[q] }
-                    if let ip { let irow = ip + (r &* c &+ q0); for q in 0..<width { irow[q] = at[q] } }
-                    q0 &+= 16
+                    // Channels 8 at a time, then one by one.
+                    var q0 = 0
+                    while q0 < c {
+                        let (y, index) = (yp + (r &* c &+ q0), ip.map { $0 + (r &* c &+ q0) })
+                        if c &- q0 >= 8 {
+                            maxOverWindow(xp + q0, window, count, q0, y, index)
+                            q0 &+= 8
+                            continue
+                        }
+                        var best = -Float.infinity, at: Int32 = -1
+                        for e in 0..<count where xp[window[e] &+ q0] > best || at < 0 { best = xp[window[e] &+ q0]; at = Int32(window[e] &+ q0) }
+                        y.pointee = best
+                        index?.pointee = at
+                        q0 &+= 1
+                    }
+                    position.advance(outT: ot, outH: oh, outW: ow)
                 }
-                position.advance(outT: ot, outH: oh, outW: ow)
             }
         }
     }
     let inShape = x.shape
     return record("max_pool3d", out, [x]) { g in [scatterAdd(g, indices: indices, into: inShape)] }
+}
+
+/// The maxima over a window of 8 channels, x at channel q0 and the window's elements at
+/// x + offsets[0..<count]: the first maximum kept (a strictly greater value replaces it), as a
+/// scalar loop over the window would; its flat index (offset + q0 + lane) into `index`.
+/// (8 wide on every CPU: as a generic over the vector, the comparisons ran lane by lane.)
+@inline(__always)
+func maxOverWindow(_ x: UnsafePointer<Float>, _ offsets: UnsafePointer<Int>, _ count: Int,
+                   _ q0: Int, _ y: UnsafeMutablePointer<Float>, _ index: UnsafeMutablePointer<Int32>?) {
+    var best = SIMD8<Float>(repeating: -.infinity), at = SIMD8<Int32>(repeating: -1)
+    let lane = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) &+ SIMD8<Int32>(repeating: Int32(q0))
+    for e in 0..<count {
+        let v = UnsafeRawPointer(x + offsets[e]).loadUnaligned(as: SIMD8<Float>.self)
+        let take = (v .> best) .| (at .< SIMD8<Int32>(repeating: 0))
+        best.replace(with: v, where: take)
+        at.replace(with: SIMD8<Int32>(repeating: Int32(offsets[e])) &+ lane, where: take)
+    }
+    UnsafeMutableRawPointer(y).storeBytes(of: best, as: SIMD8<Float>.self)
+    if let index { UnsafeMutableRawPointer(index).storeBytes(of: at, as: SIMD8<Int32>.self) }
 }
 
 /// out (shape `target`, zeros) with out[indices[i]] += g[i].

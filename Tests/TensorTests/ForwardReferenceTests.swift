@@ -280,6 +280,35 @@ final class ForwardReferenceTests: XCTestCase {
         XCTAssertEqual(maxPool3d(x, kernel: [1, 3, 3], stride: [1, 2, 2], padding: [0, 1, 1]).toArray(), [6, 8, 14, 16])
     }
 
+    /// Every channel count's mix of 16-, 8-, 4-, 2- and 1-channel steps against a plain loop over
+    /// the window, ties included (few distinct values): the same maxima, and the gradient routed to
+    /// the same (first) maximum.
+    func testMaxPoolMatchesAPlainLoopForEveryChannelCount() {
+        for c in [1, 2, 3, 5, 8, 11, 16, 23, 31, 37] {
+            let shape = [2, 3, 5, 6, c]
+            let x = Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { Float(($0 * 7919) % 5) })
+            x.requiresGrad = true
+            let y = maxPool3d(x, kernel: [2, 3, 3], stride: [1, 2, 2], padding: [1, 1, 1])
+            let (ot, oh, ow) = (4, 3, 3)
+            XCTAssertEqual(y.shape, [2, ot, oh, ow, c])
+            var expected = [Float](), routed = [Float](repeating: 0, count: x.count)
+            let xs = x.toArray()
+            for n in 0..<2 { for i in 0..<ot { for j in 0..<oh { for l in 0..<ow { for q in 0..<c {
+                var best = -Float.infinity, at = -1
+                for a in 0..<2 { for b in 0..<3 { for d in 0..<3 {
+                    let (ti, hi, wi) = (i - 1 + a, 2 * j - 1 + b, 2 * l - 1 + d)
+                    guard (0..<3).contains(ti), (0..<5).contains(hi), (0..<6).contains(wi) else { continue }
+                    let index = (((n * 3 + ti) * 5 + hi) * 6 + wi) * c + q
+                    if xs[index] > best || at < 0 { best = xs[index]; at = index }
+                } } }
+                expected.append(best); routed[at] += 1
+            } } } } }
+            XCTAssertEqual(y.toArray(), expected, "\(c) channels")
+            y.sum().backward()
+            XCTAssertEqual(x.grad!.toArray(), routed, "\(c) channels: gradient to the first maximum")
+        }
+    }
+
     func testNoGradRecordsNothing() {
         let w = randomTensor([3], seed: 1); w.requiresGrad = true
         let y = noGrad { (w * w).sum() }
