@@ -238,13 +238,31 @@ enum Winograd {
         }
     }
 
-    /// One thread's scratch for the tile loops: no allocation per tile.
+    /// One thread's scratch for the tile loops: no allocation per tile. The transforms take
+    /// channels 16, 8, 4 at a time and then one by one (a channel count such as 36 or 57 would
+    /// otherwise leave 4 or 9 channels to the one-by-one loop), each width with its own 16 vectors.
     final class Scratch {
         let pointers = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: 16)
         let outputs = UnsafeMutablePointer<UnsafeMutablePointer<Float>?>.allocate(capacity: 4)
-        let wide = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: 16)
-        let narrow = UnsafeMutablePointer<SIMD2<Float>>.allocate(capacity: 16)
-        deinit { pointers.deallocate(); outputs.deallocate(); wide.deallocate(); narrow.deallocate() }
+        let v16 = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: 16)
+        let v8 = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: 16)
+        let v4 = UnsafeMutablePointer<SIMD4<Float>>.allocate(capacity: 16)
+        let v2 = UnsafeMutablePointer<SIMD2<Float>>.allocate(capacity: 16)
+        deinit { pointers.deallocate(); outputs.deallocate(); v16.deallocate(); v8.deallocate(); v4.deallocate(); v2.deallocate() }
+
+        /// Calls `step(ch, vectors)` over the channels in the widest steps that fit: 16, 8, 4,
+        /// then single channels in the first lane of a SIMD2.
+        @inline(__always)
+        func forEachChannelStep(_ channels: Int, _ step16: (Int, UnsafeMutablePointer<SIMD16<Float>>) -> Void,
+                                _ step8: (Int, UnsafeMutablePointer<SIMD8<Float>>) -> Void,
+                                _ step4: (Int, UnsafeMutablePointer<SIMD4<Float>>) -> Void,
+                                _ step1: (Int, UnsafeMutablePointer<SIMD2<Float>>) -> Void) {
+            var ch = 0
+            while ch + 16 <= channels { step16(ch, v16); ch += 16 }
+            if ch + 8 <= channels { step8(ch, v8); ch += 8 }
+            if ch + 4 <= channels { step4(ch, v4); ch += 4 }
+            while ch < channels { step1(ch, v2); ch += 1 }
+        }
     }
 
     /// Frame, tile row and tile column of tile `t`.
@@ -258,19 +276,15 @@ enum Winograd {
     /// out[ξ * xiStride + channel].
     static func transformTile(_ rows: UnsafePointer<UnsafePointer<Float>>, channels: Int, into out: UnsafeMutablePointer<Float>,
                               xiStride: Int, _ scratch: Scratch) {
-        var ch = 0
-        let d = scratch.wide, s = scratch.narrow
-        while ch + 16 <= channels {
-            for p in 0..<16 { d[p] = UnsafeRawPointer(rows[p] + ch).loadUnaligned(as: SIMD16<Float>.self) }
+        @inline(__always) func step<V: SIMD>(_ ch: Int, _ d: UnsafeMutablePointer<V>) where V.Scalar == Float {
+            for p in 0..<16 { d[p] = UnsafeRawPointer(rows[p] + ch).loadUnaligned(as: V.self) }
             inputTransform(d)
-            for p in 0..<16 { UnsafeMutableRawPointer(out + p * xiStride + ch).storeBytes(of: d[p], as: SIMD16<Float>.self) }
-            ch += 16
+            for p in 0..<16 { UnsafeMutableRawPointer(out + p * xiStride + ch).storeBytes(of: d[p], as: V.self) }
         }
-        while ch < channels {
+        scratch.forEachChannelStep(channels, step, step, step) { ch, s in
             for p in 0..<16 { s[p] = SIMD2(rows[p][ch], 0) }
             inputTransform(s)
             for p in 0..<16 { out[p * xiStride + ch] = s[p][0] }
-            ch += 1
         }
     }
 
@@ -280,40 +294,32 @@ enum Winograd {
     /// A q Aᵀ of one gradient tile: `rows` the 2x2 gy pixels, out[ξ * xiStride + channel].
     static func transformGradientTile(_ rows: UnsafePointer<UnsafePointer<Float>>, channels: Int, into out: UnsafeMutablePointer<Float>,
                                       xiStride: Int, _ scratch: Scratch) {
-        var ch = 0
-        let q = scratch.wide, s = scratch.narrow
-        while ch + 16 <= channels {
-            for k in 0..<4 { q[corners[k]] = UnsafeRawPointer(rows[k] + ch).loadUnaligned(as: SIMD16<Float>.self) }
+        @inline(__always) func step<V: SIMD>(_ ch: Int, _ q: UnsafeMutablePointer<V>) where V.Scalar == Float {
+            for k in 0..<4 { q[corners[k]] = UnsafeRawPointer(rows[k] + ch).loadUnaligned(as: V.self) }
             gradientTransform(q)
-            for p in 0..<16 { UnsafeMutableRawPointer(out + p * xiStride + ch).storeBytes(of: q[p], as: SIMD16<Float>.self) }
-            ch += 16
+            for p in 0..<16 { UnsafeMutableRawPointer(out + p * xiStride + ch).storeBytes(of: q[p], as: V.self) }
         }
-        while ch < channels {
+        scratch.forEachChannelStep(channels, step, step, step) { ch, s in
             for k in 0..<4 { s[corners[k]] = SIMD2(rows[k][ch], 0) }
             gradientTransform(s)
             for p in 0..<16 { out[p * xiStride + ch] = s[p][0] }
-            ch += 1
         }
     }
 
     /// Aᵀ m A of one tile's 16 products (m[ξ * xiStride + channel]) into its 2x2 outputs (nil: outside the frame).
     static func untransformTile(_ m: UnsafePointer<Float>, xiStride: Int, channels: Int,
                                 into outs: UnsafePointer<UnsafeMutablePointer<Float>?>, _ scratch: Scratch) {
-        var ch = 0
-        let v = scratch.wide, s = scratch.narrow
-        while ch + 16 <= channels {
-            for p in 0..<16 { v[p] = UnsafeRawPointer(m + p * xiStride + ch).loadUnaligned(as: SIMD16<Float>.self) }
+        @inline(__always) func step<V: SIMD>(_ ch: Int, _ v: UnsafeMutablePointer<V>) where V.Scalar == Float {
+            for p in 0..<16 { v[p] = UnsafeRawPointer(m + p * xiStride + ch).loadUnaligned(as: V.self) }
             outputTransform(v)
             for k in 0..<4 {
-                if let out = outs[k] { UnsafeMutableRawPointer(out + ch).storeBytes(of: v[corners[k]], as: SIMD16<Float>.self) }
+                if let out = outs[k] { UnsafeMutableRawPointer(out + ch).storeBytes(of: v[corners[k]], as: V.self) }
             }
-            ch += 16
         }
-        while ch < channels {
+        scratch.forEachChannelStep(channels, step, step, step) { ch, s in
             for p in 0..<16 { s[p] = SIMD2(m[p * xiStride + ch], 0) }
             outputTransform(s)
             for k in 0..<4 { outs[k]?[ch] = s[corners[k]][0] }
-            ch += 1
         }
     }
 
