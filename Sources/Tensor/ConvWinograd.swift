@@ -140,7 +140,8 @@ enum Winograd {
 
     /// y (frames, H, W, outputs) = the conv of x (frames, H, W, inputs) by U (`transformedWeights`).
     static func convolve(_ x: UnsafePointer<Float>, _ u: Storage, _ tiling: Tiling, inputs c: Int, outputs o: Int, _ y: UnsafeMutablePointer<Float>) {
-        let block = blockTiles(inputs: c, outputs: o)
+        // OpenBLAS's AVX2 kernels (no packed GEMM beside them) pay their packing over more tiles
+        let block = blockTiles(inputs: c, outputs: o, most: Engine.options.blockedConvs ? 96 : 256)
         let blocks = (tiling.count + block - 1) / block
         parallelClaims(blocks, grain: claimGrain(blocks)) { claims in
             let v = Storage(uninitialized: 16 * block * c), m = Storage(uninitialized: 16 * block * o)
