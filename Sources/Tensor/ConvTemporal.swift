@@ -42,10 +42,18 @@ func temporalInputGrad(_ gy: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _
 }
 
 /// gW_i (O x C, row stride kT*C) = sum over n of gy[n, frames]^T x[n, frames shifted by the tap].
-/// Each product is small (O x C) and deep (a sample's frames): threads share the (tap, sample)
-/// products, each run of them adding into a partial of its own, the partials added in order.
+/// Products wide enough are split by `sgemm`; narrow ones (O x C under 32 per thread either
+/// way, deep over a sample's frames) are shared instead: each thread takes a run of the (tap,
+/// sample) products into a partial of its own, the partials added in order.
 func temporalWeightGrad(_ x: UnsafePointer<Float>, _ gy: UnsafePointer<Float>, _ g: ConvGeometry, _ gw: UnsafeMutablePointer<Float>) {
     let hw = g.h * g.w, kt = g.kernel[0], c = g.c, o = g.o, size = o * kt * c
+    guard max(o, c) < 32 * Engine.threads else {
+        gw.update(repeating: 0, count: size)
+        forEachTemporalTap(g) { i, frames, input, output in
+            sgemm(true, false, o, c, frames * hw, 1, gy + output, o, x + input, c, 1, gw + i * c, kt * c)
+        }
+        return
+    }
     var products: [(tap: Int, frames: Int, input: Int, output: Int)] = []
     for i in 0..<kt {
         let frames = g.validFrames(tap: i)
