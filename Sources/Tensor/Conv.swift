@@ -39,9 +39,9 @@ public enum ConvPath: String, Sendable, CaseIterable {
 
 /// The kernel path for `direction` of a conv of geometry `g` under `options`.
 ///
-/// Blocked and implicit paths need our packed GEMM at full width (`EngineOptions.blockedConvs`,
-/// on for native AVX-512 builds); without it every conv runs on OpenBLAS through the whole-matrix
-/// or per-tap paths. Where each path wins is measured by `maclr bench conv` (shape by shape) and
+/// Implicit and temporal-blocked paths need our packed GEMM at full width (`EngineOptions.blockedConvs`,
+/// on for native AVX-512 builds); without it convs run on OpenBLAS through the blocked im2col,
+/// whole-matrix or per-tap paths. Where each path wins is measured by `maclr bench conv` (shape by shape) and
 /// `maclr bench engine --layers` (inside a step).
 public func convPath(_ g: ConvGeometry, _ direction: ConvDirection, options: EngineOptions = Engine.options) -> ConvPath {
     if g.isPointwise { return .pointwise }
@@ -77,7 +77,11 @@ public func convPath(_ g: ConvGeometry, _ direction: ConvDirection, options: Eng
     // Blocking pays where output rows outnumber the weights' columns well (8x), or 4x when the
     // conv pads over time: blocks skip the dead taps of a clip's first and last frames, which
     // one whole-matrix GEMM cannot. The deepest layers (few rows, many columns) stay whole.
-    guard blocked, g.n * g.rowsPerSample >= (g.padding[0] > 0 ? 4 : 8) * g.o else { return .wholeMatrix }
+    guard blocked || options.blockedBLASConvs, g.n * g.rowsPerSample >= (g.padding[0] > 0 ? 4 : 8) * g.o else { return .wholeMatrix }
+    // Without our packed GEMM, OpenBLAS multiplies each block (`BlockGEMM`): it pays on narrow
+    // outputs over many rows (R(2+1)D's strided 16->57 at width 1/4), where the whole matrix's
+    // writing and re-reading weighs most; wider ones stay whole.
+    guard blocked else { return g.n * g.rowsPerSample >= 32 * g.o ? .blockedIm2col : .wholeMatrix }
     // The implicit kernels read one kernel row (kW*C values) per depth step of a packed slice.
     let runFits = g.kernel[2] * g.c <= PackedGEMM.kc
     switch direction {

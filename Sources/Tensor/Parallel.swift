@@ -24,6 +24,9 @@ public struct EngineOptions: Sendable, Equatable {
     /// Whether convs with few input and output channels (the stems) run on vectors along the
     /// output row (`ConvPath.stemRows`), 16 wide with `avx512`, else 8.
     public var stemRowConvs: Bool
+    /// Whether, without `blockedConvs`, convs may still run blocked im2col (`ConvPath.blockedIm2col`)
+    /// with OpenBLAS multiplying each block; off in the reference, which keeps the whole matrix.
+    public var blockedBLASConvs: Bool
     /// Whether the engine may run AVX-512 kernels (our 16-wide microkernels, and the peak probe's
     /// 16-wide loop). Off on a CPU without it, and when forced off (`EngineOptions.avx2`) so an
     /// AVX-512 machine measures the paths an AVX2 CPU runs.
@@ -31,9 +34,9 @@ public struct EngineOptions: Sendable, Equatable {
 
     public init(threads: Int = EngineOptions.cores, blockedConvs: Bool = EngineOptions.packedGEMMPays,
                 implicitConvs: Bool = true, winogradConvs: Bool = true, stemRowConvs: Bool = true,
-                avx512: Bool = Engine.cpuHasAVX512) {
+                blockedBLASConvs: Bool = true, avx512: Bool = Engine.cpuHasAVX512) {
         self.threads = max(1, threads); self.blockedConvs = blockedConvs; self.implicitConvs = implicitConvs
-        self.winogradConvs = winogradConvs; self.stemRowConvs = stemRowConvs
+        self.winogradConvs = winogradConvs; self.stemRowConvs = stemRowConvs; self.blockedBLASConvs = blockedBLASConvs
         self.avx512 = avx512 && Engine.cpuHasAVX512
     }
 
@@ -50,15 +53,16 @@ public struct EngineOptions: Sendable, Equatable {
     }()
 
     /// What an AVX2-only CPU runs: every GEMM through OpenBLAS (whose AVX2 kernels
-    /// `BLASKernels.selectBeforeUse` must have chosen when it loaded), Winograd's included, no
-    /// AVX-512 microkernel.
+    /// `BLASKernels.selectBeforeUse` must have chosen when it loaded), Winograd's and the blocked
+    /// im2col's included, no AVX-512 microkernel; the stems' row vectors 8 wide.
     public static func avx2(threads: Int = EngineOptions.cores) -> EngineOptions {
         EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false, winogradConvs: true, stemRowConvs: true, avx512: false)
     }
 
     /// The plainest configuration: every conv on OpenBLAS, the whole-matrix and per-tap paths.
     public static func reference(threads: Int = EngineOptions.cores) -> EngineOptions {
-        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false, winogradConvs: false, stemRowConvs: false)
+        EngineOptions(threads: threads, blockedConvs: false, implicitConvs: false, winogradConvs: false, stemRowConvs: false,
+                      blockedBLASConvs: false)
     }
 }
 

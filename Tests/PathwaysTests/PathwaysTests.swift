@@ -117,9 +117,11 @@ final class ConvPathAgreementTests: XCTestCase {
             return worst
         }
         var runs: [(loss: Float, grads: [[Float]])] = []
-        // whole im2col on OpenBLAS (the reference), blocked im2col, implicit GEMMs
-        for (fused, implicit) in [(false, false), (true, false), (true, true)] {
-            Engine.options = EngineOptions(threads: saved.threads, blockedConvs: fused, implicitConvs: implicit)
+        // whole im2col on OpenBLAS (the reference), blocked im2col, implicit GEMMs (with Winograd
+        // and the stems' row vectors), and AVX2's paths (blocked im2col on OpenBLAS, 8-wide stems)
+        for options in [EngineOptions.reference(threads: saved.threads), EngineOptions(threads: saved.threads, blockedConvs: true, implicitConvs: false),
+                        EngineOptions(threads: saved.threads, blockedConvs: true, implicitConvs: true), .avx2(threads: saved.threads)] {
+            Engine.options = options
             runs.append(lossAndGradients())
         }
         // The margin: a path may differ from the reference by rounding, which a ReLU net amplifies

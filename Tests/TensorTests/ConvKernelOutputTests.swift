@@ -11,8 +11,9 @@ final class ConvKernelOutputTests: XCTestCase {
         // then blocked and implicit paths with one and two frames; 3x3x3, padded by one.
         let cases: [([Int], Int)] = [([2, 1, 3, 3, 2], 3), ([1, 2, 3, 3, 2], 3), ([8, 1, 4, 4, 40], 16),
                                      ([4, 2, 8, 8, 33], 24), ([4, 2, 8, 8, 24], 32)]
-        for (fused, implicit) in [(false, false), (true, false), (true, true)] {
-            Engine.with(EngineOptions(blockedConvs: fused, implicitConvs: implicit)) {
+        for (name, options) in [("reference", EngineOptions.reference()), ("blocked", EngineOptions(blockedConvs: true, implicitConvs: false)),
+                                ("implicit", EngineOptions(blockedConvs: true, implicitConvs: true)), ("AVX2's paths", .avx2())] {
+            Engine.with(options) {
             for (i, (shape, o)) in cases.enumerated() {
                 let g = ConvGeometry(input: shape, weight: [o, 3, 3, 3, shape[4]], stride: [1, 1, 1], padding: [1, 1, 1])
                 var rng = RandomGenerator(seed: UInt64(300 + i))
@@ -27,9 +28,9 @@ final class ConvKernelOutputTests: XCTestCase {
                     return [y.toArray(), gx.toArray(), gw.toArray()]
                 }
                 let clean = run(0), poisoned = run(.nan)
-                for (j, name) in ["output", "input gradient", "weight gradient"].enumerated() {
-                    XCTAssertFalse(poisoned[j].contains { $0.isNaN }, "fused \(fused) implicit \(implicit) case \(i): \(name) left unwritten")
-                    XCTAssertTrue(poisoned[j] == clean[j], "fused \(fused) implicit \(implicit) case \(i): \(name) depends on the buffer's old contents")
+                for (j, product) in ["output", "input gradient", "weight gradient"].enumerated() {
+                    XCTAssertFalse(poisoned[j].contains { $0.isNaN }, "\(name) case \(i): \(product) left unwritten")
+                    XCTAssertTrue(poisoned[j] == clean[j], "\(name) case \(i): \(product) depends on the buffer's old contents")
                 }
             }
             }

@@ -168,9 +168,11 @@ final class ForwardReferenceTests: XCTestCase {
         ]
         for (i, (shape, k, s, p, o)) in cases.enumerated() {
             var results: [[[Float]]] = []
-            // whole im2col matrix, blocked im2col, implicit forward
-            for (fused, implicit) in [(false, false), (true, false), (true, true)] {
-                Engine.options = EngineOptions(threads: saved.threads, blockedConvs: fused, implicitConvs: implicit)
+            // whole im2col matrix (the reference), blocked im2col, implicit forward, and what an
+            // AVX2 build runs (blocked im2col on OpenBLAS, Winograd, 8-wide stems)
+            for options in [EngineOptions.reference(threads: saved.threads), EngineOptions(threads: saved.threads, blockedConvs: true, implicitConvs: false),
+                            EngineOptions(threads: saved.threads, blockedConvs: true, implicitConvs: true), .avx2(threads: saved.threads)] {
+                Engine.options = options
                 let x = randomTensor(shape, seed: UInt64(80 + i)), w = randomTensor([o] + k + [shape[4]], seed: UInt64(90 + i), std: 0.3)
                 x.requiresGrad = true; w.requiresGrad = true
                 let y = conv3d(x, w, stride: s, padding: p)
@@ -178,7 +180,7 @@ final class ForwardReferenceTests: XCTestCase {
                 (y * probe).sum().backward()
                 results.append([y.toArray(), x.grad!.toArray(), w.grad!.toArray()])
             }
-            for path in 1...2 {
+            for path in 1...3 {
                 for (j, name) in ["output", "input gradient", "weight gradient"].enumerated() {
                     assertClose(results[path][j], results[0][j], tolerance: 1e-5, "case \(i) path \(path) \(name)")
                 }
@@ -198,8 +200,10 @@ final class ForwardReferenceTests: XCTestCase {
             ([4, 4, 10, 10, 20], [3, 3, 3], [1, 1, 1], 24),   // blocked 3x3x3
         ]
         for (i, (shape, k, p, o)) in cases.enumerated() {
-            for implicit in [false, true] {
-                Engine.options = EngineOptions(threads: saved.threads, blockedConvs: true, implicitConvs: implicit)
+            for (implicit, options) in [("blocked", EngineOptions(threads: saved.threads, blockedConvs: true, implicitConvs: false)),
+                                        ("implicit", EngineOptions(threads: saved.threads, blockedConvs: true, implicitConvs: true)),
+                                        ("AVX2's paths", .avx2(threads: saved.threads))] {
+                Engine.options = options
                 var first: [[Float]]?
                 for run in 0..<4 {
                     let x = randomTensor(shape, seed: UInt64(200 + i)), w = randomTensor([o] + k + [shape[4]], seed: UInt64(210 + i), std: 0.3)
@@ -211,7 +215,7 @@ final class ForwardReferenceTests: XCTestCase {
                     let results = [y.toArray(), x.grad!.toArray(), w.grad!.toArray(), gamma.grad!.toArray()]
                     if let first {
                         for (j, name) in ["output", "input gradient", "weight gradient", "gamma gradient"].enumerated() {
-                            XCTAssertTrue(results[j] == first[j], "case \(i) implicit \(implicit): run \(run)'s \(name) differs from run 0's")
+                            XCTAssertTrue(results[j] == first[j], "case \(i) \(implicit): run \(run)'s \(name) differs from run 0's")
                         }
                     } else {
                         first = results
