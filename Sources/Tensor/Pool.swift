@@ -68,7 +68,8 @@ public func maxPool3d(_ x: Tensor, kernel: [Int], stride: [Int], padding: [Int] 
 /// The maxima over a window of 8 channels, x at channel q0 and the window's elements at
 /// x + offsets[0..<count]: the first maximum kept (a strictly greater value replaces it), as a
 /// scalar loop over the window would; its flat index (offset + q0 + lane) into `index`.
-/// (8 wide on every CPU: as a generic over the vector, the comparisons ran lane by lane.)
+/// (8 wide on every CPU: written generic over the vector width, the comparisons compile to a
+/// loop over the lanes.)
 @inline(__always)
 func maxOverWindow(_ x: UnsafePointer<Float>, _ offsets: UnsafePointer<Int>, _ count: Int,
                    _ q0: Int, _ y: UnsafeMutablePointer<Float>, _ index: UnsafeMutablePointer<Int32>?) {

@@ -11,8 +11,8 @@ public enum Runtime {
     public static var cores: Int { EngineOptions.cores }
 
     /// Which conv paths the engine may take: the fastest the routing picks (default), the same
-    /// without Winograd and the stems' row vectors (the paths that were there before them), blocked im2col without implicit GEMMs or Winograd, or
-    /// the reference (whole im2col matrix on OpenBLAS).
+    /// without Winograd and the stems' row vectors (direct convs on the input as laid out),
+    /// blocked im2col without implicit GEMMs, or the reference (whole im2col matrix on OpenBLAS).
     public enum ConvPaths: String, CaseIterable, Sendable { case fastest, direct, blocked, reference }
 
     /// Which kernels: the widest this CPU has (auto), or AVX2's on any CPU (the paths an AVX2-only
