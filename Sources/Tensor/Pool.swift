@@ -6,6 +6,8 @@ import Foundation
 /// Max pool over (T, H, W) of channels-last x (N, T, H, W, C); padding counts as -infinity.
 public func maxPool3d(_ x: Tensor, kernel: [Int], stride: [Int], padding: [Int] = [0, 0, 0]) -> Tensor {
     precondition(x.rank == 5, "maxPool3d needs (N, T, H, W, C), got \(x.shape)")
+    // As PyTorch requires: every window then holds an input element, so every output has one to point at.
+    precondition((0..<3).allSatisfy { 2 * padding[$0] <= kernel[$0] }, "maxPool3d: padding \(padding) must be at most half the kernel \(kernel)")
     let (n, t, h, w, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
     let ot = (t + 2 * padding[0] - kernel[0]) / stride[0] + 1
     let oh = (h + 2 * padding[1] - kernel[1]) / stride[1] + 1
