@@ -135,11 +135,30 @@ public enum RecipeKey {
         return all.map { padded($0.key, 30) + " " + padded($0.defaultText, 26) + " " + $0.doc + " (" + $0.validText + ")" }.joined(separator: "\n")
     }
 
-    /// The same as a Markdown table (`maclr recipe --markdown`), as README.md shows it.
+    /// The same as a Markdown table (`maclr recipe --markdown`), as README.md shows it; the
+    /// bounds of 7 digits or more grouped by thousands for reading (4,294,967,295).
     public static var markdownTable: String {
         (["| key | default | what it sets | valid |", "|---|---|---|---|"]
-         + all.map { "| `\($0.key)` | `\($0.defaultText)` | \($0.doc.replacingOccurrences(of: "|", with: "\\|")) | \($0.validText) |" })
+         + all.map { "| `\($0.key)` | `\($0.defaultText)` | \($0.doc.replacingOccurrences(of: "|", with: "\\|")) | \(groupingLongNumbers($0.validText)) |" })
             .joined(separator: "\n")
+    }
+
+    /// `text` with each run of 7 or more digits grouped by thousands with commas.
+    static func groupingLongNumbers(_ text: String) -> String {
+        var result = "", digits = ""
+        func flush() {
+            guard digits.count >= 7 else { result += digits; digits = ""; return }
+            let head = digits.count % 3
+            var groups = head > 0 ? [String(digits.prefix(head))] : []
+            var rest = digits.dropFirst(head)
+            while !rest.isEmpty { groups.append(String(rest.prefix(3))); rest = rest.dropFirst(3) }
+            result += groups.joined(separator: ","); digits = ""
+        }
+        for ch in text {
+            if ch.isASCII && ch.isNumber { digits.append(ch) } else { flush(); result.append(ch) }
+        }
+        flush()
+        return result
     }
 }
 

@@ -1,6 +1,6 @@
 import DataHDF5
 import Foundation
-import Training
+@testable import Training
 import XCTest
 
 final class RecipeTests: XCTestCase {
@@ -17,6 +17,13 @@ final class RecipeTests: XCTestCase {
         let url = dir.appendingPathComponent(name)
         try text.write(to: url, atomically: true, encoding: .utf8)
         return url.path
+    }
+
+    /// The Markdown table's long bounds are grouped by thousands; shorter numbers stay as they are.
+    func testTheMarkdownTableGroupsLongNumbers() {
+        XCTAssertEqual(RecipeKey.groupingLongNumbers("an integer in 0...4294967295"), "an integer in 0...4,294,967,295")
+        XCTAssertEqual(RecipeKey.groupingLongNumbers("1000000 and 65536, 12345678"), "1,000,000 and 65536, 12,345,678")
+        XCTAssertNil(RecipeKey.markdownTable.range(of: "[0-9]{7}", options: .regularExpression), "a bound of 7 digits or more left ungrouped")
     }
 
     func testShippedRecipesLoadAndExtendTheirBase() throws {
