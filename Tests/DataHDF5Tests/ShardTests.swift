@@ -145,47 +145,8 @@ final class ShardTests: XCTestCase {
         XCTAssertEqual(try DatasetManifest.load(from: dir), m)
         XCTAssertEqual(m.shards[0].checksum, "a430d84680aabd0b")   // FNV-1a 64 of "hello"
     }
-}
 
-/// A video's frames in windows: in memory within the budget, on disk beyond it, the same bytes back.
-final class FrameStoreTests: XCTestCase {
-    func testAStoreSpillsPastItsBudgetAndGivesTheFramesBackInOrder() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let (rgbBytes, flowBytes) = (4 * 3, 4 * 2)   // 2 x 2 frames
-        let budget = FrameMemoryBudget(limit: 3 * (rgbBytes + flowBytes))
-        var rgb: [UInt8] = [], flow: [UInt8] = []
-        do {
-            let store = FrameStore(rgbFrameBytes: rgbBytes, flowFrameBytes: flowBytes, budget: budget, spillFolder: folder)
-            for window in 0..<4 {
-                let r = (0..<(2 * rgbBytes)).map { UInt8((window * 31 + $0) % 256) }, f = (0..<(2 * flowBytes)).map { UInt8((window * 17 + $0) % 256) }
-                try r.withUnsafeBufferPointer { rb in try f.withUnsafeBufferPointer { try store.append(rgb: rb, flow: $0, frames: 2) } }
-                rgb += r; flow += f
-                XCTAssertEqual(store.spilled, window >= 1, "the second window passes the budget of 3 frames")
-            }
-            XCTAssertEqual(budget.peak, 2 * (rgbBytes + flowBytes))
-            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).count, 2)
-            var back: ([UInt8], [UInt8]) = ([], [])
-            var sizes: [Int] = []
-            try store.forEachWindow(of: 3) { r, f, n in back.0 += r; back.1 += f!; sizes.append(n) }
-            XCTAssertEqual(sizes, [3, 3, 2])
-            XCTAssertEqual(back.0, rgb)
-            XCTAssertEqual(back.1, flow)
-        }
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), [], "the files go with the store")
-        XCTAssertTrue(budget.reserve(budget.limit), "the store gave its memory back")
-    }
-}
-
-/// manifest.json carries the checksum of its content, verified on load; text inputs are bounded.
-final class ManifestAndInputBoundsTests: XCTestCase {
-    var dir: URL!
-    override func setUpWithError() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("manifest-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    }
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+    // MARK: manifest.json carries the checksum of its content, verified on load; text inputs are bounded.
 
     func testTheManifestsChecksumCatchesAnEditAndOldManifestsStillLoad() throws {
         var m = DatasetManifest(preparation: .init(size: "64x64", fps: nil, flowAlgorithm: "tvl1", flowBound: 4, videosPerShard: 64))
@@ -231,5 +192,36 @@ final class ManifestAndInputBoundsTests: XCTestCase {
         XCTAssertThrowsError(try DatasetManifest.load(from: dir)) {
             XCTAssertTrue("\($0)".hasSuffix("manifest.json: JSON nested more than 64 levels deep"), "\($0)")
         }
+    }
+}
+
+/// A video's frames in windows: in memory within the budget, on disk beyond it, the same bytes back.
+final class FrameStoreTests: XCTestCase {
+    func testAStoreSpillsPastItsBudgetAndGivesTheFramesBackInOrder() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (rgbBytes, flowBytes) = (4 * 3, 4 * 2)   // 2 x 2 frames
+        let budget = FrameMemoryBudget(limit: 3 * (rgbBytes + flowBytes))
+        var rgb: [UInt8] = [], flow: [UInt8] = []
+        do {
+            let store = FrameStore(rgbFrameBytes: rgbBytes, flowFrameBytes: flowBytes, budget: budget, spillFolder: folder)
+            for window in 0..<4 {
+                let r = (0..<(2 * rgbBytes)).map { UInt8((window * 31 + $0) % 256) }, f = (0..<(2 * flowBytes)).map { UInt8((window * 17 + $0) % 256) }
+                try r.withUnsafeBufferPointer { rb in try f.withUnsafeBufferPointer { try store.append(rgb: rb, flow: $0, frames: 2) } }
+                rgb += r; flow += f
+                XCTAssertEqual(store.spilled, window >= 1, "the second window passes the budget of 3 frames")
+            }
+            XCTAssertEqual(budget.peak, 2 * (rgbBytes + flowBytes))
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).count, 2)
+            var back: ([UInt8], [UInt8]) = ([], [])
+            var sizes: [Int] = []
+            try store.forEachWindow(of: 3) { r, f, n in back.0 += r; back.1 += f!; sizes.append(n) }
+            XCTAssertEqual(sizes, [3, 3, 2])
+            XCTAssertEqual(back.0, rgb)
+            XCTAssertEqual(back.1, flow)
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), [], "the files go with the store")
+        XCTAssertTrue(budget.reserve(budget.limit), "the store gave its memory back")
     }
 }
